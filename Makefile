@@ -1,0 +1,105 @@
+# drq — build, test, bench, demo.  See README.md.
+#
+#   make            build/drq, build/drq-server, build/drq-worker
+#   make test       install missing deps, build, run every test (SAN=1: ASan+UBSan build)
+#   make test-ref   regenerate PyTorch fixtures and check the full CIFAR-10 configs (needs python3-torch)
+#   make bench      CPU speed against PyTorch on the same threads
+#   make demo       the main job (see README)
+#
+# Sources are discovered per folder: adding a .c file to common/, kernels/,
+# worker/, server/ or cli/ needs no Makefile change; each tests/test_*.c is
+# a test program and each tests/test_*.sh a test script.
+
+CC       ?= gcc
+SAN      ?= 0
+PYTHON   ?= /usr/bin/python3
+THREADS  ?= 2
+ARCHFLAGS ?= -march=native
+
+ifeq ($(SAN),1)
+BUILD    ?= build-san
+OPT      := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+LDSAN    := -fsanitize=address,undefined
+else
+BUILD    ?= build
+OPT      := -O3 -g $(ARCHFLAGS)
+LDSAN    :=
+endif
+
+WARN     := -Wall -Wextra -Werror -Wno-unused-parameter
+CFLAGS   += -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -fopenmp -MMD -MP -I. -I/usr/include/x86_64-linux-gnu/openblas-pthread
+LDLIBS   += -ldnnl -lopenblas -ljansson -lzmq -luv -lsqlite3 -lz -lpthread -lm
+LDFLAGS  += -fopenmp $(LDSAN)
+
+COMMON_SRC  := $(wildcard common/*.c)
+KERNELS_SRC := $(wildcard kernels/*.c kernels/cpu/*.c)
+WORKER_SRC  := $(filter-out worker/main.c,$(wildcard worker/*.c))
+SERVER_SRC  := $(filter-out server/main.c,$(wildcard server/*.c))
+CLI_SRC     := $(wildcard cli/*.c)
+TEST_C      := $(wildcard tests/test_*.c)
+TEST_SH     := $(wildcard tests/test_*.sh)
+TOOL_C      := $(wildcard tests/tool_*.c)
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+
+LIB_COMMON  := $(BUILD)/libdrqcommon.a
+LIB_KERNELS := $(BUILD)/libdrqkernels.a
+LIB_WORKER  := $(BUILD)/libdrqworker.a
+LIB_SERVER  := $(BUILD)/libdrqserver.a
+LIBS        := $(LIB_WORKER) $(LIB_SERVER) $(LIB_KERNELS) $(LIB_COMMON)
+
+BINS  := $(BUILD)/drq $(if $(wildcard server/main.c),$(BUILD)/drq-server) $(if $(wildcard worker/main.c),$(BUILD)/drq-worker)
+TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_C) $(TOOL_C))
+
+.PHONY: all deps test test-ref bench bench-queue demo clean
+all: $(BINS)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(LIB_COMMON): $(call obj,$(COMMON_SRC))
+$(LIB_KERNELS): $(call obj,$(KERNELS_SRC))
+$(LIB_WORKER): $(call obj,$(WORKER_SRC))
+$(LIB_SERVER): $(call obj,$(SERVER_SRC))
+$(LIBS):
+	@mkdir -p $(dir $@)
+	@rm -f $@
+	ar rcs $@ $^ $(if $^,,$(BUILD)/empty.o)
+
+$(BUILD)/empty.o:
+	@mkdir -p $(BUILD)
+	echo 'typedef int drq_empty_unit;' | $(CC) -x c -c - -o $@
+$(LIBS): | $(BUILD)/empty.o
+
+$(BUILD)/drq: $(call obj,$(CLI_SRC)) $(LIBS)
+	$(CC) $(LDFLAGS) -o $@ $(call obj,$(CLI_SRC)) $(LIBS) $(LDLIBS)
+$(BUILD)/drq-server: $(call obj,server/main.c) $(LIBS)
+	$(CC) $(LDFLAGS) -o $@ $< $(LIBS) $(LDLIBS)
+$(BUILD)/drq-worker: $(call obj,worker/main.c) $(LIBS)
+	$(CC) $(LDFLAGS) -o $@ $< $(LIBS) $(LDLIBS)
+$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $< $(LIBS) $(LDLIBS)
+
+deps:
+	@deploy/install-deps.sh
+
+test: deps
+	@$(MAKE) --no-print-directory all-tests
+	@BUILD=$(BUILD) tests/run.sh $(TESTS:$(BUILD)/tests/tool_%=) $(TEST_SH)
+
+.PHONY: all-tests
+all-tests: $(BINS) $(TESTS)
+
+test-ref: deps all-tests
+	$(PYTHON) tests/ref/gen_fixtures.py --out tests/fixtures
+	$(PYTHON) tests/ref/check_full.py --drq $(BUILD)/drq
+
+bench: deps all
+	$(PYTHON) tests/ref/bench.py --drq $(BUILD)/drq --threads $(THREADS)
+
+clean:
+	rm -rf build build-san
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

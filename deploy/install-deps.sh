@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# install-deps.sh — installs every Debian package drq needs to build, test,
+# benchmark and run its demo.  Idempotent; silent when all are present.
+set -euo pipefail
+PKGS=(
+  build-essential pkg-config bc
+  libdnnl-dev libopenblas-dev libopenblas0-pthread   # CPU math: oneDNN convolutions, OpenBLAS GEMM
+  libjansson-dev libzmq3-dev libuv1-dev libsqlite3-dev zlib1g-dev sqlite3
+  python3-torch python3-numpy                        # test oracle and training only
+  dataset-fashion-mnist                              # demo dataset
+)
+missing=()
+for p in "${PKGS[@]}"; do
+  [[ "$p" == \#* ]] && continue
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+echo "install-deps: installing ${missing[*]}"
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

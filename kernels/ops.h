@@ -1,0 +1,123 @@
+/* ops.h — the op interface of drq.
+ *
+ * Every op has a forward and a backward_input (the vector-Jacobian product
+ * with respect to its input; parameter gradients are never needed).  Each
+ * public function here checks shapes and devices and dispatches through one
+ * point, ops.c:backend_of(), to the backend of its tensors' device tag
+ * (kernels/cpu today; kernels/cuda later).  Output tensors are allocated by
+ * the caller with the right shape.  Nothing here knows about jobs, models or
+ * files.
+ *
+ * Layout: float32 NCHW.  "Vectors" (linear, embeddings) are n × c × 1 × 1.
+ */
+#ifndef DRQ_OPS_H
+#define DRQ_OPS_H
+
+#include "tensor.h"
+
+/* ---- convolution ------------------------------------------------------- */
+typedef struct Conv2d {
+    int cin, cout, kh, kw, stride;
+    int pad_t, pad_l, pad_b, pad_r; /* zero padding, may be asymmetric */
+    const float *w;                 /* [cout, cin, kh, kw] */
+    const float *b;                 /* [cout] or NULL */
+    void *impl[DRQ_NUM_DEVICES];    /* per-backend cache (packed weights, plans) */
+} Conv2d;
+
+/* Fills the geometry; the cache starts empty.  pad applies to all sides. */
+Conv2d conv2d_make(int cin, int cout, int k, int stride, int pad, const float *w, const float *b);
+void conv2d_out_hw(const Conv2d *c, int h, int w, int *oh, int *ow);
+void conv2d_forward(Conv2d *c, const Tensor *x, Tensor *y);
+void conv2d_backward_input(Conv2d *c, const Tensor *gy, Tensor *gx); /* gx has x's shape */
+void conv2d_release(Conv2d *c); /* frees backend caches, not the weights */
+
+/* ---- linear: y = x Wᵀ + b, W is [out, in] ------------------------------ */
+void linear_forward(const float *w, const float *b, int in, int out, const Tensor *x, Tensor *y);
+void linear_backward_input(const float *w, int in, int out, const Tensor *gy, Tensor *gx);
+
+/* ---- normalisation ----------------------------------------------------- */
+/* stats: caller-owned, n*groups*2 floats (mean, 1/std) saved for backward. */
+void group_norm_forward(const Tensor *x, int groups, float eps, const float *gamma, const float *beta,
+                        Tensor *y, float *stats);
+void group_norm_backward_input(const Tensor *x, const Tensor *gy, int groups, const float *gamma,
+                               const float *stats, Tensor *gx);
+/* Inference batch norm as a per-channel affine map; batch_norm_fold turns
+ * (weight, bias, running_mean, running_var, eps) into (scale, shift). */
+void batch_norm_fold(int c, const float *weight, const float *bias, const float *mean, const float *var,
+                     float eps, float *scale, float *shift);
+void batch_norm_forward(const Tensor *x, const float *scale, const float *shift, Tensor *y);
+void batch_norm_backward_input(const Tensor *gy, const float *scale, Tensor *gx);
+
+/* ---- pointwise (y may alias x; gx may alias gy) ------------------------ */
+void swish_forward(const Tensor *x, Tensor *y);
+void swish_backward_input(const Tensor *x, const Tensor *gy, Tensor *gx);
+void relu_forward(const Tensor *x, Tensor *y);
+void relu_backward_input(const Tensor *x, const Tensor *gy, Tensor *gx);
+void add_forward(const Tensor *a, const Tensor *b, Tensor *y); /* y may alias a or b */
+/* y = x + v broadcast over H,W (v is n × c); backward sums gy over H,W into gv
+ * and passes gy through to gx (gx may be NULL, gx may alias gy). */
+void add_channel_forward(const Tensor *x, const Tensor *v, Tensor *y);
+void add_channel_backward_input(const Tensor *gy, Tensor *gx, Tensor *gv);
+/* y += a·x (gradient accumulation). */
+void axpy(float a, const Tensor *x, Tensor *y);
+
+/* ---- attention: single head over L = H·W positions ---------------------
+ * q, k, v: n × C × H × W.  p (n × L × L × 1, saved) = softmax_keys(qᵀk · C^-½);
+ * h[c, i] = Σ_j v[c, j] p[i, j]. */
+void attention_forward(const Tensor *q, const Tensor *k, const Tensor *v, Tensor *p, Tensor *h);
+void attention_backward_input(const Tensor *q, const Tensor *k, const Tensor *v, const Tensor *p,
+                              const Tensor *gh, Tensor *gq, Tensor *gk, Tensor *gv);
+
+/* ---- resampling, pooling, concat -------------------------------------- */
+void upsample2x_forward(const Tensor *x, Tensor *y);     /* nearest */
+void upsample2x_backward_input(const Tensor *gy, Tensor *gx);
+void avgpool_global_forward(const Tensor *x, Tensor *y); /* y: n × c × 1 × 1 */
+void avgpool_global_backward_input(const Tensor *gy, Tensor *gx);
+void concat_forward(const Tensor *a, const Tensor *b, Tensor *y); /* along channels */
+void concat_backward_input(const Tensor *gy, Tensor *ga, Tensor *gb);
+
+/* ---- sinusoidal timestep embedding -------------------------------------
+ * y[i] = [sin(t_i f_0..f_{half-1}), cos(t_i f_0..)], f_k = exp(-k ln(10000)/(half-1));
+ * dim even.  The backward gives d/dt (t is a float step index). */
+void timestep_embedding_forward(const float *t, int n, int dim, Tensor *y);
+void timestep_embedding_backward_input(const float *t, int n, int dim, const Tensor *gy, float *gt);
+
+/* ---- the backend table ---------------------------------------------------
+ * One instance per device.  ops.c validates, then calls through this table. */
+typedef struct drq_backend {
+    const char *name;
+    void (*conv2d_forward)(Conv2d *c, const Tensor *x, Tensor *y);
+    void (*conv2d_backward_input)(Conv2d *c, const Tensor *gy, Tensor *gx);
+    void (*conv2d_release)(Conv2d *c);
+    void (*linear_forward)(const float *w, const float *b, int in, int out, const Tensor *x, Tensor *y);
+    void (*linear_backward_input)(const float *w, int in, int out, const Tensor *gy, Tensor *gx);
+    void (*group_norm_forward)(const Tensor *x, int groups, float eps, const float *gamma,
+                               const float *beta, Tensor *y, float *stats);
+    void (*group_norm_backward_input)(const Tensor *x, const Tensor *gy, int groups, const float *gamma,
+                                      const float *stats, Tensor *gx);
+    void (*batch_norm_forward)(const Tensor *x, const float *scale, const float *shift, Tensor *y);
+    void (*batch_norm_backward_input)(const Tensor *gy, const float *scale, Tensor *gx);
+    void (*swish_forward)(const Tensor *x, Tensor *y);
+    void (*swish_backward_input)(const Tensor *x, const Tensor *gy, Tensor *gx);
+    void (*relu_forward)(const Tensor *x, Tensor *y);
+    void (*relu_backward_input)(const Tensor *x, const Tensor *gy, Tensor *gx);
+    void (*add_forward)(const Tensor *a, const Tensor *b, Tensor *y);
+    void (*add_channel_forward)(const Tensor *x, const Tensor *v, Tensor *y);
+    void (*add_channel_backward_input)(const Tensor *gy, Tensor *gx, Tensor *gv);
+    void (*axpy)(float a, const Tensor *x, Tensor *y);
+    void (*attention_forward)(const Tensor *q, const Tensor *k, const Tensor *v, Tensor *p, Tensor *h);
+    void (*attention_backward_input)(const Tensor *q, const Tensor *k, const Tensor *v, const Tensor *p,
+                                     const Tensor *gh, Tensor *gq, Tensor *gk, Tensor *gv);
+    void (*upsample2x_forward)(const Tensor *x, Tensor *y);
+    void (*upsample2x_backward_input)(const Tensor *gy, Tensor *gx);
+    void (*avgpool_global_forward)(const Tensor *x, Tensor *y);
+    void (*avgpool_global_backward_input)(const Tensor *gy, Tensor *gx);
+    void (*concat_forward)(const Tensor *a, const Tensor *b, Tensor *y);
+    void (*concat_backward_input)(const Tensor *gy, Tensor *ga, Tensor *gb);
+    void (*timestep_embedding_forward)(const float *t, int n, int dim, Tensor *y);
+    void (*timestep_embedding_backward_input)(const float *t, int n, int dim, const Tensor *gy, float *gt);
+} drq_backend;
+
+extern const drq_backend drq_backend_cpu;
+
+#endif
