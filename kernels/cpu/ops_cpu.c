@@ -1,0 +1,382 @@
+/* ops_cpu.c — the CPU backend for every op but convolution (conv.c).
+ *
+ * Pointwise and normalisation loops are OpenMP-parallel over batch × channel
+ * planes; linear and attention go to OpenBLAS sgemm.  Shapes were validated by
+ * kernels/ops.c before anything here runs.
+ */
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../common/util.h"
+#include "cpu.h"
+
+/* =====================================================================
+ * linear: y[n,out] = x[n,in] · Wᵀ + b
+ * ===================================================================== */
+static void cpu_linear_forward(const float *w, const float *b, int in, int out, const Tensor *x, Tensor *y) {
+    int n = x->n;
+    if (b) {
+        for (int i = 0; i < n; i++) memcpy(y->data + (size_t)i * out, b, sizeof(float) * out);
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x->data, in, w, in, b ? 1.0f : 0.0f,
+                y->data, out);
+}
+
+/* gx[n,in] = gy[n,out] · W */
+static void cpu_linear_backward_input(const float *w, int in, int out, const Tensor *gy, Tensor *gx) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, gy->n, in, out, 1.0f, gy->data, out, w, in, 0.0f,
+                gx->data, in);
+}
+
+/* =====================================================================
+ * group norm: statistics per (sample, group) over (C/G)·H·W values,
+ * accumulated in double; stats = {mean, rstd} per (sample, group).
+ * ===================================================================== */
+static void cpu_group_norm_forward(const Tensor *x, int groups, float eps, const float *gamma, const float *beta,
+                                   Tensor *y, float *stats) {
+    int n = x->n, cpg = x->c / groups;
+    size_t hw = (size_t)x->h * x->w, m = (size_t)cpg * hw;
+#pragma omp parallel for schedule(static)
+    for (int ng = 0; ng < n * groups; ng++) {
+        int g = ng % groups, i = ng / groups;
+        const float *xp = x->data + ((size_t)i * x->c + (size_t)g * cpg) * hw;
+        float *yp = y->data + ((size_t)i * x->c + (size_t)g * cpg) * hw;
+        double s = 0, ss = 0;
+        for (size_t e = 0; e < m; e++) s += xp[e];
+        double mean = s / (double)m;
+        for (size_t e = 0; e < m; e++) {
+            double d = xp[e] - mean;
+            ss += d * d;
+        }
+        double rstd = 1.0 / sqrt(ss / (double)m + eps);
+        stats[2 * ng] = (float)mean;
+        stats[2 * ng + 1] = (float)rstd;
+        for (int cc = 0; cc < cpg; cc++) {
+            int ch = g * cpg + cc;
+            float a = (float)rstd * (gamma ? gamma[ch] : 1.0f);
+            float bb = (beta ? beta[ch] : 0.0f) - (float)mean * a;
+            const float *xc = xp + cc * hw;
+            float *yc = yp + cc * hw;
+            for (size_t e = 0; e < hw; e++) yc[e] = xc[e] * a + bb;
+        }
+    }
+}
+
+/* gx = rstd·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)) with ĝ = gy·γ, x̂ = (x−μ)·rstd. */
+static void cpu_group_norm_backward_input(const Tensor *x, const Tensor *gy, int groups, const float *gamma,
+                                          const float *stats, Tensor *gx) {
+    int n = x->n, cpg = x->c / groups;
+    size_t hw = (size_t)x->h * x->w, m = (size_t)cpg * hw;
+#pragma omp parallel for schedule(static)
+    for (int ng = 0; ng < n * groups; ng++) {
+        int g = ng % groups, i = ng / groups;
+        size_t off = ((size_t)i * x->c + (size_t)g * cpg) * hw;
+        const float *xp = x->data + off, *gp = gy->data + off;
+        float *op = gx->data + off;
+        double mean = stats[2 * ng], rstd = stats[2 * ng + 1];
+        double sg = 0, sgx = 0;
+        for (int cc = 0; cc < cpg; cc++) {
+            double gm = gamma ? gamma[g * cpg + cc] : 1.0;
+            for (size_t e = 0; e < hw; e++) {
+                double gh = gp[cc * hw + e] * gm;
+                sg += gh;
+                sgx += gh * (xp[cc * hw + e] - mean) * rstd;
+            }
+        }
+        double mg = sg / (double)m, mgx = sgx / (double)m;
+        for (int cc = 0; cc < cpg; cc++) {
+            double gm = gamma ? gamma[g * cpg + cc] : 1.0;
+            for (size_t e = 0; e < hw; e++) {
+                size_t k = cc * hw + e;
+                double xh = (xp[k] - mean) * rstd;
+                op[k] = (float)(rstd * (gp[k] * gm - mg - xh * mgx));
+            }
+        }
+    }
+}
+
+/* =====================================================================
+ * batch norm (inference): a per-channel affine map
+ * ===================================================================== */
+static void cpu_batch_norm_forward(const Tensor *x, const float *scale, const float *shift, Tensor *y) {
+    size_t hw = (size_t)x->h * x->w;
+#pragma omp parallel for schedule(static)
+    for (int p = 0; p < x->n * x->c; p++) {
+        int ch = p % x->c;
+        const float *xp = x->data + p * hw;
+        float *yp = y->data + p * hw;
+        float a = scale[ch], b = shift[ch];
+        for (size_t e = 0; e < hw; e++) yp[e] = xp[e] * a + b;
+    }
+}
+
+static void cpu_batch_norm_backward_input(const Tensor *gy, const float *scale, Tensor *gx) {
+    size_t hw = (size_t)gy->h * gy->w;
+#pragma omp parallel for schedule(static)
+    for (int p = 0; p < gy->n * gy->c; p++) {
+        float a = scale[p % gy->c];
+        const float *gp = gy->data + p * hw;
+        float *op = gx->data + p * hw;
+        for (size_t e = 0; e < hw; e++) op[e] = gp[e] * a;
+    }
+}
+
+/* =====================================================================
+ * pointwise
+ * ===================================================================== */
+static void cpu_swish_forward(const Tensor *x, Tensor *y) {
+    size_t n = tensor_numel(x);
+    const float *xp = x->data;
+    float *yp = y->data;
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) yp[i] = xp[i] / (1.0f + expf(-xp[i]));
+}
+
+/* d/dx x·σ(x) = σ(x)·(1 + x·(1 − σ(x))) */
+static void cpu_swish_backward_input(const Tensor *x, const Tensor *gy, Tensor *gx) {
+    size_t n = tensor_numel(x);
+    const float *xp = x->data, *gp = gy->data;
+    float *op = gx->data;
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float s = 1.0f / (1.0f + expf(-xp[i]));
+        op[i] = gp[i] * s * (1.0f + xp[i] * (1.0f - s));
+    }
+}
+
+static void cpu_relu_forward(const Tensor *x, Tensor *y) {
+    size_t n = tensor_numel(x);
+    const float *xp = x->data;
+    float *yp = y->data;
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) yp[i] = xp[i] > 0.0f ? xp[i] : 0.0f;
+}
+
+static void cpu_relu_backward_input(const Tensor *x, const Tensor *gy, Tensor *gx) {
+    size_t n = tensor_numel(x);
+    const float *xp = x->data, *gp = gy->data;
+    float *op = gx->data;
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) op[i] = xp[i] > 0.0f ? gp[i] : 0.0f;
+}
+
+static void cpu_add_forward(const Tensor *a, const Tensor *b, Tensor *y) {
+    size_t n = tensor_numel(a);
+    const float *ap = a->data, *bp = b->data;
+    float *yp = y->data;
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) yp[i] = ap[i] + bp[i];
+}
+
+static void cpu_axpy(float alpha, const Tensor *x, Tensor *y) {
+    size_t n = tensor_numel(x);
+    const float *xp = x->data;
+    float *yp = y->data;
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) yp[i] += alpha * xp[i];
+}
+
+static void cpu_add_channel_forward(const Tensor *x, const Tensor *v, Tensor *y) {
+    size_t hw = (size_t)x->h * x->w;
+#pragma omp parallel for schedule(static)
+    for (int p = 0; p < x->n * x->c; p++) {
+        float a = v->data[p]; /* v is n × c, so plane p = (i, ch) indexes it directly */
+        const float *xp = x->data + p * hw;
+        float *yp = y->data + p * hw;
+        for (size_t e = 0; e < hw; e++) yp[e] = xp[e] + a;
+    }
+}
+
+static void cpu_add_channel_backward_input(const Tensor *gy, Tensor *gx, Tensor *gv) {
+    size_t hw = (size_t)gy->h * gy->w;
+#pragma omp parallel for schedule(static)
+    for (int p = 0; p < gy->n * gy->c; p++) {
+        const float *gp = gy->data + p * hw;
+        double s = 0;
+        for (size_t e = 0; e < hw; e++) s += gp[e];
+        if (gv) gv->data[p] = (float)s;
+        if (gx && gx->data != gy->data) memcpy(gx->data + p * hw, gp, hw * sizeof(float));
+    }
+}
+
+/* =====================================================================
+ * single-head attention over L positions, per sample:
+ *   S = Qᵀ K · scale (L×L), P = softmax_rows(S), H = V Pᵀ (C×L)
+ * backward:
+ *   gV = gH P,  gP = gHᵀ V,  gS = P ⊙ (gP − rowsum(gP ⊙ P)) · scale,
+ *   gQ = K gSᵀ, gK = Q gS
+ * ===================================================================== */
+static void cpu_attention_forward(const Tensor *q, const Tensor *k, const Tensor *v, Tensor *p, Tensor *h) {
+    int C = q->c, L = q->h * q->w;
+    float scale = 1.0f / sqrtf((float)C);
+    for (int i = 0; i < q->n; i++) {
+        const float *qi = q->data + (size_t)i * C * L, *ki = k->data + (size_t)i * C * L;
+        const float *vi = v->data + (size_t)i * C * L;
+        float *pi = p->data + (size_t)i * L * L, *hi = h->data + (size_t)i * C * L;
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, L, C, scale, qi, L, ki, L, 0.0f, pi, L);
+#pragma omp parallel for schedule(static)
+        for (int r = 0; r < L; r++) {
+            float *row = pi + (size_t)r * L, mx = row[0];
+            for (int j = 1; j < L; j++) mx = row[j] > mx ? row[j] : mx;
+            double s = 0;
+            for (int j = 0; j < L; j++) s += (row[j] = expf(row[j] - mx));
+            float inv = (float)(1.0 / s);
+            for (int j = 0; j < L; j++) row[j] *= inv;
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, C, L, L, 1.0f, vi, L, pi, L, 0.0f, hi, L);
+    }
+}
+
+static void cpu_attention_backward_input(const Tensor *q, const Tensor *k, const Tensor *v, const Tensor *p,
+                                         const Tensor *gh, Tensor *gq, Tensor *gk, Tensor *gv) {
+    int C = q->c, L = q->h * q->w;
+    float scale = 1.0f / sqrtf((float)C);
+    float *gs = xmalloc(sizeof(float) * (size_t)L * L);
+    for (int i = 0; i < q->n; i++) {
+        size_t o = (size_t)i * C * L;
+        const float *pi = p->data + (size_t)i * L * L, *ghi = gh->data + o;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, C, L, L, 1.0f, ghi, L, pi, L, 0.0f, gv->data + o, L);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, L, C, 1.0f, ghi, L, v->data + o, L, 0.0f, gs, L);
+#pragma omp parallel for schedule(static)
+        for (int r = 0; r < L; r++) {
+            float *g = gs + (size_t)r * L;
+            const float *pr = pi + (size_t)r * L;
+            double dot = 0;
+            for (int j = 0; j < L; j++) dot += (double)g[j] * pr[j];
+            for (int j = 0; j < L; j++) g[j] = pr[j] * (g[j] - (float)dot) * scale;
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, C, L, L, 1.0f, k->data + o, L, gs, L, 0.0f,
+                    gq->data + o, L);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, C, L, L, 1.0f, q->data + o, L, gs, L, 0.0f,
+                    gk->data + o, L);
+    }
+    free(gs);
+}
+
+/* =====================================================================
+ * resampling, pooling, concat
+ * ===================================================================== */
+static void cpu_upsample2x_forward(const Tensor *x, Tensor *y) {
+    int H = x->h, W = x->w;
+#pragma omp parallel for schedule(static)
+    for (int p = 0; p < x->n * x->c; p++) {
+        const float *xp = x->data + (size_t)p * H * W;
+        float *yp = y->data + (size_t)p * 4 * H * W;
+        for (int i = 0; i < 2 * H; i++)
+            for (int j = 0; j < 2 * W; j++) yp[(size_t)i * 2 * W + j] = xp[(i / 2) * W + j / 2];
+    }
+}
+
+static void cpu_upsample2x_backward_input(const Tensor *gy, Tensor *gx) {
+    int H = gx->h, W = gx->w;
+#pragma omp parallel for schedule(static)
+    for (int p = 0; p < gx->n * gx->c; p++) {
+        const float *gp = gy->data + (size_t)p * 4 * H * W;
+        float *op = gx->data + (size_t)p * H * W;
+        for (int i = 0; i < H; i++)
+            for (int j = 0; j < W; j++) {
+                const float *g = gp + (size_t)(2 * i) * 2 * W + 2 * j;
+                op[i * W + j] = g[0] + g[1] + g[2 * W] + g[2 * W + 1];
+            }
+    }
+}
+
+static void cpu_avgpool_global_forward(const Tensor *x, Tensor *y) {
+    size_t hw = (size_t)x->h * x->w;
+#pragma omp parallel for schedule(static)
+    for (int p = 0; p < x->n * x->c; p++) {
+        double s = 0;
+        for (size_t e = 0; e < hw; e++) s += x->data[p * hw + e];
+        y->data[p] = (float)(s / (double)hw);
+    }
+}
+
+static void cpu_avgpool_global_backward_input(const Tensor *gy, Tensor *gx) {
+    size_t hw = (size_t)gx->h * gx->w;
+#pragma omp parallel for schedule(static)
+    for (int p = 0; p < gx->n * gx->c; p++) {
+        float g = gy->data[p] / (float)hw;
+        for (size_t e = 0; e < hw; e++) gx->data[p * hw + e] = g;
+    }
+}
+
+static void cpu_concat_forward(const Tensor *a, const Tensor *b, Tensor *y) {
+    size_t sa = (size_t)a->c * a->h * a->w, sb = (size_t)b->c * b->h * b->w;
+    for (int i = 0; i < a->n; i++) {
+        memcpy(y->data + i * (sa + sb), a->data + i * sa, sa * sizeof(float));
+        memcpy(y->data + i * (sa + sb) + sa, b->data + i * sb, sb * sizeof(float));
+    }
+}
+
+static void cpu_concat_backward_input(const Tensor *gy, Tensor *ga, Tensor *gb) {
+    size_t sa = (size_t)ga->c * ga->h * ga->w, sb = (size_t)gb->c * gb->h * gb->w;
+    for (int i = 0; i < ga->n; i++) {
+        memcpy(ga->data + i * sa, gy->data + i * (sa + sb), sa * sizeof(float));
+        memcpy(gb->data + i * sb, gy->data + i * (sa + sb) + sa, sb * sizeof(float));
+    }
+}
+
+/* =====================================================================
+ * sinusoidal timestep embedding (computed in double: t reaches 999 and
+ * float32 phases would lose ~1e-4 absolute)
+ * ===================================================================== */
+static double temb_freq(int k, int half) { return exp(-(double)k * log(10000.0) / (double)(half - 1)); }
+
+static void cpu_timestep_embedding_forward(const float *t, int n, int dim, Tensor *y) {
+    int half = dim / 2;
+    for (int i = 0; i < n; i++) {
+        float *yp = y->data + (size_t)i * dim;
+        for (int k = 0; k < half; k++) {
+            double a = (double)t[i] * temb_freq(k, half);
+            yp[k] = (float)sin(a);
+            yp[half + k] = (float)cos(a);
+        }
+        if (dim & 1) yp[dim - 1] = 0.0f;
+    }
+}
+
+static void cpu_timestep_embedding_backward_input(const float *t, int n, int dim, const Tensor *gy, float *gt) {
+    int half = dim / 2;
+    for (int i = 0; i < n; i++) {
+        const float *g = gy->data + (size_t)i * dim;
+        double s = 0;
+        for (int k = 0; k < half; k++) {
+            double f = temb_freq(k, half), a = (double)t[i] * f;
+            s += g[k] * f * cos(a) - g[half + k] * f * sin(a);
+        }
+        gt[i] = (float)s;
+    }
+}
+
+const drq_backend drq_backend_cpu = {
+    .name = "cpu",
+    .conv2d_forward = cpu_conv2d_forward,
+    .conv2d_backward_input = cpu_conv2d_backward_input,
+    .conv2d_release = cpu_conv2d_release,
+    .linear_forward = cpu_linear_forward,
+    .linear_backward_input = cpu_linear_backward_input,
+    .group_norm_forward = cpu_group_norm_forward,
+    .group_norm_backward_input = cpu_group_norm_backward_input,
+    .batch_norm_forward = cpu_batch_norm_forward,
+    .batch_norm_backward_input = cpu_batch_norm_backward_input,
+    .swish_forward = cpu_swish_forward,
+    .swish_backward_input = cpu_swish_backward_input,
+    .relu_forward = cpu_relu_forward,
+    .relu_backward_input = cpu_relu_backward_input,
+    .add_forward = cpu_add_forward,
+    .add_channel_forward = cpu_add_channel_forward,
+    .add_channel_backward_input = cpu_add_channel_backward_input,
+    .axpy = cpu_axpy,
+    .attention_forward = cpu_attention_forward,
+    .attention_backward_input = cpu_attention_backward_input,
+    .upsample2x_forward = cpu_upsample2x_forward,
+    .upsample2x_backward_input = cpu_upsample2x_backward_input,
+    .avgpool_global_forward = cpu_avgpool_global_forward,
+    .avgpool_global_backward_input = cpu_avgpool_global_backward_input,
+    .concat_forward = cpu_concat_forward,
+    .concat_backward_input = cpu_concat_backward_input,
+    .timestep_embedding_forward = cpu_timestep_embedding_forward,
+    .timestep_embedding_backward_input = cpu_timestep_embedding_backward_input,
+};

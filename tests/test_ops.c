@@ -1,0 +1,384 @@
+/* test_ops.c — every op but conv2d (tests/test_conv.c) through the public
+ * interface (kernels/ops.h), on random odd shapes:
+ *   1. forward against a plain reference loop accumulated in double
+ *      (relative L2 ≤ 1e-5);
+ *   2. backward_input against central finite differences of the scalar
+ *      loss ⟨gy, f(x)⟩ along random directions and single coordinates.
+ * Multi-input ops are tested once per input with the others held fixed.
+ * One small struct per case (ggml style); failures print both numbers.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/util.h"
+#include "../kernels/ops.h"
+#include "check.h"
+
+/* ---- deterministic random numbers ------------------------------------ */
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+static double urand(void) { /* xorshift64*, [0,1) */
+    rng_state ^= rng_state >> 12, rng_state ^= rng_state << 25, rng_state ^= rng_state >> 27;
+    return (double)((rng_state * 2685821657736338717ull) >> 11) / 9007199254740992.0;
+}
+static float nrand(void) { return (float)(sqrt(-2 * log(urand() + 1e-300)) * cos(6.283185307179586 * urand())); }
+static void fill(float *p, size_t n, float scale) {
+    for (size_t i = 0; i < n; i++) p[i] = scale * nrand();
+}
+
+/* ---- a test case: f maps a flat input to a flat output ---------------- */
+typedef struct OpCase OpCase;
+struct OpCase {
+    const char *name;
+    int n, c, h, w;   /* shape of the differentiated input */
+    int on, oc, oh, ow; /* output shape */
+    void (*fwd)(const OpCase *k, const Tensor *x, Tensor *y);
+    void (*bwd)(const OpCase *k, const Tensor *x, const Tensor *gy, Tensor *gx);
+    void (*ref)(const OpCase *k, const float *x, double *y);
+    float fd_h;       /* finite-difference step */
+    int away_from_zero; /* keep inputs away from 0 (kinks) */
+    float xhi;          /* > 0: inputs uniform in [0, xhi) instead of normal */
+    /* op parameters */
+    int groups;
+    float *p0, *p1, *p2; /* parameter vectors / fixed other inputs */
+    int which;           /* which input is differentiated (multi-input ops) */
+};
+
+static double loss(const OpCase *k, const Tensor *x, const float *gy, Tensor *y) {
+    k->fwd(k, x, y);
+    double s = 0;
+    for (size_t i = 0; i < tensor_numel(y); i++) s += (double)gy[i] * y->data[i];
+    return s;
+}
+
+static void run_case(const OpCase *k) {
+    Tensor x = tensor_new(k->n, k->c, k->h, k->w), y = tensor_new(k->on, k->oc, k->oh, k->ow);
+    Tensor gy = tensor_new(k->on, k->oc, k->oh, k->ow), gx = tensor_new(k->n, k->c, k->h, k->w);
+    size_t nx = tensor_numel(&x), ny = tensor_numel(&y);
+    fill(x.data, nx, 1.0f);
+    if (k->xhi > 0)
+        for (size_t i = 0; i < nx; i++) x.data[i] = (float)(urand() * k->xhi);
+    if (k->away_from_zero)
+        for (size_t i = 0; i < nx; i++) x.data[i] += x.data[i] >= 0 ? 0.2f : -0.2f;
+    fill(gy.data, ny, 1.0f);
+
+    /* 1. forward vs reference */
+    double *ref = xmalloc(ny * sizeof(double));
+    k->ref(k, x.data, ref);
+    k->fwd(k, &x, &y);
+    double num = 0, den = 0;
+    for (size_t i = 0; i < ny; i++) num += (y.data[i] - ref[i]) * (y.data[i] - ref[i]), den += ref[i] * ref[i];
+    char what[160];
+    snprintf(what, sizeof what, "%s forward rel L2", k->name);
+    CHECK_LE(sqrt(num) / (den > 0 ? sqrt(den) : 1), 1e-5, what);
+
+    /* 2. VJP vs central differences */
+    k->bwd(k, &x, &gy, &gx);
+    Tensor xp = tensor_new(k->n, k->c, k->h, k->w), yt = tensor_new(k->on, k->oc, k->oh, k->ow);
+    float h = k->fd_h > 0 ? k->fd_h : 1e-2f;
+    for (int dir = 0; dir < 4; dir++) {
+        float *v = xmalloc(nx * sizeof(float));
+        if (dir < 3) {
+            fill(v, nx, 1.0f);
+        } else { /* one coordinate */
+            memset(v, 0, nx * sizeof(float));
+            v[(size_t)(urand() * nx)] = 1.0f;
+        }
+        double analytic = 0;
+        for (size_t i = 0; i < nx; i++) analytic += (double)gx.data[i] * v[i];
+        for (size_t i = 0; i < nx; i++) xp.data[i] = x.data[i] + h * v[i];
+        double lp = loss(k, &xp, gy.data, &yt);
+        for (size_t i = 0; i < nx; i++) xp.data[i] = x.data[i] - h * v[i];
+        double lm = loss(k, &xp, gy.data, &yt);
+        double fd = (lp - lm) / (2.0 * h);
+        double scale = fabs(fd) + fabs(analytic) + 1e-3 * sqrt((double)ny);
+        snprintf(what, sizeof what, "%s VJP vs FD (dir %d: analytic %.6g fd %.6g)", k->name, dir, analytic, fd);
+        CHECK_LE(fabs(analytic - fd) / scale, 3e-3, what);
+        free(v);
+    }
+    free(ref);
+    tensor_free(&x), tensor_free(&y), tensor_free(&gy), tensor_free(&gx), tensor_free(&xp), tensor_free(&yt);
+}
+
+/* =====================================================================
+ * op wrappers and references
+ * ===================================================================== */
+#define IDX(t, i, c, y, x) ((((size_t)(i) * (t)->c + (c)) * (t)->h + (y)) * (t)->w + (x))
+
+/* linear: input n × in, p0 = W [out,in], p1 = b */
+static void f_linear(const OpCase *k, const Tensor *x, Tensor *y) { linear_forward(k->p0, k->p1, k->c, k->oc, x, y); }
+static void b_linear(const OpCase *k, const Tensor *x, const Tensor *gy, Tensor *gx) {
+    linear_backward_input(k->p0, k->c, k->oc, gy, gx);
+}
+static void r_linear(const OpCase *k, const float *x, double *y) {
+    for (int i = 0; i < k->n; i++)
+        for (int o = 0; o < k->oc; o++) {
+            double s = k->p1 ? k->p1[o] : 0;
+            for (int j = 0; j < k->c; j++) s += (double)x[i * k->c + j] * k->p0[o * k->c + j];
+            y[i * k->oc + o] = s;
+        }
+}
+
+/* group norm: p0 = gamma, p1 = beta, eps 1e-6 */
+static void f_gn(const OpCase *k, const Tensor *x, Tensor *y) {
+    float *stats = xmalloc(sizeof(float) * 2 * k->n * k->groups);
+    group_norm_forward(x, k->groups, 1e-6f, k->p0, k->p1, y, stats);
+    free(stats);
+}
+static void b_gn(const OpCase *k, const Tensor *x, const Tensor *gy, Tensor *gx) {
+    float *stats = xmalloc(sizeof(float) * 2 * k->n * k->groups);
+    Tensor y = tensor_new(x->n, x->c, x->h, x->w);
+    group_norm_forward(x, k->groups, 1e-6f, k->p0, k->p1, &y, stats);
+    group_norm_backward_input(x, gy, k->groups, k->p0, stats, gx);
+    tensor_free(&y);
+    free(stats);
+}
+static void r_gn(const OpCase *k, const float *x, double *y) {
+    int cpg = k->c / k->groups, hw = k->h * k->w;
+    for (int i = 0; i < k->n; i++)
+        for (int g = 0; g < k->groups; g++) {
+            const float *p = x + ((size_t)i * k->c + g * cpg) * hw;
+            double m = 0, v = 0;
+            for (int e = 0; e < cpg * hw; e++) m += p[e];
+            m /= cpg * hw;
+            for (int e = 0; e < cpg * hw; e++) v += (p[e] - m) * (p[e] - m);
+            v /= cpg * hw;
+            for (int e = 0; e < cpg * hw; e++) {
+                int ch = g * cpg + e / hw;
+                y[((size_t)i * k->c + g * cpg) * hw + e] = (p[e] - m) / sqrt(v + 1e-6) * k->p0[ch] + k->p1[ch];
+            }
+        }
+}
+
+/* batch norm: p0 = scale, p1 = shift (after batch_norm_fold) */
+static void f_bn(const OpCase *k, const Tensor *x, Tensor *y) { batch_norm_forward(x, k->p0, k->p1, y); }
+static void b_bn(const OpCase *k, const Tensor *x, const Tensor *gy, Tensor *gx) { batch_norm_backward_input(gy, k->p0, gx); }
+static void r_bn(const OpCase *k, const float *x, double *y) {
+    int hw = k->h * k->w;
+    for (size_t e = 0; e < (size_t)k->n * k->c * hw; e++) {
+        int ch = (int)(e / hw % k->c);
+        y[e] = (double)x[e] * k->p0[ch] + k->p1[ch];
+    }
+}
+
+static void f_swish(const OpCase *k, const Tensor *x, Tensor *y) { swish_forward(x, y); }
+static void b_swish(const OpCase *k, const Tensor *x, const Tensor *gy, Tensor *gx) { swish_backward_input(x, gy, gx); }
+static void r_swish(const OpCase *k, const float *x, double *y) {
+    for (size_t e = 0; e < (size_t)k->n * k->c * k->h * k->w; e++) y[e] = x[e] / (1 + exp(-(double)x[e]));
+}
+static void f_relu(const OpCase *k, const Tensor *x, Tensor *y) { relu_forward(x, y); }
+static void b_relu(const OpCase *k, const Tensor *x, const Tensor *gy, Tensor *gx) { relu_backward_input(x, gy, gx); }
+static void r_relu(const OpCase *k, const float *x, double *y) {
+    for (size_t e = 0; e < (size_t)k->n * k->c * k->h * k->w; e++) y[e] = x[e] > 0 ? x[e] : 0;
+}
+
+/* add: the other operand is p0 */
+static void f_add(const OpCase *k, const Tensor *x, Tensor *y) {
+    Tensor o = tensor_wrap(k->p0, k->n, k->c, k->h, k->w);
+    if (k->which) add_forward(&o, x, y); else add_forward(x, &o, y);
+}
+static void b_add(const OpCase *k, const Tensor *x, const Tensor *gy, Tensor *gx) {
+    memcpy(gx->data, gy->data, tensor_numel(gy) * sizeof(float)); /* d(a+b)/da = I, by definition */
+}
+static void r_add(const OpCase *k, const float *x, double *y) {
+    for (size_t e = 0; e < (size_t)k->n * k->c * k->h * k->w; e++) y[e] = (double)x[e] + k->p0[e];
+}
+
+/* add_channel: which=0 differentiates x (p0 = v), which=1 differentiates v (p0 = x, shape in oc/oh/ow) */
+static void f_addc(const OpCase *k, const Tensor *in, Tensor *y) {
+    if (k->which == 0) {
+        Tensor v = tensor_wrap(k->p0, k->n, k->c, 1, 1);
+        add_channel_forward(in, &v, y);
+    } else {
+        Tensor x = tensor_wrap(k->p0, k->on, k->oc, k->oh, k->ow);
+        add_channel_forward(&x, in, y);
+    }
+}
+static void b_addc(const OpCase *k, const Tensor *in, const Tensor *gy, Tensor *g) {
+    if (k->which == 0) add_channel_backward_input(gy, g, NULL);
+    else add_channel_backward_input(gy, NULL, g);
+}
+static void r_addc(const OpCase *k, const float *in, double *y) {
+    int hw = k->oh * k->ow;
+    for (size_t e = 0; e < (size_t)k->on * k->oc * hw; e++) {
+        size_t p = e / hw;
+        y[e] = k->which == 0 ? (double)in[e] + k->p0[p] : (double)k->p0[e] + in[p];
+    }
+}
+
+/* attention: which input (0 q, 1 k, 2 v) is differentiated; the others are p0..p2 */
+static void att_inputs(const OpCase *k, const Tensor *x, Tensor t[3]) {
+    float *src[3] = {k->p0, k->p1, k->p2};
+    for (int i = 0; i < 3; i++) t[i] = tensor_wrap(i == k->which ? x->data : src[i], k->n, k->c, k->h, k->w);
+}
+static void f_att(const OpCase *k, const Tensor *x, Tensor *y) {
+    Tensor t[3];
+    int L = k->h * k->w;
+    att_inputs(k, x, t);
+    Tensor p = tensor_new(k->n, L * L, 1, 1);
+    attention_forward(&t[0], &t[1], &t[2], &p, y);
+    tensor_free(&p);
+}
+static void b_att(const OpCase *k, const Tensor *x, const Tensor *gy, Tensor *gx) {
+    Tensor t[3], g[3], y = tensor_new(k->n, k->c, k->h, k->w);
+    int L = k->h * k->w;
+    att_inputs(k, x, t);
+    Tensor p = tensor_new(k->n, L * L, 1, 1);
+    attention_forward(&t[0], &t[1], &t[2], &p, &y);
+    for (int i = 0; i < 3; i++) g[i] = tensor_new(k->n, k->c, k->h, k->w);
+    attention_backward_input(&t[0], &t[1], &t[2], &p, gy, &g[0], &g[1], &g[2]);
+    memcpy(gx->data, g[k->which].data, tensor_numel(gx) * sizeof(float));
+    for (int i = 0; i < 3; i++) tensor_free(&g[i]);
+    tensor_free(&p), tensor_free(&y);
+}
+static void r_att(const OpCase *k, const float *x, double *y) {
+    const float *in[3] = {k->p0, k->p1, k->p2};
+    in[k->which] = x;
+    int C = k->c, L = k->h * k->w;
+    double *s = xmalloc(sizeof(double) * L);
+    for (int i = 0; i < k->n; i++) {
+        const float *q = in[0] + (size_t)i * C * L, *kk = in[1] + (size_t)i * C * L, *v = in[2] + (size_t)i * C * L;
+        for (int a = 0; a < L; a++) {
+            double mx = -1e300, tot = 0;
+            for (int b = 0; b < L; b++) {
+                double d = 0;
+                for (int c = 0; c < C; c++) d += (double)q[c * L + a] * kk[c * L + b];
+                s[b] = d / sqrt((double)C);
+                mx = s[b] > mx ? s[b] : mx;
+            }
+            for (int b = 0; b < L; b++) tot += (s[b] = exp(s[b] - mx));
+            for (int c = 0; c < C; c++) {
+                double h = 0;
+                for (int b = 0; b < L; b++) h += v[c * L + b] * s[b] / tot;
+                y[(size_t)i * C * L + c * L + a] = h;
+            }
+        }
+    }
+    free(s);
+}
+
+static void f_up(const OpCase *k, const Tensor *x, Tensor *y) { upsample2x_forward(x, y); }
+static void b_up(const OpCase *k, const Tensor *x, const Tensor *gy, Tensor *gx) { upsample2x_backward_input(gy, gx); }
+static void r_up(const OpCase *k, const float *x, double *y) {
+    Tensor s = {0};
+    s.n = k->n, s.c = k->c, s.h = k->h, s.w = k->w;
+    Tensor d = {0};
+    d.n = k->on, d.c = k->oc, d.h = k->oh, d.w = k->ow;
+    for (int i = 0; i < k->n; i++)
+        for (int c = 0; c < k->c; c++)
+            for (int a = 0; a < k->oh; a++)
+                for (int b = 0; b < k->ow; b++) y[IDX(&d, i, c, a, b)] = x[IDX(&s, i, c, a / 2, b / 2)];
+}
+
+static void f_pool(const OpCase *k, const Tensor *x, Tensor *y) { avgpool_global_forward(x, y); }
+static void b_pool(const OpCase *k, const Tensor *x, const Tensor *gy, Tensor *gx) { avgpool_global_backward_input(gy, gx); }
+static void r_pool(const OpCase *k, const float *x, double *y) {
+    int hw = k->h * k->w;
+    for (int p = 0; p < k->n * k->c; p++) {
+        double s = 0;
+        for (int e = 0; e < hw; e++) s += x[(size_t)p * hw + e];
+        y[p] = s / hw;
+    }
+}
+
+/* concat: which=0 → x is the first operand (p0 second, p0 has channels k->groups) */
+static void f_cat(const OpCase *k, const Tensor *x, Tensor *y) {
+    Tensor o = tensor_wrap(k->p0, k->n, k->groups, k->h, k->w);
+    if (k->which == 0) concat_forward(x, &o, y); else concat_forward(&o, x, y);
+}
+static void b_cat(const OpCase *k, const Tensor *x, const Tensor *gy, Tensor *gx) {
+    Tensor go = tensor_new(k->n, k->groups, k->h, k->w);
+    if (k->which == 0) concat_backward_input(gy, gx, &go); else concat_backward_input(gy, &go, gx);
+    tensor_free(&go);
+}
+static void r_cat(const OpCase *k, const float *x, double *y) {
+    size_t hw = (size_t)k->h * k->w, sx = k->c * hw, so = k->groups * hw;
+    for (int i = 0; i < k->n; i++) {
+        const float *first = k->which == 0 ? x + i * sx : k->p0 + i * so;
+        const float *second = k->which == 0 ? k->p0 + i * so : x + i * sx;
+        size_t s1 = k->which == 0 ? sx : so, s2 = k->which == 0 ? so : sx;
+        for (size_t e = 0; e < s1; e++) y[i * (sx + so) + e] = first[e];
+        for (size_t e = 0; e < s2; e++) y[i * (sx + so) + s1 + e] = second[e];
+    }
+}
+
+/* timestep embedding: input n t-values (n × 1), output n × dim; t in [0, 999] */
+static void f_temb(const OpCase *k, const Tensor *x, Tensor *y) { timestep_embedding_forward(x->data, k->n, k->oc, y); }
+static void b_temb(const OpCase *k, const Tensor *x, const Tensor *gy, Tensor *gx) {
+    timestep_embedding_backward_input(x->data, k->n, k->oc, gy, gx->data);
+}
+static void r_temb(const OpCase *k, const float *x, double *y) {
+    int half = k->oc / 2;
+    for (int i = 0; i < k->n; i++)
+        for (int j = 0; j < half; j++) {
+            double f = exp(-j * log(10000.0) / (half - 1));
+            y[i * k->oc + j] = sin(x[i] * f);
+            y[i * k->oc + half + j] = cos(x[i] * f);
+        }
+}
+
+static float *randv(size_t n, float scale) {
+    float *p = xmalloc(n * sizeof(float));
+    fill(p, n, scale);
+    return p;
+}
+
+int main(void) {
+    drq_set_threads(2);
+    float *W = randv(13 * 37, 0.2f), *B = randv(13, 0.5f);
+    float *gam = randv(96, 0.3f), *bet = randv(96, 0.3f);
+    for (int i = 0; i < 96; i++) gam[i] += 1.0f;
+    float bnw[7], bnb[7], bnm[7], bnv[7], scale[7], shift[7];
+    for (int i = 0; i < 7; i++) bnw[i] = 1 + 0.2f * nrand(), bnb[i] = 0.2f * nrand(), bnm[i] = 0.3f * nrand(),
+                        bnv[i] = 0.5f + (float)urand();
+    batch_norm_fold(7, bnw, bnb, bnm, bnv, 1e-5f, scale, shift);
+    float *addo = randv(3 * 5 * 7 * 9, 1.0f), *chv = randv(3 * 5, 1.0f), *chx = randv(3 * 5 * 7 * 9, 1.0f);
+    float *aq = randv(2 * 6 * 15, 1.0f), *ak = randv(2 * 6 * 15, 1.0f), *av = randv(2 * 6 * 15, 1.0f);
+    float *cato = randv(2 * 4 * 5 * 3, 1.0f);
+
+    OpCase cases[] = {
+        {.name = "linear", .n = 3, .c = 37, .h = 1, .w = 1, .on = 3, .oc = 13, .oh = 1, .ow = 1, .fwd = f_linear,
+         .bwd = b_linear, .ref = r_linear, .p0 = W, .p1 = B},
+        {.name = "linear_nobias", .n = 2, .c = 37, .h = 1, .w = 1, .on = 2, .oc = 13, .oh = 1, .ow = 1,
+         .fwd = f_linear, .bwd = b_linear, .ref = r_linear, .p0 = W},
+        {.name = "group_norm_g3", .n = 2, .c = 9, .h = 5, .w = 7, .on = 2, .oc = 9, .oh = 5, .ow = 7, .fwd = f_gn,
+         .bwd = b_gn, .ref = r_gn, .groups = 3, .p0 = gam, .p1 = bet},
+        {.name = "group_norm_g32", .n = 2, .c = 96, .h = 3, .w = 3, .on = 2, .oc = 96, .oh = 3, .ow = 3, .fwd = f_gn,
+         .bwd = b_gn, .ref = r_gn, .groups = 32, .p0 = gam, .p1 = bet},
+        {.name = "batch_norm", .n = 3, .c = 7, .h = 5, .w = 3, .on = 3, .oc = 7, .oh = 5, .ow = 3, .fwd = f_bn,
+         .bwd = b_bn, .ref = r_bn, .p0 = scale, .p1 = shift},
+        {.name = "swish", .n = 2, .c = 5, .h = 7, .w = 3, .on = 2, .oc = 5, .oh = 7, .ow = 3, .fwd = f_swish,
+         .bwd = b_swish, .ref = r_swish},
+        {.name = "relu", .n = 2, .c = 5, .h = 7, .w = 3, .on = 2, .oc = 5, .oh = 7, .ow = 3, .fwd = f_relu,
+         .bwd = b_relu, .ref = r_relu, .away_from_zero = 1},
+        {.name = "add_a", .n = 3, .c = 5, .h = 7, .w = 9, .on = 3, .oc = 5, .oh = 7, .ow = 9, .fwd = f_add,
+         .bwd = b_add, .ref = r_add, .p0 = addo},
+        {.name = "add_b", .n = 3, .c = 5, .h = 7, .w = 9, .on = 3, .oc = 5, .oh = 7, .ow = 9, .fwd = f_add,
+         .bwd = b_add, .ref = r_add, .p0 = addo, .which = 1},
+        {.name = "add_channel_x", .n = 3, .c = 5, .h = 7, .w = 9, .on = 3, .oc = 5, .oh = 7, .ow = 9, .fwd = f_addc,
+         .bwd = b_addc, .ref = r_addc, .p0 = chv},
+        {.name = "add_channel_v", .n = 3, .c = 5, .h = 1, .w = 1, .on = 3, .oc = 5, .oh = 7, .ow = 9, .fwd = f_addc,
+         .bwd = b_addc, .ref = r_addc, .p0 = chx, .which = 1},
+        {.name = "attention_q", .n = 2, .c = 6, .h = 3, .w = 5, .on = 2, .oc = 6, .oh = 3, .ow = 5, .fwd = f_att,
+         .bwd = b_att, .ref = r_att, .p0 = aq, .p1 = ak, .p2 = av, .which = 0},
+        {.name = "attention_k", .n = 2, .c = 6, .h = 3, .w = 5, .on = 2, .oc = 6, .oh = 3, .ow = 5, .fwd = f_att,
+         .bwd = b_att, .ref = r_att, .p0 = aq, .p1 = ak, .p2 = av, .which = 1},
+        {.name = "attention_v", .n = 2, .c = 6, .h = 3, .w = 5, .on = 2, .oc = 6, .oh = 3, .ow = 5, .fwd = f_att,
+         .bwd = b_att, .ref = r_att, .p0 = aq, .p1 = ak, .p2 = av, .which = 2},
+        {.name = "upsample2x", .n = 2, .c = 3, .h = 5, .w = 7, .on = 2, .oc = 3, .oh = 10, .ow = 14, .fwd = f_up,
+         .bwd = b_up, .ref = r_up},
+        {.name = "avgpool_global", .n = 3, .c = 5, .h = 7, .w = 9, .on = 3, .oc = 5, .oh = 1, .ow = 1,
+         .fwd = f_pool, .bwd = b_pool, .ref = r_pool},
+        {.name = "concat_first", .n = 2, .c = 3, .h = 5, .w = 3, .on = 2, .oc = 7, .oh = 5, .ow = 3, .fwd = f_cat,
+         .bwd = b_cat, .ref = r_cat, .groups = 4, .p0 = cato},
+        {.name = "concat_second", .n = 2, .c = 3, .h = 5, .w = 3, .on = 2, .oc = 7, .oh = 5, .ow = 3, .fwd = f_cat,
+         .bwd = b_cat, .ref = r_cat, .groups = 4, .p0 = cato, .which = 1},
+        {.name = "timestep_embedding", .n = 4, .c = 1, .h = 1, .w = 1, .on = 4, .oc = 32, .oh = 1, .ow = 1,
+         .fwd = f_temb, .bwd = b_temb, .ref = r_temb, .fd_h = 0.05f, .xhi = 999.0f},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        run_case(&cases[i]);
+    }
+    free(W), free(B), free(gam), free(bet), free(addo), free(chv), free(chx), free(aq), free(ak), free(av), free(cato);
+    return CHECK_DONE();
+}
