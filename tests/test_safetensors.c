@@ -1,0 +1,445 @@
+/* test_safetensors.c — safetensors reader/writer: roundtrip, F16/BF16
+ * conversion, and one malformed file per kind of damage, each of which must
+ * give an error naming the file, the tensor and the reason. */
+#include <dirent.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/safetensors.h"
+#include "common/util.h"
+#include "tests/check.h"
+
+static char g_dir[256];
+
+static const char *tpath(const char *name) {
+    static char buf[4][512];
+    static int k;
+    k = (k + 1) % 4;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", g_dir, name);
+    return buf[k];
+}
+
+static void write_bytes(const char *path, const void *p, size_t n) {
+    FILE *f = fopen(path, "wb");
+    if (!f) DIE("cannot write %s", path);
+    if (n && fwrite(p, 1, n, f) != n) DIE("short write %s", path);
+    fclose(f);
+}
+
+/* A safetensors file with a given header text and DATA_LEN bytes of data
+ * (filled with DATA, or a counter pattern when DATA is NULL). */
+static void write_st(const char *path, const char *header, const void *data, size_t data_len) {
+    size_t hl = strlen(header);
+    size_t n = 8 + hl + data_len;
+    unsigned char *buf = xmalloc(n);
+    for (int i = 0; i < 8; i++) buf[i] = (unsigned char)((uint64_t)hl >> (8 * i));
+    memcpy(buf + 8, header, hl);
+    for (size_t i = 0; i < data_len; i++) buf[8 + hl + i] = data ? ((const unsigned char *)data)[i] : (unsigned char)i;
+    write_bytes(path, buf, n);
+    free(buf);
+}
+
+static int same_bits(float a, float b) { return memcmp(&a, &b, sizeof a) == 0; }
+
+/* Loads PATH, expects failure with all the needles (and the path) in the message. */
+static void expect_fail(const char *path, const char *n1, const char *n2) {
+    st_file f = {7, (st_tensor *)&f};
+    drq_err err = {{0}};
+    int rc = st_load(path, &f, &err);
+    CHECK_MSG(rc == -1, "%s: expected failure, got %d", path, rc);
+    printf("  error: %s\n", err.msg);
+    CHECK(f.n == 0 && f.t == NULL);
+    CHECK_CONTAINS(err.msg, path);
+    if (n1) CHECK_CONTAINS(err.msg, n1);
+    if (n2) CHECK_CONTAINS(err.msg, n2);
+    if (rc == 0) st_free(&f);
+}
+
+static void bad(const char *file, const char *header, size_t data_len, const char *n1, const char *n2) {
+    const char *p = tpath(file);
+    write_st(p, header, NULL, data_len);
+    expect_fail(p, n1, n2);
+}
+
+static void test_roundtrip(void) {
+    float a[24], v[7], big[24], s = 3.25f;
+    for (int i = 0; i < 24; i++) a[i] = (float)i * 0.5f - 3.0f, big[i] = -(float)i / 7.0f;
+    for (int i = 0; i < 7; i++) v[i] = (float)i * 1e-30f;
+    v[3] = INFINITY;
+    v[4] = -0.0f;
+    st_out outs[] = {
+        {"zeta.weight", 3, {2, 3, 4}, a},
+        {"scalar", 0, {0}, &s},
+        {"empty", 2, {0, 5}, NULL},
+        {"vec", 1, {7}, v},
+        {"alpha.big", 8, {1, 2, 1, 2, 1, 2, 1, 3}, big},
+        {"empty_again", 1, {0}, NULL},
+    };
+    int n = (int)(sizeof outs / sizeof outs[0]);
+    const char *p = tpath("rt.safetensors");
+    drq_err err = {{0}};
+    CHECK_EQ_INT(st_save(p, outs, n, &err), 0);
+    /* overwriting goes through the same tmp + rename */
+    CHECK_EQ_INT(st_save(p, outs, n, &err), 0);
+
+    st_file f;
+    int rc = st_load(p, &f, &err);
+    CHECK_MSG(rc == 0, "load: %s", err.msg);
+    if (rc) return;
+    CHECK_EQ_INT(f.n, n);
+    for (int i = 0; i < n && i < f.n; i++) {
+        const st_tensor *t = &f.t[i];
+        CHECK_EQ_STR(t->name, outs[i].name); /* header order = given order */
+        CHECK_EQ_INT(t->dtype, ST_F32);
+        CHECK_EQ_INT(t->ndim, outs[i].ndim);
+        CHECK(t->data != NULL);
+        CHECK_EQ_INT(t->used, 0);
+        size_t numel = 1;
+        for (int d = 0; d < outs[i].ndim; d++) {
+            CHECK_EQ_INT(t->shape[d], outs[i].shape[d]);
+            numel *= (size_t)outs[i].shape[d];
+        }
+        CHECK_EQ_INT(t->numel, numel);
+        int same = 1;
+        for (size_t k = 0; k < numel && k < t->numel; k++) same &= same_bits(t->data[k], outs[i].data[k]);
+        CHECK_MSG(same, "tensor %s data differs", t->name);
+    }
+    CHECK(st_find(&f, "vec") == &f.t[3]);
+    CHECK(st_find(&f, "nope") == NULL);
+    CHECK(st_find(&f, NULL) == NULL);
+    st_tensor *m = st_find_mut(&f, "scalar");
+    CHECK(m == &f.t[1]);
+    if (m) {
+        CHECK_EQ_INT(m->numel, 1);
+        CHECK(m->data[0] == 3.25f);
+        m->used = 1;
+        CHECK_EQ_INT(f.t[1].used, 1);
+    }
+    st_free(&f);
+    CHECK(f.n == 0 && f.t == NULL);
+    st_free(&f); /* twice is harmless */
+
+    /* layout: header length multiple of 8, padded with spaces, offsets contiguous */
+    size_t len;
+    char *raw = read_file_all(p, &len, &err);
+    CHECK(raw != NULL);
+    if (raw) {
+        uint64_t hl = 0;
+        for (int i = 7; i >= 0; i--) hl = (hl << 8) | (unsigned char)raw[i];
+        CHECK_EQ_INT(hl % 8, 0);
+        CHECK_EQ_INT(len, 8 + hl + (24 + 1 + 7 + 24) * 4);
+        CHECK(raw[8] == '{');
+        size_t last = 8 + hl - 1;
+        while (raw[last] == ' ') last--;
+        CHECK(raw[last] == '}');
+        CHECK(memchr(raw + 8, '\n', hl) == NULL);
+        raw[8 + hl] = 0;
+        CHECK_CONTAINS(raw + 8, "\"zeta.weight\":{\"dtype\":\"F32\",\"shape\":[2,3,4],\"data_offsets\":[0,96]}");
+        CHECK_CONTAINS(raw + 8, "\"scalar\":{\"dtype\":\"F32\",\"shape\":[],\"data_offsets\":[96,100]}");
+        CHECK_CONTAINS(raw + 8, "\"empty\":{\"dtype\":\"F32\",\"shape\":[0,5],\"data_offsets\":[100,100]}");
+        CHECK_CONTAINS(raw + 8, "\"vec\":{\"dtype\":\"F32\",\"shape\":[7],\"data_offsets\":[100,128]}");
+        free(raw);
+    }
+
+    /* no temporary file left behind */
+    DIR *d = opendir(g_dir);
+    int tmps = 0;
+    struct dirent *de;
+    while (d && (de = readdir(d)))
+        if (strstr(de->d_name, ".tmp")) tmps++;
+    if (d) closedir(d);
+    CHECK_EQ_INT(tmps, 0);
+
+    /* an empty file list is a valid file */
+    p = tpath("none.safetensors");
+    CHECK_EQ_INT(st_save(p, NULL, 0, &err), 0);
+    rc = st_load(p, &f, &err);
+    CHECK_MSG(rc == 0, "load empty: %s", err.msg);
+    CHECK_EQ_INT(f.n, 0);
+    st_free(&f);
+}
+
+static void test_save_errors(void) {
+    float x[2] = {1, 2};
+    drq_err err = {{0}};
+    st_out dup[] = {{"a", 1, {2}, x}, {"a", 1, {2}, x}};
+    const char *p = tpath("dup_out.safetensors");
+    CHECK_EQ_INT(st_save(p, dup, 2, &err), -1);
+    CHECK_CONTAINS(err.msg, "duplicate");
+    CHECK_CONTAINS(err.msg, "'a'");
+    CHECK(access(p, F_OK) != 0);
+    st_out noname[] = {{NULL, 1, {2}, x}};
+    CHECK_EQ_INT(st_save(p, noname, 1, &err), -1);
+    CHECK_CONTAINS(err.msg, "no name");
+    st_out neg[] = {{"neg", 2, {2, -1}, x}};
+    CHECK_EQ_INT(st_save(p, neg, 1, &err), -1);
+    CHECK_CONTAINS(err.msg, "'neg'");
+    st_out nodata[] = {{"nodata", 1, {2}, NULL}};
+    CHECK_EQ_INT(st_save(p, nodata, 1, &err), -1);
+    CHECK_CONTAINS(err.msg, "'nodata'");
+    st_out dims[] = {{"dims", 9, {1}, x}};
+    CHECK_EQ_INT(st_save(p, dims, 1, &err), -1);
+    CHECK_CONTAINS(err.msg, "'dims'");
+    st_out ok[] = {{"ok", 1, {2}, x}};
+    CHECK_EQ_INT(st_save(tpath("no/such/dir.safetensors"), ok, 1, &err), -1);
+    CHECK_CONTAINS(err.msg, "no/such/dir.safetensors");
+}
+
+static void test_f16_bf16(void) {
+    /* F16 bit patterns and their exact values */
+    static const uint16_t h[] = {0x3C00, 0xC000, 0x7BFF, 0x0001, 0x03FF, 0x0400, 0x7C00,
+                                 0xFC00, 0x7E00, 0x8000, 0x3555, 0x8001, 0x0000, 0x3800};
+    const float hv[] = {1.0f, -2.0f, 65504.0f, 5.9604644775390625e-08f, 6.097555160522461e-05f,
+                        6.103515625e-05f, INFINITY, -INFINITY, NAN, -0.0f, 0.333251953125f,
+                        -5.9604644775390625e-08f, 0.0f, 0.5f};
+    enum { NH = sizeof h / sizeof h[0] };
+    /* BF16 */
+    static const uint16_t b[] = {0x3F80, 0xC040, 0x7F80, 0xFF80, 0x7FC0, 0x0001, 0x4049, 0x8000, 0x3E20};
+    const float bv[] = {1.0f, -3.0f, INFINITY, -INFINITY, NAN, 9.183549615799121e-41f, 3.140625f, -0.0f,
+                        0.15625f};
+    enum { NB = sizeof b / sizeof b[0] };
+    float f32[3] = {1.5f, -0.25f, 1e30f};
+
+    unsigned char data[NH * 2 + NB * 2 + 12];
+    size_t o = 0;
+    for (int i = 0; i < NH; i++) data[o++] = (unsigned char)(h[i] & 0xff), data[o++] = (unsigned char)(h[i] >> 8);
+    for (int i = 0; i < NB; i++) data[o++] = (unsigned char)(b[i] & 0xff), data[o++] = (unsigned char)(b[i] >> 8);
+    memcpy(data + o, f32, 12);
+    char header[512];
+    snprintf(header, sizeof header,
+             "{\"__metadata__\":{\"format\":\"pt\"},"
+             "\"half\":{\"dtype\":\"F16\",\"shape\":[%d],\"data_offsets\":[0,%d]},"
+             "\"brain\":{\"dtype\":\"BF16\",\"shape\":[%d,1],\"data_offsets\":[%d,%d]},"
+             "\"single\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[%d,%d]},"
+             "\"nothing\":{\"dtype\":\"BF16\",\"shape\":[4,0],\"data_offsets\":[4,4]}}   ",
+             NH, NH * 2, NB, NH * 2, NH * 2 + NB * 2, NH * 2 + NB * 2, NH * 2 + NB * 2 + 12);
+    const char *p = tpath("mixed.safetensors");
+    write_st(p, header, data, sizeof data);
+
+    st_file f;
+    drq_err err = {{0}};
+    int rc = st_load(p, &f, &err);
+    CHECK_MSG(rc == 0, "mixed: %s", err.msg);
+    if (rc) return;
+    CHECK_EQ_INT(f.n, 4);
+    const st_tensor *th = st_find(&f, "half"), *tb = st_find(&f, "brain"), *ts = st_find(&f, "single"),
+                    *tn = st_find(&f, "nothing");
+    CHECK(st_find(&f, "__metadata__") == NULL);
+    CHECK(th && tb && ts && tn);
+    if (!(th && tb && ts && tn)) return;
+    CHECK_EQ_INT(th->dtype, ST_F16);
+    CHECK_EQ_INT(tb->dtype, ST_BF16);
+    CHECK_EQ_INT(tb->ndim, 2);
+    CHECK_EQ_INT(tn->numel, 0);
+    CHECK(tn->data != NULL);
+    for (int i = 0; i < NH; i++) {
+        float got = th->data[i];
+        if (isnan(hv[i]))
+            CHECK_MSG(isnan(got), "F16 0x%04x: %g, expected nan", h[i], got);
+        else
+            CHECK_MSG(same_bits(got, hv[i]), "F16 0x%04x: %.9g, expected %.9g", h[i], got, hv[i]);
+    }
+    for (int i = 0; i < NB; i++) {
+        float got = tb->data[i];
+        if (isnan(bv[i]))
+            CHECK_MSG(isnan(got), "BF16 0x%04x: %g, expected nan", b[i], got);
+        else
+            CHECK_MSG(same_bits(got, bv[i]), "BF16 0x%04x: %.9g, expected %.9g", b[i], got, bv[i]);
+    }
+    for (int i = 0; i < 3; i++) CHECK(same_bits(ts->data[i], f32[i]));
+    st_free(&f);
+}
+
+static void test_malformed(void) {
+    /* file shorter than 8 bytes, and empty */
+    const char *p = tpath("short.safetensors");
+    write_bytes(p, "\x10\0\0\0\0", 5);
+    expect_fail(p, "shorter than the 8-byte", NULL);
+    p = tpath("empty.safetensors");
+    write_bytes(p, "", 0);
+    expect_fail(p, "shorter than the 8-byte", NULL);
+
+    /* header length past EOF */
+    p = tpath("hlen_eof.safetensors");
+    write_bytes(p, "\x40\0\0\0\0\0\0\0{}", 10);
+    expect_fail(p, "header length 64", "past the end of the file");
+    /* absurd header length */
+    p = tpath("hlen_absurd.safetensors");
+    write_bytes(p, "\xff\xff\xff\xff\xff\xff\xff\xff{}", 10);
+    expect_fail(p, "header length", "absurd");
+
+    /* header not JSON / not an object */
+    bad("notjson.safetensors", "{\"w\": {\"dtype\": ", 0, "not valid JSON", NULL);
+    bad("garbage.safetensors", "\x01\x02garbage", 0, "not valid JSON", NULL);
+    bad("array.safetensors", "[1, 2, 3]", 0, "not a JSON object", NULL);
+    bad("nul.safetensors", "{\"w\\u0000x\": 1}", 0, "not valid JSON", NULL);
+
+    /* entry not an object */
+    bad("entry.safetensors", "{\"w.entry\": [1, 2]}", 0, "tensor 'w.entry'", "not a JSON object");
+    /* dtype: missing, not a string, unsupported */
+    bad("nodtype.safetensors", "{\"w.nodtype\": {\"shape\": [2], \"data_offsets\": [0, 8]}}", 8,
+        "tensor 'w.nodtype'", "missing \"dtype\"");
+    bad("dtypenum.safetensors", "{\"w.dtypenum\": {\"dtype\": 32, \"shape\": [2], \"data_offsets\": [0, 8]}}", 8,
+        "tensor 'w.dtypenum'", "\"dtype\" is not a string");
+    bad("i64.safetensors", "{\"steps\": {\"dtype\": \"I64\", \"shape\": [1], \"data_offsets\": [0, 8]}}", 8,
+        "tensor 'steps'", "unsupported dtype \"I64\"");
+    bad("f64.safetensors", "{\"w.f64\": {\"dtype\": \"F64\", \"shape\": [1], \"data_offsets\": [0, 8]}}", 8,
+        "tensor 'w.f64'", "unsupported dtype \"F64\"");
+
+    /* shape */
+    bad("noshape.safetensors", "{\"w.noshape\": {\"dtype\": \"F32\", \"data_offsets\": [0, 8]}}", 8,
+        "tensor 'w.noshape'", "missing \"shape\"");
+    bad("shapeobj.safetensors", "{\"w.shapeobj\": {\"dtype\": \"F32\", \"shape\": 2, \"data_offsets\": [0, 8]}}",
+        8, "tensor 'w.shapeobj'", "\"shape\" is not an array");
+    bad("shapeneg.safetensors",
+        "{\"w.shapeneg\": {\"dtype\": \"F32\", \"shape\": [2, -1], \"data_offsets\": [0, 8]}}", 8,
+        "tensor 'w.shapeneg'", "shape[1] is not a non-negative integer");
+    bad("shapereal.safetensors",
+        "{\"w.shapereal\": {\"dtype\": \"F32\", \"shape\": [2.0], \"data_offsets\": [0, 8]}}", 8,
+        "tensor 'w.shapereal'", "shape[0] is not a non-negative integer");
+    bad("shapestr.safetensors",
+        "{\"w.shapestr\": {\"dtype\": \"F32\", \"shape\": [\"2\"], \"data_offsets\": [0, 8]}}", 8,
+        "tensor 'w.shapestr'", "shape[0] is not a non-negative integer");
+    bad("dims.safetensors",
+        "{\"w.dims\": {\"dtype\": \"F32\", \"shape\": [1,1,1,1,1,1,1,1,2], \"data_offsets\": [0, 8]}}", 8,
+        "tensor 'w.dims'", "9 dims");
+    bad("overflow.safetensors",
+        "{\"w.overflow\": {\"dtype\": \"F32\", \"shape\": [4294967296, 4294967296, 16], \"data_offsets\": [0, "
+        "0]}}",
+        0, "tensor 'w.overflow'", "overflows");
+    bad("overflow2.safetensors",
+        "{\"w.overflow2\": {\"dtype\": \"F16\", \"shape\": [9223372036854775807], \"data_offsets\": [0, 0]}}", 0,
+        "tensor 'w.overflow2'", "overflows");
+
+    /* data_offsets */
+    bad("nooff.safetensors", "{\"w.nooff\": {\"dtype\": \"F32\", \"shape\": [2]}}", 8, "tensor 'w.nooff'",
+        "missing \"data_offsets\"");
+    bad("off1.safetensors", "{\"w.off1\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [8]}}", 8,
+        "tensor 'w.off1'", "\"data_offsets\" is not an array of 2");
+    bad("off3.safetensors", "{\"w.off3\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8, 16]}}",
+        16, "tensor 'w.off3'", "\"data_offsets\" is not an array of 2");
+    bad("offstr.safetensors",
+        "{\"w.offstr\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": \"0-8\"}}", 8, "tensor 'w.offstr'",
+        "\"data_offsets\" is not an array of 2");
+    bad("offneg.safetensors", "{\"w.offneg\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [-8, 0]}}",
+        8, "tensor 'w.offneg'", "\"data_offsets\" is not an array of 2");
+    bad("offreal.safetensors",
+        "{\"w.offreal\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8.0]}}", 8,
+        "tensor 'w.offreal'", "\"data_offsets\" is not an array of 2");
+    bad("offorder.safetensors",
+        "{\"w.offorder\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [8, 0]}}", 8,
+        "tensor 'w.offorder'", "begin > end");
+    bad("offpast.safetensors",
+        "{\"w.offpast\": {\"dtype\": \"F32\", \"shape\": [4], \"data_offsets\": [0, 16]}}", 12,
+        "tensor 'w.offpast'", "past the end of the data section");
+    bad("offhuge.safetensors",
+        "{\"w.offhuge\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [9223372036854775800, "
+        "9223372036854775807]}}",
+        8, "tensor 'w.offhuge'", "past the end of the data section");
+
+    /* byte size != numel × dtype size */
+    bad("size.safetensors", "{\"w.size\": {\"dtype\": \"F32\", \"shape\": [2, 3], \"data_offsets\": [0, 12]}}",
+        24, "tensor 'w.size'", "byte size mismatch");
+    bad("size16.safetensors",
+        "{\"w.size16\": {\"dtype\": \"BF16\", \"shape\": [2, 3], \"data_offsets\": [0, 24]}}", 24,
+        "tensor 'w.size16'", "needs 12 bytes");
+    bad("sizescalar.safetensors",
+        "{\"w.sizescalar\": {\"dtype\": \"F32\", \"shape\": [], \"data_offsets\": [0, 0]}}", 8,
+        "tensor 'w.sizescalar'", "byte size mismatch");
+
+    /* overlapping ranges */
+    bad("overlap.safetensors",
+        "{\"a.first\": {\"dtype\": \"F32\", \"shape\": [4], \"data_offsets\": [0, 16]},"
+        " \"b.second\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [24, 32]},"
+        " \"c.third\": {\"dtype\": \"F16\", \"shape\": [4], \"data_offsets\": [12, 20]}}",
+        32, "tensors 'a.first' and 'c.third'", "overlapping");
+    bad("same.safetensors",
+        "{\"same.x\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8]},"
+        " \"same.y\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8]}}",
+        8, "same.x", "overlapping");
+
+    /* duplicate names */
+    bad("dupname.safetensors",
+        "{\"dup.weight\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]},"
+        " \"dup.weight\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [4, 8]}}",
+        8, "duplicate", "dup.weight");
+
+    /* a truncated copy of a good file */
+    {
+        float x[64];
+        for (int i = 0; i < 64; i++) x[i] = (float)i;
+        st_out o[] = {{"trunc.a", 2, {8, 4}, x}, {"trunc.b", 1, {32}, x + 32}};
+        const char *good = tpath("good.safetensors");
+        drq_err err = {{0}};
+        CHECK_EQ_INT(st_save(good, o, 2, &err), 0);
+        size_t len;
+        char *raw = read_file_all(good, &len, &err);
+        CHECK(raw != NULL);
+        if (raw) {
+            p = tpath("trunc.safetensors");
+            write_bytes(p, raw, len - 4);
+            expect_fail(p, "tensor 'trunc.b'", "truncated");
+            p = tpath("trunc_header.safetensors");
+            write_bytes(p, raw, 40);
+            expect_fail(p, "past the end of the file", NULL);
+            free(raw);
+        }
+    }
+
+    /* missing file, directory */
+    expect_fail(tpath("does_not_exist.safetensors"), "cannot open", NULL);
+    expect_fail(g_dir, "not a regular file", NULL);
+
+    /* things that are fine: zero-element tensors sharing an offset, inside another
+     * tensor's range, gaps, extra entry fields, padding whitespace */
+    {
+        p = tpath("fine.safetensors");
+        write_st(p,
+                 "{\"e1\": {\"dtype\": \"F32\", \"shape\": [0], \"data_offsets\": [4, 4]},"
+                 " \"e2\": {\"dtype\": \"F16\", \"shape\": [3, 0], \"data_offsets\": [4, 4]},"
+                 " \"w\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [8, 12], \"extra\": 1},"
+                 " \"__metadata__\": {\"k\": \"v\"}}    \n  ",
+                 NULL, 16);
+        st_file f;
+        drq_err err = {{0}};
+        int rc = st_load(p, &f, &err);
+        CHECK_MSG(rc == 0, "fine: %s", err.msg);
+        if (rc == 0) {
+            CHECK_EQ_INT(f.n, 3);
+            const st_tensor *w = st_find(&f, "w");
+            CHECK(w && w->numel == 1);
+            if (w) {
+                uint32_t bits = 8u | 9u << 8 | 10u << 16 | 11u << 24;
+                float want;
+                memcpy(&want, &bits, 4);
+                CHECK(same_bits(w->data[0], want));
+            }
+            st_free(&f);
+        }
+    }
+}
+
+int main(void) {
+    snprintf(g_dir, sizeof g_dir, "%s/drq_st_XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    if (!mkdtemp(g_dir)) DIE("mkdtemp failed");
+    test_roundtrip();
+    test_save_errors();
+    test_f16_bf16();
+    test_malformed();
+
+    /* clean up */
+    DIR *d = opendir(g_dir);
+    struct dirent *de;
+    while (d && (de = readdir(d))) {
+        if (de->d_name[0] == '.') continue;
+        unlink(tpath(de->d_name));
+    }
+    if (d) closedir(d);
+    CHECK_EQ_INT(rmdir(g_dir), 0);
+    return CHECK_DONE();
+}
