@@ -1,0 +1,208 @@
+/* cmd_model.c — `drq model run|bench`: running a converted checkpoint on
+ * given inputs (users checking a conversion; parity tests), and timing the
+ * models on random weights (make bench).
+ *
+ *   drq model run --arch ddpm-unet|wrn --config cifar10|FILE.json|'{json}'
+ *                 --weights W.safetensors --in IN.safetensors --out OUT.safetensors [--threads N]
+ *   drq model bench --arch ddpm-unet|wrn --config C --batch B [--repeat R] [--vjp] [--threads N]
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/safetensors.h"
+#include "../worker/models.h"
+#include "cli.h"
+
+typedef struct {
+    const char *arch, *config, *weights, *in, *out;
+    int threads, batch, repeat, vjp;
+} model_args;
+
+static int usage(void) {
+    fprintf(stderr,
+            "usage: drq model run --arch ddpm-unet|wrn --config cifar10|FILE.json|'{json}'\n"
+            "                     --weights W.safetensors --in IN.safetensors --out OUT.safetensors [--threads N]\n"
+            "       drq model bench --arch ddpm-unet|wrn --config C --batch B [--repeat R] [--vjp] [--threads N]\n"
+            "IN holds x (N×C×H×W float32), for the UNet also t (N step indices), optionally grad_y;\n"
+            "OUT gets y, and grad_x when grad_y was given.\n");
+    return 1;
+}
+
+static int parse(int argc, char **argv, model_args *a) {
+    memset(a, 0, sizeof *a);
+    a->threads = 0, a->batch = 1, a->repeat = 3;
+    for (int i = 2; i < argc; i++) {
+        const char *k = argv[i];
+        const char **dst = !strcmp(k, "--arch") ? &a->arch : !strcmp(k, "--config") ? &a->config
+                         : !strcmp(k, "--weights") ? &a->weights : !strcmp(k, "--in") ? &a->in
+                         : !strcmp(k, "--out") ? &a->out : NULL;
+        int *idst = !strcmp(k, "--threads") ? &a->threads : !strcmp(k, "--batch") ? &a->batch
+                  : !strcmp(k, "--repeat") ? &a->repeat : NULL;
+        if (!strcmp(k, "--vjp")) {
+            a->vjp = 1;
+        } else if ((dst || idst) && i + 1 < argc) {
+            if (dst) *dst = argv[++i];
+            else {
+                char *end;
+                long v = strtol(argv[++i], &end, 10);
+                if (*end || v < 0 || v > 1 << 20) {
+                    fprintf(stderr, "drq model: %s: expected a non-negative integer, got '%s'\n", k, argv[i]);
+                    return -1;
+                }
+                *idst = (int)v;
+            }
+        } else {
+            fprintf(stderr, "drq model: unknown or incomplete option '%s'\n", k);
+            return -1;
+        }
+    }
+    if (!a->arch || !a->config) {
+        fprintf(stderr, "drq model: --arch and --config are required\n");
+        return -1;
+    }
+    if (strcmp(a->arch, "ddpm-unet") && strcmp(a->arch, "wrn")) {
+        fprintf(stderr, "drq model: --arch: expected ddpm-unet or wrn, got '%s'\n", a->arch);
+        return -1;
+    }
+    return 0;
+}
+
+/* A model of either family behind one small interface. */
+typedef struct {
+    unet *u;
+    wrn *w;
+    unet_config uc;
+    wrn_config wc;
+} any_model;
+
+static int model_open(const model_args *a, st_file *weights, any_model *m, drq_err *err) {
+    memset(m, 0, sizeof *m);
+    if (!strcmp(a->arch, "ddpm-unet")) {
+        if (unet_config_parse(a->config, &m->uc, err)) return -1;
+        m->u = unet_load(&m->uc, weights, 1234, err);
+        return m->u ? 0 : -1;
+    }
+    if (wrn_config_parse(a->config, &m->wc, err)) return -1;
+    m->w = wrn_load(&m->wc, weights, 1234, err);
+    return m->w ? 0 : -1;
+}
+
+static void model_close(any_model *m) {
+    unet_free(m->u);
+    wrn_free(m->w);
+}
+
+static Tensor out_tensor(const any_model *m, const Tensor *x) {
+    return m->u ? tensor_new(x->n, m->uc.out_ch, x->h, x->w) : tensor_new(x->n, m->wc.num_classes, 1, 1);
+}
+
+static void forward(any_model *m, const Tensor *x, const float *t, Tensor *y) {
+    if (m->u) unet_forward(m->u, x, t, y);
+    else wrn_forward(m->w, x, y);
+}
+
+static void backward(any_model *m, const Tensor *gy, Tensor *gx) {
+    if (m->u) unet_backward(m->u, gy, gx);
+    else wrn_backward(m->w, gy, gx);
+}
+
+/* Checks IN's tensors against the model: x is N×C×H×W with the model's
+ * channels (and resolution for the UNet), t has N entries, grad_y has the
+ * output's shape. */
+static int check_inputs(const any_model *m, const st_tensor *x, const st_tensor *t, const st_tensor *gy,
+                        const char *path, drq_err *err) {
+    if (!x) return drq_errf(err, "%s: no tensor 'x'", path);
+    int cin = m->u ? m->uc.in_channels : m->wc.in_channels;
+    if (x->ndim != 4 || x->shape[1] != cin || x->shape[0] < 1 || x->shape[2] < 1 || x->shape[3] < 1)
+        return drq_errf(err, "%s: tensor 'x' must be N×%d×H×W", path, cin);
+    if (m->u && (x->shape[2] != m->uc.resolution || x->shape[3] != m->uc.resolution))
+        return drq_errf(err, "%s: tensor 'x' must be N×%d×%d×%d for this config", path, cin, m->uc.resolution,
+                        m->uc.resolution);
+    if (m->w && (x->shape[2] < 4 || x->shape[3] < 4))
+        return drq_errf(err, "%s: tensor 'x' is too small for the WRN (H, W ≥ 4)", path);
+    if (m->u && (!t || t->numel != (size_t)x->shape[0]))
+        return drq_errf(err, "%s: the UNet needs tensor 't' with %lld step indices", path, (long long)x->shape[0]);
+    if (gy) {
+        size_t want = (size_t)x->shape[0] * (m->u ? (size_t)m->uc.out_ch * x->shape[2] * x->shape[3]
+                                                  : (size_t)m->wc.num_classes);
+        if (gy->numel != want || gy->shape[0] != x->shape[0])
+            return drq_errf(err, "%s: tensor 'grad_y' must have the output's shape (%zu values)", path, want);
+    }
+    return 0;
+}
+
+static int run(const model_args *a) {
+    drq_err err = {{0}};
+    st_file w = {0}, in = {0};
+    any_model m = {0};
+    int rc = 1;
+    if (!a->weights || !a->in || !a->out) return usage();
+    if (st_load(a->weights, &w, &err) || st_load(a->in, &in, &err) || model_open(a, &w, &m, &err)) goto fail;
+    const st_tensor *tx = st_find(&in, "x"), *tt = st_find(&in, "t"), *tg = st_find(&in, "grad_y");
+    if (check_inputs(&m, tx, tt, tg, a->in, &err)) goto fail;
+    Tensor x = tensor_wrap(tx->data, (int)tx->shape[0], (int)tx->shape[1], (int)tx->shape[2], (int)tx->shape[3]);
+    Tensor y = out_tensor(&m, &x), gx = {0};
+    forward(&m, &x, tt ? tt->data : NULL, &y);
+    st_out outs[2] = {{"y", 4, {y.n, y.c, y.h, y.w}, y.data}};
+    if (m.w) outs[0].ndim = 2;
+    int nout = 1;
+    if (tg) {
+        gx = tensor_new(x.n, x.c, x.h, x.w);
+        Tensor gy = tensor_wrap(tg->data, y.n, y.c, y.h, y.w);
+        backward(&m, &gy, &gx);
+        outs[nout++] = (st_out){"grad_x", 4, {gx.n, gx.c, gx.h, gx.w}, gx.data};
+    }
+    rc = st_save(a->out, outs, nout, &err) ? 1 : 0;
+    tensor_free(&y), tensor_free(&gx);
+    if (rc) goto fail;
+    model_close(&m), st_free(&w), st_free(&in);
+    return 0;
+fail:
+    fprintf(stderr, "drq model run: %s\n", err.msg);
+    model_close(&m), st_free(&w), st_free(&in);
+    return 1;
+}
+
+/* Times forward (and forward + input-VJP with --vjp) on random weights;
+ * prints one line: arch config batch threads mode s_per_image params. */
+static int bench(const model_args *a) {
+    drq_err err = {{0}};
+    any_model m;
+    if (a->batch < 1) return usage();
+    if (model_open(a, NULL, &m, &err)) {
+        fprintf(stderr, "drq model bench: %s\n", err.msg);
+        return 1;
+    }
+    int res = m.u ? m.uc.resolution : 32, cin = m.u ? m.uc.in_channels : m.wc.in_channels;
+    Tensor x = tensor_new(a->batch, cin, res, res), gx = tensor_new(a->batch, cin, res, res);
+    for (size_t i = 0; i < tensor_numel(&x); i++) x.data[i] = (float)((i * 2654435761u) % 1000) / 1000.0f;
+    float *t = xmalloc(sizeof(float) * a->batch);
+    for (int i = 0; i < a->batch; i++) t[i] = 99.0f - i;
+    Tensor y = out_tensor(&m, &x), gy = out_tensor(&m, &x);
+    for (size_t i = 0; i < tensor_numel(&gy); i++) gy.data[i] = 1e-2f * (float)(i % 7);
+    double best = 1e30;
+    for (int r = 0; r < a->repeat + 1; r++) { /* first round warms caches and plans */
+        double t0 = now_s();
+        forward(&m, &x, t, &y);
+        if (a->vjp) backward(&m, &gy, &gx);
+        double dt = now_s() - t0;
+        if (r && dt < best) best = dt;
+    }
+    printf("drq %s %s batch=%d threads=%d mode=%s s_per_image=%.5f params=%zu\n", a->arch, a->config, a->batch,
+           drq_get_threads(), a->vjp ? "fwd+vjp" : "fwd", best / a->batch,
+           m.u ? unet_param_count(m.u) : wrn_param_count(m.w));
+    tensor_free(&x), tensor_free(&gx), tensor_free(&y), tensor_free(&gy), free(t);
+    model_close(&m);
+    return 0;
+}
+
+int cmd_model(int argc, char **argv) {
+    model_args a;
+    if (argc < 2) return usage();
+    int is_run = !strcmp(argv[1], "run"), is_bench = !strcmp(argv[1], "bench");
+    if (!is_run && !is_bench) return usage();
+    if (parse(argc, argv, &a)) return usage();
+    drq_set_threads(a.threads);
+    return is_run ? run(&a) : bench(&a);
+}

@@ -1,0 +1,253 @@
+/* test_models.c — the DDPM UNet and the WideResNet as wholes:
+ *   - parameter counts of the CIFAR-10 configs (DESIGN §2.1, §2.2);
+ *   - input-VJP against central finite differences on small random models;
+ *   - batch invariance (a batch of 3 equals three batches of 1);
+ *   - weight files with a missing, extra or mis-shaped tensor are errors
+ *     naming it (using the committed fixtures of tests/ref/gen_fixtures.py);
+ *   - config errors name the key.
+ * PyTorch parity lives in tests/test_parity.sh.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/safetensors.h"
+#include "../worker/models.h"
+#include "check.h"
+
+static uint64_t rs = 88172645463325252ull;
+static float nrand(void) {
+    double u1, u2;
+    rs ^= rs << 13, rs ^= rs >> 7, rs ^= rs << 17;
+    u1 = ((rs >> 11) + 1.0) / 9007199254740993.0;
+    rs ^= rs << 13, rs ^= rs >> 7, rs ^= rs << 17;
+    u2 = (rs >> 11) / 9007199254740992.0;
+    return (float)(sqrt(-2 * log(u1)) * cos(6.283185307179586 * u2));
+}
+
+typedef struct {
+    unet *u;
+    wrn *w;
+    int out_c, out_hw;
+    const float *t;
+} model;
+
+static void fwd(model *m, const Tensor *x, Tensor *y) {
+    if (m->u) unet_forward(m->u, x, m->t, y);
+    else wrn_forward(m->w, x, y);
+}
+
+static double dotloss(model *m, const Tensor *x, const Tensor *gy) {
+    Tensor y = tensor_new(gy->n, gy->c, gy->h, gy->w);
+    fwd(m, x, &y);
+    double s = 0;
+    for (size_t i = 0; i < tensor_numel(&y); i++) s += (double)y.data[i] * gy->data[i];
+    tensor_free(&y);
+    return s;
+}
+
+/* ⟨gx, v⟩ against (L(x+hv) − L(x−hv)) / 2h for a few random directions v. */
+static void fd_check(model *m, const char *name, int n, int c, int h, int w, float lo, float hi, float step, double tol) {
+    Tensor x = tensor_new(n, c, h, w), gx = tensor_new(n, c, h, w), xp = tensor_new(n, c, h, w);
+    Tensor gy = tensor_new(n, m->out_c, m->out_hw, m->out_hw), y = tensor_new(n, m->out_c, m->out_hw, m->out_hw);
+    size_t nx = tensor_numel(&x);
+    for (size_t i = 0; i < nx; i++) x.data[i] = lo + (hi - lo) * (0.5f + 0.15f * nrand());
+    for (size_t i = 0; i < tensor_numel(&gy); i++) gy.data[i] = nrand();
+    fwd(m, &x, &y);
+    if (m->u) unet_backward(m->u, &gy, &gx);
+    else wrn_backward(m->w, &gy, &gx);
+    double gnorm = 0;
+    for (size_t i = 0; i < nx; i++) gnorm += (double)gx.data[i] * gx.data[i];
+    gnorm = sqrt(gnorm);
+    for (int d = 0; d < 3; d++) {
+        /* unit direction; Richardson extrapolation of two central differences
+         * cancels the h² term: D = (4 D(h/2) − D(h)) / 3 */
+        float *v = malloc(nx * sizeof(float));
+        double an = 0, vn = 0, D[2];
+        for (size_t i = 0; i < nx; i++) v[i] = nrand(), vn += (double)v[i] * v[i];
+        for (size_t i = 0; i < nx; i++) v[i] /= (float)sqrt(vn), an += (double)v[i] * gx.data[i];
+        for (int r = 0; r < 2; r++) {
+            float hh = r ? step / 2 : step;
+            for (size_t i = 0; i < nx; i++) xp.data[i] = x.data[i] + hh * v[i];
+            double lp = dotloss(m, &xp, &gy);
+            for (size_t i = 0; i < nx; i++) xp.data[i] = x.data[i] - hh * v[i];
+            double lm = dotloss(m, &xp, &gy);
+            D[r] = (lp - lm) / (2 * hh);
+        }
+        double fd = (4 * D[1] - D[0]) / 3;
+        char what[160];
+        snprintf(what, sizeof what, "%s VJP vs FD dir %d (analytic %.6g, fd %.6g, |gx| %.3g)", name, d, an, fd, gnorm);
+        CHECK_LE(fabs(an - fd) / (fabs(fd) + fabs(an) + 1e-2 * gnorm), tol, what);
+        free(v);
+    }
+    tensor_free(&x), tensor_free(&gx), tensor_free(&xp), tensor_free(&gy), tensor_free(&y);
+}
+
+static void test_param_counts(void) {
+    drq_err err;
+    unet_config uc;
+    wrn_config wc;
+    CHECK(unet_config_parse("cifar10", &uc, &err) == 0);
+    unet *u = unet_load(&uc, NULL, 1, &err);
+    CHECK(u != NULL);
+    if (u) CHECK_EQ_INT(unet_param_count(u), 35746307);
+    unet_free(u);
+    CHECK(wrn_config_parse("cifar10", &wc, &err) == 0);
+    wrn *w = wrn_load(&wc, NULL, 1, &err);
+    CHECK(w != NULL);
+    if (w) CHECK_EQ_INT(wrn_param_count(w), 36479194);
+    wrn_free(w);
+}
+
+static void test_unet_fd_and_batch(void) {
+    drq_err err;
+    unet_config c;
+    CHECK(unet_config_parse("{\"resolution\":8,\"in_channels\":2,\"out_ch\":2,\"ch\":32,\"ch_mult\":[1,2],"
+                            "\"num_res_blocks\":1,\"attn_resolutions\":[4]}", &c, &err) == 0);
+    unet *u = unet_load(&c, NULL, 7, &err);
+    if (!u) { CHECK_MSG(0, "unet_load: %s", err.msg); return; }
+    float t[3] = {3.0f, 250.5f, 999.0f};
+    model m = {.u = u, .out_c = 2, .out_hw = 8, .t = t};
+    fd_check(&m, "unet", 3, 2, 8, 8, -1.0f, 1.0f, 2e-2f, 2e-3);
+
+    /* batch invariance: the batch of 3 against each image alone */
+    Tensor x = tensor_new(3, 2, 8, 8), y = tensor_new(3, 2, 8, 8), y1 = tensor_new(1, 2, 8, 8);
+    for (size_t i = 0; i < tensor_numel(&x); i++) x.data[i] = nrand();
+    unet_forward(u, &x, t, &y);
+    size_t per = 2 * 8 * 8;
+    for (int i = 0; i < 3; i++) {
+        Tensor xi = tensor_wrap(x.data + i * per, 1, 2, 8, 8);
+        unet_forward(u, &xi, &t[i], &y1);
+        CHECK_LE(rel_l2(y1.data, y.data + i * per, per), 1e-6, "unet batch-of-1 vs batch-of-3");
+    }
+    tensor_free(&x), tensor_free(&y), tensor_free(&y1);
+    unet_free(u);
+}
+
+static void test_wrn_fd_and_batch(void) {
+    drq_err err;
+    wrn_config c;
+    CHECK(wrn_config_parse("{\"depth\":16,\"widen\":1,\"num_classes\":5,\"in_channels\":3}", &c, &err) == 0);
+    wrn *w = wrn_load(&c, NULL, 9, &err);
+    if (!w) { CHECK_MSG(0, "wrn_load: %s", err.msg); return; }
+    model m = {.w = w, .out_c = 5, .out_hw = 1};
+    /* float32 differences of a ReLU network: a step small enough to rarely
+     * cross a kink leaves ~1e-5 of rounding noise, hence 1e-2 here.  The
+     * tight check of this VJP is the float64 PyTorch parity (≤ 1e-4). */
+    fd_check(&m, "wrn", 2, 3, 8, 8, 0.0f, 1.0f, 1e-2f, 1e-2);
+    Tensor x = tensor_new(3, 3, 8, 8), y = tensor_new(3, 5, 1, 1), y1 = tensor_new(1, 5, 1, 1);
+    for (size_t i = 0; i < tensor_numel(&x); i++) x.data[i] = 0.5f + 0.2f * nrand();
+    wrn_forward(w, &x, &y);
+    for (int i = 0; i < 3; i++) {
+        Tensor xi = tensor_wrap(x.data + i * 192, 1, 3, 8, 8);
+        wrn_forward(w, &xi, &y1);
+        CHECK_LE(rel_l2(y1.data, y.data + i * 5, 5), 1e-6, "wrn batch-of-1 vs batch-of-3");
+    }
+    tensor_free(&x), tensor_free(&y), tensor_free(&y1);
+    wrn_free(w);
+}
+
+/* Loads a fixture's weights, applies MUTATE, and expects unet/wrn_load to
+ * fail with a message containing WANT. */
+typedef struct {
+    const char *fixture, *arch;
+    const char *drop;     /* remove this tensor */
+    const char *rename;   /* instead of dropping, add a copy of `drop` under this name */
+    const char *reshape;  /* make this tensor's first dim one larger */
+    const char *want;
+} weight_case;
+
+static void test_bad_weights(void) {
+    static const weight_case cases[] = {
+        {"unet_tiny", "ddpm-unet", "down.0.block.0.conv1.weight", NULL, NULL, "missing tensor 'down.0.block.0.conv1.weight'"},
+        {"unet_tiny", "ddpm-unet", "mid.attn_1.q.bias", "mid.attn_1.qq.bias", NULL, "unexpected tensor 'mid.attn_1.qq.bias'"},
+        {"unet_tiny", "ddpm-unet", NULL, NULL, "temb.dense.1.weight", "tensor 'temb.dense.1.weight' has shape [129, 128]"},
+        {"wrn_tiny", "wrn", "block2.layer.0.convShortcut.weight", NULL, NULL, "missing tensor 'block2.layer.0.convShortcut.weight'"},
+        {"wrn_tiny", "wrn", "fc.bias", "fc.bias2", NULL, "unexpected tensor 'fc.bias2'"},
+        {"wrn_tiny", "wrn", NULL, NULL, "bn1.running_var", "tensor 'bn1.running_var' has shape"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const weight_case *k = &cases[i];
+        char path[256], cfg[256];
+        drq_err err = {{0}};
+        st_file f;
+        snprintf(path, sizeof path, "tests/fixtures/%s.weights.safetensors", k->fixture);
+        snprintf(cfg, sizeof cfg, "tests/fixtures/%s.json", k->fixture);
+        if (st_load(path, &f, &err)) {
+            CHECK_MSG(0, "fixture %s: %s", path, err.msg);
+            continue;
+        }
+        if (k->drop) {
+            st_tensor *t = st_find_mut(&f, k->drop);
+            CHECK_MSG(t != NULL, "fixture lacks %s", k->drop);
+            if (t && k->rename) { /* append a copy under another name: an extra tensor */
+                f.t = realloc(f.t, sizeof(st_tensor) * (f.n + 1));
+                t = st_find_mut(&f, k->drop);
+                st_tensor *e = &f.t[f.n++];
+                *e = *t;
+                e->name = strdup(k->rename);
+                e->data = malloc(t->numel * sizeof(float) + 1);
+                memcpy(e->data, t->data, t->numel * sizeof(float));
+            } else if (t) {
+                free(t->name);
+                t->name = strdup("__dropped__"); /* then hide it: mark it used */
+                t->used = 1;
+            }
+        }
+        if (k->reshape) {
+            st_tensor *t = st_find_mut(&f, k->reshape);
+            CHECK_MSG(t != NULL, "fixture lacks %s", k->reshape);
+            if (t) t->shape[0] += 1;
+        }
+        int ok;
+        if (!strcmp(k->arch, "ddpm-unet")) {
+            unet_config c;
+            CHECK(unet_config_parse(cfg, &c, &err) == 0);
+            unet *u = unet_load(&c, &f, 0, &err);
+            ok = u == NULL;
+            unet_free(u);
+        } else {
+            wrn_config c;
+            CHECK(wrn_config_parse(cfg, &c, &err) == 0);
+            wrn *w = wrn_load(&c, &f, 0, &err);
+            ok = w == NULL;
+            wrn_free(w);
+        }
+        CHECK_MSG(ok, "%s: a bad weight file loaded", k->want);
+        CHECK_CONTAINS(err.msg, k->want);
+        st_free(&f);
+    }
+}
+
+static void test_bad_configs(void) {
+    static const struct { const char *arg, *want; int unet; } cases[] = {
+        {"{\"resolution\":32,\"in_channels\":3,\"out_ch\":3,\"ch\":128,\"ch_mult\":[1,2],\"num_res_blocks\":2,"
+         "\"attn_resolutions\":[16],\"dropout\":0.1}", "config.dropout: unknown key", 1},
+        {"{\"resolution\":32,\"in_channels\":3,\"out_ch\":3,\"ch\":100,\"ch_mult\":[1,2],\"num_res_blocks\":2,"
+         "\"attn_resolutions\":[]}", "config.ch: 100 is not a multiple of 32", 1},
+        {"{\"resolution\":32,\"in_channels\":3,\"out_ch\":3,\"ch\":128,\"ch_mult\":[1,\"2\"],\"num_res_blocks\":2,"
+         "\"attn_resolutions\":[]}", "config.ch_mult[1]: expected an integer", 1},
+        {"{\"resolution\":32", "(inline JSON)", 1},
+        {"/nonexistent/cfg.json", "/nonexistent/cfg.json", 1},
+        {"{\"depth\":27,\"widen\":10,\"num_classes\":10,\"in_channels\":3}", "config.depth: 27 is not 6n+4", 0},
+        {"{\"depth\":28,\"num_classes\":10,\"in_channels\":3}", "config.widen: missing", 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        drq_err err = {{0}};
+        unet_config uc;
+        wrn_config wc;
+        int rc = cases[i].unet ? unet_config_parse(cases[i].arg, &uc, &err) : wrn_config_parse(cases[i].arg, &wc, &err);
+        CHECK_EQ_INT(rc, -1);
+        CHECK_CONTAINS(err.msg, cases[i].want);
+    }
+}
+
+int main(void) {
+    drq_set_threads(2);
+    test_param_counts();
+    test_unet_fd_and_batch();
+    test_wrn_fd_and_batch();
+    test_bad_weights();
+    test_bad_configs();
+    return CHECK_DONE();
+}

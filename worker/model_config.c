@@ -1,0 +1,108 @@
+/* model_config.c — parsing the UNet / WRN size configs of `--config`:
+ * a preset name, a JSON file, or inline JSON.  Strict: unknown keys, wrong
+ * types and out-of-range sizes are errors naming the key. */
+#include <jansson.h>
+#include <string.h>
+
+#include "models.h"
+
+/* Loads ARG as JSON: inline when it starts with '{', else a file path. */
+static json_t *config_json(const char *arg, drq_err *err) {
+    json_error_t je;
+    json_t *j = arg[0] == '{' ? json_loads(arg, 0, &je) : json_load_file(arg, 0, &je);
+    if (!j) {
+        drq_errf(err, "--config %s: %s (line %d)", arg[0] == '{' ? "(inline JSON)" : arg, je.text, je.line);
+        return NULL;
+    }
+    if (!json_is_object(j)) {
+        json_decref(j);
+        drq_errf(err, "--config: expected a JSON object");
+        return NULL;
+    }
+    return j;
+}
+
+static int get_int(json_t *j, const char *key, int lo, int hi, int *out, drq_err *err) {
+    json_t *v = json_object_get(j, key);
+    if (!v) return drq_errf(err, "config.%s: missing (expected an integer in [%d, %d])", key, lo, hi);
+    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
+        return drq_errf(err, "config.%s: expected an integer in [%d, %d]", key, lo, hi);
+    *out = (int)json_integer_value(v);
+    return 0;
+}
+
+static int get_int_list(json_t *j, const char *key, int lo, int hi, int maxn, int allow_empty, int *out, int *n,
+                        drq_err *err) {
+    json_t *v = json_object_get(j, key);
+    if (!v || !json_is_array(v) || (int)json_array_size(v) > maxn || (!allow_empty && json_array_size(v) == 0))
+        return drq_errf(err, "config.%s: expected a list of %s%d integers in [%d, %d]", key,
+                        allow_empty ? "0 to " : "1 to ", maxn, lo, hi);
+    *n = (int)json_array_size(v);
+    for (int i = 0; i < *n; i++) {
+        json_t *e = json_array_get(v, i);
+        if (!json_is_integer(e) || json_integer_value(e) < lo || json_integer_value(e) > hi)
+            return drq_errf(err, "config.%s[%d]: expected an integer in [%d, %d]", key, i, lo, hi);
+        out[i] = (int)json_integer_value(e);
+    }
+    return 0;
+}
+
+static int check_keys(json_t *j, const char *const *keys, drq_err *err) {
+    const char *k;
+    json_t *v;
+    json_object_foreach(j, k, v) {
+        int known = 0;
+        for (int i = 0; keys[i]; i++) known |= !strcmp(k, keys[i]);
+        if (!known) return drq_errf(err, "config.%s: unknown key", k);
+    }
+    return 0;
+}
+
+int unet_config_parse(const char *arg, unet_config *c, drq_err *err) {
+    memset(c, 0, sizeof *c);
+    if (!strcmp(arg, "cifar10")) { /* DESIGN §2.1: 35,746,307 parameters */
+        *c = (unet_config){.resolution = 32, .in_channels = 3, .out_ch = 3, .ch = 128,
+                           .ch_mult = {1, 2, 2, 2}, .n_levels = 4, .num_res_blocks = 2,
+                           .attn_resolutions = {16}, .n_attn = 1};
+        return 0;
+    }
+    static const char *const keys[] = {"resolution", "in_channels", "out_ch", "ch", "ch_mult",
+                                       "num_res_blocks", "attn_resolutions", NULL};
+    json_t *j = config_json(arg, err);
+    if (!j) return -1;
+    int rc = check_keys(j, keys, err);
+    if (!rc) rc = get_int(j, "resolution", 1, 4096, &c->resolution, err);
+    if (!rc) rc = get_int(j, "in_channels", 1, 64, &c->in_channels, err);
+    if (!rc) rc = get_int(j, "out_ch", 1, 64, &c->out_ch, err);
+    if (!rc) rc = get_int(j, "ch", 32, 4096, &c->ch, err);
+    if (!rc) rc = get_int_list(j, "ch_mult", 1, 64, UNET_MAX_LEVELS, 0, c->ch_mult, &c->n_levels, err);
+    if (!rc) rc = get_int(j, "num_res_blocks", 1, 16, &c->num_res_blocks, err);
+    if (!rc) rc = get_int_list(j, "attn_resolutions", 1, 4096, UNET_MAX_ATTN, 1, c->attn_resolutions, &c->n_attn, err);
+    json_decref(j);
+    if (rc) return rc;
+    if (c->ch % 32) return drq_errf(err, "config.ch: %d is not a multiple of 32 (GroupNorm has 32 groups)", c->ch);
+    if (c->resolution % (1 << (c->n_levels - 1)))
+        return drq_errf(err, "config.resolution: %d is not divisible by 2^%d (one halving per level but the last)",
+                        c->resolution, c->n_levels - 1);
+    return 0;
+}
+
+int wrn_config_parse(const char *arg, wrn_config *c, drq_err *err) {
+    memset(c, 0, sizeof *c);
+    if (!strcmp(arg, "cifar10")) { /* WRN-28-10, DESIGN §2.2: 36,479,194 parameters */
+        *c = (wrn_config){.depth = 28, .widen = 10, .num_classes = 10, .in_channels = 3};
+        return 0;
+    }
+    static const char *const keys[] = {"depth", "widen", "num_classes", "in_channels", NULL};
+    json_t *j = config_json(arg, err);
+    if (!j) return -1;
+    int rc = check_keys(j, keys, err);
+    if (!rc) rc = get_int(j, "depth", 10, 1000, &c->depth, err);
+    if (!rc) rc = get_int(j, "widen", 1, 64, &c->widen, err);
+    if (!rc) rc = get_int(j, "num_classes", 2, 100000, &c->num_classes, err);
+    if (!rc) rc = get_int(j, "in_channels", 1, 64, &c->in_channels, err);
+    json_decref(j);
+    if (rc) return rc;
+    if ((c->depth - 4) % 6) return drq_errf(err, "config.depth: %d is not 6n+4", c->depth);
+    return 0;
+}

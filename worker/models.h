@@ -1,0 +1,57 @@
+/* models.h — the two model families of drq, as readable per-layer code with
+ * an explicit tape (llm.c style): forward saves what backward needs; backward
+ * computes the input-VJP only (parameter gradients are never needed).
+ *
+ *   DDPM UNet (Ho et al. 2020)          worker/unet.c   DESIGN §2.1
+ *   WideResNet (RobustBench "Standard")  worker/wrn.c    DESIGN §2.2
+ *
+ * Weights bind by their original state_dict names (worker/params.h); a
+ * missing, extra or mis-shaped tensor is an error naming it.  Any batch size
+ * works; buffers are sized on the first call for a shape and reused, so a
+ * sampler loop does not allocate.
+ */
+#ifndef DRQ_MODELS_H
+#define DRQ_MODELS_H
+
+#include "../common/safetensors.h"
+#include "../kernels/tensor.h"
+
+#define UNET_MAX_LEVELS 8
+#define UNET_MAX_ATTN 8
+
+typedef struct {
+    int resolution, in_channels, out_ch, ch;
+    int ch_mult[UNET_MAX_LEVELS], n_levels;
+    int num_res_blocks;
+    int attn_resolutions[UNET_MAX_ATTN], n_attn;
+} unet_config;
+
+typedef struct {
+    int depth, widen, num_classes, in_channels;
+} wrn_config;
+
+/* Parses "cifar10" (preset), a path to a .json file, or inline JSON ('{...}').
+ * Unknown keys and bad values are errors naming the key. */
+int unet_config_parse(const char *arg, unet_config *c, drq_err *err);
+int wrn_config_parse(const char *arg, wrn_config *c, drq_err *err);
+
+typedef struct unet unet;
+typedef struct wrn wrn;
+
+/* weights NULL: random parameters from seed (benchmarks and self-tests). */
+unet *unet_load(const unet_config *c, st_file *weights, uint64_t seed, drq_err *err);
+size_t unet_param_count(const unet *m);
+/* eps = ε_θ(x, t): x n × in × R × R, t n step indices (float), eps n × out × R × R. */
+void unet_forward(unet *m, const Tensor *x, const float *t, Tensor *eps);
+/* gx = (∂eps/∂x)ᵀ geps at the x and t of the last forward. */
+void unet_backward(unet *m, const Tensor *geps, Tensor *gx);
+void unet_free(unet *m);
+
+wrn *wrn_load(const wrn_config *c, st_file *weights, uint64_t seed, drq_err *err);
+size_t wrn_param_count(const wrn *m);
+/* logits = f(x): x n × in × H × W in [0,1], logits n × classes × 1 × 1. */
+void wrn_forward(wrn *m, const Tensor *x, Tensor *logits);
+void wrn_backward(wrn *m, const Tensor *glogits, Tensor *gx);
+void wrn_free(wrn *m);
+
+#endif

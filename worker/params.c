@@ -1,0 +1,96 @@
+/* params.c — see params.h. */
+#include "params.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+void params_init(params *p, st_file *file, uint64_t seed, const char *what, drq_err *err) {
+    memset(p, 0, sizeof *p);
+    p->file = file, p->seed = seed, p->what = what, p->err = err;
+}
+
+/* splitmix64 → uniform in [-1, 1) */
+static float rand_sym(uint64_t *s) {
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return (float)((double)(z >> 11) / 4503599627370496.0 - 1.0);
+}
+
+static void shape_str(char *buf, size_t n, int ndim, const int64_t *s64, const int *s32) {
+    size_t o = snprintf(buf, n, "[");
+    for (int i = 0; i < ndim && o < n; i++)
+        o += snprintf(buf + o, n - o, "%s%lld", i ? ", " : "", s64 ? (long long)s64[i] : (long long)s32[i]);
+    if (o < n) snprintf(buf + o, n - o, "]");
+}
+
+const float *params_get(params *p, param_init init, int ndim, const int *shape, const char *fmt, ...) {
+    static const float dummy[1] = {0};
+    char name[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(name, sizeof name, fmt, ap);
+    va_end(ap);
+    size_t numel = 1;
+    for (int i = 0; i < ndim; i++) numel *= (size_t)shape[i];
+    if (p->failed) return dummy;
+    p->count += numel;
+
+    if (!p->file) {
+        float *d = xmalloc(numel * sizeof(float));
+        uint64_t s = p->seed ^ (0x632BE59BD9B4E019ull * (uint64_t)(p->n_owned + 1));
+        size_t fan_in = ndim > 1 ? numel / (size_t)shape[0] : numel;
+        float bound = 1.0f / sqrtf((float)fan_in);
+        for (size_t i = 0; i < numel; i++) {
+            float r = rand_sym(&s);
+            d[i] = init == P_WEIGHT ? bound * r : init == P_BIAS ? 0.1f * r : init == P_ONE ? 1.0f + 0.1f * r
+                 : init == P_VAR ? 1.0f + 0.4f * r : 0.1f * r;
+        }
+        p->owned = xrealloc(p->owned, sizeof(float *) * (p->n_owned + 1));
+        p->owned[p->n_owned++] = d;
+        return d;
+    }
+
+    st_tensor *t = st_find_mut(p->file, name);
+    char want[96], got[96];
+    if (!t) {
+        p->failed = 1;
+        shape_str(want, sizeof want, ndim, NULL, shape);
+        drq_errf(p->err, "%s weights: missing tensor '%s' (expected shape %s)", p->what, name, want);
+        return dummy;
+    }
+    int ok = t->ndim == ndim;
+    for (int i = 0; ok && i < ndim; i++) ok = t->shape[i] == shape[i];
+    if (!ok) {
+        p->failed = 1;
+        shape_str(want, sizeof want, ndim, NULL, shape);
+        shape_str(got, sizeof got, t->ndim, t->shape, NULL);
+        drq_errf(p->err, "%s weights: tensor '%s' has shape %s, the config expects %s", p->what, name, got, want);
+        return dummy;
+    }
+    t->used = 1;
+    return t->data;
+}
+
+int params_finish(params *p) {
+    if (p->failed) return -1;
+    if (!p->file) return 0;
+    for (int i = 0; i < p->file->n; i++) {
+        const char *nm = p->file->t[i].name;
+        size_t l = strlen(nm), sl = strlen("num_batches_tracked");
+        if (p->file->t[i].used || (l >= sl && !strcmp(nm + l - sl, "num_batches_tracked"))) continue;
+        p->failed = 1;
+        return drq_errf(p->err, "%s weights: unexpected tensor '%s' (not part of this config; wrong --arch or --config?)",
+                        p->what, nm);
+    }
+    return 0;
+}
+
+void params_free(params *p) {
+    for (int i = 0; i < p->n_owned; i++) free(p->owned[i]);
+    free(p->owned);
+    p->owned = NULL, p->n_owned = 0;
+}
