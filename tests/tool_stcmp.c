@@ -27,6 +27,18 @@ typedef struct {
     double tol;
 } tol_entry;
 
+static tol_entry *tols;
+static int ntols;
+
+/* frees the --tol table and returns rc (every exit goes through here) */
+static int finish(int rc) {
+    for (int k = 0; k < ntols; k++) free(tols[k].name);
+    free(tols);
+    tols = NULL;
+    ntols = 0;
+    return rc;
+}
+
 static void usage(void) {
     fprintf(stderr,
             "usage: tool_stcmp ACTUAL.safetensors EXPECTED.safetensors [--tol NAME=TOL ...]\n"
@@ -74,20 +86,19 @@ int main(int argc, char **argv) {
     int npaths = 0;
     double default_tol = DEFAULT_TOL;
     const char *only = NULL;
-    tol_entry *tols = xcalloc((size_t)argc, sizeof(tol_entry));
-    int ntols = 0;
+    tols = xcalloc((size_t)argc, sizeof(tol_entry));
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage();
-            return 0;
+            return finish(0);
         } else if (!strcmp(a, "--tol") && i + 1 < argc) {
             const char *spec = argv[++i], *eq = strrchr(spec, '=');
             double v;
             if (!eq || eq == spec || !parse_double(eq + 1, &v)) {
                 fprintf(stderr, "tool_stcmp: bad --tol '%s' (want NAME=TOL)\n", spec);
-                return 2;
+                return finish(2);
             }
             tols[ntols].name = xmalloc((size_t)(eq - spec) + 1);
             memcpy(tols[ntols].name, spec, (size_t)(eq - spec));
@@ -96,24 +107,24 @@ int main(int argc, char **argv) {
         } else if (!strcmp(a, "--default-tol") && i + 1 < argc) {
             if (!parse_double(argv[++i], &default_tol)) {
                 fprintf(stderr, "tool_stcmp: bad --default-tol '%s'\n", argv[i]);
-                return 2;
+                return finish(2);
             }
         } else if (!strcmp(a, "--only") && i + 1 < argc) {
             only = argv[++i];
         } else if (a[0] == '-' && a[1] == '-') {
             fprintf(stderr, "tool_stcmp: unknown or incomplete option '%s'\n", a);
             usage();
-            return 2;
+            return finish(2);
         } else if (npaths < 2) {
             paths[npaths++] = a;
         } else {
             usage();
-            return 2;
+            return finish(2);
         }
     }
     if (npaths != 2) {
         usage();
-        return 2;
+        return finish(2);
     }
 
     st_file act, exp;
@@ -121,13 +132,13 @@ int main(int argc, char **argv) {
     if (st_load(paths[0], &act, &err) != 0) {
         fprintf(stderr, "tool_stcmp: actual: %s\n", err.msg);
         printf("RESULT 0 1\n");
-        return 2;
+        return finish(2);
     }
     if (st_load(paths[1], &exp, &err) != 0) {
         fprintf(stderr, "tool_stcmp: expected: %s\n", err.msg);
         st_free(&act);
         printf("RESULT 0 1\n");
-        return 2;
+        return finish(2);
     }
 
     int passed = 0, failed = 0;
@@ -198,9 +209,7 @@ int main(int argc, char **argv) {
         failed++;
     }
     printf("RESULT %d %d\n", passed, failed);
-    for (int k = 0; k < ntols; k++) free(tols[k].name);
-    free(tols);
     st_free(&act);
     st_free(&exp);
-    return failed ? 1 : 0;
+    return finish(failed ? 1 : 0);
 }
