@@ -34,7 +34,7 @@ FIXTURES = [
      dict(resolution=8, in_channels=3, out_ch=3, ch=32, ch_mult=[1, 2], num_res_blocks=1, attn_resolutions=[4]),
      8, 1001),
     ("unet_small", "ddpm-unet",
-     dict(resolution=16, in_channels=1, out_ch=1, ch=32, ch_mult=[1, 2, 2], num_res_blocks=2,
+     dict(resolution=16, in_channels=1, out_ch=1, ch=32, ch_mult=[1, 1, 1], num_res_blocks=2,
           attn_resolutions=[8, 4]),
      16, 1002),
     ("wrn_tiny", "wrn", dict(depth=10, widen=1, num_classes=10, in_channels=3), 8, 1003),
