@@ -62,6 +62,15 @@ $(LIB_COMMON): $(call obj,$(COMMON_SRC))
 $(LIB_KERNELS): $(call obj,$(KERNELS_SRC))
 $(LIB_WORKER): $(call obj,$(WORKER_SRC))
 $(LIB_SERVER): $(call obj,$(SERVER_SRC))
+# schema/NNN_*.sql migrations, embedded into the server library by schema/embed.sh
+SCHEMA_SQL  := $(sort $(wildcard schema/[0-9]*.sql))
+$(BUILD)/gen/schema_sql.c: $(SCHEMA_SQL) schema/embed.sh
+	@mkdir -p $(dir $@)
+	schema/embed.sh $(SCHEMA_SQL) > $@.tmp && mv $@.tmp $@
+$(BUILD)/obj/gen/schema_sql.o: $(BUILD)/gen/schema_sql.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+$(LIB_SERVER): $(BUILD)/obj/gen/schema_sql.o
 $(LIBS):
 	@mkdir -p $(dir $@)
 	@rm -f $@

@@ -6,4 +6,12 @@
 
 int cmd_model(int argc, char **argv); /* cli/cmd_model.c */
 
+/* cli/cmd_client.c: talk to drq-server (--server, $DRQ_SERVER) */
+int cmd_submit(int argc, char **argv);
+int cmd_status(int argc, char **argv);
+int cmd_results(int argc, char **argv);
+int cmd_cancel(int argc, char **argv);
+int cmd_retry(int argc, char **argv);
+int cmd_workers(int argc, char **argv);
+
 #endif

@@ -10,6 +10,12 @@ static const struct {
     const char *help;
 } commands[] = {
     {"model", cmd_model, "model run — run a UNet/WRN checkpoint (forward, optional VJP)"},
+    {"submit", cmd_submit, "submit SPEC.json — validate a sweep spec and queue it on drq-server"},
+    {"status", cmd_status, "status [SWEEP] [--watch] [--json] — progress, rate, ETA, failures"},
+    {"results", cmd_results, "results SWEEP|FILE.db [--format csv|jsonl] [--out FILE] — export rows"},
+    {"cancel", cmd_cancel, "cancel SWEEP — cancel its queued and running jobs"},
+    {"retry", cmd_retry, "retry SWEEP — requeue its failed jobs"},
+    {"workers", cmd_workers, "workers [--json] — connected workers and their jobs"},
 };
 
 static void usage(FILE *f) {

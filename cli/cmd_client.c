@@ -1,0 +1,489 @@
+/* cmd_client.c — the client commands of `drq`: submit, status, results,
+ * cancel, retry, workers.  They talk to drq-server's client socket (--server,
+ * else $DRQ_SERVER, else tcp://127.0.0.1:5556) with a receive timeout
+ * ($DRQ_TIMEOUT_MS, default 5000): no answer in time exits 2.
+ * `drq results FILE.db` reads a database file directly instead.
+ */
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "cli.h"
+#include "common/proto.h"
+#include "common/row.h"
+#include "common/spec.h"
+#include "server/store.h"
+
+typedef struct {
+    void *ctx, *sock;
+    const char *ep;
+    int timeout_ms;
+    int64_t next_id;
+} client;
+
+/* Common options: --server EP (removed from argv).  Returns the new argc. */
+static int take_server_opt(int argc, char **argv, const char **ep) {
+    *ep = getenv("DRQ_SERVER");
+    if (!*ep || !**ep) *ep = "tcp://127.0.0.1:5556";
+    int out = 0;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--server") && i + 1 < argc) {
+            *ep = argv[++i];
+            continue;
+        }
+        argv[out++] = argv[i];
+    }
+    return out;
+}
+
+static void client_open(client *c, const char *ep) {
+    c->ep = ep;
+    const char *t = getenv("DRQ_TIMEOUT_MS");
+    c->timeout_ms = t && atoi(t) > 0 ? atoi(t) : 5000;
+    c->ctx = zmq_ctx_new();
+    c->sock = zmq_socket(c->ctx, ZMQ_DEALER);
+    int linger = 0;
+    zmq_setsockopt(c->sock, ZMQ_LINGER, &linger, sizeof linger);
+    c->next_id = (int64_t)getpid() * 1000;
+    if (zmq_connect(c->sock, ep)) {
+        fprintf(stderr, "drq: cannot connect to %s: %s\n", ep, zmq_strerror(errno));
+        exit(2);
+    }
+}
+
+static void client_close(client *c) {
+    zmq_close(c->sock);
+    zmq_ctx_term(c->ctx);
+}
+
+/* One request/response.  Returns 0 with *reply (REPLY), 1 when the server
+ * answered ERROR (message printed), 2 when it did not answer in time. */
+static int client_call(client *c, drq_msg_type t, json_t *body, drq_msg *reply) {
+    int64_t id = ++c->next_id;
+    json_object_set_new(body, "id", json_integer(id));
+    if (drq_msg_send(c->sock, NULL, 0, t, body, NULL, 0)) {
+        /* DONTWAIT on a fresh DEALER: retry once blocking-free after connect settles */
+        zmq_pollitem_t it = {.socket = c->sock, .events = ZMQ_POLLOUT};
+        zmq_poll(&it, 1, c->timeout_ms);
+        if (drq_msg_send(c->sock, NULL, 0, t, body, NULL, 0)) {
+            fprintf(stderr, "drq: server %s unreachable (cannot send)\n", c->ep);
+            json_decref(body);
+            return 2;
+        }
+    }
+    json_decref(body);
+    double deadline = now_s() + c->timeout_ms / 1000.0;
+    for (;;) {
+        int left = (int)((deadline - now_s()) * 1000);
+        if (left <= 0) break;
+        zmq_pollitem_t it = {.socket = c->sock, .events = ZMQ_POLLIN};
+        if (zmq_poll(&it, 1, left) <= 0) continue;
+        drq_err e;
+        int rc = drq_msg_recv(c->sock, 0, ZMQ_DONTWAIT, reply, &e);
+        if (rc == 1) continue;
+        if (rc < 0) {
+            fprintf(stderr, "drq: malformed reply from %s: %s\n", c->ep, e.msg);
+            return 1;
+        }
+        if (drq_jint(reply->body, "id") != id) { /* a stale answer */
+            drq_msg_free(reply);
+            continue;
+        }
+        if (reply->type == MSG_ERROR) {
+            fprintf(stderr, "drq: %s\n", drq_jstr(reply->body, "error"));
+            drq_msg_free(reply);
+            return 1;
+        }
+        if (reply->type != MSG_REPLY) {
+            drq_msg_free(reply);
+            continue;
+        }
+        return 0;
+    }
+    fprintf(stderr, "drq: server %s unreachable (no answer in %d ms)\n", c->ep, c->timeout_ms);
+    return 2;
+}
+
+/* Parses a sweep id argument; -1 when it is not one. */
+static int64_t sweep_arg(const char *s) {
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    return *s && !*end && v > 0 ? v : -1;
+}
+
+/* ---- submit ------------------------------------------------------------------ */
+
+int cmd_submit(int argc, char **argv) {
+    const char *ep;
+    argc = take_server_opt(argc, argv, &ep);
+    if (argc != 2) {
+        fprintf(stderr, "usage: drq submit SPEC.json [--server tcp://HOST:5556]\n");
+        return 1;
+    }
+    drq_spec sp;
+    drq_err err;
+    if (drq_spec_load(argv[1], &sp, &err)) {
+        fprintf(stderr, "drq: %s\n", err.msg);
+        return 1;
+    }
+    json_t *body = json_object();
+    json_object_set_new(body, "spec", drq_spec_to_json(&sp));
+    drq_spec_free(&sp);
+    client c;
+    client_open(&c, ep);
+    drq_msg r;
+    int rc = client_call(&c, MSG_SUBMIT, body, &r);
+    if (rc == 0) {
+        printf("%lld\n", (long long)drq_jint(r.body, "sweep"));
+        fprintf(stderr, "drq: sweep %lld submitted: %lld jobs, %lld result rows\n",
+                (long long)drq_jint(r.body, "sweep"), (long long)drq_jint(r.body, "jobs"),
+                (long long)drq_jint(r.body, "rows"));
+        drq_msg_free(&r);
+    }
+    client_close(&c);
+    return rc;
+}
+
+/* ---- status ------------------------------------------------------------------- */
+
+static void fmt_duration(char *buf, size_t n, double s) {
+    if (s < 0 || !isfinite(s))
+        snprintf(buf, n, "-");
+    else if (s < 120)
+        snprintf(buf, n, "%.0fs", s);
+    else if (s < 7200)
+        snprintf(buf, n, "%.0fm%02.0fs", floor(s / 60), fmod(s, 60));
+    else
+        snprintf(buf, n, "%.0fh%02.0fm", floor(s / 3600), floor(fmod(s, 3600) / 60));
+}
+
+static int64_t ji(const json_t *o, const char *k) { return json_integer_value(json_object_get(o, k)); }
+static double jr(const json_t *o, const char *k) { return json_number_value(json_object_get(o, k)); }
+
+static void print_status(FILE *f, const json_t *st) {
+    size_t i;
+    json_t *o;
+    json_t *sweeps = json_object_get(st, "sweeps");
+    if (json_array_size(sweeps) == 0) fprintf(f, "no sweeps\n");
+    json_array_foreach(sweeps, i, o) {
+        int64_t jobs = ji(o, "jobs"), done = ji(o, "done"), failed = ji(o, "failed"), cancelled = ji(o, "cancelled");
+        int64_t finished = done + failed + cancelled;
+        double frac = jobs ? (double)finished / (double)jobs : 1;
+        char bar[41];
+        int fill = (int)(frac * 40);
+        for (int k = 0; k < 40; k++) bar[k] = k < fill ? '#' : '-';
+        bar[40] = 0;
+        const char *state = json_string_value(json_object_get(o, "state"));
+        const char *shown = !strcmp(state, "cancelled") ? "cancelled"
+                            : json_is_true(json_object_get(o, "finished"))
+                                ? (failed ? "finished with failures" : "finished")
+                            : !strcmp(state, "expanding") ? "expanding"
+                                                          : "running";
+        char eta[32];
+        fmt_duration(eta, sizeof eta, json_is_number(json_object_get(o, "eta_s")) ? jr(o, "eta_s") : -1);
+        fprintf(f, "sweep %lld \"%s\"  %s\n", (long long)ji(o, "id"), json_string_value(json_object_get(o, "name")),
+                shown);
+        fprintf(f, "  [%s] %5.1f%%  %lld/%lld jobs\n", bar, 100 * frac, (long long)finished, (long long)jobs);
+        fprintf(f, "  queued %lld  running %lld  done %lld  failed %lld  cancelled %lld\n", (long long)ji(o, "queued"),
+                (long long)ji(o, "running"), (long long)done, (long long)failed, (long long)cancelled);
+        fprintf(f, "  rows %lld/%lld  rate %.1f jobs/s (%.0f rows/s)  ETA %s\n", (long long)ji(o, "rows_done"),
+                (long long)ji(o, "rows"), jr(o, "jobs_per_s"), jr(o, "rows_per_s"), eta);
+        json_t *fails = json_object_get(o, "failures");
+        if (json_array_size(fails)) {
+            fprintf(f, "  recent failures:\n");
+            size_t k;
+            json_t *e;
+            json_array_foreach(fails, k, e) {
+                const char *w = json_string_value(json_object_get(e, "worker"));
+                fprintf(f, "    job %lld%s%s%s %s: %s\n", (long long)ji(e, "job"), w ? " (" : "", w ? w : "",
+                        w ? ")" : "", json_string_value(json_object_get(e, "kind")),
+                        json_string_value(json_object_get(e, "error")));
+            }
+        }
+    }
+    fprintf(f, "workers: %lld\n", (long long)ji(st, "workers"));
+}
+
+int cmd_status(int argc, char **argv) {
+    const char *ep;
+    argc = take_server_opt(argc, argv, &ep);
+    int watch = 0, as_json = 0;
+    int64_t sweep = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--watch"))
+            watch = 1;
+        else if (!strcmp(argv[i], "--json"))
+            as_json = 1;
+        else if (!sweep && sweep_arg(argv[i]) > 0)
+            sweep = sweep_arg(argv[i]);
+        else {
+            fprintf(stderr, "usage: drq status [SWEEP] [--watch] [--json] [--server tcp://HOST:5556]\n");
+            return 1;
+        }
+    }
+    client c;
+    client_open(&c, ep);
+    int tty = isatty(1), rc;
+    for (;;) {
+        json_t *b = json_object();
+        if (sweep) json_object_set_new(b, "sweep", json_integer(sweep));
+        drq_msg r;
+        rc = client_call(&c, MSG_STATUS, b, &r);
+        if (rc) break;
+        json_object_del(r.body, "id");
+        json_object_del(r.body, "v");
+        if (watch && tty) printf("\033[H\033[J");
+        if (as_json) {
+            char *s = json_dumps(r.body, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
+            printf("%s\n", s);
+            free(s);
+        } else {
+            print_status(stdout, r.body);
+        }
+        fflush(stdout);
+        int all_finished = 1;
+        size_t i;
+        json_t *o;
+        json_array_foreach(json_object_get(r.body, "sweeps"), i, o) {
+            if (!json_is_true(json_object_get(o, "finished")) && strcmp(json_string_value(json_object_get(o, "state")), "cancelled"))
+                all_finished = 0;
+        }
+        drq_msg_free(&r);
+        if (!watch || all_finished) break;
+        if (!tty) printf("\n");
+        sleep(1);
+    }
+    client_close(&c);
+    return rc;
+}
+
+/* ---- results ----------------------------------------------------------------- */
+
+typedef struct {
+    FILE *f;
+    int jsonl;
+    int64_t n;
+} sink;
+
+static void sink_rows(sink *k, const drq_row *rows, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        if (k->jsonl)
+            drq_row_jsonl(k->f, &rows[i]);
+        else
+            drq_row_csv(k->f, &rows[i]);
+    }
+    k->n += n;
+}
+
+/* Exports every row of one sweep (0 = all sweeps) from a database file. */
+static int results_local(const char *path, int64_t sweep, sink *k) {
+    drq_err err;
+    store *st = store_open(path, 1, &err);
+    if (!st) {
+        fprintf(stderr, "drq: %s\n", err.msg);
+        return 1;
+    }
+    json_t *status = store_status(st, sweep, 0);
+    size_t i;
+    json_t *o;
+    if (sweep && json_array_size(json_object_get(status, "sweeps")) == 0) {
+        fprintf(stderr, "drq: %s: no sweep %lld\n", path, (long long)sweep);
+        json_decref(status);
+        store_close(st);
+        return 1;
+    }
+    json_array_foreach(json_object_get(status, "sweeps"), i, o) {
+        int64_t id = ji(o, "id");
+        char pur[DRQ_NAME_MAX] = "", atk[DRQ_NAME_MAX] = "";
+        int64_t seed = 0, image = 0;
+        int first = 1;
+        for (;;) {
+            drq_row *rows;
+            int64_t n = store_results_fetch(st, id, first ? NULL : pur, atk, seed, image, 50000, &rows);
+            sink_rows(k, rows, n);
+            if (n > 0) {
+                snprintf(pur, sizeof pur, "%s", rows[n - 1].purifier);
+                snprintf(atk, sizeof atk, "%s", rows[n - 1].attack);
+                seed = rows[n - 1].seed;
+                image = rows[n - 1].image;
+            }
+            drq_rows_free(rows, n);
+            first = 0;
+            if (n < 50000) break;
+        }
+    }
+    json_decref(status);
+    store_close(st);
+    return 0;
+}
+
+static int results_remote(const char *ep, int64_t sweep, sink *k) {
+    client c;
+    client_open(&c, ep);
+    json_t *after = NULL;
+    int rc = 0;
+    for (;;) {
+        json_t *b = json_object();
+        json_object_set_new(b, "sweep", json_integer(sweep));
+        json_object_set_new(b, "limit", json_integer(50000));
+        if (after) json_object_set_new(b, "after", after);
+        after = NULL;
+        drq_msg r;
+        if ((rc = client_call(&c, MSG_FETCH, b, &r))) break;
+        drq_row *rows = NULL;
+        int64_t n = 0;
+        drq_err e;
+        if (r.nbin != 1 || drq_rows_unpack(r.bin[0], r.binlen[0], drq_jint(r.body, "n"), &rows, &n, &e)) {
+            fprintf(stderr, "drq: malformed rows from the server: %s\n", r.nbin == 1 ? e.msg : "no row frame");
+            drq_msg_free(&r);
+            rc = 1;
+            break;
+        }
+        sink_rows(k, rows, n);
+        drq_rows_free(rows, n);
+        json_t *next = json_object_get(r.body, "next");
+        if (next) after = json_incref(next);
+        drq_msg_free(&r);
+        if (!after) break;
+    }
+    client_close(&c);
+    return rc;
+}
+
+int cmd_results(int argc, char **argv) {
+    const char *ep;
+    argc = take_server_opt(argc, argv, &ep);
+    const char *what = NULL, *format = "csv", *out = NULL;
+    int64_t sweep_opt = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--format") && i + 1 < argc)
+            format = argv[++i];
+        else if (!strcmp(argv[i], "--out") && i + 1 < argc)
+            out = argv[++i];
+        else if (!strcmp(argv[i], "--sweep") && i + 1 < argc)
+            sweep_opt = sweep_arg(argv[++i]);
+        else if (!what && argv[i][0] != '-')
+            what = argv[i];
+        else
+            what = NULL, i = argc;
+    }
+    if (!what || (strcmp(format, "csv") && strcmp(format, "jsonl")) || sweep_opt < 0) {
+        fprintf(stderr, "usage: drq results SWEEP|FILE.db [--format csv|jsonl] [--out FILE] [--sweep N (with a .db)]\n"
+                        "                   [--server tcp://HOST:5556]\n");
+        return 1;
+    }
+    struct stat sb;
+    int local = stat(what, &sb) == 0 && S_ISREG(sb.st_mode);
+    int64_t sweep = local ? sweep_opt : sweep_arg(what);
+    if (!local && sweep < 0) {
+        fprintf(stderr, "drq: results: '%s' is neither a sweep id nor a database file\n", what);
+        return 1;
+    }
+    char tmp[4096];
+    sink k = {.f = stdout, .jsonl = !strcmp(format, "jsonl")};
+    if (out) {
+        snprintf(tmp, sizeof tmp, "%s.tmp", out);
+        if (!(k.f = fopen(tmp, "w"))) {
+            fprintf(stderr, "drq: %s: %s\n", tmp, strerror(errno));
+            return 1;
+        }
+    }
+    if (!k.jsonl) drq_row_csv_header(k.f);
+    int rc = local ? results_local(what, sweep, &k) : results_remote(ep, sweep, &k);
+    if (out) {
+        if (fclose(k.f) || rc) {
+            unlink(tmp);
+            if (!rc) {
+                fprintf(stderr, "drq: writing %s failed\n", out);
+                rc = 1;
+            }
+        } else if (rename(tmp, out)) {
+            fprintf(stderr, "drq: rename to %s: %s\n", out, strerror(errno));
+            rc = 1;
+        } else {
+            fprintf(stderr, "drq: %lld rows written to %s\n", (long long)k.n, out);
+        }
+    } else {
+        fflush(stdout);
+    }
+    return rc;
+}
+
+/* ---- cancel, retry, workers ---------------------------------------------------- */
+
+static int sweep_command(int argc, char **argv, drq_msg_type t, const char *name, const char *field,
+                         const char *verb) {
+    const char *ep;
+    argc = take_server_opt(argc, argv, &ep);
+    int64_t sweep = argc == 2 ? sweep_arg(argv[1]) : -1;
+    if (sweep < 0) {
+        fprintf(stderr, "usage: drq %s SWEEP [--server tcp://HOST:5556]\n", name);
+        return 1;
+    }
+    client c;
+    client_open(&c, ep);
+    json_t *b = json_object();
+    json_object_set_new(b, "sweep", json_integer(sweep));
+    drq_msg r;
+    int rc = client_call(&c, t, b, &r);
+    if (rc == 0) {
+        printf("sweep %lld: %lld jobs %s\n", (long long)sweep, (long long)drq_jint(r.body, field), verb);
+        drq_msg_free(&r);
+    }
+    client_close(&c);
+    return rc;
+}
+
+int cmd_cancel(int argc, char **argv) { return sweep_command(argc, argv, MSG_CANCEL_SWEEP, "cancel", "cancelled", "cancelled"); }
+int cmd_retry(int argc, char **argv) { return sweep_command(argc, argv, MSG_RETRY, "retry", "requeued", "requeued"); }
+
+int cmd_workers(int argc, char **argv) {
+    const char *ep;
+    argc = take_server_opt(argc, argv, &ep);
+    int as_json = argc == 2 && !strcmp(argv[1], "--json");
+    if (argc > 2 || (argc == 2 && !as_json)) {
+        fprintf(stderr, "usage: drq workers [--json] [--server tcp://HOST:5556]\n");
+        return 1;
+    }
+    client c;
+    client_open(&c, ep);
+    drq_msg r;
+    int rc = client_call(&c, MSG_WORKERS, json_object(), &r);
+    if (rc == 0) {
+        json_t *ws = json_object_get(r.body, "workers");
+        if (as_json) {
+            char *s = json_dumps(ws, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
+            printf("%s\n", s);
+            free(s);
+        } else {
+            printf("%-28s %-12s %8s %6s  %s\n", "worker", "devices", "done", "seen", "jobs (images done/total)");
+            size_t i;
+            json_t *w;
+            json_array_foreach(ws, i, w) {
+                char *dev = json_dumps(json_object_get(w, "devices"), JSON_COMPACT);
+                char jobs[512] = "";
+                size_t k;
+                json_t *j;
+                json_array_foreach(json_object_get(w, "jobs"), k, j) {
+                    size_t l = strlen(jobs);
+                    snprintf(jobs + l, sizeof jobs - l, "%s%lld (%lld/%lld)", k ? ", " : "", (long long)ji(j, "job"),
+                             (long long)ji(j, "done"), (long long)ji(j, "total"));
+                }
+                printf("%-28s %-12s %8lld %5.1fs  %s\n", json_string_value(json_object_get(w, "name")), dev,
+                       (long long)ji(w, "jobs_done"), jr(w, "last_seen_s"), jobs[0] ? jobs : "-");
+                free(dev);
+            }
+            if (json_array_size(ws) == 0) printf("(no workers)\n");
+        }
+        drq_msg_free(&r);
+    }
+    client_close(&c);
+    return rc;
+}

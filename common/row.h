@@ -1,0 +1,74 @@
+/* row.h — one per-image result row (DESIGN §5), shared by worker, server and CLI.
+ *
+ * A row is identified by (sweep, purifier, attack, seed, image); everything
+ * else is a metric.  "Not available" is NaN for real metrics and DRQ_NA for
+ * integer ones; both are stored as SQL NULL and exported as empty CSV cells /
+ * JSON null.
+ *
+ * Rows travel between processes in a packed little-endian binary form
+ * (drq_rows_pack / drq_rows_unpack): a RESULT message carries one such frame,
+ * and the checkpoint blob of the noop workload embeds one.  Unpacking
+ * validates every length and never reads out of bounds.
+ */
+#ifndef DRQ_ROW_H
+#define DRQ_ROW_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "util.h"
+
+#define DRQ_NA INT32_MIN     /* missing integer metric */
+#define DRQ_NAME_MAX 64      /* purifier / attack / sweep names, with the NUL */
+#define DRQ_TAG_MAX 128      /* device and worker strings, with the NUL */
+
+typedef struct {
+    /* identity */
+    int64_t sweep;
+    char purifier[DRQ_NAME_MAX];
+    char attack[DRQ_NAME_MAX];
+    int64_t seed;
+    int64_t image;
+    /* labels and predictions */
+    int32_t label, clean_pred, adv_pred;
+    int32_t clean_correct, robust; /* 0/1 */
+    int32_t success_step;          /* first PGD step misclassified, -1 never */
+    /* perturbation and distances, [0,1] pixels */
+    double delta_l2, delta_linf;
+    double dist_init_l2, dist_init_linf;
+    double dist_max_l2, dist_max_linf;
+    double dist_end_l2, dist_end_linf;
+    double ssim_adv, ssim_pur;
+    double comp_adv, comp_unif_mean, comp_unif_std;
+    /* cost */
+    double seconds;
+    int64_t unet_evals;
+    char device[DRQ_TAG_MAX];
+    char worker[DRQ_TAG_MAX];
+    char *extra; /* JSON object text or NULL; owned (drq_rows_free) */
+} drq_row;
+
+/* Column names in export order (CSV header, JSON keys, SQL columns). */
+extern const char *const drq_row_columns[];
+extern const int drq_row_ncolumns;
+
+/* A row with every metric "not available" and no extra. */
+void drq_row_init(drq_row *r);
+
+/* Frees the extra strings of n rows, then the array itself. */
+void drq_rows_free(drq_row *rows, int64_t n);
+
+/* Packs n rows into a fresh buffer (*len bytes). */
+void *drq_rows_pack(const drq_row *rows, int64_t n, size_t *len);
+/* Unpacks exactly `expect` rows (or any number when expect < 0) from buf;
+ * any truncation, trailing byte, over-long string or invalid extra → -1 + err. */
+int drq_rows_unpack(const void *buf, size_t len, int64_t expect, drq_row **rows, int64_t *n, drq_err *err);
+
+/* Writes the CSV header line / one CSV line (RFC 4180 quoting, %.17g). */
+void drq_row_csv_header(FILE *f);
+void drq_row_csv(FILE *f, const drq_row *r);
+/* Writes one JSON object line (jsonl). */
+void drq_row_jsonl(FILE *f, const drq_row *r);
+
+#endif

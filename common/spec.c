@@ -1,0 +1,593 @@
+/* spec.c — see spec.h and docs/spec.md.
+ *
+ * Validation is table-free on purpose: each object is read by one function
+ * that first rejects unknown keys (check_keys) and then reads every known key
+ * with a typed getter that fills in the default.  To add a field: add its name
+ * to the object's key list, read it with a getter, write it in the *_json
+ * function, and document it in docs/spec.md.
+ */
+#include "spec.h"
+
+#include <assert.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- typed getters ------------------------------------------------------ */
+
+/* "path.key" (or "key" at the root). */
+static void join(char *dst, size_t cap, const char *path, const char *key) {
+    size_t n = 0, k = strlen(key);
+    if (path && *path) {
+        n = strlen(path);
+        if (n > cap - 2) n = cap - 2;
+        memcpy(dst, path, n);
+        dst[n++] = '.';
+    }
+    if (k > cap - 1 - n) k = cap - 1 - n;
+    memcpy(dst + n, key, k);
+    dst[n + k] = 0;
+}
+
+static int check_keys(const json_t *obj, const char *path, const char *const *allowed, drq_err *err) {
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)obj, key, v) {
+        int ok = 0;
+        for (const char *const *a = allowed; *a; a++)
+            if (!strcmp(*a, key)) ok = 1;
+        if (!ok) {
+            char p[256], list[512] = "";
+            join(p, sizeof p, path, key);
+            for (const char *const *a = allowed; *a; a++) {
+                if (a != allowed) strncat(list, ", ", sizeof list - strlen(list) - 1);
+                strncat(list, *a, sizeof list - strlen(list) - 1);
+            }
+            return drq_errf(err, "%s: unknown key (expected one of: %s)", p, list);
+        }
+    }
+    return 0;
+}
+
+/* Returns 1 and *out when present, 0 when absent (and not required), -1 on error. */
+static int get_str(const json_t *obj, const char *path, const char *key, int required, const char **out,
+                   drq_err *err) {
+    char p[256];
+    join(p, sizeof p, path, key);
+    json_t *v = json_object_get(obj, key);
+    if (!v) return required ? drq_errf(err, "%s: required (expected a string)", p) : 0;
+    if (!json_is_string(v) || json_string_length(v) == 0)
+        return drq_errf(err, "%s: expected a non-empty string", p);
+    *out = json_string_value(v);
+    return 1;
+}
+
+static int get_int(const json_t *obj, const char *path, const char *key, int required, int64_t lo, int64_t hi,
+                   int64_t dflt, int64_t *out, drq_err *err) {
+    char p[256];
+    join(p, sizeof p, path, key);
+    json_t *v = json_object_get(obj, key);
+    if (!v) {
+        if (required) return drq_errf(err, "%s: required (expected an integer in [%lld,%lld])", p, (long long)lo, (long long)hi);
+        *out = dflt;
+        return 0;
+    }
+    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
+        return drq_errf(err, "%s: expected an integer in [%lld,%lld]", p, (long long)lo, (long long)hi);
+    *out = json_integer_value(v);
+    return 1;
+}
+
+static int get_int32(const json_t *obj, const char *path, const char *key, int lo, int hi, int dflt, int *out,
+                     drq_err *err) {
+    int64_t v;
+    int rc = get_int(obj, path, key, 0, lo, hi, dflt, &v, err);
+    if (rc >= 0) *out = (int)v;
+    return rc;
+}
+
+/* A number in the interval (lo,hi] / [lo,hi] (lo_open chooses). */
+static int get_num(const json_t *obj, const char *path, const char *key, double lo, int lo_open, double hi,
+                   double dflt, double *out, drq_err *err) {
+    char p[256];
+    join(p, sizeof p, path, key);
+    json_t *v = json_object_get(obj, key);
+    if (!v) {
+        *out = dflt;
+        return 0;
+    }
+    double x = json_is_number(v) ? json_number_value(v) : NAN;
+    if (!json_is_number(v) || !isfinite(x) || (lo_open ? x <= lo : x < lo) || x > hi)
+        return drq_errf(err, "%s: expected a number in %c%g,%g]", p, lo_open ? '(' : '[', lo, hi);
+    *out = x;
+    return 1;
+}
+
+static int get_bool(const json_t *obj, const char *path, const char *key, int dflt, int *out, drq_err *err) {
+    char p[256];
+    join(p, sizeof p, path, key);
+    json_t *v = json_object_get(obj, key);
+    if (!v) {
+        *out = dflt;
+        return 0;
+    }
+    if (!json_is_boolean(v)) return drq_errf(err, "%s: expected true or false", p);
+    *out = json_is_true(v);
+    return 1;
+}
+
+/* One of names[] (NULL-terminated); *out = its index. */
+static int get_enum(const json_t *obj, const char *path, const char *key, int required, const char *const *names,
+                    int dflt, int *out, drq_err *err) {
+    char p[256], list[256] = "";
+    join(p, sizeof p, path, key);
+    for (const char *const *a = names; *a; a++) {
+        if (a != names) strncat(list, "|", sizeof list - strlen(list) - 1);
+        strncat(list, *a, sizeof list - strlen(list) - 1);
+    }
+    json_t *v = json_object_get(obj, key);
+    if (!v) {
+        if (required) return drq_errf(err, "%s: required (expected one of %s)", p, list);
+        *out = dflt;
+        return 0;
+    }
+    if (json_is_string(v))
+        for (int i = 0; names[i]; i++)
+            if (!strcmp(names[i], json_string_value(v))) {
+                *out = i;
+                return 1;
+            }
+    return drq_errf(err, "%s: expected one of %s", p, list);
+}
+
+/* A name: 1-63 characters from [A-Za-z0-9_.-]. */
+static int get_name(const json_t *obj, const char *path, const char *key, char out[DRQ_NAME_MAX], drq_err *err) {
+    const char *s = NULL;
+    int rc = get_str(obj, path, key, 1, &s, err);
+    if (rc < 0) return -1;
+    char p[256];
+    join(p, sizeof p, path, key);
+    size_t n = strlen(s);
+    int ok = n >= 1 && n < DRQ_NAME_MAX;
+    for (size_t i = 0; ok && i < n; i++) {
+        char c = s[i];
+        ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
+             c == '-';
+    }
+    if (!ok) return drq_errf(err, "%s: expected a name of 1-63 characters from A-Z a-z 0-9 _ . -", p);
+    memcpy(out, s, n + 1);
+    return 1;
+}
+
+static int need_object(const json_t *v, const char *path, drq_err *err) {
+    if (!json_is_object(v)) return drq_errf(err, "%s: expected an object", path && *path ? path : "spec");
+    return 0;
+}
+
+/* ---- objects ------------------------------------------------------------ */
+
+static const char *const dataset_kinds[] = {"none", "cifar10", "mnist", "fashion-mnist", NULL};
+static const char *const purifier_kinds[] = {"none", "ddpm", "reverse", "ddim", NULL};
+static const char *const var_kinds[] = {"fixedlarge", "fixedsmall", NULL};
+static const char *const attack_kinds[] = {"pgd", "bpda", "noop", NULL};
+static const char *const norms[] = {"linf", "l2", NULL};
+static const char *const randomness_kinds[] = {"fixed", "fresh", "eot", "transfer", NULL};
+static const char *const grads[] = {"full", "bpda", NULL};
+
+const char *drq_attack_kind_name(drq_attack_kind k) { return attack_kinds[k]; }
+const char *drq_purifier_kind_name(drq_purifier_kind k) { return purifier_kinds[k]; }
+
+/* Test-split sizes, the default image count of a real dataset. */
+#define DATASET_DEFAULT_SIZE 10000
+
+static int parse_dataset(const json_t *v, drq_dataset_spec *d, drq_err *err) {
+    static const char *const keys[] = {"kind", "path", "start", "count", NULL};
+    const char *path = "dataset";
+    if (need_object(v, path, err) || check_keys(v, path, keys, err)) return -1;
+    int kind;
+    if (get_enum(v, path, "kind", 1, dataset_kinds, 0, &kind, err) < 0) return -1;
+    d->kind = (drq_dataset_kind)kind;
+    const char *p = NULL;
+    int rc = get_str(v, path, "path", d->kind != DS_NONE, &p, err);
+    if (rc < 0) return -1;
+    if (rc && d->kind == DS_NONE) return drq_errf(err, "dataset.path: not allowed for dataset kind \"none\"");
+    d->path = p ? xstrdup(p) : NULL;
+    if (get_int(v, path, "start", 0, 0, INT64_C(1000000000), 0, &d->start, err) < 0) return -1;
+    if (get_int(v, path, "count", d->kind == DS_NONE, 1, INT64_C(1000000000),
+                d->start < DATASET_DEFAULT_SIZE ? DATASET_DEFAULT_SIZE - d->start : 1, &d->count, err) < 0)
+        return -1;
+    return 0;
+}
+
+static int parse_model(const json_t *root, const char *key, int required, const char *why, drq_model_spec *m,
+                       drq_err *err) {
+    static const char *const keys[] = {"arch", "config", "weights", NULL};
+    json_t *v = json_object_get(root, key);
+    if (!v) {
+        if (required) return drq_errf(err, "%s: required (%s)", key, why);
+        return 0;
+    }
+    if (need_object(v, key, err) || check_keys(v, key, keys, err)) return -1;
+    const char *arch, *weights;
+    if (get_str(v, key, "arch", 1, &arch, err) < 0) return -1;
+    if (get_str(v, key, "weights", 1, &weights, err) < 0) return -1;
+    json_t *cfg = json_object_get(v, "config");
+    if (cfg && !json_is_string(cfg) && !json_is_object(cfg))
+        return drq_errf(err, "%s.config: expected a string (path) or an object", key);
+    m->present = 1;
+    m->arch = xstrdup(arch);
+    m->weights = xstrdup(weights);
+    m->config = cfg ? json_deep_copy(cfg) : NULL;
+    return 0;
+}
+
+static int parse_purifier(const json_t *v, const char *path, drq_purifier_spec *p, drq_err *err) {
+    static const char *const keys[] = {"name", "kind", "t_star", "var", "stride", "clamp_x0", "clamp_out", NULL};
+    if (need_object(v, path, err) || check_keys(v, path, keys, err)) return -1;
+    int k;
+    if (get_name(v, path, "name", p->name, err) < 0) return -1;
+    if (get_enum(v, path, "kind", 1, purifier_kinds, 0, &k, err) < 0) return -1;
+    p->kind = (drq_purifier_kind)k;
+    if (get_int32(v, path, "t_star", 1, 1000, 100, &p->t_star, err) < 0) return -1;
+    if (get_enum(v, path, "var", 0, var_kinds, VAR_FIXEDLARGE, &k, err) < 0) return -1;
+    p->var = (drq_var_kind)k;
+    if (get_int32(v, path, "stride", 1, 1000, 1, &p->stride, err) < 0) return -1;
+    if (get_bool(v, path, "clamp_x0", 0, &p->clamp_x0, err) < 0) return -1;
+    if (get_bool(v, path, "clamp_out", 1, &p->clamp_out, err) < 0) return -1;
+    if (p->stride > 1 && p->kind != PUR_DDIM) {
+        char q[256];
+        join(q, sizeof q, path, "stride");
+        return drq_errf(err, "%s: only valid for kind \"ddim\"", q);
+    }
+    return 0;
+}
+
+static int parse_attack(const json_t *v, const char *path, const drq_spec *s, drq_attack_spec *a, drq_err *err) {
+    static const char *const keys[] = {"name",        "kind",    "norm",          "eps",       "steps",
+                                       "rel_stepsize", "abs_stepsize", "random_start", "randomness", "eot_k",
+                                       "votes",       "transfer_seed", "n_uniform", "ms_per_image", "grad",
+                                       "fail_images", NULL};
+    char q[256];
+    if (need_object(v, path, err) || check_keys(v, path, keys, err)) return -1;
+    int k;
+    if (get_name(v, path, "name", a->name, err) < 0) return -1;
+    if (get_enum(v, path, "kind", 1, attack_kinds, 0, &k, err) < 0) return -1;
+    a->kind = (drq_attack_kind)k;
+    if (get_enum(v, path, "norm", 0, norms, NORM_LINF, &k, err) < 0) return -1;
+    a->norm = (drq_norm)k;
+    if (a->norm == NORM_LINF) {
+        if (get_num(v, path, "eps", 0, 1, 1.0, 8.0 / 255.0, &a->eps, err) < 0) return -1;
+    } else {
+        if (get_num(v, path, "eps", 0, 1, 1000.0, 0.5, &a->eps, err) < 0) return -1;
+    }
+    if (get_int32(v, path, "steps", 0, 100000, 40, &a->steps, err) < 0) return -1;
+    int has_rel = json_object_get(v, "rel_stepsize") != NULL, has_abs = json_object_get(v, "abs_stepsize") != NULL;
+    if (has_rel && has_abs) {
+        join(q, sizeof q, path, "abs_stepsize");
+        return drq_errf(err, "%s: give rel_stepsize or abs_stepsize, not both", q);
+    }
+    if (get_num(v, path, "rel_stepsize", 0, 1, 1000.0, has_abs ? 0 : 0.01 / 0.3, &a->rel_stepsize, err) < 0)
+        return -1;
+    if (get_num(v, path, "abs_stepsize", 0, 1, 1000.0, 0, &a->abs_stepsize, err) < 0) return -1;
+    if (get_bool(v, path, "random_start", 1, &a->random_start, err) < 0) return -1;
+    if (get_enum(v, path, "randomness", 0, randomness_kinds, RND_FIXED, &k, err) < 0) return -1;
+    a->randomness = (drq_randomness)k;
+    if (get_int32(v, path, "eot_k", 1, 100000, 15, &a->eot_k, err) < 0) return -1;
+    if (get_int32(v, path, "votes", 1, 100000, 1, &a->votes, err) < 0) return -1;
+    int rc = get_int(v, path, "transfer_seed", 0, 0, INT64_MAX, -1, &a->transfer_seed, err);
+    if (rc < 0) return -1;
+    join(q, sizeof q, path, "transfer_seed");
+    if (a->randomness == RND_TRANSFER && !rc) return drq_errf(err, "%s: required with randomness \"transfer\"", q);
+    if (a->randomness != RND_TRANSFER && rc) return drq_errf(err, "%s: only valid with randomness \"transfer\"", q);
+    if (rc) {
+        int found = 0;
+        for (int i = 0; i < s->nseeds; i++) found |= s->seeds[i] == a->transfer_seed;
+        if (!found) return drq_errf(err, "%s: expected one of the sweep's seeds", q);
+    }
+    if (get_int32(v, path, "n_uniform", 0, 100000, 1, &a->n_uniform, err) < 0) return -1;
+    rc = get_num(v, path, "ms_per_image", 0, 0, 3600000.0, 0, &a->ms_per_image, err);
+    if (rc < 0) return -1;
+    join(q, sizeof q, path, "ms_per_image");
+    if (rc && a->kind != ATK_NOOP) return drq_errf(err, "%s: only valid for kind \"noop\"", q);
+    rc = get_enum(v, path, "grad", 0, grads, a->kind == ATK_BPDA ? GRAD_BPDA : GRAD_FULL, &k, err);
+    if (rc < 0) return -1;
+    a->grad = (drq_grad)k;
+    join(q, sizeof q, path, "grad");
+    if (a->kind == ATK_BPDA && a->grad != GRAD_BPDA) return drq_errf(err, "%s: kind \"bpda\" implies grad \"bpda\"", q);
+    json_t *fi = json_object_get(v, "fail_images");
+    join(q, sizeof q, path, "fail_images");
+    if (fi) {
+        if (a->kind != ATK_NOOP) return drq_errf(err, "%s: only valid for kind \"noop\"", q);
+        if (!json_is_array(fi)) return drq_errf(err, "%s: expected an array of image indices", q);
+        a->nfail_images = (int)json_array_size(fi);
+        a->fail_images = xcalloc((size_t)a->nfail_images + 1, sizeof *a->fail_images);
+        size_t i;
+        json_t *e;
+        json_array_foreach(fi, i, e) {
+            int64_t lo = s->dataset.start, hi = s->dataset.start + s->dataset.count - 1;
+            if (!json_is_integer(e) || json_integer_value(e) < lo || json_integer_value(e) > hi)
+                return drq_errf(err, "%s[%zu]: expected an image index in [%lld,%lld]", q, i, (long long)lo,
+                                (long long)hi);
+            a->fail_images[i] = json_integer_value(e);
+        }
+    }
+    if (a->kind != ATK_NOOP && s->dataset.kind == DS_NONE) {
+        join(q, sizeof q, path, "kind");
+        return drq_errf(err, "%s: \"%s\" needs a dataset (dataset.kind is \"none\")", q, attack_kinds[a->kind]);
+    }
+    return 0;
+}
+
+int drq_spec_parse(const json_t *root, drq_spec *s, drq_err *err) {
+    static const char *const keys[] = {"name",   "dataset", "classifier", "diffusion", "purifiers",
+                                       "attacks", "seeds",  "shard",      NULL};
+    memset(s, 0, sizeof *s);
+    char q[256];
+    if (need_object(root, "", err) || check_keys(root, "", keys, err)) goto fail;
+    if (get_name(root, "", "name", s->name, err) < 0) goto fail;
+    json_t *ds = json_object_get(root, "dataset");
+    if (!ds) {
+        drq_errf(err, "dataset: required (expected an object with kind none|cifar10|mnist|fashion-mnist)");
+        goto fail;
+    }
+    if (parse_dataset(ds, &s->dataset, err)) goto fail;
+
+    /* seeds first: attacks refer to them */
+    json_t *seeds = json_object_get(root, "seeds");
+    if (seeds) {
+        if (!json_is_array(seeds) || json_array_size(seeds) == 0 || json_array_size(seeds) > 100000) {
+            drq_errf(err, "seeds: expected a non-empty array of integers >= 0");
+            goto fail;
+        }
+        s->nseeds = (int)json_array_size(seeds);
+        s->seeds = xcalloc((size_t)s->nseeds, sizeof *s->seeds);
+        for (int i = 0; i < s->nseeds; i++) {
+            json_t *e = json_array_get(seeds, (size_t)i);
+            if (!json_is_integer(e) || json_integer_value(e) < 0) {
+                drq_errf(err, "seeds[%d]: expected an integer >= 0", i);
+                goto fail;
+            }
+            s->seeds[i] = json_integer_value(e);
+            for (int j = 0; j < i; j++)
+                if (s->seeds[j] == s->seeds[i]) {
+                    drq_errf(err, "seeds[%d]: duplicate seed %lld", i, (long long)s->seeds[i]);
+                    goto fail;
+                }
+        }
+    } else {
+        s->nseeds = 1;
+        s->seeds = xcalloc(1, sizeof *s->seeds);
+    }
+
+    json_t *sh = json_object_get(root, "shard");
+    s->shard_images = 10;
+    if (sh) {
+        static const char *const shard_keys[] = {"images", NULL};
+        if (need_object(sh, "shard", err) || check_keys(sh, "shard", shard_keys, err)) goto fail;
+        if (get_int(sh, "shard", "images", 0, 1, INT64_C(1000000000), 10, &s->shard_images, err) < 0) goto fail;
+    }
+
+    json_t *pur = json_object_get(root, "purifiers");
+    if (pur) {
+        if (!json_is_array(pur) || json_array_size(pur) == 0 || json_array_size(pur) > 10000) {
+            drq_errf(err, "purifiers: expected a non-empty array of objects");
+            goto fail;
+        }
+        s->npurifiers = (int)json_array_size(pur);
+        s->purifiers = xcalloc((size_t)s->npurifiers, sizeof *s->purifiers);
+        for (int i = 0; i < s->npurifiers; i++) {
+            snprintf(q, sizeof q, "purifiers[%d]", i);
+            if (parse_purifier(json_array_get(pur, (size_t)i), q, &s->purifiers[i], err)) goto fail;
+            for (int j = 0; j < i; j++)
+                if (!strcmp(s->purifiers[j].name, s->purifiers[i].name)) {
+                    drq_errf(err, "%s.name: duplicate name \"%s\"", q, s->purifiers[i].name);
+                    goto fail;
+                }
+        }
+    } else {
+        s->npurifiers = 1;
+        s->purifiers = xcalloc(1, sizeof *s->purifiers);
+        strcpy(s->purifiers[0].name, "none");
+        s->purifiers[0].kind = PUR_NONE;
+        s->purifiers[0].t_star = 100;
+        s->purifiers[0].stride = 1;
+        s->purifiers[0].clamp_out = 1;
+    }
+
+    int any_diffusion = 0;
+    for (int i = 0; i < s->npurifiers; i++) any_diffusion |= s->purifiers[i].kind != PUR_NONE;
+    if (parse_model(root, "classifier", s->dataset.kind != DS_NONE, "a dataset other than \"none\" needs a classifier",
+                    &s->classifier, err))
+        goto fail;
+    if (parse_model(root, "diffusion", any_diffusion, "a purifier of kind other than \"none\" needs a diffusion model",
+                    &s->diffusion, err))
+        goto fail;
+
+    json_t *atk = json_object_get(root, "attacks");
+    if (!atk) {
+        drq_errf(err, "attacks: required (expected a non-empty array of objects)");
+        goto fail;
+    }
+    if (!json_is_array(atk) || json_array_size(atk) == 0 || json_array_size(atk) > 10000) {
+        drq_errf(err, "attacks: expected a non-empty array of objects");
+        goto fail;
+    }
+    s->nattacks = (int)json_array_size(atk);
+    s->attacks = xcalloc((size_t)s->nattacks, sizeof *s->attacks);
+    for (int i = 0; i < s->nattacks; i++) {
+        snprintf(q, sizeof q, "attacks[%d]", i);
+        if (parse_attack(json_array_get(atk, (size_t)i), q, s, &s->attacks[i], err)) goto fail;
+        for (int j = 0; j < i; j++)
+            if (!strcmp(s->attacks[j].name, s->attacks[i].name)) {
+                drq_errf(err, "%s.name: duplicate name \"%s\"", q, s->attacks[i].name);
+                goto fail;
+            }
+    }
+    if (drq_spec_njobs(s) > INT64_C(100000000)) {
+        drq_errf(err, "spec: %lld jobs is more than the limit of 100000000 (raise shard.images)",
+                 (long long)drq_spec_njobs(s));
+        goto fail;
+    }
+    return 0;
+fail:
+    drq_spec_free(s);
+    return -1;
+}
+
+int drq_spec_parse_text(const char *text, drq_spec *out, drq_err *err) {
+    json_error_t je;
+    json_t *root = json_loads(text, JSON_REJECT_DUPLICATES, &je);
+    if (!root) {
+        memset(out, 0, sizeof *out);
+        return drq_errf(err, "spec: invalid JSON at line %d column %d: %s", je.line, je.column, je.text);
+    }
+    int rc = drq_spec_parse(root, out, err);
+    json_decref(root);
+    return rc;
+}
+
+int drq_spec_load(const char *path, drq_spec *out, drq_err *err) {
+    char *text = read_file_all(path, NULL, err);
+    if (!text) {
+        memset(out, 0, sizeof *out);
+        return -1;
+    }
+    drq_err e2;
+    int rc = drq_spec_parse_text(text, out, &e2);
+    free(text);
+    if (rc) drq_errf(err, "%s: %s", path, e2.msg);
+    return rc;
+}
+
+void drq_spec_free(drq_spec *s) {
+    free(s->dataset.path);
+    free(s->classifier.arch);
+    free(s->classifier.weights);
+    json_decref(s->classifier.config);
+    free(s->diffusion.arch);
+    free(s->diffusion.weights);
+    json_decref(s->diffusion.config);
+    free(s->purifiers);
+    if (s->attacks)
+        for (int i = 0; i < s->nattacks; i++) free(s->attacks[i].fail_images);
+    free(s->attacks);
+    free(s->seeds);
+    memset(s, 0, sizeof *s);
+}
+
+/* ---- canonical JSON ----------------------------------------------------- */
+
+static json_t *model_json(const drq_model_spec *m) {
+    json_t *o = json_object();
+    json_object_set_new(o, "arch", json_string(m->arch));
+    json_object_set_new(o, "weights", json_string(m->weights));
+    if (m->config) json_object_set(o, "config", m->config);
+    return o;
+}
+
+json_t *drq_spec_to_json(const drq_spec *s) {
+    json_t *root = json_object();
+    json_object_set_new(root, "name", json_string(s->name));
+    json_t *ds = json_object();
+    json_object_set_new(ds, "kind", json_string(dataset_kinds[s->dataset.kind]));
+    if (s->dataset.path) json_object_set_new(ds, "path", json_string(s->dataset.path));
+    json_object_set_new(ds, "start", json_integer(s->dataset.start));
+    json_object_set_new(ds, "count", json_integer(s->dataset.count));
+    json_object_set_new(root, "dataset", ds);
+    if (s->classifier.present) json_object_set_new(root, "classifier", model_json(&s->classifier));
+    if (s->diffusion.present) json_object_set_new(root, "diffusion", model_json(&s->diffusion));
+    json_t *pa = json_array();
+    for (int i = 0; i < s->npurifiers; i++) {
+        const drq_purifier_spec *p = &s->purifiers[i];
+        json_t *o = json_object();
+        json_object_set_new(o, "name", json_string(p->name));
+        json_object_set_new(o, "kind", json_string(purifier_kinds[p->kind]));
+        json_object_set_new(o, "t_star", json_integer(p->t_star));
+        json_object_set_new(o, "var", json_string(var_kinds[p->var]));
+        json_object_set_new(o, "stride", json_integer(p->stride));
+        json_object_set_new(o, "clamp_x0", json_boolean(p->clamp_x0));
+        json_object_set_new(o, "clamp_out", json_boolean(p->clamp_out));
+        json_array_append_new(pa, o);
+    }
+    json_object_set_new(root, "purifiers", pa);
+    json_t *aa = json_array();
+    for (int i = 0; i < s->nattacks; i++) {
+        const drq_attack_spec *a = &s->attacks[i];
+        json_t *o = json_object();
+        json_object_set_new(o, "name", json_string(a->name));
+        json_object_set_new(o, "kind", json_string(attack_kinds[a->kind]));
+        json_object_set_new(o, "norm", json_string(norms[a->norm]));
+        json_object_set_new(o, "eps", json_real(a->eps));
+        json_object_set_new(o, "steps", json_integer(a->steps));
+        if (a->abs_stepsize > 0)
+            json_object_set_new(o, "abs_stepsize", json_real(a->abs_stepsize));
+        else
+            json_object_set_new(o, "rel_stepsize", json_real(a->rel_stepsize));
+        json_object_set_new(o, "random_start", json_boolean(a->random_start));
+        json_object_set_new(o, "randomness", json_string(randomness_kinds[a->randomness]));
+        json_object_set_new(o, "eot_k", json_integer(a->eot_k));
+        json_object_set_new(o, "votes", json_integer(a->votes));
+        if (a->randomness == RND_TRANSFER) json_object_set_new(o, "transfer_seed", json_integer(a->transfer_seed));
+        json_object_set_new(o, "n_uniform", json_integer(a->n_uniform));
+        if (a->kind == ATK_NOOP) json_object_set_new(o, "ms_per_image", json_real(a->ms_per_image));
+        json_object_set_new(o, "grad", json_string(grads[a->grad]));
+        if (a->fail_images) {
+            json_t *fi = json_array();
+            for (int k = 0; k < a->nfail_images; k++) json_array_append_new(fi, json_integer(a->fail_images[k]));
+            json_object_set_new(o, "fail_images", fi);
+        }
+        json_array_append_new(aa, o);
+    }
+    json_object_set_new(root, "attacks", aa);
+    json_t *sa = json_array();
+    for (int i = 0; i < s->nseeds; i++) json_array_append_new(sa, json_integer(s->seeds[i]));
+    json_object_set_new(root, "seeds", sa);
+    json_t *sh = json_object();
+    json_object_set_new(sh, "images", json_integer(s->shard_images));
+    json_object_set_new(root, "shard", sh);
+    return root;
+}
+
+char *drq_spec_canonical(const drq_spec *s) {
+    json_t *j = drq_spec_to_json(s);
+    char *text = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
+    json_decref(j);
+    assert(text);
+    return text;
+}
+
+/* ---- expansion ---------------------------------------------------------- */
+
+int64_t drq_spec_shards(const drq_spec *s) { return (s->dataset.count + s->shard_images - 1) / s->shard_images; }
+
+int64_t drq_spec_njobs(const drq_spec *s) {
+    return (int64_t)s->npurifiers * s->nattacks * s->nseeds * drq_spec_shards(s);
+}
+
+int64_t drq_spec_nrows(const drq_spec *s) {
+    return (int64_t)s->npurifiers * s->nattacks * s->nseeds * s->dataset.count;
+}
+
+void drq_spec_job(const drq_spec *s, int64_t seq, drq_job_desc *d) {
+    int64_t nsh = drq_spec_shards(s);
+    assert(seq >= 0 && seq < drq_spec_njobs(s));
+    d->seq = seq;
+    int64_t shard = seq % nsh, r = seq / nsh;
+    d->seed_index = (int)(r % s->nseeds);
+    r /= s->nseeds;
+    d->attack = (int)(r % s->nattacks);
+    d->purifier = (int)(r / s->nattacks);
+    d->seed = s->seeds[d->seed_index];
+    d->image_start = s->dataset.start + shard * s->shard_images;
+    int64_t end = s->dataset.start + s->dataset.count;
+    d->image_count = d->image_start + s->shard_images <= end ? s->shard_images : end - d->image_start;
+    d->depends_on_seq = -1;
+    const drq_attack_spec *a = &s->attacks[d->attack];
+    if (a->randomness == RND_TRANSFER && a->transfer_seed != d->seed) {
+        int src = 0;
+        for (int i = 0; i < s->nseeds; i++)
+            if (s->seeds[i] == a->transfer_seed) src = i;
+        d->depends_on_seq = (((int64_t)d->purifier * s->nattacks + d->attack) * s->nseeds + src) * nsh + shard;
+    }
+}

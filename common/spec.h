@@ -1,0 +1,116 @@
+/* spec.h — the sweep spec: parsing, validation, defaults, expansion into jobs.
+ *
+ * A spec is one JSON object (docs/spec.md).  drq_spec_parse validates every
+ * field; each error names the JSON path and what was expected, e.g.
+ * "attacks[1].eps: expected a number in (0,1]".  Unknown keys are errors, so
+ * a typo never passes silently.  drq_spec_to_json writes the canonical form
+ * (every default filled in, keys sorted when dumped with JSON_SORT_KEYS); the
+ * canonical form parses back to the same spec and is what the database stores
+ * and what workers receive.
+ *
+ * Expansion: jobs = purifiers × attacks × seeds × image shards, enumerated by a
+ * sequence number seq in that nesting order (shard fastest).  A job of an attack
+ * with randomness "transfer" and a seed other than its transfer_seed depends on
+ * the job of the same purifier, attack and shard at the transfer_seed.
+ */
+#ifndef DRQ_SPEC_H
+#define DRQ_SPEC_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "row.h"
+#include "util.h"
+
+typedef enum { DS_NONE, DS_CIFAR10, DS_MNIST, DS_FASHION_MNIST } drq_dataset_kind;
+typedef enum { PUR_NONE, PUR_DDPM, PUR_REVERSE, PUR_DDIM } drq_purifier_kind;
+typedef enum { VAR_FIXEDLARGE, VAR_FIXEDSMALL } drq_var_kind;
+typedef enum { ATK_PGD, ATK_BPDA, ATK_NOOP } drq_attack_kind;
+typedef enum { NORM_LINF, NORM_L2 } drq_norm;
+typedef enum { RND_FIXED, RND_FRESH, RND_EOT, RND_TRANSFER } drq_randomness;
+typedef enum { GRAD_FULL, GRAD_BPDA } drq_grad;
+
+typedef struct {
+    drq_dataset_kind kind;
+    char *path; /* NULL for kind none */
+    int64_t start, count;
+} drq_dataset_spec;
+
+typedef struct {
+    int present;
+    char *arch;
+    json_t *config; /* string or object as given; NULL when absent */
+    char *weights;
+} drq_model_spec;
+
+typedef struct {
+    char name[DRQ_NAME_MAX];
+    drq_purifier_kind kind;
+    int t_star;
+    drq_var_kind var;
+    int stride;
+    int clamp_x0, clamp_out;
+} drq_purifier_spec;
+
+typedef struct {
+    char name[DRQ_NAME_MAX];
+    drq_attack_kind kind;
+    drq_norm norm;
+    double eps;
+    int steps;
+    double rel_stepsize, abs_stepsize; /* exactly one is > 0 */
+    int random_start;
+    drq_randomness randomness;
+    int eot_k, votes;
+    int64_t transfer_seed; /* randomness transfer only */
+    int n_uniform;
+    double ms_per_image;   /* noop only */
+    drq_grad grad;
+    int64_t *fail_images;  /* noop only: images that always fail (poison) */
+    int nfail_images;
+} drq_attack_spec;
+
+typedef struct {
+    char name[DRQ_NAME_MAX];
+    drq_dataset_spec dataset;
+    drq_model_spec classifier, diffusion;
+    drq_purifier_spec *purifiers;
+    int npurifiers;
+    drq_attack_spec *attacks;
+    int nattacks;
+    int64_t *seeds;
+    int nseeds;
+    int64_t shard_images;
+} drq_spec;
+
+/* Validates and parses; 0 or -1 + err naming the JSON path. */
+int drq_spec_parse(const json_t *root, drq_spec *out, drq_err *err);
+/* Same from text / from a file (JSON syntax errors carry line:column). */
+int drq_spec_parse_text(const char *text, drq_spec *out, drq_err *err);
+int drq_spec_load(const char *path, drq_spec *out, drq_err *err);
+void drq_spec_free(drq_spec *s);
+
+/* Canonical JSON (new reference). */
+json_t *drq_spec_to_json(const drq_spec *s);
+/* Canonical compact text with sorted keys (malloc'd). */
+char *drq_spec_canonical(const drq_spec *s);
+
+/* One job of the expansion. */
+typedef struct {
+    int64_t seq;
+    int purifier, attack, seed_index;
+    int64_t seed;
+    int64_t image_start, image_count;
+    int64_t depends_on_seq; /* -1: none */
+} drq_job_desc;
+
+int64_t drq_spec_shards(const drq_spec *s);
+int64_t drq_spec_njobs(const drq_spec *s);
+int64_t drq_spec_nrows(const drq_spec *s); /* result rows of the whole sweep */
+/* Fills d for 0 <= seq < njobs. */
+void drq_spec_job(const drq_spec *s, int64_t seq, drq_job_desc *d);
+
+const char *drq_attack_kind_name(drq_attack_kind k);
+const char *drq_purifier_kind_name(drq_purifier_kind k);
+
+#endif

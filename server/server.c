@@ -1,0 +1,1246 @@
+/* server.c — see server.h and docs/queue.md.
+ *
+ * Event flow.  Both ROUTER sockets are watched through ZMQ_FD with a uv_poll.
+ * That fd is edge-triggered: it only says "ZMQ_EVENTS may have changed", so
+ * every wake-up (and every send, which can consume the edge) is followed by
+ * draining while ZMQ_EVENTS has ZMQ_POLLIN; when a drain stops early (batch
+ * limit) a uv_idle handle re-runs the pump on the next loop turn.
+ *
+ * Group commit.  A pump reads up to BATCH worker messages, applies them all
+ * inside one BEGIN IMMEDIATE transaction, dispatches new leases in the same
+ * transaction, commits, and only then sends the ACKs and JOBs it queued.  So
+ * every acknowledged state change is durable, and the per-message cost of the
+ * commit is shared by the batch.
+ */
+#include "server.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+#include <zmq.h>
+
+#include "common/proto.h"
+#include "common/row.h"
+#include "common/spec.h"
+#include "store.h"
+
+#define BATCH 512            /* worker messages per transaction */
+#define CLIENT_BATCH 16      /* client requests per pump */
+#define EXPAND_CHUNK 20000   /* jobs inserted per pump while a sweep expands */
+#define MAX_LEASE_PER_PUMP 64
+#define RATE_SAMPLES 64
+#define MAX_FETCH 100000
+
+typedef struct {
+    int64_t id, done, total;
+} held_job;
+
+typedef struct {
+    unsigned char rid[DRQ_MAX_RID];
+    size_t rid_len;
+    char name[DRQ_TAG_MAX];
+    char version[64];
+    char *devices; /* JSON array text */
+    int credit;
+    double last_seen; /* monotonic */
+    double joined;    /* epoch */
+    held_job *jobs;
+    int njobs, capjobs;
+    int64_t *sweeps_sent;
+    int nsent;
+    int64_t jobs_done, done_unflushed;
+} worker;
+
+typedef struct {
+    int64_t sweep;
+    json_t *json;
+    drq_spec spec;
+} spec_entry;
+
+typedef struct {
+    unsigned char rid[DRQ_MAX_RID];
+    size_t rid_len;
+    int to_client;
+    drq_msg_type type;
+    json_t *body;
+    void *bin;
+    size_t binlen;
+} outmsg;
+
+typedef struct {
+    int64_t sweep;
+    double t0;
+} expansion;
+
+typedef struct {
+    int64_t sweep;
+    double t[RATE_SAMPLES];
+    int64_t done[RATE_SAMPLES], rows[RATE_SAMPLES];
+    int n, head; /* ring: head = next slot */
+} rate_ring;
+
+struct drq_server {
+    drq_server_opts o;
+    uv_loop_t loop;
+    uv_poll_t wpoll, cpoll;
+    int has_cpoll;
+    uv_timer_t tick;
+    uv_idle_t idle;
+    int idle_on;
+    uv_async_t async_stop;
+    uv_signal_t sig_int, sig_term;
+    int stopping;
+    void *zctx;
+    int own_ctx;
+    void *wsock, *csock;
+    store *st;
+    worker **w;
+    int nw;
+    spec_entry *specs;
+    int nspecs;
+    outmsg *out;
+    int nout, capout;
+    expansion *exp;
+    int nexp;
+    rate_ring *rates;
+    int nrates;
+    int dirty; /* a dispatch may find something */
+    int fatal;
+    int rr;
+    int in_pump;
+    char ident[96];
+};
+
+#define JLOG(s, ...)                                          \
+    do {                                                      \
+        if (!(s)->o.quiet) log_line("server", __VA_ARGS__); \
+    } while (0)
+
+static void pump(drq_server *s);
+static void expand_step(drq_server *s);
+static void on_idle(uv_idle_t *h);
+
+void drq_server_opts_defaults(drq_server_opts *o) {
+    if (!o->max_attempts) o->max_attempts = 3;
+    if (!(o->lease_s > 0)) o->lease_s = 30;
+    if (!(o->backoff_s > 0)) o->backoff_s = 1;
+    if (!(o->heartbeat_s > 0)) o->heartbeat_s = 1;
+    if (!o->liveness) o->liveness = 3;
+}
+
+/* Printable hex of a routing id, for logs about unknown peers. */
+static const char *hexid(const unsigned char *rid, size_t n) {
+    static char buf[2 * 32 + 4];
+    size_t k = n < 32 ? n : 32, i;
+    for (i = 0; i < k; i++) snprintf(buf + 2 * i, 3, "%02x", rid[i]);
+    if (n > k) strcpy(buf + 2 * k, "..");
+    if (n == 0) strcpy(buf, "-");
+    return buf;
+}
+
+/* ---- fatal errors: stop the loop, keep what is committed ------------------ */
+
+static void shutdown_loop(drq_server *s);
+
+static void fatal_db(drq_server *s, const char *what, const drq_err *e) {
+    log_line("server", "fatal: %s: %s; stopping (committed state is safe)", what, e->msg);
+    store_rollback(s->st);
+    s->fatal = 1;
+    shutdown_loop(s);
+}
+
+/* ---- outgoing messages ---------------------------------------------------- */
+
+/* Queues a message to send after the current transaction commits.  Takes
+ * ownership of body and bin. */
+static void queue_out(drq_server *s, int to_client, const unsigned char *rid, size_t rid_len, drq_msg_type t,
+                      json_t *body, void *bin, size_t binlen) {
+    if (s->nout == s->capout) {
+        s->capout = s->capout ? s->capout * 2 : 256;
+        s->out = xrealloc(s->out, (size_t)s->capout * sizeof *s->out);
+    }
+    outmsg *m = &s->out[s->nout++];
+    memcpy(m->rid, rid, rid_len);
+    m->rid_len = rid_len;
+    m->to_client = to_client;
+    m->type = t;
+    m->body = body;
+    m->bin = bin;
+    m->binlen = binlen;
+}
+
+static void flush_out(drq_server *s) {
+    for (int i = 0; i < s->nout; i++) {
+        outmsg *m = &s->out[i];
+        if (drq_msg_send(m->to_client ? s->csock : s->wsock, m->rid, m->rid_len, m->type, m->body, m->bin,
+                         m->binlen))
+            log_line("server", "send %s to %s failed: %s", drq_msg_name(m->type), hexid(m->rid, m->rid_len),
+                     zmq_strerror(errno));
+        json_decref(m->body);
+        free(m->bin);
+    }
+    s->nout = 0;
+}
+
+static void drop_out(drq_server *s) {
+    for (int i = 0; i < s->nout; i++) {
+        json_decref(s->out[i].body);
+        free(s->out[i].bin);
+    }
+    s->nout = 0;
+}
+
+static void reply_error(drq_server *s, const drq_msg *m, int64_t id, const char *fmt, ...) DRQ_PRINTF(4, 5);
+static void reply_error(drq_server *s, const drq_msg *m, int64_t id, const char *fmt, ...) {
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    json_t *b = json_object();
+    json_object_set_new(b, "id", json_integer(id));
+    json_object_set_new(b, "error", json_string(buf));
+    queue_out(s, 1, m->rid, m->rid_len, MSG_ERROR, b, NULL, 0);
+}
+
+/* ---- specs ------------------------------------------------------------------ */
+
+/* The parsed spec of a sweep, loaded from the database on first use. */
+static spec_entry *spec_get(drq_server *s, int64_t sweep) {
+    for (int i = 0; i < s->nspecs; i++)
+        if (s->specs[i].sweep == sweep) return &s->specs[i];
+    char *text = store_sweep_spec(s->st, sweep);
+    if (!text) return NULL;
+    json_t *j = json_loads(text, 0, NULL);
+    free(text);
+    drq_spec sp;
+    drq_err e;
+    if (!j || drq_spec_parse(j, &sp, &e)) {
+        log_line("server", "sweep %lld: stored spec unreadable: %s", (long long)sweep, j ? e.msg : "bad JSON");
+        json_decref(j);
+        return NULL;
+    }
+    s->specs = xrealloc(s->specs, (size_t)(s->nspecs + 1) * sizeof *s->specs);
+    spec_entry *se = &s->specs[s->nspecs++];
+    se->sweep = sweep;
+    se->json = j;
+    se->spec = sp;
+    return se;
+}
+
+/* ---- workers ---------------------------------------------------------------- */
+
+static worker *worker_by_rid(drq_server *s, const unsigned char *rid, size_t n) {
+    for (int i = 0; i < s->nw; i++)
+        if (s->w[i]->rid_len == n && !memcmp(s->w[i]->rid, rid, n)) return s->w[i];
+    return NULL;
+}
+
+static worker *worker_by_name(drq_server *s, const char *name) {
+    for (int i = 0; i < s->nw; i++)
+        if (!strcmp(s->w[i]->name, name)) return s->w[i];
+    return NULL;
+}
+
+static void worker_add_job(worker *w, int64_t id) {
+    for (int i = 0; i < w->njobs; i++)
+        if (w->jobs[i].id == id) return;
+    if (w->njobs == w->capjobs) {
+        w->capjobs = w->capjobs ? w->capjobs * 2 : 4;
+        w->jobs = xrealloc(w->jobs, (size_t)w->capjobs * sizeof *w->jobs);
+    }
+    w->jobs[w->njobs++] = (held_job){id, 0, 0};
+}
+
+static int worker_drop_job(worker *w, int64_t id) {
+    for (int i = 0; i < w->njobs; i++)
+        if (w->jobs[i].id == id) {
+            w->jobs[i] = w->jobs[--w->njobs];
+            return 1;
+        }
+    return 0;
+}
+
+static void worker_remove(drq_server *s, worker *w) {
+    for (int i = 0; i < s->nw; i++)
+        if (s->w[i] == w) {
+            s->w[i] = s->w[--s->nw];
+            break;
+        }
+    free(w->devices);
+    free(w->jobs);
+    free(w->sweeps_sent);
+    free(w);
+}
+
+/* Tells the worker holding job id (if any other than `except`) to drop it. */
+static void cancel_on_workers(drq_server *s, int64_t id, const worker *except, const char *reason) {
+    for (int i = 0; i < s->nw; i++) {
+        worker *w = s->w[i];
+        if (w == except || !worker_drop_job(w, id)) continue;
+        json_t *b = json_object();
+        json_object_set_new(b, "job", json_integer(id));
+        json_object_set_new(b, "reason", json_string(reason));
+        queue_out(s, 0, w->rid, w->rid_len, MSG_CANCEL, b, NULL, 0);
+        JLOG(s, "job %lld: cancel sent to %s (%s)", (long long)id, w->name, reason);
+    }
+}
+
+/* Requeues (as a failed attempt) everything a lost worker held. */
+static void worker_lost(drq_server *s, worker *w, const char *why) {
+    log_line("server", "worker %s lost: %s; requeueing %d job(s)", w->name, why, w->njobs);
+    double wall = wall_now();
+    for (int i = 0; i < w->njobs; i++) {
+        store_job j;
+        if (store_job_get(s->st, w->jobs[i].id, &j) || strcmp(j.state, "leased") || strcmp(j.lease_owner, w->name))
+            continue;
+        char msg[256];
+        snprintf(msg, sizeof msg, "worker %s lost (%s)", w->name, why);
+        int failed = store_job_attempt_failed(s->st, j.id, msg, wall, s->o.max_attempts, s->o.backoff_s);
+        log_line("server", "job %lld %s: %s", (long long)j.id, failed ? "failed" : "requeued", msg);
+    }
+    store_worker_seen(s->st, w->name, NULL, NULL, "lost", w->done_unflushed);
+    store_event(s->st, 0, 0, w->name, "worker_lost", "%s", why);
+    s->dirty = 1;
+    worker_remove(s, w);
+}
+
+/* ---- dispatch ----------------------------------------------------------------- */
+
+/* Queues a JOB for a freshly leased job (spec attached on a worker's first job
+ * of the sweep, checkpoint attached when one exists). */
+static void send_job(drq_server *s, worker *w, const store_job *j) {
+    spec_entry *se = spec_get(s, j->sweep);
+    if (!se || j->purifier >= se->spec.npurifiers || j->attack >= se->spec.nattacks) {
+        store_job_fail(s->st, j->id, "the sweep's stored spec is unreadable");
+        return;
+    }
+    json_t *b = json_object();
+    json_object_set_new(b, "job", json_integer(j->id));
+    json_object_set_new(b, "sweep", json_integer(j->sweep));
+    json_object_set_new(b, "attempt", json_integer(j->attempts + 1));
+    json_object_set_new(b, "purifier", json_integer(j->purifier));
+    json_object_set_new(b, "attack", json_integer(j->attack));
+    json_object_set_new(b, "seed", json_integer(j->seed));
+    json_object_set_new(b, "start", json_integer(j->image_start));
+    json_object_set_new(b, "count", json_integer(j->image_count));
+    int seen = 0;
+    for (int i = 0; i < w->nsent; i++) seen |= w->sweeps_sent[i] == j->sweep;
+    if (!seen) {
+        json_object_set(b, "spec", se->json);
+        w->sweeps_sent = xrealloc(w->sweeps_sent, (size_t)(w->nsent + 1) * sizeof *w->sweeps_sent);
+        w->sweeps_sent[w->nsent++] = j->sweep;
+    }
+    int64_t step;
+    void *blob = NULL;
+    size_t len = 0;
+    if (store_checkpoint_get(s->st, j->id, &step, &blob, &len)) {
+        json_object_set_new(b, "ckpt_step", json_integer(step));
+        store_event(s->st, j->sweep, j->id, w->name, "resume", "resumes from checkpoint step %lld",
+                    (long long)step);
+        log_line("server", "job %lld -> %s resumes from checkpoint step %lld (attempt %d)", (long long)j->id,
+                 w->name, (long long)step, j->attempts + 1);
+    } else {
+        JLOG(s, "job %lld -> %s (attempt %d)", (long long)j->id, w->name, j->attempts + 1);
+    }
+    queue_out(s, 0, w->rid, w->rid_len, MSG_JOB, b, blob, len);
+    worker_add_job(w, j->id);
+    w->credit--;
+}
+
+/* Leases dispatchable jobs to workers with credit, round robin.  Runs inside
+ * the pump's transaction. */
+static void dispatch(drq_server *s) {
+    if (!s->dirty || s->nw == 0) return;
+    s->dirty = 0;
+    double wall = wall_now();
+    store_job jobs[MAX_LEASE_PER_PUMP];
+    int start = s->rr++;
+    for (int k = 0; k < s->nw; k++) {
+        worker *w = s->w[(start + k) % s->nw];
+        if (w->credit <= 0) continue;
+        int want = w->credit < MAX_LEASE_PER_PUMP ? w->credit : MAX_LEASE_PER_PUMP;
+        int got = store_lease(s->st, w->name, wall, s->o.lease_s, want, jobs);
+        for (int i = 0; i < got; i++) send_job(s, w, &jobs[i]);
+        if (got < want) break; /* nothing left to dispatch */
+        if (w->credit > 0) s->dirty = 1; /* hit the per-pump cap */
+    }
+}
+
+/* ---- worker messages ---------------------------------------------------------- */
+
+static void ack(drq_server *s, worker *w, int64_t seq, int64_t job) {
+    json_t *b = json_object();
+    json_object_set_new(b, "seq", json_integer(seq));
+    if (job) json_object_set_new(b, "job", json_integer(job));
+    queue_out(s, 0, w->rid, w->rid_len, MSG_ACK, b, NULL, 0);
+}
+
+static void add_credit(drq_server *s, worker *w, const json_t *body) {
+    int64_t c = drq_jint(body, "credit");
+    if (c > 0) {
+        w->credit += c > 1000 ? 1000 : (int)c;
+        if (w->credit > 1000) w->credit = 1000;
+        s->dirty = 1;
+    }
+}
+
+static void on_hello(drq_server *s, const drq_msg *m) {
+    const json_t *b = m->body;
+    const char *name = drq_jstr(b, "name");
+    if (strlen(name) >= DRQ_TAG_MAX) {
+        log_line("server", "workers: HELLO from %s dropped: name longer than %d bytes", hexid(m->rid, m->rid_len),
+                 DRQ_TAG_MAX - 1);
+        return;
+    }
+    worker *old = worker_by_rid(s, m->rid, m->rid_len);
+    if (!old) old = worker_by_name(s, name);
+    json_t *held = json_object_get(b, "held");
+    if (old) {
+        /* a reconnect: jobs the old registration held but the new one does not
+         * list were lost by the worker */
+        for (int i = 0; i < old->njobs; i++) {
+            int listed = 0;
+            size_t k;
+            json_t *e;
+            json_array_foreach(held, k, e) listed |= json_integer_value(e) == old->jobs[i].id;
+            if (!listed) {
+                store_job j;
+                if (!store_job_get(s->st, old->jobs[i].id, &j) && !strcmp(j.state, "leased") &&
+                    !strcmp(j.lease_owner, name)) {
+                    char msg[256];
+                    snprintf(msg, sizeof msg, "worker %s re-registered without the job", name);
+                    store_job_attempt_failed(s->st, j.id, msg, wall_now(), s->o.max_attempts, s->o.backoff_s);
+                    s->dirty = 1;
+                }
+            }
+        }
+        worker_remove(s, old);
+    }
+    worker *w = xcalloc(1, sizeof *w);
+    memcpy(w->rid, m->rid, m->rid_len);
+    w->rid_len = m->rid_len;
+    snprintf(w->name, sizeof w->name, "%s", name);
+    snprintf(w->version, sizeof w->version, "%s", drq_jstr(b, "version"));
+    w->devices = json_dumps(json_object_get(b, "devices"), JSON_COMPACT);
+    w->credit = (int)(drq_jint(b, "credit") > 1000 ? 1000 : drq_jint(b, "credit"));
+    w->last_seen = now_s();
+    w->joined = wall_now();
+    s->w = xrealloc(s->w, (size_t)(s->nw + 1) * sizeof *s->w);
+    s->w[s->nw++] = w;
+
+    /* re-adopt the jobs it still holds */
+    double wall = wall_now();
+    size_t k;
+    json_t *e;
+    int kept = 0, cancelled = 0;
+    json_array_foreach(held, k, e) {
+        int64_t id = json_integer_value(e);
+        store_job j;
+        int ok = 0;
+        if (!store_job_get(s->st, id, &j)) {
+            if (!strcmp(j.state, "leased") && !strcmp(j.lease_owner, name))
+                ok = store_extend(s->st, id, name, wall + s->o.lease_s) == 0;
+            else if (!strcmp(j.state, "queued"))
+                ok = store_lease_one(s->st, id, name, wall, s->o.lease_s) == 0;
+        }
+        if (ok) {
+            worker_add_job(w, id);
+            kept++;
+        } else {
+            json_t *c = json_object();
+            json_object_set_new(c, "job", json_integer(id));
+            json_object_set_new(c, "reason", json_string("no longer leased to this worker"));
+            queue_out(s, 0, w->rid, w->rid_len, MSG_CANCEL, c, NULL, 0);
+            cancelled++;
+        }
+    }
+    store_worker_seen(s->st, w->name, w->devices, w->version, "alive", 0);
+    store_event(s->st, 0, 0, w->name, "worker_join", "devices %s, version %s, holds %d job(s)", w->devices,
+                w->version, kept);
+    log_line("server", "worker %s joined (devices %s, version %s, credit %d, holds %d job(s), %d cancelled)", w->name,
+             w->devices, w->version, w->credit, kept, cancelled);
+    json_t *r = json_object();
+    json_object_set_new(r, "heartbeat_ms", json_integer((json_int_t)(s->o.heartbeat_s * 1000)));
+    json_object_set_new(r, "liveness", json_integer(s->o.liveness));
+    json_object_set_new(r, "lease_s", json_real(s->o.lease_s));
+    json_object_set_new(r, "server", json_string(s->ident));
+    queue_out(s, 0, w->rid, w->rid_len, MSG_WELCOME, r, NULL, 0);
+    s->dirty = 1;
+}
+
+/* Checks result rows against the job they claim to complete. */
+static int rows_match_job(const store_job *j, const char *pur, const char *atk, const drq_row *rows, int64_t n,
+                          char *why, size_t cap) {
+    for (int64_t i = 0; i < n; i++) {
+        const drq_row *r = &rows[i];
+        if (r->image < j->image_start || r->image >= j->image_start + j->image_count) {
+            snprintf(why, cap, "row %lld: image %lld outside the job's range [%lld,%lld)", (long long)i,
+                     (long long)r->image, (long long)j->image_start, (long long)(j->image_start + j->image_count));
+            return 0;
+        }
+        if (r->seed != j->seed || r->sweep != j->sweep || strcmp(r->purifier, pur) || strcmp(r->attack, atk)) {
+            snprintf(why, cap, "row %lld: identity (sweep %lld, %s, %s, seed %lld) is not the job's", (long long)i,
+                     (long long)r->sweep, r->purifier, r->attack, (long long)r->seed);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static void on_result(drq_server *s, worker *w, const drq_msg *m) {
+    const json_t *b = m->body;
+    int64_t id = drq_jint(b, "job"), seq = drq_jint(b, "seq"), n = drq_jint(b, "n");
+    int final = drq_jbool(b, "final");
+    add_credit(s, w, b);
+    store_job j;
+    if (store_job_get(s->st, id, &j)) {
+        log_line("server", "RESULT from %s for unknown job %lld dropped", w->name, (long long)id);
+        ack(s, w, seq, id);
+        return;
+    }
+    spec_entry *se = spec_get(s, j.sweep);
+    if (!se || j.purifier >= se->spec.npurifiers || j.attack >= se->spec.nattacks) {
+        ack(s, w, seq, id);
+        return;
+    }
+    const char *pur = se->spec.purifiers[j.purifier].name, *atk = se->spec.attacks[j.attack].name;
+    drq_row *rows = NULL;
+    int64_t got = 0;
+    drq_err e;
+    char why[1200];
+    if (drq_rows_unpack(m->bin[0], m->binlen[0], n, &rows, &got, &e)) {
+        snprintf(why, sizeof why, "malformed result rows: %s", e.msg);
+        goto bad;
+    }
+    if (!rows_match_job(&j, pur, atk, rows, got, why, sizeof why)) goto bad;
+    int64_t added = store_results_insert(s->st, &j, pur, atk, rows, got);
+    drq_rows_free(rows, got);
+    rows = NULL;
+    if (final) {
+        worker_drop_job(w, id);
+        int64_t have = store_results_count(s->st, &j, pur, atk);
+        if (have != j.image_count) {
+            snprintf(why, sizeof why, "result incomplete: %lld of %lld rows", (long long)have,
+                     (long long)j.image_count);
+            goto bad_final;
+        }
+        if (store_job_done(s->st, id) == 0) {
+            w->jobs_done++;
+            w->done_unflushed++;
+            JLOG(s, "job %lld done by %s (%lld rows, %lld new)", (long long)id, w->name, (long long)got,
+                 (long long)added);
+            if (strcmp(j.state, "leased") || strcmp(j.lease_owner, w->name)) {
+                if (j.state[0] == 'l') cancel_on_workers(s, id, w, "completed by another worker");
+                log_line("server", "job %lld: late result from %s accepted (state was %s%s%s)", (long long)id,
+                         w->name, j.state, j.lease_owner[0] ? ", owner " : "", j.lease_owner);
+            }
+            s->dirty = 1; /* a dependency may have become ready */
+        } else {
+            JLOG(s, "job %lld: duplicate result from %s (%lld new rows, state %s)", (long long)id, w->name,
+                 (long long)added, j.state);
+        }
+    }
+    ack(s, w, seq, id);
+    return;
+bad:
+    drq_rows_free(rows, got);
+    if (final) worker_drop_job(w, id);
+bad_final:
+    log_line("server", "job %lld: bad RESULT from %s: %s", (long long)id, w->name, why);
+    if (final && !strcmp(j.state, "leased") && !strcmp(j.lease_owner, w->name)) {
+        store_job_attempt_failed(s->st, id, why, wall_now(), s->o.max_attempts, s->o.backoff_s);
+        s->dirty = 1;
+    }
+    ack(s, w, seq, id);
+}
+
+static int leased_to(drq_server *s, int64_t id, const worker *w, store_job *j) {
+    return !store_job_get(s->st, id, j) && !strcmp(j->state, "leased") && !strcmp(j->lease_owner, w->name);
+}
+
+static void on_worker_msg(drq_server *s, drq_msg *m) {
+    if (m->type == MSG_HELLO) {
+        on_hello(s, m);
+        return;
+    }
+    worker *w = worker_by_rid(s, m->rid, m->rid_len);
+    if (!w) {
+        /* a peer we do not know (we restarted, or it was declared lost) */
+        log_line("server", "workers: %s from unregistered peer %s; asking it to re-register", drq_msg_name(m->type),
+                 hexid(m->rid, m->rid_len));
+        queue_out(s, 0, m->rid, m->rid_len, MSG_RESET, json_object(), NULL, 0);
+        return;
+    }
+    w->last_seen = now_s();
+    const json_t *b = m->body;
+    store_job j;
+    int64_t id = drq_jint(b, "job"), seq = drq_jint(b, "seq");
+    switch (m->type) {
+    case MSG_READY:
+        add_credit(s, w, b);
+        break;
+    case MSG_HEARTBEAT: {
+        json_t *p = json_object_get(b, "progress");
+        size_t k;
+        json_t *e;
+        json_array_foreach(p, k, e) {
+            int64_t jid = json_integer_value(json_array_get(e, 0));
+            for (int i = 0; i < w->njobs; i++)
+                if (w->jobs[i].id == jid) {
+                    w->jobs[i].done = json_integer_value(json_array_get(e, 1));
+                    w->jobs[i].total = json_integer_value(json_array_get(e, 2));
+                }
+        }
+        break;
+    }
+    case MSG_RESULT:
+        on_result(s, w, m);
+        break;
+    case MSG_CHECKPOINT:
+        if (leased_to(s, id, w, &j)) {
+            store_checkpoint_put(s->st, id, drq_jint(b, "step"), m->bin[0], m->binlen[0], w->name);
+            JLOG(s, "job %lld: checkpoint at step %lld from %s (%zu bytes)", (long long)id,
+                 (long long)drq_jint(b, "step"), w->name, m->binlen[0]);
+        } else {
+            log_line("server", "job %lld: checkpoint from %s ignored (not its lease)", (long long)id, w->name);
+        }
+        ack(s, w, seq, id);
+        break;
+    case MSG_FAIL: {
+        add_credit(s, w, b);
+        worker_drop_job(w, id);
+        const char *error = drq_jstr(b, "error");
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", error);
+        if (leased_to(s, id, w, &j)) {
+            if (drq_jbool(b, "retryable")) {
+                int failed =
+                    store_job_attempt_failed(s->st, id, msg, wall_now(), s->o.max_attempts, s->o.backoff_s);
+                log_line("server", "job %lld %s after attempt %d on %s: %s", (long long)id,
+                         failed ? "failed" : "requeued", j.attempts + 1, w->name, msg);
+            } else {
+                store_job_fail(s->st, id, msg);
+                log_line("server", "job %lld failed (not retryable) on %s: %s", (long long)id, w->name, msg);
+            }
+            s->dirty = 1;
+        } else {
+            log_line("server", "job %lld: FAIL from %s ignored (not its lease): %s", (long long)id, w->name, msg);
+        }
+        ack(s, w, seq, id);
+        break;
+    }
+    case MSG_RELEASE:
+        add_credit(s, w, b);
+        worker_drop_job(w, id);
+        if (leased_to(s, id, w, &j) && store_job_release(s->st, id) == 0) {
+            store_event(s->st, j.sweep, id, w->name, "release", "released by %s", w->name);
+            log_line("server", "job %lld released by %s", (long long)id, w->name);
+            s->dirty = 1;
+        }
+        ack(s, w, seq, id);
+        break;
+    default:
+        log_line("server", "workers: unexpected %s from %s dropped", drq_msg_name(m->type), w->name);
+    }
+}
+
+/* ---- client requests ---------------------------------------------------------- */
+
+static rate_ring *rate_for(drq_server *s, int64_t sweep) {
+    for (int i = 0; i < s->nrates; i++)
+        if (s->rates[i].sweep == sweep) return &s->rates[i];
+    s->rates = xrealloc(s->rates, (size_t)(s->nrates + 1) * sizeof *s->rates);
+    rate_ring *r = &s->rates[s->nrates++];
+    memset(r, 0, sizeof *r);
+    r->sweep = sweep;
+    return r;
+}
+
+/* Jobs/s and rows/s over the last ~30 s of samples. */
+static void rate_get(drq_server *s, int64_t sweep, double *jobs_s, double *rows_s) {
+    *jobs_s = *rows_s = 0;
+    rate_ring *r = rate_for(s, sweep);
+    if (r->n < 2) return;
+    int newest = (r->head + RATE_SAMPLES - 1) % RATE_SAMPLES;
+    int oldest = newest;
+    for (int k = 1; k < r->n; k++) {
+        int i = (newest + RATE_SAMPLES - k) % RATE_SAMPLES;
+        if (r->t[newest] - r->t[i] > 30) break;
+        oldest = i;
+    }
+    double dt = r->t[newest] - r->t[oldest];
+    if (dt <= 0) return;
+    *jobs_s = (double)(r->done[newest] - r->done[oldest]) / dt;
+    *rows_s = (double)(r->rows[newest] - r->rows[oldest]) / dt;
+}
+
+static json_t *workers_json(drq_server *s) {
+    json_t *arr = json_array();
+    double now = now_s();
+    for (int i = 0; i < s->nw; i++) {
+        worker *w = s->w[i];
+        json_t *o = json_object();
+        json_object_set_new(o, "name", json_string(w->name));
+        json_t *dev = json_loads(w->devices, 0, NULL);
+        json_object_set_new(o, "devices", dev ? dev : json_array());
+        json_object_set_new(o, "version", json_string(w->version));
+        json_object_set_new(o, "credit", json_integer(w->credit));
+        json_object_set_new(o, "last_seen_s", json_real(now - w->last_seen));
+        json_object_set_new(o, "joined", json_real(w->joined));
+        json_object_set_new(o, "jobs_done", json_integer(w->jobs_done));
+        json_t *jobs = json_array();
+        for (int k = 0; k < w->njobs; k++) {
+            json_t *j = json_object();
+            json_object_set_new(j, "job", json_integer(w->jobs[k].id));
+            json_object_set_new(j, "done", json_integer(w->jobs[k].done));
+            json_object_set_new(j, "total", json_integer(w->jobs[k].total));
+            json_array_append_new(jobs, j);
+        }
+        json_object_set_new(o, "jobs", jobs);
+        json_array_append_new(arr, o);
+    }
+    return arr;
+}
+
+static void on_client_msg(drq_server *s, drq_msg *m) {
+    const json_t *b = m->body;
+    int64_t id = drq_jint(b, "id"), sweep = drq_jint(b, "sweep");
+    drq_err e;
+    switch (m->type) {
+    case MSG_SUBMIT: {
+        drq_spec sp;
+        if (drq_spec_parse(json_object_get(b, "spec"), &sp, &e)) {
+            reply_error(s, m, id, "%s", e.msg);
+            log_line("server", "submit rejected: %s", e.msg);
+            return;
+        }
+        char *canon = drq_spec_canonical(&sp);
+        int64_t sid;
+        if (store_begin(s->st, &e)) {
+            reply_error(s, m, id, "database busy: %s", e.msg);
+            free(canon);
+            drq_spec_free(&sp);
+            return;
+        }
+        if (store_sweep_create(s->st, &sp, canon, &sid, &e)) {
+            store_rollback(s->st);
+            reply_error(s, m, id, "%s", e.msg);
+        } else if (store_commit(s->st, &e)) {
+            fatal_db(s, "commit", &e);
+        } else {
+            log_line("server", "sweep %lld \"%s\" submitted: %lld jobs, %lld rows", (long long)sid, sp.name,
+                     (long long)drq_spec_njobs(&sp), (long long)drq_spec_nrows(&sp));
+            s->exp = xrealloc(s->exp, (size_t)(s->nexp + 1) * sizeof *s->exp);
+            expansion *x = &s->exp[s->nexp++];
+            memset(x, 0, sizeof *x);
+            x->sweep = sid;
+            x->t0 = now_s();
+            /* reply now; the jobs are inserted in chunks by later pumps (a
+             * restarted server resumes the expansion) */
+            json_t *r = json_object();
+            json_object_set_new(r, "id", json_integer(id));
+            json_object_set_new(r, "sweep", json_integer(sid));
+            json_object_set_new(r, "jobs", json_integer(drq_spec_njobs(&sp)));
+            json_object_set_new(r, "rows", json_integer(drq_spec_nrows(&sp)));
+            queue_out(s, 1, m->rid, m->rid_len, MSG_REPLY, r, NULL, 0);
+            expand_step(s);
+        }
+        free(canon);
+        drq_spec_free(&sp);
+        return;
+    }
+    case MSG_STATUS: {
+        int nfail = json_object_get(b, "failures") ? (int)drq_jint(b, "failures") : 5;
+        json_t *r = store_status(s->st, sweep, nfail > 100 ? 100 : nfail);
+        json_t *sw = json_object_get(r, "sweeps");
+        if (sweep > 0 && json_array_size(sw) == 0) {
+            json_decref(r);
+            reply_error(s, m, id, "no sweep %lld", (long long)sweep);
+            return;
+        }
+        size_t k;
+        json_t *o;
+        json_array_foreach(sw, k, o) {
+            double js, rs;
+            rate_get(s, json_integer_value(json_object_get(o, "id")), &js, &rs);
+            json_object_set_new(o, "jobs_per_s", json_real(js));
+            json_object_set_new(o, "rows_per_s", json_real(rs));
+            int64_t left = json_integer_value(json_object_get(o, "jobs")) -
+                           json_integer_value(json_object_get(o, "done")) -
+                           json_integer_value(json_object_get(o, "failed")) -
+                           json_integer_value(json_object_get(o, "cancelled"));
+            json_object_set_new(o, "eta_s", js > 0 && left > 0 ? json_real((double)left / js) : json_null());
+        }
+        json_object_set_new(r, "id", json_integer(id));
+        json_object_set_new(r, "workers", json_integer(s->nw));
+        json_object_set_new(r, "server", json_string(s->ident));
+        queue_out(s, 1, m->rid, m->rid_len, MSG_REPLY, r, NULL, 0);
+        return;
+    }
+    case MSG_FETCH: {
+        store_counts c;
+        if (store_sweep_counts(s->st, sweep, &c)) {
+            reply_error(s, m, id, "no sweep %lld", (long long)sweep);
+            return;
+        }
+        int64_t limit = drq_jint(b, "limit");
+        if (limit < 1) limit = 1;
+        if (limit > MAX_FETCH) limit = MAX_FETCH;
+        json_t *after = json_object_get(b, "after");
+        drq_row *rows;
+        int64_t n = store_results_fetch(s->st, sweep, after ? json_string_value(json_array_get(after, 0)) : NULL,
+                                        after ? json_string_value(json_array_get(after, 1)) : NULL,
+                                        after ? json_integer_value(json_array_get(after, 2)) : 0,
+                                        after ? json_integer_value(json_array_get(after, 3)) : 0, limit, &rows);
+        size_t len;
+        void *packed = drq_rows_pack(rows, n, &len);
+        json_t *r = json_object();
+        json_object_set_new(r, "id", json_integer(id));
+        json_object_set_new(r, "n", json_integer(n));
+        if (n == limit) {
+            const drq_row *l = &rows[n - 1];
+            json_object_set_new(r, "next", json_pack("[s,s,I,I]", l->purifier, l->attack, (json_int_t)l->seed,
+                                                     (json_int_t)l->image));
+        }
+        drq_rows_free(rows, n);
+        queue_out(s, 1, m->rid, m->rid_len, MSG_REPLY, r, packed, len);
+        return;
+    }
+    case MSG_CANCEL_SWEEP: {
+        int64_t *leased = NULL;
+        int nl = 0;
+        if (store_begin(s->st, &e)) {
+            reply_error(s, m, id, "database busy: %s", e.msg);
+            return;
+        }
+        int64_t n = store_sweep_cancel(s->st, sweep, &leased, &nl, &e);
+        if (n < 0) {
+            store_rollback(s->st);
+            reply_error(s, m, id, "%s", e.msg);
+            return;
+        }
+        if (store_commit(s->st, &e)) {
+            fatal_db(s, "commit", &e);
+            free(leased);
+            return;
+        }
+        for (int i = 0; i < nl; i++) cancel_on_workers(s, leased[i], NULL, "sweep cancelled");
+        free(leased);
+        for (int i = 0; i < s->nexp; i++)
+            if (s->exp[i].sweep == sweep) s->exp[i--] = s->exp[--s->nexp];
+        log_line("server", "sweep %lld cancelled: %lld jobs", (long long)sweep, (long long)n);
+        json_t *r = json_object();
+        json_object_set_new(r, "id", json_integer(id));
+        json_object_set_new(r, "cancelled", json_integer(n));
+        queue_out(s, 1, m->rid, m->rid_len, MSG_REPLY, r, NULL, 0);
+        return;
+    }
+    case MSG_RETRY: {
+        if (store_begin(s->st, &e)) {
+            reply_error(s, m, id, "database busy: %s", e.msg);
+            return;
+        }
+        int64_t n = store_sweep_retry(s->st, sweep, &e);
+        if (n < 0) {
+            store_rollback(s->st);
+            reply_error(s, m, id, "%s", e.msg);
+            return;
+        }
+        if (store_commit(s->st, &e)) {
+            fatal_db(s, "commit", &e);
+            return;
+        }
+        s->dirty = 1;
+        log_line("server", "sweep %lld: %lld failed jobs requeued", (long long)sweep, (long long)n);
+        json_t *r = json_object();
+        json_object_set_new(r, "id", json_integer(id));
+        json_object_set_new(r, "requeued", json_integer(n));
+        queue_out(s, 1, m->rid, m->rid_len, MSG_REPLY, r, NULL, 0);
+        return;
+    }
+    case MSG_WORKERS: {
+        json_t *r = json_object();
+        json_object_set_new(r, "id", json_integer(id));
+        json_object_set_new(r, "workers", workers_json(s));
+        queue_out(s, 1, m->rid, m->rid_len, MSG_REPLY, r, NULL, 0);
+        return;
+    }
+    default:
+        log_line("server", "clients: unexpected %s from %s dropped", drq_msg_name(m->type), hexid(m->rid, m->rid_len));
+    }
+}
+
+/* ---- expansion ------------------------------------------------------------------ */
+
+/* Inserts one chunk of the first pending expansion; replies to its client
+ * once the sweep is complete. */
+static void expand_step(drq_server *s) {
+    if (s->nexp == 0) return;
+    expansion *x = &s->exp[0];
+    drq_err e;
+    spec_entry *se = spec_get(s, x->sweep);
+    if (!se) {
+        log_line("server", "sweep %lld: cannot expand, spec unreadable", (long long)x->sweep);
+        s->exp[0] = s->exp[--s->nexp];
+        return;
+    }
+    if (store_begin(s->st, &e)) return; /* busy: try again next pump */
+    int64_t left = store_sweep_expand(s->st, x->sweep, &se->spec, EXPAND_CHUNK, &e);
+    if (left < 0) {
+        store_rollback(s->st);
+        log_line("server", "sweep %lld: expansion failed: %s", (long long)x->sweep, e.msg);
+        s->exp[0] = s->exp[--s->nexp];
+        return;
+    }
+    if (store_commit(s->st, &e)) {
+        fatal_db(s, "commit", &e);
+        return;
+    }
+    s->dirty = 1;
+    if (left > 0) return;
+    double secs = now_s() - x->t0;
+    log_line("server", "sweep %lld: %lld jobs queued (%.2f s)", (long long)x->sweep,
+             (long long)drq_spec_njobs(&se->spec), secs);
+    memmove(&s->exp[0], &s->exp[1], (size_t)(s->nexp - 1) * sizeof *s->exp);
+    s->nexp--;
+}
+
+/* ---- the pump --------------------------------------------------------------------- */
+
+static int has_input(void *sock) {
+    int ev = 0;
+    size_t sz = sizeof ev;
+    if (zmq_getsockopt(sock, ZMQ_EVENTS, &ev, &sz)) return 0;
+    return (ev & ZMQ_POLLIN) != 0;
+}
+
+static void pump(drq_server *s) {
+    if (s->stopping || s->in_pump) return;
+    s->in_pump = 1;
+    drq_err e;
+    int in_txn = 0;
+    /* 1. worker messages and dispatch: one transaction */
+    for (int i = 0; i < BATCH && has_input(s->wsock); i++) {
+        drq_msg m;
+        int rc = drq_msg_recv(s->wsock, 1, ZMQ_DONTWAIT, &m, &e);
+        if (rc == 1) break;
+        if (rc < 0) {
+            log_line("server", "workers: dropped malformed message from %s: %s", hexid(m.rid, m.rid_len), e.msg);
+            continue;
+        }
+        if (!in_txn) {
+            if (store_begin(s->st, &e)) {
+                /* cannot write now: the peer resends what matters */
+                log_line("server", "database busy, %s from %s dropped: %s", drq_msg_name(m.type),
+                         hexid(m.rid, m.rid_len), e.msg);
+                drq_msg_free(&m);
+                break;
+            }
+            in_txn = 1;
+        }
+        on_worker_msg(s, &m);
+        drq_msg_free(&m);
+    }
+    if (s->dirty && !in_txn && s->nw > 0) {
+        if (store_begin(s->st, &e) == 0) in_txn = 1;
+    }
+    if (in_txn) {
+        dispatch(s);
+        if (store_commit(s->st, &e)) {
+            drop_out(s);
+            fatal_db(s, "commit", &e);
+            s->in_pump = 0;
+            return;
+        }
+    }
+    flush_out(s);
+    /* 2. client requests, each on its own */
+    for (int i = 0; i < CLIENT_BATCH && s->csock && has_input(s->csock) && !s->stopping; i++) {
+        drq_msg m;
+        int rc = drq_msg_recv(s->csock, 1, ZMQ_DONTWAIT, &m, &e);
+        if (rc == 1) break;
+        if (rc < 0) {
+            log_line("server", "clients: dropped malformed message from %s: %s", hexid(m.rid, m.rid_len), e.msg);
+            continue;
+        }
+        on_client_msg(s, &m);
+        drq_msg_free(&m);
+        flush_out(s);
+    }
+    /* 3. one chunk of a pending expansion */
+    if (!s->stopping) {
+        expand_step(s);
+        flush_out(s);
+    }
+    s->in_pump = 0;
+    if (s->stopping) return;
+    /* edge-triggered fds: keep pumping while anything is pending */
+    int more = has_input(s->wsock) || (s->csock && has_input(s->csock)) || s->nexp > 0;
+    if (more != s->idle_on) {
+        if (more)
+            uv_idle_start(&s->idle, on_idle);
+        else
+            uv_idle_stop(&s->idle);
+        s->idle_on = more;
+    }
+}
+
+/* ---- timers and handles ------------------------------------------------------------ */
+
+static void on_tick(uv_timer_t *t) {
+    drq_server *s = t->data;
+    if (s->stopping) return;
+    drq_err e;
+    if (store_begin(s->st, &e)) {
+        log_line("server", "tick skipped, database busy: %s", e.msg);
+        return;
+    }
+    double now = now_s(), wall = wall_now();
+    double dead_after = s->o.liveness * s->o.heartbeat_s;
+    /* lost workers */
+    for (int i = 0; i < s->nw; i++) {
+        worker *w = s->w[i];
+        if (now - w->last_seen > dead_after) {
+            char why[96];
+            snprintf(why, sizeof why, "no heartbeat for %.1f s", now - w->last_seen);
+            worker_lost(s, w, why);
+            i--;
+        }
+    }
+    /* heartbeats extend the leases of live workers */
+    for (int i = 0; i < s->nw; i++) {
+        worker *w = s->w[i];
+        for (int k = 0; k < w->njobs; k++) {
+            if (store_extend(s->st, w->jobs[k].id, w->name, wall + s->o.lease_s)) {
+                int64_t id = w->jobs[k].id;
+                cancel_on_workers(s, id, NULL, "no longer leased to this worker");
+                k--;
+            }
+        }
+        store_worker_seen(s->st, w->name, NULL, NULL, "alive", w->done_unflushed);
+        w->done_unflushed = 0;
+        queue_out(s, 0, w->rid, w->rid_len, MSG_HEARTBEAT, json_object(), NULL, 0);
+    }
+    /* expired leases (owners that never came back after a restart) */
+    int n;
+    int64_t *ids = store_expired_leases(s->st, wall, &n);
+    for (int i = 0; i < n; i++) {
+        store_job j;
+        if (store_job_get(s->st, ids[i], &j)) continue;
+        char msg[256];
+        snprintf(msg, sizeof msg, "lease expired (owner %s)", j.lease_owner);
+        int failed = store_job_attempt_failed(s->st, ids[i], msg, wall, s->o.max_attempts, s->o.backoff_s);
+        log_line("server", "job %lld %s: %s", (long long)ids[i], failed ? "failed" : "requeued", msg);
+    }
+    free(ids);
+    /* rate samples */
+    json_t *st = store_status(s->st, 0, 0);
+    size_t k;
+    json_t *o;
+    json_array_foreach(json_object_get(st, "sweeps"), k, o) {
+        if (json_is_true(json_object_get(o, "finished"))) continue;
+        rate_ring *r = rate_for(s, json_integer_value(json_object_get(o, "id")));
+        r->t[r->head] = now;
+        r->done[r->head] = json_integer_value(json_object_get(o, "done"));
+        r->rows[r->head] = json_integer_value(json_object_get(o, "rows_done"));
+        r->head = (r->head + 1) % RATE_SAMPLES;
+        if (r->n < RATE_SAMPLES) r->n++;
+    }
+    json_decref(st);
+    s->dirty = 1; /* back-offs may have elapsed */
+    dispatch(s);
+    if (store_commit(s->st, &e)) {
+        drop_out(s);
+        fatal_db(s, "commit", &e);
+        return;
+    }
+    flush_out(s);
+    pump(s);
+}
+
+static void on_poll(uv_poll_t *h, int status, int events) {
+    drq_server *s = h->data;
+    pump(s);
+}
+
+static void on_idle(uv_idle_t *h) { pump(h->data); }
+
+static void close_cb(uv_handle_t *h) {}
+
+static void shutdown_loop(drq_server *s) {
+    if (s->stopping) return;
+    s->stopping = 1;
+    log_line("server", "shutting down");
+    uv_handle_t *hs[] = {(uv_handle_t *)&s->wpoll, (uv_handle_t *)&s->tick, (uv_handle_t *)&s->idle,
+                         (uv_handle_t *)&s->async_stop};
+    for (size_t i = 0; i < sizeof hs / sizeof hs[0]; i++)
+        if (!uv_is_closing(hs[i])) uv_close(hs[i], close_cb);
+    if (s->has_cpoll && !uv_is_closing((uv_handle_t *)&s->cpoll)) uv_close((uv_handle_t *)&s->cpoll, close_cb);
+    if (s->o.handle_signals) {
+        uv_close((uv_handle_t *)&s->sig_int, close_cb);
+        uv_close((uv_handle_t *)&s->sig_term, close_cb);
+    }
+}
+
+static void on_async(uv_async_t *h) { shutdown_loop(h->data); }
+
+static void on_signal(uv_signal_t *h, int signum) {
+    drq_server *s = h->data;
+    log_line("server", "%s received", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    shutdown_loop(s);
+}
+
+/* ---- life cycle ------------------------------------------------------------------------ */
+
+static void *router(drq_server *s, drq_err *err) {
+    void *sock = zmq_socket(s->zctx, ZMQ_ROUTER);
+    if (!sock) {
+        drq_errf(err, "zmq_socket: %s", zmq_strerror(errno));
+        return NULL;
+    }
+    int64_t maxsz = DRQ_MAX_MSG_BYTES;
+    int linger = 0, hwm = 200000;
+    zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &maxsz, sizeof maxsz);
+    zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(sock, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    return sock;
+}
+
+drq_server *drq_server_new(const drq_server_opts *o, drq_err *err) {
+    drq_server *s = xcalloc(1, sizeof *s);
+    s->o = *o;
+    drq_server_opts_defaults(&s->o);
+    char host[64] = "localhost";
+    gethostname(host, sizeof host - 1);
+    snprintf(s->ident, sizeof s->ident, "%s:%d drq %s", host, (int)getpid(), DRQ_SOFTWARE_VERSION);
+    s->st = store_open(o->db_path, 0, err);
+    if (!s->st) goto fail;
+    if (o->zctx) {
+        s->zctx = o->zctx;
+    } else {
+        s->zctx = zmq_ctx_new();
+        s->own_ctx = 1;
+    }
+    s->wsock = router(s, err);
+    if (!s->wsock) goto fail;
+    for (int i = 0; i < 4 && o->workers_ep[i]; i++)
+        if (zmq_bind(s->wsock, o->workers_ep[i])) {
+            drq_errf(err, "cannot bind workers socket to %s: %s", o->workers_ep[i], zmq_strerror(errno));
+            goto fail;
+        }
+    if (o->clients_ep) {
+        s->csock = router(s, err);
+        if (!s->csock) goto fail;
+        if (zmq_bind(s->csock, o->clients_ep)) {
+            drq_errf(err, "cannot bind clients socket to %s: %s", o->clients_ep, zmq_strerror(errno));
+            goto fail;
+        }
+    }
+    drq_err e;
+    if (store_begin(s->st, &e)) {
+        drq_errf(err, "%s: %s", o->db_path, e.msg);
+        goto fail;
+    }
+    if (o->recover_leases) {
+        int64_t n = store_requeue_all_leased(s->st);
+        if (n) log_line("server", "requeued %lld job(s) leased by a previous run", (long long)n);
+    }
+    store_event(s->st, 0, 0, NULL, "server_start", "%s", s->ident);
+    if (store_commit(s->st, &e)) {
+        drq_errf(err, "%s: %s", o->db_path, e.msg);
+        goto fail;
+    }
+    int n;
+    int64_t *ids = store_sweeps_expanding(s->st, &n);
+    for (int i = 0; i < n; i++) {
+        s->exp = xrealloc(s->exp, (size_t)(s->nexp + 1) * sizeof *s->exp);
+        memset(&s->exp[s->nexp], 0, sizeof s->exp[0]);
+        s->exp[s->nexp].sweep = ids[i];
+        s->exp[s->nexp].t0 = now_s();
+        s->nexp++;
+        log_line("server", "sweep %lld: resuming its expansion", (long long)ids[i]);
+    }
+    free(ids);
+    s->dirty = 1;
+
+    uv_loop_init(&s->loop);
+    int fd;
+    size_t fdsz = sizeof fd;
+    zmq_getsockopt(s->wsock, ZMQ_FD, &fd, &fdsz);
+    uv_poll_init(&s->loop, &s->wpoll, fd);
+    s->wpoll.data = s;
+    uv_poll_start(&s->wpoll, UV_READABLE, on_poll);
+    if (s->csock) {
+        fdsz = sizeof fd;
+        zmq_getsockopt(s->csock, ZMQ_FD, &fd, &fdsz);
+        uv_poll_init(&s->loop, &s->cpoll, fd);
+        s->cpoll.data = s;
+        uv_poll_start(&s->cpoll, UV_READABLE, on_poll);
+        s->has_cpoll = 1;
+    }
+    uv_timer_init(&s->loop, &s->tick);
+    s->tick.data = s;
+    uint64_t ms = (uint64_t)(s->o.heartbeat_s * 1000);
+    uv_timer_start(&s->tick, on_tick, ms, ms);
+    uv_idle_init(&s->loop, &s->idle);
+    s->idle.data = s;
+    uv_async_init(&s->loop, &s->async_stop, on_async);
+    s->async_stop.data = s;
+    if (s->o.handle_signals) {
+        uv_signal_init(&s->loop, &s->sig_int);
+        uv_signal_init(&s->loop, &s->sig_term);
+        s->sig_int.data = s->sig_term.data = s;
+        uv_signal_start(&s->sig_int, on_signal, SIGINT);
+        uv_signal_start(&s->sig_term, on_signal, SIGTERM);
+    }
+    log_line("server", "drq-server %s on %s (db %s, schema %d, max attempts %d, lease %.0f s)", DRQ_SOFTWARE_VERSION,
+             o->workers_ep[0] ? o->workers_ep[0] : "-", o->db_path, store_schema_version(s->st), s->o.max_attempts,
+             s->o.lease_s);
+    return s;
+fail:
+    if (s->wsock) zmq_close(s->wsock);
+    if (s->csock) zmq_close(s->csock);
+    if (s->own_ctx) zmq_ctx_term(s->zctx);
+    store_close(s->st);
+    free(s);
+    return NULL;
+}
+
+int drq_server_run(drq_server *s) {
+    /* the idle handle starts the first pump (work may be waiting already) */
+    uv_idle_start(&s->idle, on_idle);
+    s->idle_on = 1;
+    uv_run(&s->loop, UV_RUN_DEFAULT);
+    return s->fatal;
+}
+
+void drq_server_stop(drq_server *s) { uv_async_send(&s->async_stop); }
+
+void drq_server_free(drq_server *s) {
+    if (!s) return;
+    uv_loop_close(&s->loop);
+    drop_out(s);
+    free(s->out);
+    while (s->nw) worker_remove(s, s->w[0]);
+    free(s->w);
+    for (int i = 0; i < s->nspecs; i++) {
+        json_decref(s->specs[i].json);
+        drq_spec_free(&s->specs[i].spec);
+    }
+    free(s->specs);
+    free(s->exp);
+    free(s->rates);
+    zmq_close(s->wsock);
+    if (s->csock) zmq_close(s->csock);
+    if (s->own_ctx) zmq_ctx_term(s->zctx);
+    store_close(s->st);
+    free(s);
+}

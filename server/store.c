@@ -1,0 +1,872 @@
+/* store.c — see store.h. */
+#include "store.h"
+
+#include <assert.h>
+#include <math.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* build/gen/schema_sql.c, generated from schema/NNN_*.sql by schema/embed.sh */
+extern const int drq_schema_count;
+extern const int drq_schema_versions[];
+extern const char *const drq_schema_names[];
+extern const char *const drq_schema_sql[];
+
+#define NSTMT 64
+
+struct store {
+    sqlite3 *db;
+    int readonly;
+    struct {
+        const char *sql; /* key: the address of a static SQL string */
+        sqlite3_stmt *st;
+    } cache[NSTMT];
+    int ncache;
+};
+
+double wall_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int store_schema_latest(void) {
+    int v = 0;
+    for (int i = 0; i < drq_schema_count; i++)
+        if (drq_schema_versions[i] > v) v = drq_schema_versions[i];
+    return v;
+}
+
+/* A prepared, reset statement for a static SQL string (cached by address). */
+static sqlite3_stmt *ps(store *st, const char *sql) {
+    for (int i = 0; i < st->ncache; i++)
+        if (st->cache[i].sql == sql) {
+            sqlite3_reset(st->cache[i].st);
+            sqlite3_clear_bindings(st->cache[i].st);
+            return st->cache[i].st;
+        }
+    assert(st->ncache < NSTMT);
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v3(st->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s, NULL) != SQLITE_OK)
+        DIE("sqlite prepare failed: %s\n  in: %s", sqlite3_errmsg(st->db), sql);
+    st->cache[st->ncache].sql = sql;
+    st->cache[st->ncache].st = s;
+    st->ncache++;
+    return s;
+}
+
+/* Steps a statement that returns no rows; dies on error (a broken database
+ * is not something the coordinator can carry on with). */
+static void run(store *st, sqlite3_stmt *s) {
+    int rc = sqlite3_step(s);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+        DIE("sqlite step failed: %s\n  in: %s", sqlite3_errmsg(st->db), sqlite3_sql(s));
+    sqlite3_reset(s);
+}
+
+static int exec(store *st, const char *sql, drq_err *err) {
+    char *msg = NULL;
+    if (sqlite3_exec(st->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        drq_errf(err, "sqlite: %s", msg ? msg : sqlite3_errmsg(st->db));
+        sqlite3_free(msg);
+        return -1;
+    }
+    return 0;
+}
+
+int store_begin(store *st, drq_err *err) { return exec(st, "BEGIN IMMEDIATE", err); }
+int store_commit(store *st, drq_err *err) { return exec(st, "COMMIT", err); }
+void store_rollback(store *st) { sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL); }
+
+static int table_exists(store *st, const char *name) {
+    sqlite3_stmt *s;
+    sqlite3_prepare_v2(st->db, "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", -1, &s, NULL);
+    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+    int found = sqlite3_step(s) == SQLITE_ROW;
+    sqlite3_finalize(s);
+    return found;
+}
+
+int store_schema_version(store *st) {
+    if (!table_exists(st, "schema_version")) return 0;
+    sqlite3_stmt *s;
+    int v = 0;
+    if (sqlite3_prepare_v2(st->db, "SELECT max(version) FROM schema_version", -1, &s, NULL) == SQLITE_OK) {
+        if (sqlite3_step(s) == SQLITE_ROW) v = sqlite3_column_int(s, 0);
+        sqlite3_finalize(s);
+    }
+    return v;
+}
+
+/* Applies every embedded migration newer than the database, each in its own
+ * BEGIN IMMEDIATE transaction (re-checking the version inside it, so two
+ * processes opening a fresh file at once cannot both apply it). */
+static int migrate(store *st, const char *path, drq_err *err) {
+    int latest = store_schema_latest();
+    for (int i = 0; i < drq_schema_count; i++) {
+        if (store_begin(st, err)) return -1;
+        int have = store_schema_version(st);
+        if (have > latest) {
+            store_rollback(st);
+            return drq_errf(err,
+                            "%s: database schema version %d is newer than this drq build knows (%d); "
+                            "use a newer drq, or another database",
+                            path, have, latest);
+        }
+        if (drq_schema_versions[i] <= have) {
+            store_rollback(st);
+            continue;
+        }
+        drq_err e2;
+        if (exec(st, drq_schema_sql[i], &e2)) {
+            store_rollback(st);
+            return drq_errf(err, "%s: migration %s failed: %s", path, drq_schema_names[i], e2.msg);
+        }
+        sqlite3_stmt *s;
+        sqlite3_prepare_v2(st->db, "INSERT INTO schema_version(version, applied) VALUES(?, ?)", -1, &s, NULL);
+        sqlite3_bind_int(s, 1, drq_schema_versions[i]);
+        sqlite3_bind_double(s, 2, wall_now());
+        int rc = sqlite3_step(s);
+        sqlite3_finalize(s);
+        if (rc != SQLITE_DONE || store_commit(st, err)) {
+            store_rollback(st);
+            return drq_errf(err, "%s: recording migration %s failed", path, drq_schema_names[i]);
+        }
+        log_line("store", "%s: applied migration %s", path, drq_schema_names[i]);
+    }
+    return 0;
+}
+
+store *store_open(const char *path, int readonly, drq_err *err) {
+    store *st = xcalloc(1, sizeof *st);
+    st->readonly = readonly;
+    int flags = readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+    flags |= SQLITE_OPEN_NOMUTEX;
+    if (sqlite3_open_v2(path, &st->db, flags, NULL) != SQLITE_OK) {
+        drq_errf(err, "%s: cannot open database: %s", path, st->db ? sqlite3_errmsg(st->db) : "out of memory");
+        goto fail;
+    }
+    sqlite3_busy_timeout(st->db, 10000);
+    drq_err e2;
+    if (!readonly) {
+        if (exec(st, "PRAGMA journal_mode=WAL", &e2) || exec(st, "PRAGMA synchronous=NORMAL", &e2)) {
+            drq_errf(err, "%s: %s", path, e2.msg);
+            goto fail;
+        }
+        /* a file that is not a database fails here, on its first real read */
+        if (migrate(st, path, err)) goto fail;
+    } else {
+        int have = store_schema_version(st);
+        if (have > store_schema_latest()) {
+            drq_errf(err, "%s: database schema version %d is newer than this drq build knows (%d); use a newer drq",
+                     path, have, store_schema_latest());
+            goto fail;
+        }
+        if (have < store_schema_latest()) {
+            drq_errf(err, "%s: not a drq database at schema version %d (found %d)", path, store_schema_latest(), have);
+            goto fail;
+        }
+    }
+    exec(st, "PRAGMA cache_size=-65536", &e2); /* 64 MiB page cache */
+    return st;
+fail:
+    sqlite3_close(st->db);
+    free(st);
+    return NULL;
+}
+
+void store_close(store *st) {
+    if (!st) return;
+    for (int i = 0; i < st->ncache; i++) sqlite3_finalize(st->cache[i].st);
+    sqlite3_close(st->db);
+    free(st);
+}
+
+/* ---- sweeps ------------------------------------------------------------- */
+
+int store_sweep_create(store *st, const drq_spec *spec, const char *canonical, int64_t *id, drq_err *err) {
+    static const char *q_base = "SELECT coalesce(max(job_base + njobs), 1) FROM sweeps";
+    static const char *q_ins = "INSERT INTO sweeps(name, spec, created, state, njobs, nrows, job_base) "
+                               "VALUES(?, ?, ?, 'expanding', ?, ?, ?)";
+    sqlite3_stmt *s = ps(st, q_base);
+    int64_t base = 1;
+    if (sqlite3_step(s) == SQLITE_ROW) base = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    s = ps(st, q_ins);
+    sqlite3_bind_text(s, 1, spec->name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, canonical, -1, SQLITE_STATIC);
+    sqlite3_bind_double(s, 3, wall_now());
+    sqlite3_bind_int64(s, 4, drq_spec_njobs(spec));
+    sqlite3_bind_int64(s, 5, drq_spec_nrows(spec));
+    sqlite3_bind_int64(s, 6, base);
+    if (sqlite3_step(s) != SQLITE_DONE) {
+        sqlite3_reset(s);
+        return drq_errf(err, "creating sweep: %s", sqlite3_errmsg(st->db));
+    }
+    sqlite3_reset(s);
+    *id = sqlite3_last_insert_rowid(st->db);
+    store_event(st, *id, 0, NULL, "submit", "%lld jobs, %lld rows", (long long)drq_spec_njobs(spec),
+                (long long)drq_spec_nrows(spec));
+    return 0;
+}
+
+int64_t store_sweep_find(store *st, const char *name, const char *canonical, drq_err *err) {
+    static const char *q = "SELECT id, spec, state FROM sweeps WHERE name = ? ORDER BY id DESC";
+    sqlite3_stmt *s = ps(st, q);
+    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+    int64_t found = 0;
+    int other = 0;
+    while (sqlite3_step(s) == SQLITE_ROW) {
+        if (!strcmp((const char *)sqlite3_column_text(s, 1), canonical) &&
+            strcmp((const char *)sqlite3_column_text(s, 2), "cancelled")) {
+            found = sqlite3_column_int64(s, 0);
+            break;
+        }
+        other = 1;
+    }
+    sqlite3_reset(s);
+    if (!found && other)
+        return drq_errf(err, "the database already holds a sweep named \"%s\" with a different spec", name);
+    return found;
+}
+
+int64_t store_sweep_expand(store *st, int64_t sweep, const drq_spec *spec, int64_t max, drq_err *err) {
+    static const char *q_get = "SELECT job_base, jobs_created, njobs FROM sweeps WHERE id = ?";
+    static const char *q_ins = "INSERT INTO jobs(id, sweep, seq, purifier, attack, seed, image_start, image_count, "
+                               "priority, depends_on) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    static const char *q_upd = "UPDATE sweeps SET jobs_created = ?, n_queued = n_queued + ?, "
+                               "state = CASE WHEN ? = njobs AND state = 'expanding' THEN 'active' ELSE state END "
+                               "WHERE id = ?";
+    sqlite3_stmt *s = ps(st, q_get);
+    sqlite3_bind_int64(s, 1, sweep);
+    if (sqlite3_step(s) != SQLITE_ROW) {
+        sqlite3_reset(s);
+        return drq_errf(err, "sweep %lld does not exist", (long long)sweep);
+    }
+    int64_t base = sqlite3_column_int64(s, 0), created = sqlite3_column_int64(s, 1), njobs = sqlite3_column_int64(s, 2);
+    sqlite3_reset(s);
+    if (njobs != drq_spec_njobs(spec)) return drq_errf(err, "sweep %lld: spec does not match", (long long)sweep);
+    int64_t end = created + max < njobs ? created + max : njobs;
+    s = ps(st, q_ins);
+    for (int64_t seq = created; seq < end; seq++) {
+        drq_job_desc d;
+        drq_spec_job(spec, seq, &d);
+        sqlite3_bind_int64(s, 1, base + seq);
+        sqlite3_bind_int64(s, 2, sweep);
+        sqlite3_bind_int64(s, 3, seq);
+        sqlite3_bind_int(s, 4, d.purifier);
+        sqlite3_bind_int(s, 5, d.attack);
+        sqlite3_bind_int64(s, 6, d.seed);
+        sqlite3_bind_int64(s, 7, d.image_start);
+        sqlite3_bind_int64(s, 8, d.image_count);
+        /* a job that waits for another runs after the independent ones */
+        sqlite3_bind_int(s, 9, d.depends_on_seq >= 0 ? -1 : 0);
+        if (d.depends_on_seq >= 0)
+            sqlite3_bind_int64(s, 10, base + d.depends_on_seq);
+        else
+            sqlite3_bind_null(s, 10);
+        run(st, s);
+    }
+    s = ps(st, q_upd);
+    sqlite3_bind_int64(s, 1, end);
+    sqlite3_bind_int64(s, 2, end - created);
+    sqlite3_bind_int64(s, 3, end);
+    sqlite3_bind_int64(s, 4, sweep);
+    run(st, s);
+    return njobs - end;
+}
+
+int64_t *store_sweeps_expanding(store *st, int *n) {
+    static const char *q = "SELECT id FROM sweeps WHERE state = 'expanding' ORDER BY id";
+    sqlite3_stmt *s = ps(st, q);
+    int cap = 8;
+    int64_t *ids = xmalloc(cap * sizeof *ids);
+    *n = 0;
+    while (sqlite3_step(s) == SQLITE_ROW) {
+        if (*n == cap) ids = xrealloc(ids, (size_t)(cap *= 2) * sizeof *ids);
+        ids[(*n)++] = sqlite3_column_int64(s, 0);
+    }
+    sqlite3_reset(s);
+    return ids;
+}
+
+char *store_sweep_spec(store *st, int64_t sweep) {
+    static const char *q = "SELECT spec FROM sweeps WHERE id = ?";
+    sqlite3_stmt *s = ps(st, q);
+    sqlite3_bind_int64(s, 1, sweep);
+    char *out = NULL;
+    if (sqlite3_step(s) == SQLITE_ROW) out = xstrdup((const char *)sqlite3_column_text(s, 0));
+    sqlite3_reset(s);
+    return out;
+}
+
+static const char *q_counts = "SELECT id, njobs, nrows, jobs_created, n_queued, n_leased, n_done, n_failed, "
+                              "n_cancelled, rows_done, name, state, created FROM sweeps";
+
+static void read_counts(sqlite3_stmt *s, store_counts *c) {
+    c->id = sqlite3_column_int64(s, 0);
+    c->njobs = sqlite3_column_int64(s, 1);
+    c->nrows = sqlite3_column_int64(s, 2);
+    c->jobs_created = sqlite3_column_int64(s, 3);
+    c->queued = sqlite3_column_int64(s, 4);
+    c->leased = sqlite3_column_int64(s, 5);
+    c->done = sqlite3_column_int64(s, 6);
+    c->failed = sqlite3_column_int64(s, 7);
+    c->cancelled = sqlite3_column_int64(s, 8);
+    c->rows_done = sqlite3_column_int64(s, 9);
+    snprintf(c->name, sizeof c->name, "%s", (const char *)sqlite3_column_text(s, 10));
+    snprintf(c->state, sizeof c->state, "%s", (const char *)sqlite3_column_text(s, 11));
+    c->created = sqlite3_column_double(s, 12);
+}
+
+int store_sweep_counts(store *st, int64_t sweep, store_counts *c) {
+    static char q[512];
+    if (!q[0]) snprintf(q, sizeof q, "%s WHERE id = ?", q_counts);
+    sqlite3_stmt *s = ps(st, q);
+    sqlite3_bind_int64(s, 1, sweep);
+    int rc = -1;
+    if (sqlite3_step(s) == SQLITE_ROW) {
+        read_counts(s, c);
+        rc = 0;
+    }
+    sqlite3_reset(s);
+    return rc;
+}
+
+json_t *store_status(store *st, int64_t sweep, int nfail) {
+    static char q_all[512], q_one[512];
+    static const char *q_fail = "SELECT t, job, worker, kind, detail FROM events WHERE sweep = ? AND kind IN "
+                                "('fail', 'requeue') ORDER BY id DESC LIMIT ?";
+    if (!q_all[0]) {
+        snprintf(q_all, sizeof q_all, "%s ORDER BY id", q_counts);
+        snprintf(q_one, sizeof q_one, "%s WHERE id = ?", q_counts);
+    }
+    sqlite3_stmt *s = ps(st, sweep > 0 ? q_one : q_all);
+    if (sweep > 0) sqlite3_bind_int64(s, 1, sweep);
+    json_t *arr = json_array();
+    store_counts c;
+    int64_t *ids = NULL;
+    int n = 0;
+    while (sqlite3_step(s) == SQLITE_ROW) {
+        read_counts(s, &c);
+        json_t *o = json_object();
+        json_object_set_new(o, "id", json_integer(c.id));
+        json_object_set_new(o, "name", json_string(c.name));
+        json_object_set_new(o, "state", json_string(c.state));
+        json_object_set_new(o, "created", json_real(c.created));
+        json_object_set_new(o, "jobs", json_integer(c.njobs));
+        json_object_set_new(o, "jobs_created", json_integer(c.jobs_created));
+        json_object_set_new(o, "queued", json_integer(c.queued));
+        json_object_set_new(o, "running", json_integer(c.leased));
+        json_object_set_new(o, "done", json_integer(c.done));
+        json_object_set_new(o, "failed", json_integer(c.failed));
+        json_object_set_new(o, "cancelled", json_integer(c.cancelled));
+        json_object_set_new(o, "rows", json_integer(c.nrows));
+        json_object_set_new(o, "rows_done", json_integer(c.rows_done));
+        int finished = c.jobs_created == c.njobs && c.queued == 0 && c.leased == 0;
+        json_object_set_new(o, "finished", json_boolean(finished));
+        json_array_append_new(arr, o);
+        ids = xrealloc(ids, (size_t)(n + 1) * sizeof *ids);
+        ids[n++] = c.id;
+    }
+    sqlite3_reset(s);
+    for (int i = 0; i < n && nfail > 0; i++) {
+        s = ps(st, q_fail);
+        sqlite3_bind_int64(s, 1, ids[i]);
+        sqlite3_bind_int(s, 2, nfail);
+        json_t *fa = json_array();
+        while (sqlite3_step(s) == SQLITE_ROW) {
+            json_t *f = json_object();
+            json_object_set_new(f, "t", json_real(sqlite3_column_double(s, 0)));
+            json_object_set_new(f, "job", json_integer(sqlite3_column_int64(s, 1)));
+            const char *w = (const char *)sqlite3_column_text(s, 2);
+            json_object_set_new(f, "worker", w ? json_string(w) : json_null());
+            json_object_set_new(f, "kind", json_string((const char *)sqlite3_column_text(s, 3)));
+            const char *d = (const char *)sqlite3_column_text(s, 4);
+            json_object_set_new(f, "error", json_string(d ? d : ""));
+            json_array_append_new(fa, f);
+        }
+        sqlite3_reset(s);
+        json_object_set_new(json_array_get(arr, (size_t)i), "failures", fa);
+    }
+    free(ids);
+    json_t *root = json_object();
+    json_object_set_new(root, "sweeps", arr);
+    return root;
+}
+
+int64_t store_sweep_cancel(store *st, int64_t sweep, int64_t **leased, int *nleased, drq_err *err) {
+    static const char *q_sw = "SELECT job_base, njobs FROM sweeps WHERE id = ?";
+    static const char *q_leased = "SELECT id FROM jobs WHERE id >= ? AND id < ? AND state = 'leased'";
+    static const char *q_upd = "UPDATE jobs SET state = 'cancelled', lease_owner = NULL, lease_expires = NULL "
+                               "WHERE id >= ? AND id < ? AND state IN ('queued', 'leased')";
+    static const char *q_state = "UPDATE sweeps SET state = 'cancelled' WHERE id = ?";
+    sqlite3_stmt *s = ps(st, q_sw);
+    sqlite3_bind_int64(s, 1, sweep);
+    if (sqlite3_step(s) != SQLITE_ROW) {
+        sqlite3_reset(s);
+        return drq_errf(err, "no sweep %lld", (long long)sweep);
+    }
+    int64_t base = sqlite3_column_int64(s, 0), nj = sqlite3_column_int64(s, 1);
+    sqlite3_reset(s);
+    s = ps(st, q_leased);
+    sqlite3_bind_int64(s, 1, base);
+    sqlite3_bind_int64(s, 2, base + nj);
+    *leased = NULL;
+    *nleased = 0;
+    while (sqlite3_step(s) == SQLITE_ROW) {
+        *leased = xrealloc(*leased, (size_t)(*nleased + 1) * sizeof **leased);
+        (*leased)[(*nleased)++] = sqlite3_column_int64(s, 0);
+    }
+    sqlite3_reset(s);
+    s = ps(st, q_upd);
+    sqlite3_bind_int64(s, 1, base);
+    sqlite3_bind_int64(s, 2, base + nj);
+    run(st, s);
+    int64_t n = sqlite3_changes(st->db);
+    s = ps(st, q_state);
+    sqlite3_bind_int64(s, 1, sweep);
+    run(st, s);
+    store_event(st, sweep, 0, NULL, "cancel", "%lld jobs cancelled", (long long)n);
+    return n;
+}
+
+int64_t store_sweep_retry(store *st, int64_t sweep, drq_err *err) {
+    static const char *q_sw = "SELECT job_base, njobs FROM sweeps WHERE id = ?";
+    static const char *q_upd = "UPDATE jobs SET state = 'queued', attempts = 0, not_before = 0 "
+                               "WHERE id >= ? AND id < ? AND state = 'failed'";
+    sqlite3_stmt *s = ps(st, q_sw);
+    sqlite3_bind_int64(s, 1, sweep);
+    if (sqlite3_step(s) != SQLITE_ROW) {
+        sqlite3_reset(s);
+        return drq_errf(err, "no sweep %lld", (long long)sweep);
+    }
+    int64_t base = sqlite3_column_int64(s, 0), nj = sqlite3_column_int64(s, 1);
+    sqlite3_reset(s);
+    s = ps(st, q_upd);
+    sqlite3_bind_int64(s, 1, base);
+    sqlite3_bind_int64(s, 2, base + nj);
+    run(st, s);
+    int64_t n = sqlite3_changes(st->db);
+    store_event(st, sweep, 0, NULL, "retry", "%lld failed jobs requeued", (long long)n);
+    return n;
+}
+
+/* ---- jobs --------------------------------------------------------------- */
+
+#define JOB_COLS                                                                                          \
+    "id, sweep, seq, purifier, attack, seed, image_start, image_count, state, attempts, lease_owner, " \
+    "lease_expires, not_before, depends_on"
+
+static void read_job(sqlite3_stmt *s, store_job *j) {
+    j->id = sqlite3_column_int64(s, 0);
+    j->sweep = sqlite3_column_int64(s, 1);
+    j->seq = sqlite3_column_int64(s, 2);
+    j->purifier = sqlite3_column_int(s, 3);
+    j->attack = sqlite3_column_int(s, 4);
+    j->seed = sqlite3_column_int64(s, 5);
+    j->image_start = sqlite3_column_int64(s, 6);
+    j->image_count = sqlite3_column_int64(s, 7);
+    snprintf(j->state, sizeof j->state, "%s", (const char *)sqlite3_column_text(s, 8));
+    j->attempts = sqlite3_column_int(s, 9);
+    const char *o = (const char *)sqlite3_column_text(s, 10);
+    snprintf(j->lease_owner, sizeof j->lease_owner, "%s", o ? o : "");
+    j->lease_expires = sqlite3_column_double(s, 11);
+    j->not_before = sqlite3_column_double(s, 12);
+    j->depends_on = sqlite3_column_int64(s, 13);
+}
+
+int store_job_get(store *st, int64_t id, store_job *j) {
+    static const char *q = "SELECT " JOB_COLS " FROM jobs WHERE id = ?";
+    sqlite3_stmt *s = ps(st, q);
+    sqlite3_bind_int64(s, 1, id);
+    int rc = 1;
+    if (sqlite3_step(s) == SQLITE_ROW) {
+        read_job(s, j);
+        rc = 0;
+    }
+    sqlite3_reset(s);
+    return rc;
+}
+
+int store_lease(store *st, const char *owner, double now, double lease_s, int n, store_job *out) {
+    static const char *q_sel =
+        "SELECT " JOB_COLS " FROM jobs AS j WHERE state = 'queued' AND not_before <= ?1 "
+        "AND (depends_on IS NULL OR (SELECT d.state FROM jobs AS d WHERE d.id = j.depends_on) = 'done') "
+        "ORDER BY priority DESC, id LIMIT ?2";
+    static const char *q_upd =
+        "UPDATE jobs SET state = 'leased', lease_owner = ?, lease_expires = ? WHERE id = ? AND state = 'queued'";
+    sqlite3_stmt *s = ps(st, q_sel);
+    sqlite3_bind_double(s, 1, now);
+    sqlite3_bind_int(s, 2, n);
+    int got = 0;
+    while (got < n && sqlite3_step(s) == SQLITE_ROW) read_job(s, &out[got++]);
+    sqlite3_reset(s);
+    s = ps(st, q_upd);
+    for (int i = 0; i < got; i++) {
+        sqlite3_reset(s);
+        sqlite3_bind_text(s, 1, owner, -1, SQLITE_STATIC);
+        sqlite3_bind_double(s, 2, now + lease_s);
+        sqlite3_bind_int64(s, 3, out[i].id);
+        run(st, s);
+        strcpy(out[i].state, "leased");
+        snprintf(out[i].lease_owner, sizeof out[i].lease_owner, "%s", owner);
+        out[i].lease_expires = now + lease_s;
+    }
+    return got;
+}
+
+int store_lease_one(store *st, int64_t id, const char *owner, double now, double lease_s) {
+    static const char *q =
+        "UPDATE jobs SET state = 'leased', lease_owner = ?, lease_expires = ? WHERE id = ? AND state = 'queued'";
+    sqlite3_stmt *s = ps(st, q);
+    sqlite3_bind_text(s, 1, owner, -1, SQLITE_STATIC);
+    sqlite3_bind_double(s, 2, now + lease_s);
+    sqlite3_bind_int64(s, 3, id);
+    run(st, s);
+    return sqlite3_changes(st->db) == 1 ? 0 : -1;
+}
+
+int store_extend(store *st, int64_t id, const char *owner, double expires) {
+    static const char *q =
+        "UPDATE jobs SET lease_expires = ? WHERE id = ? AND state = 'leased' AND lease_owner = ?";
+    sqlite3_stmt *s = ps(st, q);
+    sqlite3_bind_double(s, 1, expires);
+    sqlite3_bind_int64(s, 2, id);
+    sqlite3_bind_text(s, 3, owner, -1, SQLITE_STATIC);
+    run(st, s);
+    return sqlite3_changes(st->db) == 1 ? 0 : -1;
+}
+
+int store_job_done(store *st, int64_t id) {
+    static const char *q = "UPDATE jobs SET state = 'done', lease_owner = NULL, lease_expires = NULL "
+                           "WHERE id = ? AND state IN ('queued', 'leased', 'failed')";
+    sqlite3_stmt *s = ps(st, q);
+    sqlite3_bind_int64(s, 1, id);
+    run(st, s);
+    int changed = sqlite3_changes(st->db);
+    if (changed) store_checkpoint_delete(st, id);
+    return changed ? 0 : -1;
+}
+
+/* Fails the queued jobs that wait for job id, recursively. */
+static void fail_dependents(store *st, int64_t id) {
+    static const char *q_sel = "SELECT id FROM jobs WHERE depends_on = ? AND state = 'queued'";
+    sqlite3_stmt *s = ps(st, q_sel);
+    sqlite3_bind_int64(s, 1, id);
+    int64_t *ids = NULL;
+    int n = 0;
+    while (sqlite3_step(s) == SQLITE_ROW) {
+        ids = xrealloc(ids, (size_t)(n + 1) * sizeof *ids);
+        ids[n++] = sqlite3_column_int64(s, 0);
+    }
+    sqlite3_reset(s);
+    for (int i = 0; i < n; i++) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "dependency job %lld failed", (long long)id);
+        store_job_fail(st, ids[i], msg);
+    }
+    free(ids);
+}
+
+void store_job_fail(store *st, int64_t id, const char *error) {
+    static const char *q = "UPDATE jobs SET state = 'failed', last_error = ?, lease_owner = NULL, "
+                           "lease_expires = NULL WHERE id = ? AND state IN ('queued', 'leased')";
+    sqlite3_stmt *s = ps(st, q);
+    sqlite3_bind_text(s, 1, error, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, id);
+    run(st, s);
+    if (sqlite3_changes(st->db) == 0) return;
+    store_job j;
+    if (store_job_get(st, id, &j) == 0) store_event(st, j.sweep, id, NULL, "fail", "%s", error);
+    fail_dependents(st, id);
+}
+
+int store_job_attempt_failed(store *st, int64_t id, const char *error, double now, int max_attempts,
+                             double backoff_s) {
+    static const char *q = "UPDATE jobs SET state = 'queued', attempts = attempts + 1, last_error = ?, "
+                           "not_before = ?, lease_owner = NULL, lease_expires = NULL "
+                           "WHERE id = ? AND state IN ('queued', 'leased')";
+    store_job j;
+    if (store_job_get(st, id, &j)) return 0;
+    if (strcmp(j.state, "leased") && strcmp(j.state, "queued")) return 0;
+    int attempts = j.attempts + 1;
+    if (attempts >= max_attempts) {
+        char msg[1200];
+        snprintf(msg, sizeof msg, "%s (after %d attempts)", error, attempts);
+        static const char *q_att = "UPDATE jobs SET attempts = ? WHERE id = ?";
+        sqlite3_stmt *s = ps(st, q_att);
+        sqlite3_bind_int(s, 1, attempts);
+        sqlite3_bind_int64(s, 2, id);
+        run(st, s);
+        store_job_fail(st, id, msg);
+        return 1;
+    }
+    /* back-off: backoff_s, doubling per failed attempt, at most 60 s */
+    double wait = backoff_s * (double)(1 << (attempts - 1 < 6 ? attempts - 1 : 6));
+    if (wait > 60) wait = 60;
+    sqlite3_stmt *s = ps(st, q);
+    sqlite3_bind_text(s, 1, error, -1, SQLITE_STATIC);
+    sqlite3_bind_double(s, 2, now + wait);
+    sqlite3_bind_int64(s, 3, id);
+    run(st, s);
+    store_event(st, j.sweep, id, j.lease_owner[0] ? j.lease_owner : NULL, "requeue",
+                "%s (attempt %d of %d, back-off %.1f s)", error, attempts, max_attempts, wait);
+    return 0;
+}
+
+int store_job_release(store *st, int64_t id) {
+    static const char *q = "UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_expires = NULL, "
+                           "not_before = 0 WHERE id = ? AND state = 'leased'";
+    sqlite3_stmt *s = ps(st, q);
+    sqlite3_bind_int64(s, 1, id);
+    run(st, s);
+    return sqlite3_changes(st->db) == 1 ? 0 : -1;
+}
+
+int64_t *store_expired_leases(store *st, double now, int *n) {
+    static const char *q = "SELECT id FROM jobs WHERE state = 'leased' AND lease_expires < ?";
+    sqlite3_stmt *s = ps(st, q);
+    sqlite3_bind_double(s, 1, now);
+    int64_t *ids = NULL;
+    *n = 0;
+    while (sqlite3_step(s) == SQLITE_ROW) {
+        ids = xrealloc(ids, (size_t)(*n + 1) * sizeof *ids);
+        ids[(*n)++] = sqlite3_column_int64(s, 0);
+    }
+    sqlite3_reset(s);
+    return ids;
+}
+
+int64_t store_requeue_all_leased(store *st) {
+    static const char *q = "UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_expires = NULL "
+                           "WHERE state = 'leased'";
+    run(st, ps(st, q));
+    return sqlite3_changes(st->db);
+}
+
+/* ---- results ------------------------------------------------------------ */
+
+static void bind_int_na(sqlite3_stmt *s, int i, int32_t v) {
+    if (v == DRQ_NA)
+        sqlite3_bind_null(s, i);
+    else
+        sqlite3_bind_int(s, i, v);
+}
+static void bind_dbl_na(sqlite3_stmt *s, int i, double v) {
+    if (isnan(v))
+        sqlite3_bind_null(s, i);
+    else
+        sqlite3_bind_double(s, i, v);
+}
+
+int64_t store_results_insert(store *st, const store_job *job, const char *purifier, const char *attack,
+                             const drq_row *rows, int64_t n) {
+    static const char *q =
+        "INSERT OR IGNORE INTO results(sweep, purifier, attack, seed, image, label, clean_pred, adv_pred, "
+        "clean_correct, robust, success_step, delta_l2, delta_linf, dist_init_l2, dist_init_linf, dist_max_l2, "
+        "dist_max_linf, dist_end_l2, dist_end_linf, ssim_adv, ssim_pur, comp_adv, comp_unif_mean, comp_unif_std, "
+        "seconds, unet_evals, device, worker, extra) "
+        "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
+    static const char *q_cnt = "UPDATE sweeps SET rows_done = rows_done + ? WHERE id = ?";
+    sqlite3_stmt *s = ps(st, q);
+    int64_t added = 0;
+    for (int64_t k = 0; k < n; k++) {
+        const drq_row *r = &rows[k];
+        sqlite3_reset(s);
+        sqlite3_bind_int64(s, 1, job->sweep);
+        sqlite3_bind_text(s, 2, purifier, -1, SQLITE_STATIC);
+        sqlite3_bind_text(s, 3, attack, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 4, job->seed);
+        sqlite3_bind_int64(s, 5, r->image);
+        bind_int_na(s, 6, r->label);
+        bind_int_na(s, 7, r->clean_pred);
+        bind_int_na(s, 8, r->adv_pred);
+        bind_int_na(s, 9, r->clean_correct);
+        bind_int_na(s, 10, r->robust);
+        bind_int_na(s, 11, r->success_step);
+        const double d[14] = {r->delta_l2,     r->delta_linf,    r->dist_init_l2, r->dist_init_linf, r->dist_max_l2,
+                              r->dist_max_linf, r->dist_end_l2, r->dist_end_linf, r->ssim_adv,    r->ssim_pur,
+                              r->comp_adv,     r->comp_unif_mean, r->comp_unif_std, r->seconds};
+        for (int i = 0; i < 14; i++) bind_dbl_na(s, 12 + i, d[i]);
+        sqlite3_bind_int64(s, 26, r->unet_evals);
+        sqlite3_bind_text(s, 27, r->device, -1, SQLITE_STATIC);
+        sqlite3_bind_text(s, 28, r->worker, -1, SQLITE_STATIC);
+        if (r->extra)
+            sqlite3_bind_text(s, 29, r->extra, -1, SQLITE_STATIC);
+        else
+            sqlite3_bind_null(s, 29);
+        run(st, s);
+        added += sqlite3_changes(st->db);
+    }
+    if (added) {
+        s = ps(st, q_cnt);
+        sqlite3_bind_int64(s, 1, added);
+        sqlite3_bind_int64(s, 2, job->sweep);
+        run(st, s);
+    }
+    return added;
+}
+
+int64_t store_results_count(store *st, const store_job *job, const char *purifier, const char *attack) {
+    static const char *q = "SELECT count(*) FROM results WHERE sweep = ? AND purifier = ? AND attack = ? "
+                           "AND seed = ? AND image >= ? AND image < ?";
+    sqlite3_stmt *s = ps(st, q);
+    sqlite3_bind_int64(s, 1, job->sweep);
+    sqlite3_bind_text(s, 2, purifier, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 3, attack, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 4, job->seed);
+    sqlite3_bind_int64(s, 5, job->image_start);
+    sqlite3_bind_int64(s, 6, job->image_start + job->image_count);
+    int64_t n = 0;
+    if (sqlite3_step(s) == SQLITE_ROW) n = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    return n;
+}
+
+static int32_t col_int_na(sqlite3_stmt *s, int i) {
+    return sqlite3_column_type(s, i) == SQLITE_NULL ? DRQ_NA : sqlite3_column_int(s, i);
+}
+static double col_dbl_na(sqlite3_stmt *s, int i) {
+    return sqlite3_column_type(s, i) == SQLITE_NULL ? NAN : sqlite3_column_double(s, i);
+}
+static void col_str(sqlite3_stmt *s, int i, char *dst, size_t cap) {
+    const char *v = (const char *)sqlite3_column_text(s, i);
+    snprintf(dst, cap, "%s", v ? v : "");
+}
+
+int64_t store_results_fetch(store *st, int64_t sweep, const char *after_p, const char *after_a, int64_t after_seed,
+                            int64_t after_image, int64_t limit, drq_row **rows) {
+    static const char *q =
+        "SELECT sweep, purifier, attack, seed, image, label, clean_pred, adv_pred, clean_correct, robust, "
+        "success_step, delta_l2, delta_linf, dist_init_l2, dist_init_linf, dist_max_l2, dist_max_linf, "
+        "dist_end_l2, dist_end_linf, ssim_adv, ssim_pur, comp_adv, comp_unif_mean, comp_unif_std, seconds, "
+        "unet_evals, device, worker, extra FROM results WHERE sweep = ?1 "
+        "AND (purifier, attack, seed, image) > (?2, ?3, ?4, ?5) ORDER BY purifier, attack, seed, image LIMIT ?6";
+    sqlite3_stmt *s = ps(st, q);
+    sqlite3_bind_int64(s, 1, sweep);
+    sqlite3_bind_text(s, 2, after_p ? after_p : "", -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 3, after_a ? after_a : "", -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 4, after_p ? after_seed : INT64_MIN);
+    sqlite3_bind_int64(s, 5, after_p ? after_image : INT64_MIN);
+    sqlite3_bind_int64(s, 6, limit);
+    int64_t n = 0, cap = limit < 1024 ? limit + 1 : 1024;
+    drq_row *out = xmalloc((size_t)cap * sizeof *out);
+    while (sqlite3_step(s) == SQLITE_ROW) {
+        if (n == cap) out = xrealloc(out, (size_t)(cap *= 2) * sizeof *out);
+        drq_row *r = &out[n++];
+        drq_row_init(r);
+        r->sweep = sqlite3_column_int64(s, 0);
+        col_str(s, 1, r->purifier, sizeof r->purifier);
+        col_str(s, 2, r->attack, sizeof r->attack);
+        r->seed = sqlite3_column_int64(s, 3);
+        r->image = sqlite3_column_int64(s, 4);
+        r->label = col_int_na(s, 5);
+        r->clean_pred = col_int_na(s, 6);
+        r->adv_pred = col_int_na(s, 7);
+        r->clean_correct = col_int_na(s, 8);
+        r->robust = col_int_na(s, 9);
+        r->success_step = col_int_na(s, 10);
+        double *d[14] = {&r->delta_l2,    &r->delta_linf,    &r->dist_init_l2, &r->dist_init_linf, &r->dist_max_l2,
+                         &r->dist_max_linf, &r->dist_end_l2, &r->dist_end_linf, &r->ssim_adv,    &r->ssim_pur,
+                         &r->comp_adv,    &r->comp_unif_mean, &r->comp_unif_std, &r->seconds};
+        for (int i = 0; i < 14; i++) *d[i] = col_dbl_na(s, 11 + i);
+        r->unet_evals = sqlite3_column_int64(s, 25);
+        col_str(s, 26, r->device, sizeof r->device);
+        col_str(s, 27, r->worker, sizeof r->worker);
+        const char *e = (const char *)sqlite3_column_text(s, 28);
+        r->extra = e ? xstrdup(e) : NULL;
+    }
+    sqlite3_reset(s);
+    *rows = out;
+    return n;
+}
+
+/* ---- checkpoints, events, workers ---------------------------------------- */
+
+int store_checkpoint_put(store *st, int64_t job, int64_t step, const void *blob, size_t len, const char *worker) {
+    static const char *q = "INSERT OR REPLACE INTO checkpoints(job, step, blob, worker, t) VALUES(?, ?, ?, ?, ?)";
+    sqlite3_stmt *s = ps(st, q);
+    sqlite3_bind_int64(s, 1, job);
+    sqlite3_bind_int64(s, 2, step);
+    sqlite3_bind_blob64(s, 3, blob, len, SQLITE_STATIC);
+    sqlite3_bind_text(s, 4, worker, -1, SQLITE_STATIC);
+    sqlite3_bind_double(s, 5, wall_now());
+    run(st, s);
+    return 0;
+}
+
+int store_checkpoint_get(store *st, int64_t job, int64_t *step, void **blob, size_t *len) {
+    static const char *q = "SELECT step, blob FROM checkpoints WHERE job = ?";
+    sqlite3_stmt *s = ps(st, q);
+    sqlite3_bind_int64(s, 1, job);
+    int found = 0;
+    if (sqlite3_step(s) == SQLITE_ROW) {
+        *step = sqlite3_column_int64(s, 0);
+        *len = (size_t)sqlite3_column_bytes(s, 1);
+        *blob = xmalloc(*len ? *len : 1);
+        if (*len) memcpy(*blob, sqlite3_column_blob(s, 1), *len);
+        found = 1;
+    }
+    sqlite3_reset(s);
+    return found;
+}
+
+void store_checkpoint_delete(store *st, int64_t job) {
+    static const char *q = "DELETE FROM checkpoints WHERE job = ?";
+    sqlite3_stmt *s = ps(st, q);
+    sqlite3_bind_int64(s, 1, job);
+    run(st, s);
+}
+
+void store_event(store *st, int64_t sweep, int64_t job, const char *worker, const char *kind, const char *fmt, ...) {
+    static const char *q = "INSERT INTO events(t, sweep, job, worker, kind, detail) VALUES(?, ?, ?, ?, ?, ?)";
+    char detail[1500];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof detail, fmt, ap);
+    va_end(ap);
+    sqlite3_stmt *s = ps(st, q);
+    sqlite3_bind_double(s, 1, wall_now());
+    if (sweep > 0)
+        sqlite3_bind_int64(s, 2, sweep);
+    else
+        sqlite3_bind_null(s, 2);
+    if (job > 0)
+        sqlite3_bind_int64(s, 3, job);
+    else
+        sqlite3_bind_null(s, 3);
+    if (worker)
+        sqlite3_bind_text(s, 4, worker, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(s, 4);
+    sqlite3_bind_text(s, 5, kind, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 6, detail, -1, SQLITE_STATIC);
+    run(st, s);
+}
+
+void store_worker_seen(store *st, const char *name, const char *devices_json, const char *version, const char *state,
+                       int64_t jobs_done_delta) {
+    static const char *q =
+        "INSERT INTO workers(name, devices, version, first_seen, last_seen, state, jobs_done) "
+        "VALUES(?1, ?2, ?3, ?4, ?4, ?5, ?6) ON CONFLICT(name) DO UPDATE SET "
+        "devices = coalesce(?2, devices), version = coalesce(?3, version), last_seen = ?4, state = ?5, "
+        "jobs_done = jobs_done + ?6";
+    sqlite3_stmt *s = ps(st, q);
+    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+    if (devices_json)
+        sqlite3_bind_text(s, 2, devices_json, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(s, 2);
+    if (version)
+        sqlite3_bind_text(s, 3, version, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(s, 3);
+    sqlite3_bind_double(s, 4, wall_now());
+    sqlite3_bind_text(s, 5, state, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 6, jobs_done_delta);
+    run(st, s);
+}
