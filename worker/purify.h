@@ -1,0 +1,57 @@
+/* purify.h — diffusion purification P_ω(x) and its exact input-VJP,
+ * DESIGN §3.
+ *
+ *   ddpm     forward-noise x_d to t*, then ancestral reverse steps t*−1 … 0
+ *   reverse  the same reverse chain started from x_d itself (no noising)
+ *   ddim     forward-noise, then deterministic DDIM steps (η = 0), optional stride
+ *   none     identity (no purifier; the classifier sees x)
+ *
+ * ω — every Gaussian draw of one purification — is keyed per image by
+ * (omega seed, image index, stream) (common/rng.h), so a batch holds images
+ * with independent ω and results do not depend on batch size.
+ *
+ * Gradients (full mode): forward() stores only the state x entering each
+ * reverse step (checkpointing); backward() walks the steps in reverse,
+ * recomputing one step's UNet activations, then applying the UNet's VJP.
+ * Memory: O(t* × image) for the states plus one UNet's activations.
+ */
+#ifndef DRQ_PURIFY_H
+#define DRQ_PURIFY_H
+
+#include <stdint.h>
+
+#include "../kernels/tensor.h"
+#include "models.h"
+
+#define DIFF_T 1000 /* steps of the linear β schedule */
+
+typedef enum { PUR_NONE = 0, PUR_DDPM, PUR_REVERSE, PUR_DDIM } pur_kind;
+
+typedef struct {
+    pur_kind kind;
+    int t_star;     /* 1 … 1000 */
+    int var_small;  /* ddpm: 0 fixedlarge (σ² = β), 1 fixedsmall (posterior variance) */
+    int stride;     /* ddim: step stride ≥ 1 */
+    int clamp_x0;   /* clamp the x0 prediction to [-1,1] at every step (zeroes gradients) */
+    int clamp_out;  /* clamp the output to [0,1] (default on) */
+} pur_config;
+
+typedef struct purifier purifier;
+
+purifier *purifier_new(unet *u, const pur_config *c); /* u may be NULL for PUR_NONE */
+void purifier_free(purifier *p);
+
+/* y = P_ω(x) for x in [0,1] (n×C×H×W).  omega[i], image[i]: the noise seed
+ * and dataset index of image i.  With `keep`, the states needed by
+ * purify_backward are stored.  xmax (optional, n×C×H×W): the forward-noised
+ * state mapped back to [0,1] (for ddpm/ddim; x itself for reverse/none). */
+void purify_forward(purifier *p, const Tensor *x, const uint64_t *omega, const int64_t *image, int keep, Tensor *y,
+                    Tensor *xmax);
+/* gx = (∂P/∂x)ᵀ gy at the last forward (which must have had keep = 1). */
+void purify_backward(purifier *p, const Tensor *gy, Tensor *gx);
+/* UNet evaluations since creation (cost accounting). */
+long purifier_unet_evals(const purifier *p);
+/* Number of UNet calls of one forward (t*, or the DDIM step count). */
+int purifier_steps(const purifier *p);
+
+#endif
