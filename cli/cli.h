@@ -13,5 +13,7 @@ int cmd_results(int argc, char **argv);
 int cmd_cancel(int argc, char **argv);
 int cmd_retry(int argc, char **argv);
 int cmd_workers(int argc, char **argv);
+/* cli/cmd_run.c: coordinator + local workers in one process */
+int cmd_run(int argc, char **argv);
 
 #endif

@@ -1,0 +1,358 @@
+/* cmd_run.c — `drq run SPEC.json [--db FILE] [--threads N]`: the one-machine
+ * default.  The same coordinator (server/server.c) and worker (worker/worker.c)
+ * code as the daemons, in one process: the coordinator loop on a thread, N
+ * local workers connected over inproc://, a local SQLite file (default
+ * ./NAME.drq.db).  Running the command again resumes: done jobs are skipped,
+ * failed ones are retried, interrupted ones resume from their checkpoint; the
+ * same file can be served later by drq-server.  Ends with the summary table
+ * of common/report.h.
+ *
+ * Exit status: 0 all jobs done, 1 usage/spec/database error, 3 finished with
+ * failed jobs, 130 interrupted (run again to resume).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "cli.h"
+#include "common/report.h"
+#include "common/spec.h"
+#include "server/server.h"
+#include "server/store.h"
+#include "worker/worker.h"
+
+static atomic_int g_interrupt;
+static void on_signal(int sig) { atomic_store(&g_interrupt, 1); }
+
+typedef struct {
+    drq_server *srv;
+    int rc;
+    atomic_int done;
+} server_thread;
+
+static void *server_main(void *arg) {
+    server_thread *t = arg;
+    t->rc = drq_server_run(t->srv);
+    atomic_store(&t->done, 1);
+    return NULL;
+}
+
+typedef struct {
+    drq_worker_opts o;
+    atomic_int *stop;
+    char name[64];
+} worker_thread;
+
+static void *worker_main(void *arg) {
+    worker_thread *w = arg;
+    drq_worker_run(&w->o, w->stop);
+    return NULL;
+}
+
+static int usage(void) {
+    fprintf(stderr, "usage: drq run SPEC.json [--db FILE] [--threads N] [--checkpoint-every N] [--max-attempts N]\n"
+                    "               [--log FILE] [--clients tcp://127.0.0.1:PORT] [--quiet]\n");
+    return 1;
+}
+
+static void fmt_eta(char *buf, size_t n, double s) {
+    if (!(s >= 0) || s > 1e8)
+        snprintf(buf, n, "-");
+    else if (s < 120)
+        snprintf(buf, n, "%.0fs", s);
+    else if (s < 7200)
+        snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)s % 60);
+    else
+        snprintf(buf, n, "%dh%02dm", (int)(s / 3600), ((int)s % 3600) / 60);
+}
+
+/* Inserts the jobs of an expanding sweep, in committed chunks. */
+static int expand_all(store *st, int64_t sweep, const drq_spec *sp, drq_err *err) {
+    for (;;) {
+        if (store_begin(st, err)) return -1;
+        int64_t left = store_sweep_expand(st, sweep, sp, 50000, err);
+        if (left < 0) {
+            store_rollback(st);
+            return -1;
+        }
+        if (store_commit(st, err)) return -1;
+        if (left == 0) return 0;
+    }
+}
+
+/* Creates the sweep in the database, or finds it to resume.  Returns its id. */
+static int64_t prepare_sweep(const char *db, const drq_spec *sp, FILE *out, int quiet, drq_err *err) {
+    store *st = store_open(db, 0, err);
+    if (!st) return -1;
+    char *canon = drq_spec_canonical(sp);
+    int64_t id = store_sweep_find(st, sp->name, canon, err);
+    if (id < 0) goto done;
+    if (id == 0) {
+        if (store_begin(st, err) || store_sweep_create(st, sp, canon, &id, err) || store_commit(st, err)) {
+            id = -1;
+            goto done;
+        }
+        if (!quiet)
+            fprintf(out, "sweep %lld \"%s\": %lld jobs, %lld result rows (db %s)\n", (long long)id, sp->name,
+                    (long long)drq_spec_njobs(sp), (long long)drq_spec_nrows(sp), db);
+    } else {
+        store_counts c;
+        store_sweep_counts(st, id, &c);
+        if (!quiet)
+            fprintf(out, "resuming sweep %lld \"%s\": %lld/%lld jobs done (db %s)\n", (long long)id, sp->name,
+                    (long long)c.done, (long long)c.njobs, db);
+        if (c.failed) {
+            if (store_begin(st, err)) {
+                id = -1;
+                goto done;
+            }
+            int64_t n = store_sweep_retry(st, id, err);
+            if (n < 0 || store_commit(st, err)) {
+                store_rollback(st);
+                id = -1;
+                goto done;
+            }
+            if (!quiet) fprintf(out, "retrying %lld failed job(s)\n", (long long)n);
+        }
+    }
+    if (expand_all(st, id, sp, err)) id = -1;
+done:
+    free(canon);
+    store_close(st);
+    return id;
+}
+
+/* Prints the summary table of a sweep, plus its failures. */
+static void print_report(const char *db, int64_t sweep, FILE *out) {
+    drq_err err;
+    store *st = store_open(db, 1, &err);
+    if (!st) {
+        fprintf(out, "drq: %s\n", err.msg);
+        return;
+    }
+    drq_report *rep = drq_report_new();
+    char pur[DRQ_NAME_MAX] = "", atk[DRQ_NAME_MAX] = "";
+    int64_t seed = 0, image = 0;
+    int first = 1;
+    for (;;) {
+        drq_row *rows;
+        int64_t n = store_results_fetch(st, sweep, first ? NULL : pur, atk, seed, image, 50000, &rows);
+        for (int64_t i = 0; i < n; i++) drq_report_add(rep, &rows[i]);
+        if (n > 0) {
+            snprintf(pur, sizeof pur, "%s", rows[n - 1].purifier);
+            snprintf(atk, sizeof atk, "%s", rows[n - 1].attack);
+            seed = rows[n - 1].seed;
+            image = rows[n - 1].image;
+        }
+        drq_rows_free(rows, n);
+        first = 0;
+        if (n < 50000) break;
+    }
+    drq_report_print(rep, out);
+    drq_report_free(rep);
+    json_t *stj = store_status(st, sweep, 5);
+    json_t *o = json_array_get(json_object_get(stj, "sweeps"), 0);
+    json_t *fails = json_object_get(o, "failures");
+    if (json_integer_value(json_object_get(o, "failed")) > 0) {
+        fprintf(out, "%lld job(s) failed; recent errors:\n", (long long)json_integer_value(json_object_get(o, "failed")));
+        size_t i;
+        json_t *f;
+        json_array_foreach(fails, i, f) fprintf(out, "  job %lld: %s\n", (long long)json_integer_value(json_object_get(f, "job")),
+                                                json_string_value(json_object_get(f, "error")));
+    }
+    json_decref(stj);
+    store_close(st);
+}
+
+int cmd_run(int argc, char **argv) {
+    const char *spec_path = NULL, *db = NULL, *log_path = NULL, *clients = NULL;
+    int threads = (int)sysconf(_SC_NPROCESSORS_ONLN), ckpt_every = 10, max_attempts = 3, quiet = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--quiet")) {
+            quiet = 1;
+        } else if (!strcmp(a, "--db") && v) {
+            db = v, i++;
+        } else if (!strcmp(a, "--log") && v) {
+            log_path = v, i++;
+        } else if (!strcmp(a, "--clients") && v) {
+            clients = v, i++;
+        } else if (!strcmp(a, "--threads") && v) {
+            threads = atoi(v), i++;
+            if (threads < 1 || threads > 256) {
+                fprintf(stderr, "drq run: --threads: expected an integer in [1,256]\n");
+                return 1;
+            }
+        } else if (!strcmp(a, "--checkpoint-every") && v) {
+            ckpt_every = atoi(v), i++;
+            if (ckpt_every < 0) return usage();
+        } else if (!strcmp(a, "--max-attempts") && v) {
+            max_attempts = atoi(v), i++;
+            if (max_attempts < 1) return usage();
+        } else if (a[0] != '-' && !spec_path) {
+            spec_path = a;
+        } else {
+            return usage();
+        }
+    }
+    if (!spec_path) return usage();
+    drq_spec sp;
+    drq_err err;
+    if (drq_spec_load(spec_path, &sp, &err)) {
+        fprintf(stderr, "drq: %s\n", err.msg);
+        return 1;
+    }
+    char dbbuf[4200], logbuf[4300];
+    if (!db) {
+        snprintf(dbbuf, sizeof dbbuf, "%s.drq.db", sp.name);
+        db = dbbuf;
+    }
+    if (!log_path) {
+        snprintf(logbuf, sizeof logbuf, "%s.log", db);
+        log_path = logbuf;
+    }
+    /* our own messages go to the real stderr; the daemons' log lines to the log file */
+    FILE *out = fdopen(dup(2), "w");
+    setvbuf(out, NULL, _IOLBF, 0);
+    int logfd = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (logfd < 0) {
+        fprintf(stderr, "drq: %s: %s\n", log_path, strerror(errno));
+        drq_spec_free(&sp);
+        return 1;
+    }
+    dup2(logfd, 2);
+    close(logfd);
+
+    int64_t sweep = prepare_sweep(db, &sp, out, quiet, &err);
+    if (sweep < 0) {
+        fprintf(out, "drq: %s\n", err.msg);
+        drq_spec_free(&sp);
+        fclose(out);
+        return 1;
+    }
+
+    struct sigaction sa = {0}, old_int, old_term;
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+
+    void *zctx = zmq_ctx_new();
+    char ep[64];
+    snprintf(ep, sizeof ep, "inproc://drq-run-%d", (int)getpid());
+    drq_server_opts so = {.db_path = db, .clients_ep = clients, .max_attempts = max_attempts, .zctx = zctx,
+                          .recover_leases = 1, .quiet = 1};
+    so.workers_ep[0] = ep;
+    drq_server *srv = drq_server_new(&so, &err);
+    if (!srv) {
+        fprintf(out, "drq: %s\n", err.msg);
+        zmq_ctx_term(zctx);
+        drq_spec_free(&sp);
+        fclose(out);
+        return 1;
+    }
+    server_thread st = {.srv = srv};
+    pthread_t stid;
+    /* the daemon threads must not take the signals meant for this thread */
+    sigset_t all, prev;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &prev);
+    pthread_create(&stid, NULL, server_main, &st);
+    atomic_int wstop = 0;
+    worker_thread *wt = xcalloc((size_t)threads, sizeof *wt);
+    pthread_t *wtid = xcalloc((size_t)threads, sizeof *wtid);
+    for (int i = 0; i < threads; i++) {
+        snprintf(wt[i].name, sizeof wt[i].name, "local-%d", i + 1);
+        wt[i].o = (drq_worker_opts){.server = ep, .name = wt[i].name, .device = "cpu", .checkpoint_every = ckpt_every,
+                                    .prefetch = 1, .zctx = zctx, .quiet = 1};
+        wt[i].stop = &wstop;
+        pthread_create(&wtid[i], NULL, worker_main, &wt[i]);
+    }
+    pthread_sigmask(SIG_SETMASK, &prev, NULL);
+
+    /* progress */
+    drq_err e2;
+    store *ro = store_open(db, 1, &e2);
+    int tty = isatty(fileno(out));
+    double t0 = now_s(), last_line = 0;
+    enum { NS = 64 };
+    double ts[NS];
+    int64_t ds[NS];
+    int ns = 0;
+    store_counts c = {0};
+    int finished = 0;
+    while (!atomic_load(&g_interrupt) && !atomic_load(&st.done)) {
+        if (ro && store_sweep_counts(ro, sweep, &c) == 0) {
+            double now = now_s();
+            ts[ns % NS] = now;
+            ds[ns % NS] = c.done;
+            ns++;
+            int count = ns < NS ? ns : NS, oldest = (ns - 1) % NS;
+            for (int k = count - 1; k >= 0; k--) { /* the oldest sample of the last 10 s */
+                int idx = (ns - 1 - k) % NS;
+                if (now - ts[idx] <= 10) {
+                    oldest = idx;
+                    break;
+                }
+            }
+            double dt = now - ts[oldest];
+            double rate = dt > 0.5 ? (double)(c.done - ds[oldest]) / dt : 0;
+            int64_t fin = c.done + c.failed + c.cancelled;
+            finished = c.jobs_created == c.njobs && c.queued == 0 && c.leased == 0;
+            if (!quiet && (tty || now - last_line >= 5 || finished)) {
+                char eta[32], bar[31];
+                fmt_eta(eta, sizeof eta, rate > 0 ? (double)(c.njobs - fin) / rate : -1);
+                double frac = c.njobs ? (double)fin / (double)c.njobs : 1;
+                for (int k = 0; k < 30; k++) bar[k] = k < (int)(frac * 30) ? '#' : '-';
+                bar[30] = 0;
+                fprintf(out, "%s[%s] %5.1f%%  %lld/%lld jobs  %lld rows  %.1f jobs/s  ETA %s  failed %lld%s",
+                        tty ? "\r" : "", bar, 100 * frac, (long long)fin, (long long)c.njobs, (long long)c.rows_done,
+                        rate, eta, (long long)c.failed, tty ? "\033[K" : "\n");
+                last_line = now;
+            }
+            if (finished) break;
+        }
+        struct timespec nap = {0, tty ? 200000000L : 100000000L};
+        nanosleep(&nap, NULL);
+    }
+    if (tty && !quiet) fprintf(out, "\n");
+    int interrupted = atomic_load(&g_interrupt) && !finished;
+    atomic_store(&wstop, 1);
+    for (int i = 0; i < threads; i++) pthread_join(wtid[i], NULL);
+    drq_server_stop(srv);
+    pthread_join(stid, NULL);
+    int fatal = st.rc;
+    drq_server_free(srv);
+    zmq_ctx_term(zctx);
+    free(wt);
+    free(wtid);
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    if (ro) store_sweep_counts(ro, sweep, &c);
+    store_close(ro);
+
+    int rc = 0;
+    if (fatal) {
+        fprintf(out, "drq: the coordinator stopped on a database error (see %s)\n", log_path);
+        rc = 1;
+    } else if (interrupted) {
+        fprintf(out, "interrupted: %lld/%lld jobs done; run the same command again to resume\n", (long long)c.done,
+                (long long)c.njobs);
+        rc = 130;
+    } else {
+        if (!quiet) fprintf(out, "done in %.1f s\n", now_s() - t0);
+        print_report(db, sweep, out);
+        if (c.failed) rc = 3;
+    }
+    drq_spec_free(&sp);
+    fclose(out);
+    return rc;
+}
