@@ -4,7 +4,8 @@
 #ifndef DRQ_CLI_H
 #define DRQ_CLI_H
 
-int cmd_model(int argc, char **argv); /* cli/cmd_model.c */
+int cmd_model(int argc, char **argv);  /* cli/cmd_model.c */
+int cmd_purify(int argc, char **argv); /* cli/cmd_purify.c */
 
 /* cli/cmd_client.c: talk to drq-server (--server, $DRQ_SERVER) */
 int cmd_submit(int argc, char **argv);

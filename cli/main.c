@@ -10,6 +10,7 @@ static const struct {
     const char *help;
 } commands[] = {
     {"model", cmd_model, "model run — run a UNet/WRN checkpoint (forward, optional VJP)"},
+    {"purify", cmd_purify, "purify SPEC.json --purifier NAME --seed S --in IN --out OUT — P_ω(x) and its VJP"},
     {"submit", cmd_submit, "submit SPEC.json — validate a sweep spec and queue it on drq-server"},
     {"status", cmd_status, "status [SWEEP] [--watch] [--json] — progress, rate, ETA, failures"},
     {"results", cmd_results, "results SWEEP|FILE.db [--format csv|jsonl] [--out FILE] — export rows"},

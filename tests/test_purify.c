@@ -40,7 +40,7 @@ static double loss(purifier *p, const Tensor *x, const uint64_t *om, const int64
     return s;
 }
 
-static void fd_case(unet *u, const char *name, pur_config c) {
+static void fd_case(unet *u, const char *name, purify_config c) {
     c.clamp_out = 0; /* FD across the output clamp's kink is meaningless */
     purifier *p = purifier_new(u, &c);
     int n = 2;
@@ -81,7 +81,7 @@ static void fd_case(unet *u, const char *name, pur_config c) {
 }
 
 static void test_batch_and_omega(unet *u) {
-    pur_config c = {.kind = PUR_DDPM, .t_star = 4, .clamp_out = 1};
+    purify_config c = {.kind = PURIFY_DDPM, .t_star = 4, .clamp_out = 1};
     purifier *p = purifier_new(u, &c);
     Tensor x = tensor_new(3, 1, 8, 8), y = tensor_new(3, 1, 8, 8), y1 = tensor_new(1, 1, 8, 8);
     Tensor y2 = tensor_new(3, 1, 8, 8);
@@ -103,7 +103,7 @@ static void test_batch_and_omega(unet *u) {
     tensor_free(&x), tensor_free(&y), tensor_free(&y1), tensor_free(&y2);
     purifier_free(p);
 
-    pur_config none = {.kind = PUR_NONE};
+    purify_config none = {.kind = PURIFY_NONE};
     p = purifier_new(NULL, &none);
     Tensor a = tensor_new(2, 1, 8, 8), b = tensor_new(2, 1, 8, 8), g = tensor_new(2, 1, 8, 8);
     for (size_t i = 0; i < 128; i++) a.data[i] = urand();
@@ -124,7 +124,7 @@ static void test_batch_and_omega(unet *u) {
 
 /* Heap in use after forward(keep) + backward, for t* steps, batch 2. */
 static size_t heap_after(unet *u, int t_star) {
-    pur_config c = {.kind = PUR_DDPM, .t_star = t_star, .clamp_out = 1};
+    purify_config c = {.kind = PURIFY_DDPM, .t_star = t_star, .clamp_out = 1};
     purifier *p = purifier_new(u, &c);
     Tensor x = tensor_new(2, 1, 8, 8), y = tensor_new(2, 1, 8, 8), g = tensor_new(2, 1, 8, 8);
     uint64_t om[2] = {1, 2};
@@ -157,11 +157,11 @@ int main(void) {
     unet *u = tiny_unet();
     CHECK(u != NULL);
     if (!u) return CHECK_DONE();
-    fd_case(u, "ddpm fixedlarge t*=3", (pur_config){.kind = PUR_DDPM, .t_star = 3});
-    fd_case(u, "ddpm fixedsmall t*=3", (pur_config){.kind = PUR_DDPM, .t_star = 3, .var_small = 1});
-    fd_case(u, "ddpm t*=30 (later steps)", (pur_config){.kind = PUR_DDPM, .t_star = 30});
-    fd_case(u, "reverse-only t*=3", (pur_config){.kind = PUR_REVERSE, .t_star = 3});
-    fd_case(u, "ddim t*=7 stride 3", (pur_config){.kind = PUR_DDIM, .t_star = 7, .stride = 3});
+    fd_case(u, "ddpm fixedlarge t*=3", (purify_config){.kind = PURIFY_DDPM, .t_star = 3});
+    fd_case(u, "ddpm fixedsmall t*=3", (purify_config){.kind = PURIFY_DDPM, .t_star = 3, .var_small = 1});
+    fd_case(u, "ddpm t*=30 (later steps)", (purify_config){.kind = PURIFY_DDPM, .t_star = 30});
+    fd_case(u, "reverse-only t*=3", (purify_config){.kind = PURIFY_REVERSE, .t_star = 3});
+    fd_case(u, "ddim t*=7 stride 3", (purify_config){.kind = PURIFY_DDIM, .t_star = 7, .stride = 3});
     test_batch_and_omega(u);
     test_memory(u);
     unet_free(u);

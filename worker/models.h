@@ -49,6 +49,7 @@ void unet_free(unet *m);
 
 wrn *wrn_load(const wrn_config *c, st_file *weights, uint64_t seed, drq_err *err);
 size_t wrn_param_count(const wrn *m);
+int wrn_num_classes(const wrn *m);
 /* logits = f(x): x n × in × H × W in [0,1], logits n × classes × 1 × 1. */
 void wrn_forward(wrn *m, const Tensor *x, Tensor *logits);
 void wrn_backward(wrn *m, const Tensor *glogits, Tensor *gx);

@@ -11,7 +11,7 @@
 
 
 struct purifier {
-    pur_config c;
+    purify_config c;
     unet *u;
     double beta[DIFF_T], abar[DIFF_T];
     int nsteps;
@@ -27,11 +27,11 @@ struct purifier {
 
 static double abar_at(const purifier *p, int i) { return i < 0 ? 1.0 : p->abar[i]; }
 
-purifier *purifier_new(unet *u, const pur_config *c) {
+purifier *purifier_new(unet *u, const purify_config *c) {
     purifier *p = xcalloc(1, sizeof *p);
     p->c = *c;
     p->u = u;
-    if (c->kind == PUR_NONE) return p;
+    if (c->kind == PURIFY_NONE) return p;
     if (!u) DIE("purifier_new: a diffusion purifier needs a UNet");
     if (c->t_star < 1 || c->t_star > DIFF_T) DIE("purifier_new: t* = %d outside 1..%d", c->t_star, DIFF_T);
     double ab = 1.0;
@@ -40,7 +40,7 @@ purifier *purifier_new(unet *u, const pur_config *c) {
         ab *= 1.0 - p->beta[i];
         p->abar[i] = ab;
     }
-    int stride = c->kind == PUR_DDIM && c->stride > 1 ? c->stride : 1;
+    int stride = c->kind == PURIFY_DDIM && c->stride > 1 ? c->stride : 1;
     p->nsteps = (c->t_star + stride - 1) / stride;
     p->step = xmalloc(sizeof(int) * p->nsteps);
     p->prev = xmalloc(sizeof(int) * p->nsteps);
@@ -91,7 +91,7 @@ static double sigma_at(const purifier *p, int i) {
 void purify_forward(purifier *p, const Tensor *x, const uint64_t *omega, const int64_t *image, int keep, Tensor *y,
                     Tensor *xmax) {
     size_t N = tensor_numel(x), per = N / x->n;
-    if (p->c.kind == PUR_NONE) {
+    if (p->c.kind == PURIFY_NONE) {
         memcpy(y->data, x->data, N * sizeof(float));
         if (xmax) memcpy(xmax->data, x->data, N * sizeof(float));
         p->kept = keep;
@@ -100,7 +100,7 @@ void purify_forward(purifier *p, const Tensor *x, const uint64_t *omega, const i
     tensor_ensure(&p->x, x->n, x->c, x->h, x->w);
     float *s = p->x.data;
     for (size_t e = 0; e < N; e++) s[e] = 2.0f * x->data[e] - 1.0f;
-    if (p->c.kind != PUR_REVERSE) { /* one-shot forward noising to t* */
+    if (p->c.kind != PURIFY_REVERSE) { /* one-shot forward noising to t* */
         float a = (float)sqrt(p->abar[p->c.t_star - 1]), b = (float)sqrt(1.0 - p->abar[p->c.t_star - 1]);
         tensor_ensure(&p->g, x->n, x->c, x->h, x->w); /* scratch for ε */
         noise(omega, image, DRQ_STREAM_FORWARD_EPS, x->n, per, p->g.data);
@@ -118,7 +118,7 @@ void purify_forward(purifier *p, const Tensor *x, const uint64_t *omega, const i
         eps_at(p, &p->x, i);
         const float *ep = p->eps.data;
         float a = (float)sqrt(1.0 / p->abar[i]), b = (float)sqrt(1.0 / p->abar[i] - 1.0);
-        if (p->c.kind == PUR_DDIM) {
+        if (p->c.kind == PURIFY_DDIM) {
             double abp = abar_at(p, p->prev[k]);
             float ca = (float)sqrt(abp), cb = (float)sqrt(1.0 - abp);
             for (size_t e = 0; e < N; e++) {
@@ -151,7 +151,7 @@ void purify_forward(purifier *p, const Tensor *x, const uint64_t *omega, const i
 void purify_backward(purifier *p, const Tensor *gy, Tensor *gx) {
     size_t N = tensor_numel(gy);
     if (!p->kept) DIE("purify_backward: the last purify_forward did not keep its states (keep = 0)");
-    if (p->c.kind == PUR_NONE) {
+    if (p->c.kind == PURIFY_NONE) {
         memcpy(gx->data, gy->data, N * sizeof(float));
         return;
     }
@@ -172,7 +172,7 @@ void purify_backward(purifier *p, const Tensor *gy, Tensor *gx) {
         const float *ep = p->eps.data;
         float a = (float)sqrt(1.0 / p->abar[i]), b = (float)sqrt(1.0 / p->abar[i] - 1.0);
         float cx0, cx, ceps; /* ∂x_next/∂x0, ∂x_next/∂x (direct), ∂x_next/∂ε (direct) */
-        if (p->c.kind == PUR_DDIM) {
+        if (p->c.kind == PURIFY_DDIM) {
             double abp = abar_at(p, p->prev[k]);
             cx0 = (float)sqrt(abp), cx = 0.0f, ceps = (float)sqrt(1.0 - abp);
         } else {
@@ -193,6 +193,6 @@ void purify_backward(purifier *p, const Tensor *gy, Tensor *gx) {
         unet_backward(p->u, &p->geps, &p->gu);
         for (size_t e = 0; e < N; e++) g->data[e] = p->gx0.data[e] + p->gu.data[e];
     }
-    float a = p->c.kind == PUR_REVERSE ? 1.0f : (float)sqrt(p->abar[p->c.t_star - 1]);
+    float a = p->c.kind == PURIFY_REVERSE ? 1.0f : (float)sqrt(p->abar[p->c.t_star - 1]);
     for (size_t e = 0; e < N; e++) gx->data[e] = 2.0f * a * g->data[e];
 }

@@ -25,20 +25,20 @@
 
 #define DIFF_T 1000 /* steps of the linear β schedule */
 
-typedef enum { PUR_NONE = 0, PUR_DDPM, PUR_REVERSE, PUR_DDIM } pur_kind;
+typedef enum { PURIFY_NONE = 0, PURIFY_DDPM, PURIFY_REVERSE, PURIFY_DDIM } purify_kind;
 
 typedef struct {
-    pur_kind kind;
+    purify_kind kind;
     int t_star;     /* 1 … 1000 */
     int var_small;  /* ddpm: 0 fixedlarge (σ² = β), 1 fixedsmall (posterior variance) */
     int stride;     /* ddim: step stride ≥ 1 */
     int clamp_x0;   /* clamp the x0 prediction to [-1,1] at every step (zeroes gradients) */
     int clamp_out;  /* clamp the output to [0,1] (default on) */
-} pur_config;
+} purify_config;
 
 typedef struct purifier purifier;
 
-purifier *purifier_new(unet *u, const pur_config *c); /* u may be NULL for PUR_NONE */
+purifier *purifier_new(unet *u, const purify_config *c); /* u may be NULL for PURIFY_NONE */
 void purifier_free(purifier *p);
 
 /* y = P_ω(x) for x in [0,1] (n×C×H×W).  omega[i], image[i]: the noise seed

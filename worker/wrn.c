@@ -156,6 +156,8 @@ size_t wrn_param_count(const wrn *m) {
     return m->p.count - bn_buffers;
 }
 
+int wrn_num_classes(const wrn *m) { return m->cfg.num_classes; }
+
 void wrn_forward(wrn *m, const Tensor *x, Tensor *logits) {
     const wrn_config *c = &m->cfg;
     int n = x->n;

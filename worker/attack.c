@@ -1,0 +1,159 @@
+/* attack.c — see attack.h. */
+#include "attack.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/rng.h"
+#include "../common/util.h"
+#include "../kernels/ops.h"
+#include "metrics.h"
+
+/* Scratch of one gradient or evaluation pass. */
+typedef struct {
+    Tensor px, logits, glogits, gpx;
+    uint64_t *omega;
+} pass;
+
+static void pass_init(pass *s, const Tensor *x, int classes) {
+    memset(s, 0, sizeof *s);
+    s->px = tensor_new(x->n, x->c, x->h, x->w);
+    s->gpx = tensor_new(x->n, x->c, x->h, x->w);
+    s->logits = tensor_new(x->n, classes, 1, 1);
+    s->glogits = tensor_new(x->n, classes, 1, 1);
+    s->omega = xmalloc(sizeof(uint64_t) * x->n);
+}
+
+static void pass_free(pass *s) {
+    tensor_free(&s->px), tensor_free(&s->logits), tensor_free(&s->glogits), tensor_free(&s->gpx);
+    free(s->omega);
+}
+
+void attack_gradient(const attack_config *a, attack_models *m, const Tensor *x, const int *label,
+                     const int64_t *image, uint64_t omega, Tensor *g, int *pred) {
+    pass s;
+    pass_init(&s, x, m->classes);
+    for (int i = 0; i < x->n; i++) s.omega[i] = omega;
+    purify_forward(m->pur, x, s.omega, image, !a->bpda, &s.px, NULL);
+    wrn_forward(m->clf, &s.px, &s.logits);
+    for (int i = 0; i < x->n; i++) { /* ∂CE/∂logits = softmax − onehot */
+        const float *l = s.logits.data + (size_t)i * m->classes;
+        float *gl = s.glogits.data + (size_t)i * m->classes;
+        if (pred) pred[i] = argmax(l, m->classes);
+        float mx = l[argmax(l, m->classes)];
+        double z = 0;
+        for (int k = 0; k < m->classes; k++) z += exp((double)l[k] - mx);
+        for (int k = 0; k < m->classes; k++) gl[k] = (float)(exp((double)l[k] - mx) / z) - (k == label[i]);
+    }
+    wrn_backward(m->clf, &s.glogits, &s.gpx);
+    if (a->bpda) memcpy(g->data, s.gpx.data, tensor_numel(g) * sizeof(float));
+    else purify_backward(m->pur, &s.gpx, g);
+    pass_free(&s);
+}
+
+void attack_begin(const attack_config *a, const Tensor *x, const int64_t *image, attack_state *st) {
+    size_t per = tensor_numel(x) / x->n;
+    st->n = x->n;
+    st->step = 0;
+    st->xadv = tensor_new(x->n, x->c, x->h, x->w);
+    st->success_step = xmalloc(sizeof(int) * x->n);
+    memcpy(st->xadv.data, x->data, tensor_numel(x) * sizeof(float));
+    float *d = xmalloc(sizeof(float) * per);
+    for (int i = 0; i < x->n; i++) {
+        st->success_step[i] = -1;
+        if (!a->random_start) continue;
+        uint64_t key = drq_key(a->seed, (uint64_t)image[i], DRQ_STREAM_PGD_START);
+        if (!a->l2) {
+            drq_uniform(key, per, (float)-a->eps, (float)a->eps, d);
+        } else { /* uniform in the L2 ball: normal direction, radius eps·u^(1/d) */
+            float u;
+            drq_normal(key, per, d);
+            drq_uniform(drq_key(a->seed, (uint64_t)image[i], DRQ_STREAM_PGD_START_RADIUS), 1, 0.0f, 1.0f, &u);
+            double nrm = diff_l2(d, NULL, per), r = a->eps * pow((double)u, 1.0 / (double)per);
+            for (size_t e = 0; e < per; e++) d[e] = (float)(d[e] * (nrm > 0 ? r / nrm : 0.0));
+        }
+        float *xa = st->xadv.data + i * per;
+        for (size_t e = 0; e < per; e++) xa[e] = fminf(1.0f, fmaxf(0.0f, xa[e] + d[e]));
+    }
+    free(d);
+}
+
+void attack_step(const attack_config *a, attack_models *m, const Tensor *x, const int *label, const int64_t *image,
+                 attack_state *st) {
+    int n = x->n, k = st->step;
+    size_t per = tensor_numel(x) / n;
+    Tensor g = tensor_new(n, x->c, x->h, x->w), gk = {0};
+    int *pred = xmalloc(sizeof(int) * n);
+    if (a->mode == OMEGA_EOT) {
+        gk = tensor_new(n, x->c, x->h, x->w);
+        for (int j = 0; j < a->eot_k; j++) {
+            uint64_t om = drq_derived_seed(a->seed, DRQ_PURPOSE_EOT, (uint64_t)k, (uint64_t)j);
+            attack_gradient(a, m, &st->xadv, label, image, om, &gk, j == 0 ? pred : NULL);
+            axpy(1.0f / (float)a->eot_k, &gk, &g);
+        }
+    } else {
+        uint64_t om = a->mode == OMEGA_FRESH ? drq_derived_seed(a->seed, DRQ_PURPOSE_FRESH, (uint64_t)k, 0) : a->seed;
+        attack_gradient(a, m, &st->xadv, label, image, om, &g, pred);
+    }
+    for (int i = 0; i < n; i++) {
+        if (pred[i] != label[i] && st->success_step[i] < 0) st->success_step[i] = k;
+        float *xa = st->xadv.data + i * per, *gi = g.data + i * per;
+        const float *x0 = x->data + i * per;
+        float eps = (float)a->eps, ss = (float)a->stepsize;
+        if (!a->l2) {
+            for (size_t e = 0; e < per; e++) {
+                float s = gi[e] > 0 ? 1.0f : gi[e] < 0 ? -1.0f : 0.0f;
+                float v = fminf(x0[e] + eps, fmaxf(x0[e] - eps, xa[e] + ss * s));
+                xa[e] = fminf(1.0f, fmaxf(0.0f, v));
+            }
+        } else {
+            double gn = diff_l2(gi, NULL, per);
+            float sc = gn > 0 ? (float)(a->stepsize / gn) : 0.0f;
+            for (size_t e = 0; e < per; e++) xa[e] += sc * gi[e];
+            double dn = diff_l2(xa, x0, per);
+            float f = dn > a->eps ? (float)(a->eps / dn) : 1.0f;
+            for (size_t e = 0; e < per; e++) xa[e] = fminf(1.0f, fmaxf(0.0f, x0[e] + f * (xa[e] - x0[e])));
+        }
+    }
+    st->step++;
+    free(pred);
+    tensor_free(&g), tensor_free(&gk);
+}
+
+void attack_state_free(attack_state *st) {
+    tensor_free(&st->xadv);
+    free(st->success_step);
+    memset(st, 0, sizeof *st);
+}
+
+/* Predictions under one ω. */
+static void predict(attack_models *m, const Tensor *x, const int64_t *image, uint64_t omega, int *pred) {
+    pass s;
+    pass_init(&s, x, m->classes);
+    for (int i = 0; i < x->n; i++) s.omega[i] = omega;
+    purify_forward(m->pur, x, s.omega, image, 0, &s.px, NULL);
+    wrn_forward(m->clf, &s.px, &s.logits);
+    for (int i = 0; i < x->n; i++) pred[i] = argmax(s.logits.data + (size_t)i * m->classes, m->classes);
+    pass_free(&s);
+}
+
+void attack_evaluate(const attack_config *a, attack_models *m, const Tensor *x, const int64_t *image, int *pred) {
+    if (a->mode == OMEGA_FIXED || a->mode == OMEGA_TRANSFER) {
+        predict(m, x, image, a->mode == OMEGA_FIXED ? a->seed : a->transfer_seed, pred);
+        return;
+    }
+    int n = x->n, votes = a->votes > 0 ? a->votes : 1;
+    int *counts = xcalloc((size_t)n * m->classes, sizeof(int)), *p = xmalloc(sizeof(int) * n);
+    for (int v = 0; v < votes; v++) {
+        predict(m, x, image, drq_derived_seed(a->seed, DRQ_PURPOSE_FINAL, (uint64_t)v, 0), p);
+        for (int i = 0; i < n; i++) counts[(size_t)i * m->classes + p[i]]++;
+    }
+    for (int i = 0; i < n; i++) {
+        int best = 0;
+        for (int k = 1; k < m->classes; k++)
+            if (counts[(size_t)i * m->classes + k] > counts[(size_t)i * m->classes + best]) best = k;
+        pred[i] = best;
+    }
+    free(counts), free(p);
+}

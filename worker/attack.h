@@ -1,0 +1,70 @@
+/* attack.h — PGD with foolbox semantics against "classifier ∘ purifier",
+ * DESIGN §4, on a batch of images.  Knows tensors, models and seeds; nothing
+ * of jobs or specs (worker/engine.c maps a spec onto this).
+ *
+ * Loss: cross-entropy of the classifier's logits on P_ω(x), per image.
+ * Gradient: full (exact VJP through the sampler and the UNet) or bpda
+ * (∂L/∂x ≈ ∂L/∂P(x)).  ω per PGD step by randomness mode:
+ *   fixed     ω_s at every step              evaluation ω_s
+ *   fresh     a new ω per step                evaluation: M fresh draws, majority vote
+ *   eot       mean gradient of K new ω's      evaluation: as fresh
+ *   transfer  ω_s                             evaluation ω_{s'}
+ * An ω is a noise seed; image i's noise is keyed by (ω, image index), see
+ * docs/seeds.md for the derived seeds of fresh/EOT/vote draws.
+ */
+#ifndef DRQ_ATTACK_H
+#define DRQ_ATTACK_H
+
+#include <stdint.h>
+
+#include "models.h"
+#include "purify.h"
+
+typedef enum { OMEGA_FIXED, OMEGA_FRESH, OMEGA_EOT, OMEGA_TRANSFER } omega_mode;
+
+typedef struct {
+    int l2;              /* 0: L∞, 1: L2 */
+    double eps;
+    int steps;
+    double stepsize;     /* absolute (rel_stepsize · eps resolved by the caller) */
+    int random_start;
+    omega_mode mode;
+    int eot_k;           /* draws per step in eot mode */
+    int votes;           /* final-evaluation draws in fresh/eot mode */
+    uint64_t seed;       /* s */
+    uint64_t transfer_seed; /* s' */
+    int bpda;            /* gradient mode */
+} attack_config;
+
+typedef struct {
+    wrn *clf;
+    purifier *pur;
+    int classes;
+} attack_models;
+
+/* Per-batch state of a running attack, enough to resume it exactly. */
+typedef struct {
+    int n;
+    int step;           /* PGD steps done */
+    Tensor xadv;        /* current iterate */
+    int *success_step;  /* first step misclassified, −1 none yet */
+} attack_state;
+
+/* Initialises st for x (random start or x itself). */
+void attack_begin(const attack_config *a, const Tensor *x, const int64_t *image, attack_state *st);
+/* Performs one PGD step (gradient, step, projection, clipping). */
+void attack_step(const attack_config *a, attack_models *m, const Tensor *x, const int *label, const int64_t *image,
+                 attack_state *st);
+void attack_state_free(attack_state *st);
+
+/* Predictions of classifier ∘ P_ω on x under the evaluation ω of the mode
+ * (majority vote over `votes` draws for fresh/eot; ties go to the lowest
+ * class).  pred: n ints. */
+void attack_evaluate(const attack_config *a, attack_models *m, const Tensor *x, const int64_t *image, int *pred);
+
+/* The loss gradient at x under one ω (the same seed for every image):
+ * g = ∂ CE(clf(P_ω(x)), label)/∂x; pred gets the predictions of that pass. */
+void attack_gradient(const attack_config *a, attack_models *m, const Tensor *x, const int *label,
+                     const int64_t *image, uint64_t omega, Tensor *g, int *pred);
+
+#endif

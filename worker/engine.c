@@ -1,0 +1,362 @@
+/* engine.c — see engine.h. */
+#include "engine.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/dataset.h"
+#include "../common/rng.h"
+#include "attack.h"
+#include "metrics.h"
+
+static int g_batch = 8;
+void engine_set_batch(int batch) { g_batch = batch > 0 ? batch : 1; }
+
+/* =====================================================================
+ * models, cached per thread
+ * ===================================================================== */
+typedef struct {
+    char *key; /* arch|config|weights */
+    void *model;
+    st_file w; /* the model points into these tensors */
+} cached;
+
+static _Thread_local cached t_clf, t_diff;
+
+/* The --config argument of a spec model: a preset / path string as given,
+ * or an inline object serialised. */
+static char *config_arg(const drq_model_spec *ms) {
+    if (!ms->config) return xstrdup("cifar10");
+    if (json_is_string(ms->config)) return xstrdup(json_string_value(ms->config));
+    return json_dumps(ms->config, JSON_COMPACT | JSON_SORT_KEYS);
+}
+
+static char *model_key(const drq_model_spec *ms, const char *cfg) {
+    size_t n = strlen(ms->arch) + strlen(cfg) + strlen(ms->weights) + 3;
+    char *k = xmalloc(n);
+    snprintf(k, n, "%s|%s|%s", ms->arch, cfg, ms->weights);
+    return k;
+}
+
+/* Loads (or reuses) one model; what = "classifier" / "diffusion". */
+static int load_model(const drq_model_spec *ms, const char *what, int unet_wanted, cached *c, drq_err *err) {
+    char *cfg = config_arg(ms), *key = model_key(ms, cfg);
+    if (c->key && !strcmp(c->key, key)) {
+        free(cfg), free(key);
+        return 0;
+    }
+    if (c->model) {
+        if (unet_wanted) unet_free(c->model);
+        else wrn_free(c->model);
+    }
+    st_free(&c->w);
+    free(c->key);
+    c->key = NULL, c->model = NULL;
+    const char *want = unet_wanted ? "ddpm-unet" : "wrn";
+    int rc = -1;
+    st_file w = {0};
+    drq_err e2;
+    if (strcmp(ms->arch, want)) {
+        drq_errf(err, "%s.arch: '%s' is not built in this version (expected %s)", what, ms->arch, want);
+    } else if (st_load(ms->weights, &w, &e2)) {
+        drq_errf(err, "%s.weights: %s", what, e2.msg);
+    } else if (unet_wanted) {
+        unet_config uc;
+        if (unet_config_parse(cfg, &uc, &e2)) drq_errf(err, "%s.config: %s", what, e2.msg);
+        else if (!(c->model = unet_load(&uc, &w, 0, &e2))) drq_errf(err, "%s: %s", what, e2.msg);
+        else rc = 0;
+    } else {
+        wrn_config wc;
+        if (wrn_config_parse(cfg, &wc, &e2)) drq_errf(err, "%s.config: %s", what, e2.msg);
+        else if (!(c->model = wrn_load(&wc, &w, 0, &e2))) drq_errf(err, "%s: %s", what, e2.msg);
+        else rc = 0;
+    }
+    if (rc == 0) {
+        c->key = key;
+        c->w = w;
+    } else {
+        st_free(&w);
+        free(key);
+    }
+    free(cfg);
+    return rc;
+}
+
+int engine_models_get(const drq_spec *s, int need_classifier, engine_models *m, drq_err *err) {
+    memset(m, 0, sizeof *m);
+    if (need_classifier) {
+        if (!s->classifier.present) return drq_errf(err, "classifier: required for attack jobs");
+        if (load_model(&s->classifier, "classifier", 0, &t_clf, err)) return -1;
+        m->clf = t_clf.model;
+        m->classes = wrn_num_classes(m->clf);
+    }
+    int needs_unet = 0;
+    for (int i = 0; i < s->npurifiers; i++) needs_unet |= s->purifiers[i].kind != PUR_NONE;
+    if (needs_unet) {
+        if (!s->diffusion.present) return drq_errf(err, "diffusion: required by the diffusion purifiers");
+        if (load_model(&s->diffusion, "diffusion", 1, &t_diff, err)) return -1;
+        m->diff = t_diff.model;
+    }
+    return 0;
+}
+
+purify_config engine_purify_config(const drq_purifier_spec *p) {
+    purify_config c = {0};
+    c.kind = p->kind == PUR_DDPM ? PURIFY_DDPM : p->kind == PUR_REVERSE ? PURIFY_REVERSE
+           : p->kind == PUR_DDIM ? PURIFY_DDIM : PURIFY_NONE;
+    c.t_star = p->t_star;
+    c.var_small = p->var == VAR_FIXEDSMALL;
+    c.stride = p->stride;
+    c.clamp_x0 = p->clamp_x0;
+    c.clamp_out = p->clamp_out;
+    return c;
+}
+
+/* =====================================================================
+ * checkpoints: "DRQA" v1 | next_image i64 | step i32 | n i32 | per i32 |
+ * xadv f32[n·per] | success i32[n] | rows_len u64 | packed rows of the
+ * images before next_image
+ * ===================================================================== */
+typedef struct {
+    int64_t next_image;
+    attack_state st;
+    drq_row *rows;
+    int64_t nrows;
+} resume_state;
+
+static void put(char **p, const void *v, size_t n) {
+    memcpy(*p, v, n);
+    *p += n;
+}
+
+static void save_checkpoint(job_ctx *ctx, int64_t next_image, const attack_state *st, size_t per,
+                            const drq_row *rows, int64_t nrows) {
+    size_t rl = 0;
+    void *packed = drq_rows_pack(rows, nrows, &rl);
+    int32_t step = st->step, n = st->n, pp = (int32_t)per;
+    uint64_t rl64 = rl;
+    size_t len = 4 + 4 + 8 + 4 * 3 + sizeof(float) * n * per + 4 * (size_t)n + 8 + rl;
+    char *blob = xmalloc(len), *p = blob;
+    uint32_t ver = 1;
+    put(&p, "DRQA", 4), put(&p, &ver, 4), put(&p, &next_image, 8), put(&p, &step, 4), put(&p, &n, 4);
+    put(&p, &pp, 4), put(&p, st->xadv.data, sizeof(float) * n * per);
+    for (int i = 0; i < n; i++) {
+        int32_t s = st->success_step[i];
+        put(&p, &s, 4);
+    }
+    put(&p, &rl64, 8), put(&p, packed, rl);
+    ctx->checkpoint(ctx, (int64_t)next_image * 100000 + step, blob, len);
+    free(blob), free(packed);
+}
+
+/* Parses a checkpoint for a batch of images of shape c×h×w; -1 when it does
+ * not belong to this job (then the job starts over). */
+static int load_checkpoint(const job_ctx *ctx, const drq_job *job, int c, int h, int w, resume_state *r) {
+    const char *p = ctx->resume, *end = p + ctx->resume_len;
+    int32_t step, n, per;
+    uint32_t ver;
+    uint64_t rl;
+    drq_err err;
+    memset(r, 0, sizeof *r);
+    if (ctx->resume_len < 28 || memcmp(p, "DRQA", 4)) return -1;
+    memcpy(&ver, p + 4, 4), memcpy(&r->next_image, p + 8, 8), memcpy(&step, p + 16, 4), memcpy(&n, p + 20, 4);
+    memcpy(&per, p + 24, 4);
+    p += 28;
+    if (ver != 1 || per != c * h * w || n < 1 || n > 1 << 20 || step < 0 || r->next_image < job->image_start ||
+        r->next_image + n > job->image_start + job->image_count)
+        return -1;
+    size_t need = sizeof(float) * (size_t)n * per + 4 * (size_t)n + 8;
+    if ((size_t)(end - p) < need) return -1;
+    r->st.n = n, r->st.step = step;
+    r->st.xadv = tensor_new(n, c, h, w);
+    memcpy(r->st.xadv.data, p, sizeof(float) * (size_t)n * per);
+    p += sizeof(float) * (size_t)n * per;
+    r->st.success_step = xmalloc(sizeof(int) * n);
+    for (int i = 0; i < n; i++, p += 4) {
+        int32_t s;
+        memcpy(&s, p, 4);
+        r->st.success_step[i] = s;
+    }
+    memcpy(&rl, p, 8);
+    p += 8;
+    if ((uint64_t)(end - p) != rl ||
+        drq_rows_unpack(p, rl, r->next_image - job->image_start, &r->rows, &r->nrows, &err)) {
+        attack_state_free(&r->st);
+        return -1;
+    }
+    return 0;
+}
+
+/* =====================================================================
+ * the runner
+ * ===================================================================== */
+static attack_config make_attack(const drq_attack_spec *a, int64_t seed) {
+    attack_config c = {0};
+    c.l2 = a->norm == NORM_L2;
+    c.eps = a->eps;
+    c.steps = a->steps;
+    c.stepsize = a->abs_stepsize > 0 ? a->abs_stepsize : a->rel_stepsize * a->eps;
+    c.random_start = a->random_start;
+    c.mode = a->randomness == RND_FRESH ? OMEGA_FRESH : a->randomness == RND_EOT ? OMEGA_EOT
+           : a->randomness == RND_TRANSFER ? OMEGA_TRANSFER : OMEGA_FIXED;
+    c.eot_k = a->eot_k > 0 ? a->eot_k : 1;
+    c.votes = a->votes > 0 ? a->votes : 1;
+    c.seed = (uint64_t)seed;
+    c.transfer_seed = (uint64_t)a->transfer_seed;
+    c.bpda = a->kind == ATK_BPDA || a->grad == GRAD_BPDA;
+    return c;
+}
+
+/* Fills the rows of one finished batch (DESIGN §5). */
+static void measure(const drq_job *job, const attack_config *ac, attack_models *am, const drq_attack_spec *as,
+                    const Tensor *x, const int *label, const int64_t *image, const attack_state *st, double t0,
+                    long evals0, drq_row *out) {
+    int n = x->n;
+    size_t per = tensor_numel(x) / n;
+    int *clean = xmalloc(sizeof(int) * n), *adv = xmalloc(sizeof(int) * n);
+    attack_evaluate(ac, am, x, image, clean);
+    attack_evaluate(ac, am, &st->xadv, image, adv);
+    /* fixed-ω quantities under ω_s */
+    Tensor pa = tensor_new(n, x->c, x->h, x->w), p0 = tensor_new(n, x->c, x->h, x->w);
+    Tensor xmax = tensor_new(n, x->c, x->h, x->w), xu = tensor_new(n, x->c, x->h, x->w);
+    Tensor pu = tensor_new(n, x->c, x->h, x->w);
+    uint64_t *om = xmalloc(sizeof(uint64_t) * n);
+    for (int i = 0; i < n; i++) om[i] = ac->seed;
+    purify_forward(am->pur, &st->xadv, om, image, 0, &pa, &xmax);
+    purify_forward(am->pur, x, om, image, 0, &p0, NULL);
+    int nu = as->n_uniform;
+    double *cu = xmalloc(sizeof(double) * (size_t)(nu > 0 ? nu : 1) * n);
+    /* uniform δ: U[−a, a] per pixel, a = eps (L∞) or eps·sqrt(3/d) (L2: E‖δ‖₂² = eps²) */
+    float amp = (float)(ac->l2 ? ac->eps * sqrt(3.0 / (double)per) : ac->eps);
+    for (int j = 0; j < nu; j++) {
+        for (int i = 0; i < n; i++) {
+            float *d = xu.data + i * per;
+            const float *xi = x->data + i * per;
+            drq_uniform(drq_key(ac->seed, (uint64_t)image[i], drq_stream_uniform_delta((unsigned)j)), per, -amp, amp, d);
+            for (size_t e = 0; e < per; e++) d[e] = fminf(1.0f, fmaxf(0.0f, xi[e] + d[e]));
+        }
+        purify_forward(am->pur, &xu, om, image, 0, &pu, NULL);
+        for (int i = 0; i < n; i++) {
+            double dn = diff_l2(xu.data + i * per, x->data + i * per, per);
+            cu[(size_t)i * nu + j] = dn > 0 ? diff_l2(pu.data + i * per, p0.data + i * per, per) / dn : NAN;
+        }
+    }
+    double secs = (now_s() - t0) / n;
+    long evals = (purifier_unet_evals(am->pur) - evals0) / n;
+    for (int i = 0; i < n; i++) {
+        drq_row *r = &out[i];
+        const float *xi = x->data + i * per, *xa = st->xadv.data + i * per;
+        drq_row_init(r);
+        r->sweep = job->sweep;
+        snprintf(r->purifier, sizeof r->purifier, "%s", job->spec->purifiers[job->purifier].name);
+        snprintf(r->attack, sizeof r->attack, "%s", as->name);
+        r->seed = job->seed;
+        r->image = image[i];
+        r->label = label[i];
+        r->clean_pred = clean[i];
+        r->adv_pred = adv[i];
+        r->clean_correct = clean[i] == label[i];
+        r->robust = adv[i] == label[i];
+        r->success_step = st->success_step[i];
+        r->delta_l2 = r->dist_init_l2 = diff_l2(xa, xi, per);
+        r->delta_linf = r->dist_init_linf = diff_linf(xa, xi, per);
+        r->dist_max_l2 = diff_l2(xmax.data + i * per, xi, per);
+        r->dist_max_linf = diff_linf(xmax.data + i * per, xi, per);
+        r->dist_end_l2 = diff_l2(pa.data + i * per, xi, per);
+        r->dist_end_linf = diff_linf(pa.data + i * per, xi, per);
+        r->ssim_adv = ssim(xa, xi, x->c, x->h, x->w);
+        r->ssim_pur = ssim(pa.data + i * per, xi, x->c, x->h, x->w);
+        r->comp_adv = r->delta_l2 > 0 ? diff_l2(pa.data + i * per, p0.data + i * per, per) / r->delta_l2 : NAN;
+        if (nu > 0) mean_std(cu + (size_t)i * nu, nu, &r->comp_unif_mean, &r->comp_unif_std);
+        r->seconds = secs;
+        r->unet_evals = evals;
+        snprintf(r->device, sizeof r->device, "%s", job->device ? job->device : "cpu");
+        snprintf(r->worker, sizeof r->worker, "%s", job->worker ? job->worker : "");
+    }
+    free(clean), free(adv), free(om), free(cu);
+    tensor_free(&pa), tensor_free(&p0), tensor_free(&xmax), tensor_free(&xu), tensor_free(&pu);
+}
+
+static const char *dataset_kind_name(drq_dataset_kind k) {
+    return k == DS_CIFAR10 ? "cifar10" : k == DS_MNIST ? "mnist" : k == DS_FASHION_MNIST ? "fashion-mnist" : "none";
+}
+
+job_status engine_run(const drq_job *job, job_ctx *ctx, drq_row **rows, int64_t *nrows, drq_err *err) {
+    const drq_spec *s = job->spec;
+    const drq_attack_spec *as = &s->attacks[job->attack];
+    engine_models em;
+    drq_dataset ds = {0};
+    ctx->retryable = 0;
+    if (s->dataset.kind == DS_NONE) {
+        drq_errf(err, "attack '%s' (%s) needs a dataset; dataset.kind is none", as->name, drq_attack_kind_name(as->kind));
+        return JOB_FAILED;
+    }
+    if (engine_models_get(s, 1, &em, err)) return JOB_FAILED;
+    drq_err e2;
+    if (dataset_load(dataset_kind_name(s->dataset.kind), s->dataset.path, "test", (long)job->image_start,
+                     (long)job->image_count, &ds, &e2)) {
+        drq_errf(err, "dataset: %s", e2.msg);
+        return JOB_FAILED;
+    }
+    purify_config pc = engine_purify_config(&s->purifiers[job->purifier]);
+    purifier *pur = purifier_new(em.diff, &pc);
+    attack_models am = {em.clf, pur, em.classes};
+    attack_config ac = make_attack(as, job->seed);
+    size_t per = (size_t)ds.c * ds.h * ds.w;
+    drq_row *out = xcalloc((size_t)job->image_count + 1, sizeof(drq_row));
+    int64_t done = 0;
+    resume_state rs = {0};
+    int have_resume = ctx->resume && load_checkpoint(ctx, job, ds.c, ds.h, ds.w, &rs) == 0;
+    if (have_resume) {
+        memcpy(out, rs.rows, sizeof(drq_row) * rs.nrows); /* takes over the rows' extra strings */
+        free(rs.rows);
+        done = rs.nrows;
+        ctx->resumed = 1;
+    }
+    job_status status = JOB_DONE;
+    while (done < job->image_count && status == JOB_DONE) {
+        int n = have_resume ? rs.st.n : (int)(job->image_count - done < g_batch ? job->image_count - done : g_batch);
+        Tensor x = tensor_wrap(ds.x + (size_t)done * per, n, ds.c, ds.h, ds.w);
+        int *label = xmalloc(sizeof(int) * n);
+        int64_t *image = xmalloc(sizeof(int64_t) * n);
+        for (int i = 0; i < n; i++) label[i] = ds.y[done + i], image[i] = job->image_start + done + i;
+        attack_state st;
+        if (have_resume) st = rs.st, have_resume = 0;
+        else attack_begin(&ac, &x, image, &st);
+        double t0 = now_s();
+        long evals0 = purifier_unet_evals(pur);
+        while (st.step < ac.steps) {
+            if (ctx->cancel && atomic_load(ctx->cancel)) { status = JOB_CANCELLED; break; }
+            if (ctx->preempt && atomic_load(ctx->preempt)) {
+                save_checkpoint(ctx, job->image_start + done, &st, per, out, done);
+                status = JOB_PREEMPTED;
+                break;
+            }
+            attack_step(&ac, &am, &x, label, image, &st);
+            if (ctx->checkpoint_every > 0 && st.step % ctx->checkpoint_every == 0 && st.step < ac.steps)
+                save_checkpoint(ctx, job->image_start + done, &st, per, out, done);
+        }
+        if (status == JOB_DONE) {
+            measure(job, &ac, &am, as, &x, label, image, &st, t0, evals0, out + done);
+            done += n;
+            if (ctx->progress) ctx->progress(ctx, done, job->image_count);
+        }
+        attack_state_free(&st);
+        free(label), free(image);
+    }
+    purifier_free(pur);
+    dataset_free(&ds);
+    if (status != JOB_DONE) {
+        drq_rows_free(out, done);
+        return status;
+    }
+    *rows = out;
+    *nrows = done;
+    return JOB_DONE;
+}
+
+void attack_engine_register(void) {
+    job_register_runner(ATK_PGD, engine_run);
+    job_register_runner(ATK_BPDA, engine_run);
+}

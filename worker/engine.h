@@ -1,0 +1,36 @@
+/* engine.h — the purification engine: runs pgd / bpda jobs (job.h's
+ * runner interface) by loading the spec's dataset and models, attacking
+ * the job's images in batches and measuring every DESIGN §5 metric.
+ *
+ * Models are loaded once per thread and reused while the spec's model
+ * files stay the same.  Images are attacked in batches (engine_set_batch);
+ * noise is keyed per image, so rows do not depend on the batch size.
+ *
+ * Resumption: with ctx->checkpoint_every = K the engine saves, every K PGD
+ * steps, the rows finished so far plus the current batch's iterate, step and
+ * success steps; a later attempt restores them and continues exactly.
+ */
+#ifndef DRQ_ENGINE_H
+#define DRQ_ENGINE_H
+
+#include "job.h"
+#include "models.h"
+#include "purify.h"
+
+void attack_engine_register(void); /* installs the pgd and bpda runners */
+void engine_set_batch(int batch);  /* images per batch (default 8) */
+
+/* The spec's models, loaded (or reused) for this thread: the classifier when
+ * asked for, the UNet when a purifier needs one (else NULL). */
+typedef struct {
+    wrn *clf;
+    unet *diff;
+    int classes;
+} engine_models;
+int engine_models_get(const drq_spec *s, int need_classifier, engine_models *m, drq_err *err);
+/* The purifier config of spec purifier i. */
+purify_config engine_purify_config(const drq_purifier_spec *p);
+
+job_status engine_run(const drq_job *job, job_ctx *ctx, drq_row **rows, int64_t *nrows, drq_err *err);
+
+#endif
