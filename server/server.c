@@ -570,6 +570,10 @@ static void on_worker_msg(drq_server *s, drq_msg *m) {
         on_hello(s, m);
         return;
     }
+    if (m->type > MSG_RELEASE) { /* not a worker -> server type */
+        log_line("server", "workers: unexpected %s from %s dropped", drq_msg_name(m->type), hexid(m->rid, m->rid_len));
+        return;
+    }
     worker *w = worker_by_rid(s, m->rid, m->rid_len);
     if (!w) {
         /* a peer we do not know (we restarted, or it was declared lost) */

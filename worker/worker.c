@@ -274,7 +274,8 @@ static void close_socket(wk *w) {
 static void process_items(wk *w, outitem *it) {
     while (it) {
         outitem *next = it->next;
-        int frees_slot = it->type != MSG_CHECKPOINT;
+        /* a stopping worker earns no credit: nothing new must come its way */
+        int frees_slot = it->type != MSG_CHECKPOINT && !atomic_load(&w->stop_compute);
         if (frees_slot) w->credit_owed++;
         if (it->type != MSG_READY) {
             if (w->nua == w->capua) {
@@ -406,6 +407,14 @@ static void on_job(wk *w, drq_msg *m) {
     if (dup) {
         /* already held (adopted on re-registration): give the credit back */
         w->credit_owed++;
+        return;
+    }
+    if (atomic_load(&w->stop_compute)) {
+        /* arrived while stopping: hand it straight back */
+        pthread_mutex_lock(&w->mu);
+        push_out(w, MSG_RELEASE, id, job_body(id), NULL, 0);
+        pthread_mutex_unlock(&w->mu);
+        wake(w);
         return;
     }
     drq_err err;
