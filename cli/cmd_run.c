@@ -20,6 +20,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <omp.h>
 #include <zmq.h>
 
 #include "cli.h"
@@ -27,6 +28,7 @@
 #include "common/spec.h"
 #include "server/server.h"
 #include "server/store.h"
+#include "worker/engine.h"
 #include "worker/worker.h"
 
 static atomic_int g_interrupt;
@@ -49,16 +51,19 @@ typedef struct {
     drq_worker_opts o;
     atomic_int *stop;
     char name[64];
+    int omp_threads;
 } worker_thread;
 
 static void *worker_main(void *arg) {
     worker_thread *w = arg;
+    omp_set_num_threads(w->omp_threads); /* this thread's share of the cores */
     drq_worker_run(&w->o, w->stop);
     return NULL;
 }
 
 static int usage(void) {
-    fprintf(stderr, "usage: drq run SPEC.json [--db FILE] [--threads N] [--checkpoint-every N] [--max-attempts N]\n"
+    fprintf(stderr, "usage: drq run SPEC.json [--db FILE] [--threads N] [--workers W] [--batch B] [--checkpoint-every N]\n"
+                    "                    [--max-attempts N]\n"
                     "               [--log FILE] [--clients tcp://127.0.0.1:PORT] [--quiet]\n");
     return 1;
 }
@@ -174,7 +179,7 @@ static void print_report(const char *db, int64_t sweep, FILE *out) {
 
 int cmd_run(int argc, char **argv) {
     const char *spec_path = NULL, *db = NULL, *log_path = NULL, *clients = NULL;
-    int threads = (int)sysconf(_SC_NPROCESSORS_ONLN), ckpt_every = 10, max_attempts = 3, quiet = 0;
+    int threads = (int)sysconf(_SC_NPROCESSORS_ONLN), workers = 0, ckpt_every = 10, max_attempts = 3, quiet = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--quiet")) {
@@ -191,6 +196,20 @@ int cmd_run(int argc, char **argv) {
                 fprintf(stderr, "drq run: --threads: expected an integer in [1,256]\n");
                 return 1;
             }
+        } else if (!strcmp(a, "--workers") && v) {
+            workers = atoi(v), i++;
+            if (workers < 1 || workers > 256) {
+                fprintf(stderr, "drq run: --workers: expected an integer in [1,256]\n");
+                return 1;
+            }
+        } else if (!strcmp(a, "--batch") && v) {
+            int b = atoi(v);
+            i++;
+            if (b < 1 || b > 4096) {
+                fprintf(stderr, "drq run: --batch: expected an integer in [1,4096]\n");
+                return 1;
+            }
+            engine_set_batch(b);
         } else if (!strcmp(a, "--checkpoint-every") && v) {
             ckpt_every = atoi(v), i++;
             if (ckpt_every < 0) return usage();
@@ -231,6 +250,7 @@ int cmd_run(int argc, char **argv) {
     dup2(logfd, 2);
     close(logfd);
 
+    attack_engine_register();
     int64_t sweep = prepare_sweep(db, &sp, out, quiet, &err);
     if (sweep < 0) {
         fprintf(out, "drq: %s\n", err.msg);
@@ -267,9 +287,15 @@ int cmd_run(int argc, char **argv) {
     pthread_sigmask(SIG_BLOCK, &all, &prev);
     pthread_create(&stid, NULL, server_main, &st);
     atomic_int wstop = 0;
-    worker_thread *wt = xcalloc((size_t)threads, sizeof *wt);
-    pthread_t *wtid = xcalloc((size_t)threads, sizeof *wtid);
-    for (int i = 0; i < threads; i++) {
+    /* --threads cores in all, shared by --workers job threads (default: one
+     * worker per core, single-threaded kernels: per-image parallelism beats
+     * intra-op threading at demo sizes) */
+    if (workers < 1) workers = threads;
+    drq_set_threads(workers > 1 ? 1 : threads);
+    worker_thread *wt = xcalloc((size_t)workers, sizeof *wt);
+    pthread_t *wtid = xcalloc((size_t)workers, sizeof *wtid);
+    for (int i = 0; i < workers; i++) {
+        wt[i].omp_threads = threads / workers > 0 ? threads / workers : 1;
         snprintf(wt[i].name, sizeof wt[i].name, "local-%d", i + 1);
         wt[i].o = (drq_worker_opts){.server = ep, .name = wt[i].name, .device = "cpu", .checkpoint_every = ckpt_every,
                                     .prefetch = 1, .zctx = zctx, .quiet = 1};
@@ -326,7 +352,7 @@ int cmd_run(int argc, char **argv) {
     if (tty && !quiet) fprintf(out, "\n");
     int interrupted = atomic_load(&g_interrupt) && !finished;
     atomic_store(&wstop, 1);
-    for (int i = 0; i < threads; i++) pthread_join(wtid[i], NULL);
+    for (int i = 0; i < workers; i++) pthread_join(wtid[i], NULL);
     drq_server_stop(srv);
     pthread_join(stid, NULL);
     int fatal = st.rc;

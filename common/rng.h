@@ -66,7 +66,7 @@ static inline uint64_t drq_stream_uniform_delta(unsigned j) { return DRQ_STREAM_
  * A "new ω" is a new *seed*, fed to drq_key in place of the job seed; all
  * streams above are then drawn under it. */
 #define DRQ_PURPOSE_FRESH     1u /* fresh mode: ω at PGD step s          (a = s, b = 0) */
-#define DRQ_PURPOSE_EOT       2u /* EOT draw k at PGD step s             (a = s, b = k) */
+#define DRQ_PURPOSE_EOT       2u /* reserved: EOT draw k at step s uses DRQ_PURPOSE_FRESH (a = s, b = k) */
 #define DRQ_PURPOSE_FINAL     3u /* final evaluation vote m (random modes) (a = m, b = 0) */
 
 /* Philox4x32-10 block function (Random123 philox4x32_R with R = 10). */

@@ -88,7 +88,8 @@ void attack_step(const attack_config *a, attack_models *m, const Tensor *x, cons
     if (a->mode == OMEGA_EOT) {
         gk = tensor_new(n, x->c, x->h, x->w);
         for (int j = 0; j < a->eot_k; j++) {
-            uint64_t om = drq_derived_seed(a->seed, DRQ_PURPOSE_EOT, (uint64_t)k, (uint64_t)j);
+            /* draw 0 is fresh's ω: EOT with K = 1 is exactly fresh (docs/seeds.md) */
+            uint64_t om = drq_derived_seed(a->seed, DRQ_PURPOSE_FRESH, (uint64_t)k, (uint64_t)j);
             attack_gradient(a, m, &st->xadv, label, image, om, &gk, j == 0 ? pred : NULL);
             axpy(1.0f / (float)a->eot_k, &gk, &g);
         }

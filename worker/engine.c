@@ -115,11 +115,13 @@ purify_config engine_purify_config(const drq_purifier_spec *p) {
 
 /* =====================================================================
  * checkpoints: "DRQA" v1 | next_image i64 | step i32 | n i32 | per i32 |
- * xadv f32[n·per] | success i32[n] | rows_len u64 | packed rows of the
- * images before next_image
+ * evals i64 | secs f64 | xadv f32[n·per] | success i32[n] | rows_len u64 |
+ * packed rows of the images before next_image
  * ===================================================================== */
 typedef struct {
     int64_t next_image;
+    int64_t evals;  /* UNet evaluations already spent on the current batch */
+    double secs;    /* seconds already spent on the current batch */
     attack_state st;
     drq_row *rows;
     int64_t nrows;
@@ -130,17 +132,17 @@ static void put(char **p, const void *v, size_t n) {
     *p += n;
 }
 
-static void save_checkpoint(job_ctx *ctx, int64_t next_image, const attack_state *st, size_t per,
-                            const drq_row *rows, int64_t nrows) {
+static void save_checkpoint(job_ctx *ctx, int64_t next_image, int64_t evals, double secs, const attack_state *st,
+                            size_t per, const drq_row *rows, int64_t nrows) {
     size_t rl = 0;
     void *packed = drq_rows_pack(rows, nrows, &rl);
     int32_t step = st->step, n = st->n, pp = (int32_t)per;
     uint64_t rl64 = rl;
-    size_t len = 4 + 4 + 8 + 4 * 3 + sizeof(float) * n * per + 4 * (size_t)n + 8 + rl;
+    size_t len = 4 + 4 + 8 + 4 * 3 + 16 + sizeof(float) * n * per + 4 * (size_t)n + 8 + rl;
     char *blob = xmalloc(len), *p = blob;
     uint32_t ver = 1;
     put(&p, "DRQA", 4), put(&p, &ver, 4), put(&p, &next_image, 8), put(&p, &step, 4), put(&p, &n, 4);
-    put(&p, &pp, 4), put(&p, st->xadv.data, sizeof(float) * n * per);
+    put(&p, &pp, 4), put(&p, &evals, 8), put(&p, &secs, 8), put(&p, st->xadv.data, sizeof(float) * n * per);
     for (int i = 0; i < n; i++) {
         int32_t s = st->success_step[i];
         put(&p, &s, 4);
@@ -159,11 +161,12 @@ static int load_checkpoint(const job_ctx *ctx, const drq_job *job, int c, int h,
     uint64_t rl;
     drq_err err;
     memset(r, 0, sizeof *r);
-    if (ctx->resume_len < 28 || memcmp(p, "DRQA", 4)) return -1;
+    if (ctx->resume_len < 44 || memcmp(p, "DRQA", 4)) return -1;
     memcpy(&ver, p + 4, 4), memcpy(&r->next_image, p + 8, 8), memcpy(&step, p + 16, 4), memcpy(&n, p + 20, 4);
-    memcpy(&per, p + 24, 4);
-    p += 28;
-    if (ver != 1 || per != c * h * w || n < 1 || n > 1 << 20 || step < 0 || r->next_image < job->image_start ||
+    memcpy(&per, p + 24, 4), memcpy(&r->evals, p + 28, 8), memcpy(&r->secs, p + 36, 8);
+    p += 44;
+    if (ver != 1 || per != c * h * w || n < 1 || n > 1 << 20 || step < 0 || r->evals < 0 || !(r->secs >= 0) ||
+        r->next_image < job->image_start ||
         r->next_image + n > job->image_start + job->image_count)
         return -1;
     size_t need = sizeof(float) * (size_t)n * per + 4 * (size_t)n + 8;
@@ -212,6 +215,7 @@ static attack_config make_attack(const drq_attack_spec *a, int64_t seed) {
 static void measure(const drq_job *job, const attack_config *ac, attack_models *am, const drq_attack_spec *as,
                     const Tensor *x, const int *label, const int64_t *image, const attack_state *st, double t0,
                     long evals0, drq_row *out) {
+    /* t0 and evals0 are shifted back by what an earlier attempt spent (resume) */
     int n = x->n;
     size_t per = tensor_numel(x) / n;
     int *clean = xmalloc(sizeof(int) * n), *adv = xmalloc(sizeof(int) * n);
@@ -322,20 +326,26 @@ job_status engine_run(const drq_job *job, job_ctx *ctx, drq_row **rows, int64_t 
         int64_t *image = xmalloc(sizeof(int64_t) * n);
         for (int i = 0; i < n; i++) label[i] = ds.y[done + i], image[i] = job->image_start + done + i;
         attack_state st;
-        if (have_resume) st = rs.st, have_resume = 0;
-        else attack_begin(&ac, &x, image, &st);
         double t0 = now_s();
         long evals0 = purifier_unet_evals(pur);
+        if (have_resume) {
+            st = rs.st, have_resume = 0;
+            t0 -= rs.secs, evals0 -= (long)rs.evals;
+        } else {
+            attack_begin(&ac, &x, image, &st);
+        }
         while (st.step < ac.steps) {
             if (ctx->cancel && atomic_load(ctx->cancel)) { status = JOB_CANCELLED; break; }
             if (ctx->preempt && atomic_load(ctx->preempt)) {
-                save_checkpoint(ctx, job->image_start + done, &st, per, out, done);
+                save_checkpoint(ctx, job->image_start + done, purifier_unet_evals(pur) - evals0, now_s() - t0, &st,
+                                per, out, done);
                 status = JOB_PREEMPTED;
                 break;
             }
             attack_step(&ac, &am, &x, label, image, &st);
             if (ctx->checkpoint_every > 0 && st.step % ctx->checkpoint_every == 0 && st.step < ac.steps)
-                save_checkpoint(ctx, job->image_start + done, &st, per, out, done);
+                save_checkpoint(ctx, job->image_start + done, purifier_unet_evals(pur) - evals0, now_s() - t0, &st,
+                                per, out, done);
         }
         if (status == JOB_DONE) {
             measure(job, &ac, &am, as, &x, label, image, &st, t0, evals0, out + done);

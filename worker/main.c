@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "common/util.h"
+#include "worker/engine.h"
 #include "worker/worker.h"
 
 static atomic_int g_stop;
@@ -21,7 +22,7 @@ static void on_signal(int sig) { atomic_store(&g_stop, 1); }
 
 static int usage(FILE *f) {
     fprintf(f, "usage: drq-worker --server tcp://HOST:5555 [--device cpu|cuda:N] [--name NAME]\n"
-               "                  [--checkpoint-every N] [--prefetch N] [--quiet]\n");
+               "                  [--checkpoint-every N] [--prefetch N] [--batch N] [--threads N] [--quiet]\n");
     return f == stdout ? 0 : 1;
 }
 
@@ -62,6 +63,20 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "drq-worker: --checkpoint-every: expected an integer >= 0\n");
                 return 1;
             }
+        } else if (!strcmp(a, "--batch")) {
+            long b = num_arg(v);
+            if (b < 1 || b > 4096) {
+                fprintf(stderr, "drq-worker: --batch: expected an integer in [1,4096]\n");
+                return 1;
+            }
+            engine_set_batch((int)b);
+        } else if (!strcmp(a, "--threads")) {
+            long t = num_arg(v);
+            if (t < 0 || t > 1024) {
+                fprintf(stderr, "drq-worker: --threads: expected an integer in [0,1024] (0: all cores)\n");
+                return 1;
+            }
+            drq_set_threads((int)t);
         } else if (!strcmp(a, "--prefetch")) {
             if ((o.prefetch = (int)num_arg(v)) < 0 || o.prefetch > 64) {
                 fprintf(stderr, "drq-worker: --prefetch: expected an integer in [0,64]\n");
@@ -72,6 +87,12 @@ int main(int argc, char **argv) {
             return usage(stderr);
         }
     }
+    if (strcmp(o.device, "cpu")) {
+        fprintf(stderr, "drq-worker: --device %s: this build has no CUDA backend yet (issue 5); use --device cpu\n",
+                o.device);
+        return 1;
+    }
+    attack_engine_register();
     if (!o.server) {
         fprintf(stderr, "drq-worker: --server is required\n");
         return usage(stderr);
