@@ -41,6 +41,13 @@ check_eq() { # check_eq DESCRIPTION GOT WANT
     fi
 }
 finish() {
+    # sanitizer builds (SAN=1): any report in a process log is a failure
+    if grep -l -E "ERROR: (Address|Leak)Sanitizer|runtime error:" "$T"/*.log 2>/dev/null; then
+        grep -h -A30 -E "ERROR: (Address|Leak)Sanitizer|runtime error:" "$T"/*.log | head -80
+        FAIL=$((FAIL + 1))
+    else
+        PASS=$((PASS + 1))
+    fi
     echo "RESULT $PASS $FAIL"
     [ "$FAIL" -eq 0 ]
 }

@@ -221,7 +221,12 @@ static void test_rows(void) {
     CHECK_CONTAINS(e.msg, "trailing");
     CHECK_EQ_INT(drq_rows_unpack(p, len, 4, &back, &n, &e), -1);
     int all_fail = 1;
-    for (size_t cut = 1; cut < len; cut++) all_fail &= drq_rows_unpack(p, cut, -1, &back, &n, &e) == -1 || n < 3;
+    for (size_t cut = 1; cut < len; cut++) {
+        if (drq_rows_unpack(p, cut, -1, &back, &n, &e) == 0) {
+            all_fail &= n < 3; /* a cut at a row boundary is a valid shorter list */
+            drq_rows_free(back, n);
+        }
+    }
     CHECK_MSG(all_fail, "every truncation is rejected");
     CHECK_EQ_INT(drq_rows_unpack(p, len, 1000000000, &back, &n, &e), -1);
     free(p);

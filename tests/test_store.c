@@ -238,8 +238,9 @@ static void test_results(void) {
     CHECK(isnan(page[0].ssim_adv));
     CHECK_EQ_INT(page[1].robust, 1);
     drq_row last = page[3];
+    drq_rows_free(page, n1);
     int64_t n2 = store_results_fetch(st, sw, last.purifier, last.attack, last.seed, last.image, 100, &page);
-    drq_rows_free(page, 0);
+    drq_rows_free(page, n2);
     CHECK_EQ_INT(n2, 6);
     drq_spec_free(&sp);
     store_close(st);
