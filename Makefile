@@ -108,6 +108,10 @@ test-ref: deps all-tests
 bench: deps all
 	$(PYTHON) tests/ref/bench.py --drq $(BUILD)/drq --threads $(THREADS)
 
+# queue throughput with the noop workload (docs/queue.md); numbers in docs/bench.md
+bench-queue: deps all
+	@BUILD=$(BUILD) tests/bench_queue.sh
+
 clean:
 	rm -rf build build-san
 
