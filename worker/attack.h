@@ -8,7 +8,7 @@
  *   fixed     ω_s at every step              evaluation ω_s
  *   fresh     a new ω per step                evaluation: M fresh draws, majority vote
  *   eot       mean gradient of K new ω's      evaluation: as fresh
- *   transfer  ω_s                             evaluation ω_{s'}
+ *   transfer  ω_s                             evaluation ω_{s'}  (seed = s, transfer_seed = s')
  * An ω is a noise seed; image i's noise is keyed by (ω, image index), see
  * docs/seeds.md for the derived seeds of fresh/EOT/vote draws.
  */
@@ -31,8 +31,8 @@ typedef struct {
     omega_mode mode;
     int eot_k;           /* draws per step in eot mode */
     int votes;           /* final-evaluation draws in fresh/eot mode */
-    uint64_t seed;       /* s */
-    uint64_t transfer_seed; /* s' */
+    uint64_t seed;          /* s: the attack's ω (random start, gradients, fixed-ω metrics) */
+    uint64_t transfer_seed; /* s': evaluation ω of transfer mode */
     int bpda;            /* gradient mode */
 } attack_config;
 

@@ -206,7 +206,13 @@ static attack_config make_attack(const drq_attack_spec *a, int64_t seed) {
     c.eot_k = a->eot_k > 0 ? a->eot_k : 1;
     c.votes = a->votes > 0 ? a->votes : 1;
     c.seed = (uint64_t)seed;
-    c.transfer_seed = (uint64_t)a->transfer_seed;
+    if (a->randomness == RND_TRANSFER) {
+        /* the job's seed s′ evaluates examples crafted under ω_s, s = transfer_seed
+         * (docs/spec.md); recomputing them here reproduces the source job's x_adv
+         * exactly, so the job needs nothing from it */
+        c.seed = (uint64_t)a->transfer_seed;
+        c.transfer_seed = (uint64_t)seed;
+    }
     c.bpda = a->kind == ATK_BPDA || a->grad == GRAD_BPDA;
     return c;
 }
