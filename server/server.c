@@ -17,6 +17,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <jansson.h>
+#include <malloc.h>
 #include <math.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -39,6 +40,8 @@
 
 typedef struct {
     int64_t id, done, total;
+    int have_job;  /* job below is its row as leased (identity never changes) */
+    store_job job;
 } held_job;
 
 typedef struct {
@@ -110,10 +113,12 @@ struct drq_server {
     int nexp;
     rate_ring *rates;
     int nrates;
-    int dirty; /* a dispatch may find something */
+    int dirty;      /* a dispatch may find something */
+    int ckpt_maybe; /* the checkpoints table may hold something */
     int fatal;
     int rr;
     int in_pump;
+    int64_t n_pumps, n_txns, n_msgs; /* statistics, logged at shutdown */
     char ident[96];
 };
 
@@ -248,14 +253,29 @@ static worker *worker_by_name(drq_server *s, const char *name) {
     return NULL;
 }
 
-static void worker_add_job(worker *w, int64_t id) {
+/* Records that w holds job id (j: its row when known, else NULL).  Invariant:
+ * a job in a live worker's list is leased to that worker in the database; every
+ * path that changes that (cancel, requeue, a failed lease extension) removes it. */
+static void worker_add_job(worker *w, int64_t id, const store_job *j) {
     for (int i = 0; i < w->njobs; i++)
         if (w->jobs[i].id == id) return;
     if (w->njobs == w->capjobs) {
         w->capjobs = w->capjobs ? w->capjobs * 2 : 4;
         w->jobs = xrealloc(w->jobs, (size_t)w->capjobs * sizeof *w->jobs);
     }
-    w->jobs[w->njobs++] = (held_job){id, 0, 0};
+    held_job *h = &w->jobs[w->njobs++];
+    memset(h, 0, sizeof *h);
+    h->id = id;
+    if (j) {
+        h->job = *j;
+        h->have_job = 1;
+    }
+}
+
+static const held_job *worker_find_job(const worker *w, int64_t id) {
+    for (int i = 0; i < w->njobs; i++)
+        if (w->jobs[i].id == id) return &w->jobs[i];
+    return NULL;
 }
 
 static int worker_drop_job(worker *w, int64_t id) {
@@ -340,7 +360,7 @@ static void send_job(drq_server *s, worker *w, const store_job *j) {
     int64_t step;
     void *blob = NULL;
     size_t len = 0;
-    if (store_checkpoint_get(s->st, j->id, &step, &blob, &len)) {
+    if (s->ckpt_maybe && store_checkpoint_get(s->st, j->id, &step, &blob, &len)) {
         json_object_set_new(b, "ckpt_step", json_integer(step));
         store_event(s->st, j->sweep, j->id, w->name, "resume", "resumes from checkpoint step %lld",
                     (long long)step);
@@ -350,7 +370,7 @@ static void send_job(drq_server *s, worker *w, const store_job *j) {
         JLOG(s, "job %lld -> %s (attempt %d)", (long long)j->id, w->name, j->attempts + 1);
     }
     queue_out(s, 0, w->rid, w->rid_len, MSG_JOB, b, blob, len);
-    worker_add_job(w, j->id);
+    worker_add_job(w, j->id, j);
     w->credit--;
 }
 
@@ -451,7 +471,7 @@ static void on_hello(drq_server *s, const drq_msg *m) {
                 ok = store_lease_one(s->st, id, name, wall, s->o.lease_s) == 0;
         }
         if (ok) {
-            worker_add_job(w, id);
+            worker_add_job(w, id, NULL);
             kept++;
         } else {
             json_t *c = json_object();
@@ -500,7 +520,10 @@ static void on_result(drq_server *s, worker *w, const drq_msg *m) {
     int final = drq_jbool(b, "final");
     add_credit(s, w, b);
     store_job j;
-    if (store_job_get(s->st, id, &j)) {
+    const held_job *h = worker_find_job(w, id);
+    if (h && h->have_job) {
+        j = h->job; /* leased to w: no need to read it back */
+    } else if (store_job_get(s->st, id, &j)) {
         log_line("server", "RESULT from %s for unknown job %lld dropped", w->name, (long long)id);
         ack(s, w, seq, id);
         return;
@@ -525,7 +548,8 @@ static void on_result(drq_server *s, worker *w, const drq_msg *m) {
     rows = NULL;
     if (final) {
         worker_drop_job(w, id);
-        int64_t have = store_results_count(s->st, &j, pur, atk);
+        /* rows are checked to lie in the job's range: when all are new, they cover it */
+        int64_t have = added == j.image_count ? added : store_results_count(s->st, &j, pur, atk);
         if (have != j.image_count) {
             snprintf(why, sizeof why, "result incomplete: %lld of %lld rows", (long long)have,
                      (long long)j.image_count);
@@ -610,6 +634,7 @@ static void on_worker_msg(drq_server *s, drq_msg *m) {
     case MSG_CHECKPOINT:
         if (leased_to(s, id, w, &j)) {
             store_checkpoint_put(s->st, id, drq_jint(b, "step"), m->bin[0], m->binlen[0], w->name);
+            s->ckpt_maybe = 1;
             JLOG(s, "job %lld: checkpoint at step %lld from %s (%zu bytes)", (long long)id,
                  (long long)drq_jint(b, "step"), w->name, m->binlen[0]);
         } else {
@@ -951,11 +976,14 @@ static void pump(drq_server *s) {
         }
         on_worker_msg(s, &m);
         drq_msg_free(&m);
+        s->n_msgs++;
     }
     if (s->dirty && !in_txn && s->nw > 0) {
         if (store_begin(s->st, &e) == 0) in_txn = 1;
     }
+    s->n_pumps++;
     if (in_txn) {
+        s->n_txns++;
         dispatch(s);
         if (store_commit(s->st, &e)) {
             drop_out(s);
@@ -1044,6 +1072,7 @@ static void on_tick(uv_timer_t *t) {
         log_line("server", "job %lld %s: %s", (long long)ids[i], failed ? "failed" : "requeued", msg);
     }
     free(ids);
+    s->ckpt_maybe = store_checkpoints_gc(s->st) > 0;
     /* rate samples */
     json_t *st = store_status(s->st, 0, 0);
     size_t k;
@@ -1081,7 +1110,8 @@ static void close_cb(uv_handle_t *h) {}
 static void shutdown_loop(drq_server *s) {
     if (s->stopping) return;
     s->stopping = 1;
-    log_line("server", "shutting down");
+    log_line("server", "shutting down (%lld pumps, %lld transactions, %lld worker messages)", (long long)s->n_pumps,
+             (long long)s->n_txns, (long long)s->n_msgs);
     uv_handle_t *hs[] = {(uv_handle_t *)&s->wpoll, (uv_handle_t *)&s->tick, (uv_handle_t *)&s->idle,
                          (uv_handle_t *)&s->async_stop};
     for (size_t i = 0; i < sizeof hs / sizeof hs[0]; i++)
@@ -1119,6 +1149,11 @@ static void *router(drq_server *s, drq_err *err) {
 }
 
 drq_server *drq_server_new(const drq_server_opts *o, drq_err *err) {
+    /* each batch allocates and frees a few hundred KiB; without this glibc
+     * trims the heap after every batch and the page faults dominate */
+    mallopt(M_TRIM_THRESHOLD, 256 << 20);
+    mallopt(M_TOP_PAD, 16 << 20);
+    mallopt(M_MMAP_THRESHOLD, 64 << 20);
     drq_server *s = xcalloc(1, sizeof *s);
     s->o = *o;
     drq_server_opts_defaults(&s->o);
@@ -1174,6 +1209,7 @@ drq_server *drq_server_new(const drq_server_opts *o, drq_err *err) {
     }
     free(ids);
     s->dirty = 1;
+    s->ckpt_maybe = 1;
 
     uv_loop_init(&s->loop);
     int fd;

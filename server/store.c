@@ -20,6 +20,11 @@ extern const char *const drq_schema_sql[];
 struct store {
     sqlite3 *db;
     int readonly;
+    /* rows_done increments of the open transaction, flushed by store_commit */
+    struct {
+        int64_t sweep, rows;
+    } pending[8];
+    int npending;
     struct {
         const char *sql; /* key: the address of a static SQL string */
         sqlite3_stmt *st;
@@ -77,9 +82,33 @@ static int exec(store *st, const char *sql, drq_err *err) {
     return 0;
 }
 
-int store_begin(store *st, drq_err *err) { return exec(st, "BEGIN IMMEDIATE", err); }
-int store_commit(store *st, drq_err *err) { return exec(st, "COMMIT", err); }
-void store_rollback(store *st) { sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL); }
+static void run(store *st, sqlite3_stmt *s);
+static sqlite3_stmt *ps(store *st, const char *sql);
+
+/* Writes the accumulated rows_done increments (one UPDATE per sweep, not per result). */
+static void flush_pending(store *st) {
+    static const char *q = "UPDATE sweeps SET rows_done = rows_done + ? WHERE id = ?";
+    for (int i = 0; i < st->npending; i++) {
+        sqlite3_stmt *s = ps(st, q);
+        sqlite3_bind_int64(s, 1, st->pending[i].rows);
+        sqlite3_bind_int64(s, 2, st->pending[i].sweep);
+        run(st, s);
+    }
+    st->npending = 0;
+}
+
+int store_begin(store *st, drq_err *err) {
+    st->npending = 0;
+    return exec(st, "BEGIN IMMEDIATE", err);
+}
+int store_commit(store *st, drq_err *err) {
+    flush_pending(st);
+    return exec(st, "COMMIT", err);
+}
+void store_rollback(store *st) {
+    st->npending = 0;
+    sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+}
 
 static int table_exists(store *st, const char *name) {
     sqlite3_stmt *s;
@@ -493,29 +522,22 @@ int store_job_get(store *st, int64_t id, store_job *j) {
 }
 
 int store_lease(store *st, const char *owner, double now, double lease_s, int n, store_job *out) {
-    static const char *q_sel =
-        "SELECT " JOB_COLS " FROM jobs AS j WHERE state = 'queued' AND not_before <= ?1 "
+    /* one statement: pick by the dispatch index, lease, and return them */
+    static const char *q =
+        "UPDATE jobs SET state = 'leased', lease_owner = ?3, lease_expires = ?4 WHERE id IN ("
+        "SELECT id FROM jobs AS j WHERE state = 'queued' AND not_before <= ?1 "
         "AND (depends_on IS NULL OR (SELECT d.state FROM jobs AS d WHERE d.id = j.depends_on) = 'done') "
-        "ORDER BY priority DESC, id LIMIT ?2";
-    static const char *q_upd =
-        "UPDATE jobs SET state = 'leased', lease_owner = ?, lease_expires = ? WHERE id = ? AND state = 'queued'";
-    sqlite3_stmt *s = ps(st, q_sel);
+        "ORDER BY priority DESC, id LIMIT ?2) RETURNING " JOB_COLS;
+    sqlite3_stmt *s = ps(st, q);
     sqlite3_bind_double(s, 1, now);
     sqlite3_bind_int(s, 2, n);
-    int got = 0;
-    while (got < n && sqlite3_step(s) == SQLITE_ROW) read_job(s, &out[got++]);
+    sqlite3_bind_text(s, 3, owner, -1, SQLITE_STATIC);
+    sqlite3_bind_double(s, 4, now + lease_s);
+    int got = 0, rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+        if (got < n) read_job(s, &out[got++]);
+    if (rc != SQLITE_DONE) DIE("sqlite step failed: %s\n  in: %s", sqlite3_errmsg(st->db), sqlite3_sql(s));
     sqlite3_reset(s);
-    s = ps(st, q_upd);
-    for (int i = 0; i < got; i++) {
-        sqlite3_reset(s);
-        sqlite3_bind_text(s, 1, owner, -1, SQLITE_STATIC);
-        sqlite3_bind_double(s, 2, now + lease_s);
-        sqlite3_bind_int64(s, 3, out[i].id);
-        run(st, s);
-        strcpy(out[i].state, "leased");
-        snprintf(out[i].lease_owner, sizeof out[i].lease_owner, "%s", owner);
-        out[i].lease_expires = now + lease_s;
-    }
     return got;
 }
 
@@ -547,9 +569,8 @@ int store_job_done(store *st, int64_t id) {
     sqlite3_stmt *s = ps(st, q);
     sqlite3_bind_int64(s, 1, id);
     run(st, s);
-    int changed = sqlite3_changes(st->db);
-    if (changed) store_checkpoint_delete(st, id);
-    return changed ? 0 : -1;
+    /* its checkpoint goes with the next store_checkpoints_gc */
+    return sqlite3_changes(st->db) ? 0 : -1;
 }
 
 /* Fails the queued jobs that wait for job id, recursively. */
@@ -671,7 +692,6 @@ int64_t store_results_insert(store *st, const store_job *job, const char *purifi
         "dist_max_linf, dist_end_l2, dist_end_linf, ssim_adv, ssim_pur, comp_adv, comp_unif_mean, comp_unif_std, "
         "seconds, unet_evals, device, worker, extra) "
         "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
-    static const char *q_cnt = "UPDATE sweeps SET rows_done = rows_done + ? WHERE id = ?";
     sqlite3_stmt *s = ps(st, q);
     int64_t added = 0;
     for (int64_t k = 0; k < n; k++) {
@@ -703,10 +723,18 @@ int64_t store_results_insert(store *st, const store_job *job, const char *purifi
         added += sqlite3_changes(st->db);
     }
     if (added) {
-        s = ps(st, q_cnt);
-        sqlite3_bind_int64(s, 1, added);
-        sqlite3_bind_int64(s, 2, job->sweep);
-        run(st, s);
+        int i = 0;
+        while (i < st->npending && st->pending[i].sweep != job->sweep) i++;
+        if (i == (int)(sizeof st->pending / sizeof st->pending[0])) {
+            flush_pending(st);
+            i = 0;
+        }
+        if (i == st->npending) {
+            st->pending[i].sweep = job->sweep;
+            st->pending[i].rows = 0;
+            st->npending++;
+        }
+        st->pending[i].rows += added;
     }
     return added;
 }
@@ -813,6 +841,17 @@ int store_checkpoint_get(store *st, int64_t job, int64_t *step, void **blob, siz
     }
     sqlite3_reset(s);
     return found;
+}
+
+int64_t store_checkpoints_gc(store *st) {
+    static const char *q = "DELETE FROM checkpoints WHERE job IN (SELECT c.job FROM checkpoints AS c JOIN jobs AS j "
+                           "ON j.id = c.job WHERE j.state IN ('done', 'cancelled'))";
+    static const char *q_left = "SELECT count(*) FROM checkpoints";
+    run(st, ps(st, q));
+    sqlite3_stmt *s = ps(st, q_left);
+    int64_t left = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    sqlite3_reset(s);
+    return left;
 }
 
 void store_checkpoint_delete(store *st, int64_t job) {

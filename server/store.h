@@ -88,7 +88,8 @@ int store_lease(store *st, const char *owner, double now, double lease_s, int n,
 /* Leases one specific queued job (a re-registering worker still holds it). */
 int store_lease_one(store *st, int64_t id, const char *owner, double now, double lease_s);
 int store_extend(store *st, int64_t id, const char *owner, double expires);
-/* leased -> done (also from queued/failed: a late result is still a result). */
+/* leased -> done (also from queued/failed: a late result is still a result).
+ * Its checkpoint is deleted by the next store_checkpoints_gc. */
 int store_job_done(store *st, int64_t id);
 /* One failed attempt: attempts+1, then queued with back-off, or failed (and
  * its queued dependents failed too) once attempts reach max_attempts.
@@ -123,6 +124,9 @@ int store_checkpoint_put(store *st, int64_t job, int64_t step, const void *blob,
 /* 1 + malloc'd blob when the job has a checkpoint, 0 otherwise. */
 int store_checkpoint_get(store *st, int64_t job, int64_t *step, void **blob, size_t *len);
 void store_checkpoint_delete(store *st, int64_t job);
+/* Deletes the checkpoints of done and cancelled jobs (a failed job keeps its
+ * own for a retry); returns how many checkpoints remain. */
+int64_t store_checkpoints_gc(store *st);
 
 void store_event(store *st, int64_t sweep, int64_t job, const char *worker, const char *kind, const char *fmt, ...)
     DRQ_PRINTF(6, 7);
