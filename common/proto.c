@@ -12,6 +12,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zmq.h>
@@ -101,7 +102,43 @@ static const char *type_words(const char *t) {
     return "?";
 }
 
+/* The schemas, parsed once: per type a list of fields. */
+#define MAX_FIELDS 12
+typedef struct {
+    char name[24];
+    char code[4];
+    int optional;
+} field;
+static struct {
+    field f[MAX_FIELDS];
+    int n, open;
+} parsed[MSG_NTYPES];
+
+static void parse_schemas(void) {
+    for (int t = 0; t < MSG_NTYPES; t++) {
+        char schema[256];
+        snprintf(schema, sizeof schema, "%s", types[t].schema);
+        char *save = NULL;
+        for (char *tok = strtok_r(schema, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
+            if (!strcmp(tok, "*")) {
+                parsed[t].open = 1;
+                continue;
+            }
+            assert(parsed[t].n < MAX_FIELDS);
+            field *f = &parsed[t].f[parsed[t].n++];
+            f->optional = tok[0] == '?';
+            char *name = tok + f->optional, *colon = strchr(name, ':');
+            assert(colon && colon - name < (long)sizeof f->name && strlen(colon + 1) < sizeof f->code);
+            *colon = 0;
+            snprintf(f->name, sizeof f->name, "%s", name);
+            snprintf(f->code, sizeof f->code, "%s", colon + 1);
+        }
+    }
+}
+
 int drq_msg_validate(drq_msg_type t, const json_t *body, int nbin, drq_err *err) {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, parse_schemas);
     if ((unsigned)t >= MSG_NTYPES) return drq_errf(err, "unknown message type %d", (int)t);
     const char *name = types[t].name;
     if (!json_is_object(body)) return drq_errf(err, "%s: body is not a JSON object", name);
@@ -112,39 +149,27 @@ int drq_msg_validate(drq_msg_type t, const json_t *body, int nbin, drq_err *err)
                         (long long)json_integer_value(v), DRQ_PROTO_VERSION);
     if (nbin < types[t].min_bin || nbin > types[t].max_bin)
         return drq_errf(err, "%s: %d binary frames (expected %d..%d)", name, nbin, types[t].min_bin, types[t].max_bin);
-    /* walk the schema */
-    char schema[256];
-    snprintf(schema, sizeof schema, "%s", types[t].schema);
-    int open = 0;
     size_t nknown = 1; /* "v" */
-    char *save = NULL;
-    for (char *tok = strtok_r(schema, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
-        if (!strcmp(tok, "*")) {
-            open = 1;
-            continue;
-        }
-        int optional = tok[0] == '?';
-        char *field = tok + optional, *colon = strchr(field, ':');
-        assert(colon);
-        *colon = 0;
-        const char *code = colon + 1;
-        json_t *fv = json_object_get(body, field);
+    for (int i = 0; i < parsed[t].n; i++) {
+        const field *f = &parsed[t].f[i];
+        json_t *fv = json_object_get(body, f->name);
         if (!fv) {
-            if (!optional) return drq_errf(err, "%s: missing field \"%s\" (expected %s)", name, field, type_words(code));
+            if (!f->optional)
+                return drq_errf(err, "%s: missing field \"%s\" (expected %s)", name, f->name, type_words(f->code));
             continue;
         }
         nknown++;
-        if (!check_value(code, fv)) return drq_errf(err, "%s: field \"%s\": expected %s", name, field, type_words(code));
+        if (!check_value(f->code, fv))
+            return drq_errf(err, "%s: field \"%s\": expected %s", name, f->name, type_words(f->code));
     }
-    if (!open && json_object_size(body) != nknown) {
+    if (!parsed[t].open && json_object_size(body) != nknown) {
         /* find the culprit for the message */
         const char *key;
         json_t *val;
         json_object_foreach((json_t *)body, key, val) {
-            char pat[80];
-            snprintf(pat, sizeof pat, "%s:", key);
-            if (strcmp(key, "v") && !strstr(types[t].schema, pat))
-                return drq_errf(err, "%s: unknown field \"%s\"", name, key);
+            int known = !strcmp(key, "v");
+            for (int i = 0; i < parsed[t].n && !known; i++) known = !strcmp(key, parsed[t].f[i].name);
+            if (!known) return drq_errf(err, "%s: unknown field \"%s\"", name, key);
         }
         return drq_errf(err, "%s: unknown fields", name);
     }

@@ -3,6 +3,7 @@
 
 #include <assert.h>
 #include <math.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -169,7 +170,13 @@ static int migrate(store *st, const char *path, drq_err *err) {
     return 0;
 }
 
+/* Process-wide SQLite settings, before its first use: no memory statistics
+ * (they take a global mutex on every allocation). */
+static void sqlite_setup(void) { sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); }
+
 store *store_open(const char *path, int readonly, drq_err *err) {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, sqlite_setup);
     store *st = xcalloc(1, sizeof *st);
     st->readonly = readonly;
     int flags = readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;

@@ -26,12 +26,12 @@ run_sweep() { # run_sweep NAME COUNT SHARD SWEEP_ID -> prints seconds from submi
 
 DB=$T/bench.db
 start_server "$DB" --quiet || { echo "bench-queue: server did not start"; exit 1; }
-for i in 1 2 3 4 5 6 7 8; do start_worker "b$i" --quiet --prefetch 4 --checkpoint-every 0; done
+for i in 1 2 3 4 5 6 7 8; do start_worker "b$i" --quiet --prefetch 16 --checkpoint-every 0; done
 sleep 0.5
 
 echo "bench-queue: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores, $(date -u +%F)"
 S=$(run_sweep jobs "$NJOBS" 1 1) || { echo "bench-queue: jobs sweep did not finish"; dump_logs; exit 1; }
-echo "jobs: $NJOBS jobs (1 image each) by 8 workers in ${S} s = $(echo "$NJOBS / $S" | bc) jobs/s dispatched+completed"
+echo "jobs: $NJOBS jobs (1 image each) by 8 workers (--prefetch 16) in ${S} s, submit to last result, = $(echo "$NJOBS / $S" | bc) jobs/s dispatched+completed"
 S=$(run_sweep rows "$NROWS" 1000 2) || { echo "bench-queue: rows sweep did not finish"; dump_logs; exit 1; }
 echo "rows: $NROWS rows ($((NROWS / 1000)) jobs of 1000 images) in ${S} s = $(echo "$NROWS / $S" | bc) rows/s ingested"
 

@@ -75,7 +75,7 @@ typedef struct {
     int qlen;
     qjob *running;
     outitem *ohead, *otail;
-    atomic_int cancel_running, preempt, stop_compute, compute_exited;
+    atomic_int cancel_running, preempt, stop_compute, compute_exited, wake_needed;
     atomic_llong prog_job, prog_done, prog_total;
     /* I/O thread only */
     unacked *ua;
@@ -95,14 +95,21 @@ typedef struct {
         if (!(w)->o.quiet) log_line((w)->name, __VA_ARGS__); \
     } while (0)
 
-static void wake(wk *w) {
+static void wake_force(wk *w) {
     uint64_t one = 1;
     ssize_t rc = write(w->efd, &one, sizeof one);
     (void)rc;
 }
 
+/* Wakes the I/O thread if the last push_out found the outbox empty: the I/O
+ * thread takes the whole outbox per wake-up, so one wake per batch is enough. */
+static void wake(wk *w) {
+    if (atomic_exchange(&w->wake_needed, 0)) wake_force(w);
+}
+
 /* Appends an item for the I/O thread (caller holds mu). */
 static void push_out(wk *w, drq_msg_type type, int64_t job, json_t *body, void *bin, size_t binlen) {
+    if (!w->ohead) atomic_store(&w->wake_needed, 1);
     outitem *it = xcalloc(1, sizeof *it);
     it->type = type;
     it->job = job;
@@ -239,7 +246,7 @@ static void *compute_main(void *arg) {
         wake(w);
     }
     atomic_store(&w->compute_exited, 1);
-    wake(w);
+    wake_force(w);
     return NULL;
 }
 
