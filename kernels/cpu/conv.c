@@ -15,33 +15,41 @@
  * oihw request borrows c->w); primitives are cached per (n, h, w, threads),
  * CONV_MAX_SHAPES shapes per Conv2d, least recently used evicted.
  *
- * Measured 2026-11-25, Intel Xeon (Sapphire Rapids, AVX-512), 2 threads,
- * best-of-reps GFLOP/s (2·n·cout·oh·ow·cin·kh·kw per call), torch 1.13 with
- * torch.set_num_threads(2) (oneDNN 2.6.3 inside) on the same shapes:
+ * Measured 2026-11-25, Intel Xeon (Sapphire Rapids, AVX-512), 2 threads, nominal
+ * GFLOP/s (2·n·cout·oh·ow·cin·kh·kw per call, best of repetitions, best over
+ * several runs since the machine was shared) against torch 1.13 with
+ * torch.set_num_threads(2) (its conv is oneDNN 2.6.3 too) on the same shapes:
  *
- *                                   forward b1/b8        backward-data b1/b8
- *   shape                       drq        torch       drq        torch
- *   DDPM 128>128 3x3 32×32    371/389    376/276     336/337    299/275
- *   DDPM 256>256 3x3 16×16    410/372    334/357     379/357    302/348
- *   DDPM 256>256 3x3 8×8      422/408    134/386     381/415     95/349
- *   DDPM 256>256 3x3 4×4      369/334     67/320     407/497     42/290
- *   DDPM down 3x3 s2 (0,0,1,1)345/367    253/306     312/294    235/267
- *   DDPM nin 256>128 1x1 32   363/326    244/282     373/401    210/110
- *   DDPM conv_in 3>128        142/225     84/ 28     165/173     57/ 50
- *   (full table with every shape and the per-variant numbers in docs/bench.md)
+ *                                forward b1/b8         backward-data b1/b8
+ *   shape                       drq       torch       drq       torch
+ *   DDPM 128>128 3x3 32x32     382/389   376/276     337/337   299/275
+ *   DDPM up 256>128 3x3 32     385/366   382/369     346/323   312/238
+ *   DDPM 256>256 3x3 16x16     416/372   334/357     388/357   302/348
+ *   DDPM 256>256 3x3 8x8       422/428   134/386     401/415    95/349
+ *   DDPM 256>256 3x3 4x4       383/338    67/320     414/503    42/290
+ *   DDPM down 3x3 s2 (0,0,1,1) 345/367   254/306     312/294   235/267
+ *   DDPM nin 256>128 1x1 32    363/326   244/282     373/401   210/110
+ *   DDPM q/k/v 256 1x1 16      386/392   239/301     372/373   223/278
+ *   DDPM conv_in 3>128 3x3     142/225    84/28      166/180    57/50
+ *   DDPM conv_out 128>3 3x3     57/55     41/48       53/55     39/46
+ *   WRN 160>320 3x3 s2 p1      361/332   289/340     312/300   244/263
+ *   WRN shortcut 1x1 s2        235/289   183/224     276/269   142/183
+ *   (torch's weak batch-1 numbers on 8×8 / 4×4 are its native im2col path, which it
+ *   picks for inputs under 20480 elements; full table and every variant: docs/bench.md)
  *
- * Candidates measured and dropped:
+ * Candidates measured and dropped (GF/s over the same shapes, batch 1 and 8):
  *   - im2col + OpenBLAS cblas_sgemm (col2im for backward-data; several images
- *     per GEMM when oh·ow < 1024): 110–210 GF/s on the 3×3 shapes, 120–290 on
- *     1×1, never the fastest on any shape; the code is gone.
+ *     per GEMM when oh·ow < 1024): 110–210 on the 3×3 shapes, 115–290 on 1×1,
+ *     never the fastest in any cell; the code is gone.
  *   - oneDNN with plain nchw activations for the 3×3 shapes (gemm:jit inside):
- *     210–330 GF/s, 20–40 % behind "any" + reorders; kept only for 1×1 / cin<16.
- *   - oneDNN "any" for 1×1: 180–340 GF/s, behind nchw gemm:jit (290–400).
+ *     180–330, 10–60 % behind "any" + reorders (284 vs 382 on 128>128 32×32);
+ *     kept only for 1×1 and cin < 16.
+ *   - oneDNN "any" for 1×1: 180–340, behind nchw gemm:jit (230–400).
  * DRQ_CONV_IMPL=nchw|blocked forces one layout for every shape (to re-measure
- * the rule), DRQ_CONV_IMPL=ref selects the plain reference loops below (also
- * the fallback if oneDNN has no implementation for a shape);
- * DRQ_CONV_VERBOSE=1 prints the oneDNN implementation chosen per shape.  Both
- * are read when a Conv2d's cache is created.
+ * the rule) and DRQ_CONV_IMPL=ref selects the plain reference loops below (also
+ * the fallback if oneDNN has no implementation for a shape); it is read when a
+ * Conv2d's cache is created.  DRQ_CONV_VERBOSE=1 (read once per process) prints
+ * the oneDNN implementation chosen for each new shape.
  *
  * Memory: the reordered activations live in per-thread scratch buffers shared
  * by all convolutions (grown on demand), not per cached shape.  The weight
