@@ -57,8 +57,9 @@ static const char *SPEC =
     "{\"name\":\"fresh\",\"kind\":\"pgd\",\"eps\":0.1,\"steps\":3,\"randomness\":\"fresh\",\"votes\":3},"
     "{\"name\":\"eot1\",\"kind\":\"pgd\",\"eps\":0.1,\"steps\":3,\"randomness\":\"eot\",\"eot_k\":1,\"votes\":3},"
     "{\"name\":\"bpda\",\"kind\":\"bpda\",\"eps\":0.1,\"steps\":3},"
-    "{\"name\":\"l2\",\"kind\":\"pgd\",\"norm\":\"l2\",\"eps\":0.5,\"steps\":2}],"
-    "\"seeds\":[3],\"shard\":{\"images\":7}}";
+    "{\"name\":\"l2\",\"kind\":\"pgd\",\"norm\":\"l2\",\"eps\":0.5,\"steps\":2},"
+    "{\"name\":\"tr\",\"kind\":\"pgd\",\"eps\":0.1,\"steps\":3,\"randomness\":\"transfer\",\"transfer_seed\":3}],"
+    "\"seeds\":[3,4],\"shard\":{\"images\":7}}";
 
 static drq_spec spec;
 
@@ -78,9 +79,11 @@ static void on_checkpoint(job_ctx *ctx, int64_t step, const void *blob, size_t l
     }
 }
 
+static int64_t g_seed = 3; /* the job seed of run() */
+
 static drq_row *run(int purifier, int attack, int batch, int every, capture *cap, const capture *resume,
                     int64_t *n) {
-    drq_job job = {.id = 1, .sweep = 1, .spec = &spec, .purifier = purifier, .attack = attack, .seed = 3,
+    drq_job job = {.id = 1, .sweep = 1, .spec = &spec, .purifier = purifier, .attack = attack, .seed = g_seed,
                    .image_start = 0, .image_count = 7, .device = "cpu", .worker = "t"};
     job_ctx ctx = {0};
     ctx.user = cap;
@@ -145,6 +148,22 @@ static void test_rows(void) {
     drq_row *rl = run(0, 4, 4, 0, NULL, NULL, &ne);
     for (int i = 0; rl && i < 7; i++) CHECK_LE(rl[i].delta_l2, 0.5 + 1e-5, "pgd l2: ‖δ‖₂ ≤ eps");
     drq_rows_free(rl, ne);
+
+    /* transfer 3 → 4: the examples crafted under ω_3 (those of the fixed attack
+     * at seed 3), evaluated under ω_4 */
+    int64_t nx, nt;
+    drq_row *fx = run(1, 0, 7, 0, NULL, NULL, &nx);
+    g_seed = 4;
+    drq_row *tr = run(1, 5, 7, 0, NULL, NULL, &nt);
+    g_seed = 3;
+    for (int i = 0; fx && tr && i < 7; i++) {
+        CHECK_EQ_INT(tr[i].seed, 4);
+        CHECK_MSG(tr[i].delta_l2 == fx[i].delta_l2 && tr[i].success_step == fx[i].success_step &&
+                      tr[i].comp_adv == fx[i].comp_adv,
+                  "transfer image %d: the examples differ from the source seed's (‖δ‖ %.9g vs %.9g)", i,
+                  tr[i].delta_l2, fx[i].delta_l2);
+    }
+    drq_rows_free(fx, nx), drq_rows_free(tr, nt);
 }
 
 static void test_resume(void) {
