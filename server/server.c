@@ -93,6 +93,11 @@ struct drq_server {
     uv_loop_t loop;
     uv_poll_t wpoll, cpoll;
     int has_cpoll;
+    /* socket monitors: connection-level drops (oversized frames, non-ZMTP bytes) */
+    void *mon[2];
+    const char *mon_name[2];
+    uv_poll_t mpoll[2];
+    int nmon;
     uv_timer_t tick;
     uv_idle_t idle;
     int idle_on;
@@ -1026,9 +1031,12 @@ static void pump(drq_server *s) {
 
 /* ---- timers and handles ------------------------------------------------------------ */
 
+static void on_monitor(uv_poll_t *h, int status, int events);
+
 static void on_tick(uv_timer_t *t) {
     drq_server *s = t->data;
     if (s->stopping) return;
+    for (int k = 0; k < s->nmon; k++) on_monitor(&s->mpoll[k], 0, 0); /* edge-triggered fd: drain anyway */
     drq_err e;
     if (store_begin(s->st, &e)) {
         log_line("server", "tick skipped, database busy: %s", e.msg);
@@ -1107,6 +1115,71 @@ static void on_idle(uv_idle_t *h) { pump(h->data); }
 
 static void close_cb(uv_handle_t *h) {}
 
+/* Logs the connection events of a socket monitor: ZeroMQ closes a connection
+ * that sends a frame above ZMQ_MAXMSGSIZE or bytes that are not ZMTP before
+ * any message reaches us, and this is where such drops become log lines. */
+static void on_monitor(uv_poll_t *h, int status, int events) {
+    drq_server *s = h->data;
+    int k = h == &s->mpoll[0] ? 0 : 1;
+    for (;;) {
+        int ev = 0;
+        size_t sz = sizeof ev;
+        if (zmq_getsockopt(s->mon[k], ZMQ_EVENTS, &ev, &sz) || !(ev & ZMQ_POLLIN)) break;
+        zmq_msg_t a, b;
+        zmq_msg_init(&a);
+        zmq_msg_init(&b);
+        if (zmq_msg_recv(&a, s->mon[k], ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&a);
+            zmq_msg_close(&b);
+            break;
+        }
+        int more = zmq_msg_more(&a);
+        if (more) zmq_msg_recv(&b, s->mon[k], ZMQ_DONTWAIT);
+        if (zmq_msg_size(&a) >= 6) {
+            uint16_t id;
+            uint32_t value;
+            memcpy(&id, zmq_msg_data(&a), 2);
+            memcpy(&value, (char *)zmq_msg_data(&a) + 2, 4);
+            const char *what = id == ZMQ_EVENT_DISCONNECTED                 ? "a connection closed"
+                               : id == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL  ? "a handshake failed (protocol error)"
+                               : id == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL ? "a handshake failed"
+                                                                            : "connection event";
+            log_line("server", "%s: %s (event 0x%x, value %u)", s->mon_name[k], what, id, value);
+        }
+        zmq_msg_close(&a);
+        zmq_msg_close(&b);
+    }
+}
+
+/* Starts a monitor on sock, watched by the loop. */
+static void add_monitor(drq_server *s, void *sock, const char *name) {
+    int k = s->nmon;
+    char ep[96];
+    snprintf(ep, sizeof ep, "inproc://drq-monitor-%p-%d", (void *)s, k);
+    if (zmq_socket_monitor(sock, ep,
+                           ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL)) {
+        log_line("server", "%s: no socket monitor: %s", name, zmq_strerror(errno));
+        return;
+    }
+    s->mon[k] = zmq_socket(s->zctx, ZMQ_PAIR);
+    int linger = 0;
+    zmq_setsockopt(s->mon[k], ZMQ_LINGER, &linger, sizeof linger);
+    if (zmq_connect(s->mon[k], ep)) {
+        zmq_close(s->mon[k]);
+        return;
+    }
+    s->mon_name[k] = name;
+    int fd;
+    size_t fdsz = sizeof fd;
+    zmq_getsockopt(s->mon[k], ZMQ_FD, &fd, &fdsz);
+    uv_poll_init(&s->loop, &s->mpoll[k], fd);
+    s->mpoll[k].data = s;
+    uv_poll_start(&s->mpoll[k], UV_READABLE, on_monitor);
+    s->nmon++;
+    on_monitor(&s->mpoll[k], 0, 0); /* consume a pending edge */
+}
+
 static void shutdown_loop(drq_server *s) {
     if (s->stopping) return;
     s->stopping = 1;
@@ -1117,6 +1190,8 @@ static void shutdown_loop(drq_server *s) {
     for (size_t i = 0; i < sizeof hs / sizeof hs[0]; i++)
         if (!uv_is_closing(hs[i])) uv_close(hs[i], close_cb);
     if (s->has_cpoll && !uv_is_closing((uv_handle_t *)&s->cpoll)) uv_close((uv_handle_t *)&s->cpoll, close_cb);
+    for (int k = 0; k < s->nmon; k++)
+        if (!uv_is_closing((uv_handle_t *)&s->mpoll[k])) uv_close((uv_handle_t *)&s->mpoll[k], close_cb);
     if (s->o.handle_signals) {
         uv_close((uv_handle_t *)&s->sig_int, close_cb);
         uv_close((uv_handle_t *)&s->sig_term, close_cb);
@@ -1226,6 +1301,8 @@ drq_server *drq_server_new(const drq_server_opts *o, drq_err *err) {
         uv_poll_start(&s->cpoll, UV_READABLE, on_poll);
         s->has_cpoll = 1;
     }
+    add_monitor(s, s->wsock, "workers");
+    if (s->csock) add_monitor(s, s->csock, "clients");
     uv_timer_init(&s->loop, &s->tick);
     s->tick.data = s;
     uint64_t ms = (uint64_t)(s->o.heartbeat_s * 1000);
@@ -1278,6 +1355,9 @@ void drq_server_free(drq_server *s) {
     free(s->specs);
     free(s->exp);
     free(s->rates);
+    for (int k = 0; k < s->nmon; k++) zmq_close(s->mon[k]);
+    zmq_socket_monitor(s->wsock, NULL, 0);
+    if (s->csock) zmq_socket_monitor(s->csock, NULL, 0);
     zmq_close(s->wsock);
     if (s->csock) zmq_close(s->csock);
     if (s->own_ctx) zmq_ctx_term(s->zctx);

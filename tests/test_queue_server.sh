@@ -80,6 +80,7 @@ check "worker garbage logged and dropped" test "$(grep -c "workers: dropped malf
 check "client garbage logged and dropped" test "$(grep -c "clients: dropped malformed" "$T/server.log")" -ge 20
 check "wrong protocol version named" grep -q "protocol version 99 not supported" "$T/server.log"
 check "bad rows named" grep -q "malformed result rows" "$T/server.log"
+check "oversized frame / non-ZMTP bytes: connection drops logged" grep -q "workers: a handshake failed" "$T/server.log"
 check "status still answers" "$DRQ" status 1 >/dev/null
 check "submit after garbage" "$DRQ" submit "$T/spec.json" >/dev/null
 check "a sweep still completes after garbage" wait_for 30 sweep_finished "$DB" 2
