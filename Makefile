@@ -27,8 +27,8 @@ LDSAN    :=
 endif
 
 WARN     := -Wall -Wextra -Werror -Wno-unused-parameter
-CFLAGS   += -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -fopenmp -MMD -MP -I. -I/usr/include/x86_64-linux-gnu/openblas-pthread
-LDLIBS   += -ldnnl -lopenblas -ljansson -lzmq -luv -lsqlite3 -lz -lpthread -lm
+CFLAGS   += -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -fopenmp -MMD -MP -I.
+LDLIBS   += -ldnnl -ljansson -lzmq -luv -lsqlite3 -lz -lpthread -lm
 LDFLAGS  += -fopenmp $(LDSAN)
 
 COMMON_SRC  := $(wildcard common/*.c)
@@ -109,6 +109,12 @@ bench: deps all
 	$(PYTHON) tests/ref/bench.py --drq $(BUILD)/drq --threads $(THREADS)
 
 # queue throughput with the noop workload (docs/queue.md); numbers in docs/bench.md
+# The main job: the Fashion-MNIST sweep of examples/fmnist-demo.json (models in
+# examples/models, data from Debian's dataset-fashion-mnist), from scratch each time.
+demo: deps all
+	rm -f $(BUILD)/fmnist-demo.drq.db $(BUILD)/fmnist-demo.drq.db-wal $(BUILD)/fmnist-demo.drq.db-shm $(BUILD)/fmnist-demo.drq.db.log
+	$(BUILD)/drq run examples/fmnist-demo.json --db $(BUILD)/fmnist-demo.drq.db --threads $(THREADS)
+
 bench-queue: deps all
 	@BUILD=$(BUILD) tests/bench_queue.sh
 

@@ -111,9 +111,6 @@ char *read_file_all(const char *path, size_t *len, drq_err *err) {
 
 static int g_threads = 1;
 
-/* OpenBLAS exports this; declared weakly so the CLI links without it. */
-void openblas_set_num_threads(int) __attribute__((weak));
-
 void drq_set_threads(int n) {
 #ifdef _OPENMP
     if (n <= 0) n = omp_get_num_procs();
@@ -121,7 +118,6 @@ void drq_set_threads(int n) {
 #else
     if (n <= 0) n = 1;
 #endif
-    if (openblas_set_num_threads) openblas_set_num_threads(n);
     g_threads = n;
 }
 

@@ -1,7 +1,7 @@
 /* test_models.c — the DDPM UNet and the WideResNet as wholes:
  *   - parameter counts of the CIFAR-10 configs (DESIGN §2.1, §2.2);
  *   - input-VJP against central finite differences on small random models;
- *   - batch invariance (a batch of 3 equals three batches of 1);
+ *   - batch invariance (a batch of 3 equals three batches of 1, bit for bit);
  *   - weight files with a missing, extra or mis-shaped tensor are errors
  *     naming it (using the committed fixtures of tests/ref/gen_fixtures.py);
  *   - config errors name the key.
@@ -118,7 +118,7 @@ static void test_unet_fd_and_batch(void) {
     for (int i = 0; i < 3; i++) {
         Tensor xi = tensor_wrap(x.data + i * per, 1, 2, 8, 8);
         unet_forward(u, &xi, &t[i], &y1);
-        CHECK_LE(rel_l2(y1.data, y.data + i * per, per), 1e-6, "unet batch-of-1 vs batch-of-3");
+        CHECK_MSG(memcmp(y1.data, y.data + i * per, per * sizeof(float)) == 0, "unet batch-of-1 vs batch-of-3: not bit-identical (rel %.3g)", rel_l2(y1.data, y.data + i * per, per));
     }
     tensor_free(&x), tensor_free(&y), tensor_free(&y1);
     unet_free(u);
@@ -141,7 +141,7 @@ static void test_wrn_fd_and_batch(void) {
     for (int i = 0; i < 3; i++) {
         Tensor xi = tensor_wrap(x.data + i * 192, 1, 3, 8, 8);
         wrn_forward(w, &xi, &y1);
-        CHECK_LE(rel_l2(y1.data, y.data + i * 5, 5), 1e-6, "wrn batch-of-1 vs batch-of-3");
+        CHECK_MSG(memcmp(y1.data, y.data + i * 5, 5 * sizeof(float)) == 0, "wrn batch-of-1 vs batch-of-3: not bit-identical");
     }
     tensor_free(&x), tensor_free(&y), tensor_free(&y1);
     wrn_free(w);

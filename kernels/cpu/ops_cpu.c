@@ -1,10 +1,13 @@
 /* ops_cpu.c — the CPU backend for every op but convolution (conv.c).
  *
  * Pointwise and normalisation loops are OpenMP-parallel over batch × channel
- * planes; linear and attention go to OpenBLAS sgemm.  Shapes were validated by
- * kernels/ops.c before anything here runs.
+ * planes; linear and attention go to oneDNN's row-major sgemm, which runs on
+ * the same OpenMP pool as everything else.  (OpenBLAS was measured too: its
+ * own thread pool fought OpenMP's for the two cores — a fifth of the UNet's
+ * time went to sched_yield — and its sgemm was 2–3× slower on these shapes.)
+ * Shapes were validated by kernels/ops.c before anything here runs.
  */
-#include <cblas.h>
+#include <dnnl.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,22 +15,32 @@
 #include "../../common/util.h"
 #include "cpu.h"
 
+/* Row-major C = alpha·op(A)·op(B) + beta·C on oneDNN; ta/tb: 'N' or 'T'. */
+static void sgemm(char ta, char tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
+                  float beta, float *C, int ldc) {
+    dnnl_status_t st = dnnl_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    if (st != dnnl_success) DIE("dnnl_sgemm(%c%c, %d×%d×%d) failed with status %d", ta, tb, M, N, K, (int)st);
+}
+
 /* =====================================================================
  * linear: y[n,out] = x[n,in] · Wᵀ + b
+ * One GEMM per sample: sgemm picks its kernel by M, so a batched call would
+ * round differently at batch 1 and batch 3, and drq's rows must not depend on
+ * the batch size.  (The linears are the timestep MLP and the classifier head:
+ * tiny next to the convolutions.)
  * ===================================================================== */
 static void cpu_linear_forward(const float *w, const float *b, int in, int out, const Tensor *x, Tensor *y) {
-    int n = x->n;
-    if (b) {
-        for (int i = 0; i < n; i++) memcpy(y->data + (size_t)i * out, b, sizeof(float) * out);
+    for (int i = 0; i < x->n; i++) {
+        float *yi = y->data + (size_t)i * out;
+        if (b) memcpy(yi, b, sizeof(float) * out);
+        sgemm('N', 'T', 1, out, in, 1.0f, x->data + (size_t)i * in, in, w, in, b ? 1.0f : 0.0f, yi, out);
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x->data, in, w, in, b ? 1.0f : 0.0f,
-                y->data, out);
 }
 
 /* gx[n,in] = gy[n,out] · W */
 static void cpu_linear_backward_input(const float *w, int in, int out, const Tensor *gy, Tensor *gx) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, gy->n, in, out, 1.0f, gy->data, out, w, in, 0.0f,
-                gx->data, in);
+    for (int i = 0; i < gy->n; i++)
+        sgemm('N', 'N', 1, in, out, 1.0f, gy->data + (size_t)i * out, out, w, in, 0.0f, gx->data + (size_t)i * in, in);
 }
 
 /* =====================================================================
@@ -215,7 +228,7 @@ static void cpu_attention_forward(const Tensor *q, const Tensor *k, const Tensor
         const float *qi = q->data + (size_t)i * C * L, *ki = k->data + (size_t)i * C * L;
         const float *vi = v->data + (size_t)i * C * L;
         float *pi = p->data + (size_t)i * L * L, *hi = h->data + (size_t)i * C * L;
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, L, C, scale, qi, L, ki, L, 0.0f, pi, L);
+        sgemm('T', 'N', L, L, C, scale, qi, L, ki, L, 0.0f, pi, L);
 #pragma omp parallel for schedule(static)
         for (int r = 0; r < L; r++) {
             float *row = pi + (size_t)r * L, mx = row[0];
@@ -225,7 +238,7 @@ static void cpu_attention_forward(const Tensor *q, const Tensor *k, const Tensor
             float inv = (float)(1.0 / s);
             for (int j = 0; j < L; j++) row[j] *= inv;
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, C, L, L, 1.0f, vi, L, pi, L, 0.0f, hi, L);
+        sgemm('N', 'T', C, L, L, 1.0f, vi, L, pi, L, 0.0f, hi, L);
     }
 }
 
@@ -237,8 +250,8 @@ static void cpu_attention_backward_input(const Tensor *q, const Tensor *k, const
     for (int i = 0; i < q->n; i++) {
         size_t o = (size_t)i * C * L;
         const float *pi = p->data + (size_t)i * L * L, *ghi = gh->data + o;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, C, L, L, 1.0f, ghi, L, pi, L, 0.0f, gv->data + o, L);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, L, C, 1.0f, ghi, L, v->data + o, L, 0.0f, gs, L);
+        sgemm('N', 'N', C, L, L, 1.0f, ghi, L, pi, L, 0.0f, gv->data + o, L);
+        sgemm('T', 'N', L, L, C, 1.0f, ghi, L, v->data + o, L, 0.0f, gs, L);
 #pragma omp parallel for schedule(static)
         for (int r = 0; r < L; r++) {
             float *g = gs + (size_t)r * L;
@@ -247,10 +260,8 @@ static void cpu_attention_backward_input(const Tensor *q, const Tensor *k, const
             for (int j = 0; j < L; j++) dot += (double)g[j] * pr[j];
             for (int j = 0; j < L; j++) g[j] = pr[j] * (g[j] - (float)dot) * scale;
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, C, L, L, 1.0f, k->data + o, L, gs, L, 0.0f,
-                    gq->data + o, L);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, C, L, L, 1.0f, q->data + o, L, gs, L, 0.0f,
-                    gk->data + o, L);
+        sgemm('N', 'T', C, L, L, 1.0f, k->data + o, L, gs, L, 0.0f, gq->data + o, L);
+        sgemm('N', 'N', C, L, L, 1.0f, q->data + o, L, gs, L, 0.0f, gk->data + o, L);
     }
     free(gs);
 }
