@@ -57,8 +57,10 @@ static void cpu_group_norm_forward(const Tensor *x, int groups, float eps, const
         const float *xp = x->data + ((size_t)i * x->c + (size_t)g * cpg) * hw;
         float *yp = y->data + ((size_t)i * x->c + (size_t)g * cpg) * hw;
         double s = 0, ss = 0;
+#pragma omp simd reduction(+ : s)
         for (size_t e = 0; e < m; e++) s += xp[e];
         double mean = s / (double)m;
+#pragma omp simd reduction(+ : ss)
         for (size_t e = 0; e < m; e++) {
             double d = xp[e] - mean;
             ss += d * d;
@@ -92,6 +94,7 @@ static void cpu_group_norm_backward_input(const Tensor *x, const Tensor *gy, int
         double sg = 0, sgx = 0;
         for (int cc = 0; cc < cpg; cc++) {
             double gm = gamma ? gamma[g * cpg + cc] : 1.0;
+#pragma omp simd reduction(+ : sg, sgx)
             for (size_t e = 0; e < hw; e++) {
                 double gh = gp[cc * hw + e] * gm;
                 sg += gh;
@@ -139,12 +142,36 @@ static void cpu_batch_norm_backward_input(const Tensor *gy, const float *scale, 
 /* =====================================================================
  * pointwise
  * ===================================================================== */
+
+/* e^x, branch- and call-free so that loops over it vectorize (libm's expf
+ * does not without -ffast-math): round-to-nearest k = x·log2(e) by the
+ * 1.5·2^23 trick, Cody–Waite reduction r = x − k·ln 2, Cephes' degree-6
+ * polynomial, then 2^k through the exponent bits.  Within 2 ulp of expf on
+ * [−87, 88]; inputs outside are clamped (σ saturates long before). */
+static inline float exp_vec(float x) {
+    x = fminf(fmaxf(x, -87.0f), 88.0f);
+    float k = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    float r = x - k * 0.693359375f;
+    r = r + k * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    float e = p * r * r + r + 1.0f;
+    int32_t bits = ((int32_t)k + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return e * scale;
+}
+
 static void cpu_swish_forward(const Tensor *x, Tensor *y) {
     size_t n = tensor_numel(x);
     const float *xp = x->data;
     float *yp = y->data;
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) yp[i] = xp[i] / (1.0f + expf(-xp[i]));
+#pragma omp parallel for simd schedule(static)
+    for (size_t i = 0; i < n; i++) yp[i] = xp[i] / (1.0f + exp_vec(-xp[i]));
 }
 
 /* d/dx x·σ(x) = σ(x)·(1 + x·(1 − σ(x))) */
@@ -152,9 +179,9 @@ static void cpu_swish_backward_input(const Tensor *x, const Tensor *gy, Tensor *
     size_t n = tensor_numel(x);
     const float *xp = x->data, *gp = gy->data;
     float *op = gx->data;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; i++) {
-        float s = 1.0f / (1.0f + expf(-xp[i]));
+        float s = 1.0f / (1.0f + exp_vec(-xp[i]));
         op[i] = gp[i] * s * (1.0f + xp[i] * (1.0f - s));
     }
 }
