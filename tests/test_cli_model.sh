@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# test_cli_model.sh — `drq model run` and `drq purify` on bad input: every
+# case exits 1 with a message naming the problem, never crashes, and writes
+# no output file.  Also: `drq purify` on the fixtures gives y in [0,1] and a
+# grad_x, and the same call twice is bit-identical.
+set -u
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/drq_cli.XXXXXX")
+trap 'rm -rf "$TMP"' EXIT
+pass=0 fail=0
+F=tests/fixtures
+
+# expect_error NAME WANT CMD... : exit status 1, WANT in stderr, no OUT written
+expect_error() {
+    local name=$1 want=$2
+    shift 2
+    rm -f "$TMP/out.safetensors"
+    "$@" >"$TMP/stdout" 2>"$TMP/stderr"
+    local rc=$?
+    if [ "$rc" -eq 1 ] && grep -qF -- "$want" "$TMP/stderr" && [ ! -e "$TMP/out.safetensors" ]; then
+        pass=$((pass + 1))
+    else
+        fail=$((fail + 1))
+        echo "FAIL $name: rc=$rc, wanted \"$want\" in: $(head -c 300 "$TMP/stderr")"
+    fi
+}
+
+run=("$BUILD/drq" model run --out "$TMP/out.safetensors")
+expect_error bad-arch "expected ddpm-unet or wrn" "${run[@]}" --arch resnet --config cifar10 \
+    --weights $F/wrn_tiny.weights.safetensors --in $F/wrn_tiny.io.safetensors
+expect_error no-weights-file "/nonexistent.safetensors" "${run[@]}" --arch wrn --config $F/wrn_tiny.json \
+    --weights /nonexistent.safetensors --in $F/wrn_tiny.io.safetensors
+expect_error wrong-config "wrn weights: tensor 'conv1.weight' has shape" "${run[@]}" --arch wrn \
+    --config '{"depth":10,"widen":1,"num_classes":10,"in_channels":1}' \
+    --weights $F/wrn_tiny.weights.safetensors --in $F/wrn_tiny.io.safetensors
+expect_error unet-weights-as-wrn "missing tensor 'conv1.weight'" "${run[@]}" --arch wrn --config $F/wrn_tiny.json \
+    --weights $F/unet_tiny.weights.safetensors --in $F/wrn_tiny.io.safetensors
+expect_error input-channels "tensor 'x' must be N×1×H×W" "${run[@]}" --arch wrn --config $F/wrn_small.json \
+    --weights $F/wrn_small.weights.safetensors --in $F/wrn_tiny.io.safetensors
+expect_error unet-input "tensor 'x' must be N×3×H×W" "${run[@]}" --arch ddpm-unet --config $F/unet_tiny.json \
+    --weights $F/unet_tiny.weights.safetensors --in $F/wrn_small.io.safetensors
+expect_error unet-no-t "the UNet needs tensor 't' with 3 step indices" "${run[@]}" --arch ddpm-unet \
+    --config $F/unet_tiny.json --weights $F/unet_tiny.weights.safetensors --in $F/wrn_tiny.io.safetensors
+printf 'not a safetensors file' >"$TMP/garbage.safetensors"
+expect_error garbage-input "$TMP/garbage.safetensors" "${run[@]}" --arch wrn --config $F/wrn_tiny.json \
+    --weights $F/wrn_tiny.weights.safetensors --in "$TMP/garbage.safetensors"
+expect_error config-typo "config.widn: unknown key" "${run[@]}" --arch wrn --config '{"depth":10,"widn":1}' \
+    --weights $F/wrn_tiny.weights.safetensors --in $F/wrn_tiny.io.safetensors
+
+# drq purify
+cat >"$TMP/spec.json" <<JSON
+{"name":"p","dataset":{"kind":"mnist","path":"$TMP","count":1},
+ "classifier":{"arch":"wrn","config":"$F/wrn_small.json","weights":"$F/wrn_small.weights.safetensors"},
+ "diffusion":{"arch":"ddpm-unet","config":"$F/unet_small.json","weights":"$F/unet_small.weights.safetensors"},
+ "purifiers":[{"name":"ddpm","kind":"ddpm","t_star":5}],
+ "attacks":[{"name":"a","kind":"pgd"}]}
+JSON
+pur=("$BUILD/drq" purify "$TMP/spec.json" --seed 1 --out "$TMP/out.safetensors")
+expect_error purify-name "no purifier named 'ddim'" "${pur[@]}" --purifier ddim --in $F/wrn_small.io.safetensors
+expect_error purify-no-file "cannot open" "${pur[@]}" --purifier ddpm --in $F/pgd_ref.safetensors.missing
+expect_error purify-no-x "needs a tensor 'x'" "${pur[@]}" --purifier ddpm --in $F/unet_tiny.weights.safetensors
+printf '{"name":"p","dataset":{"kind":"mnist"}}' >"$TMP/bad.json"
+expect_error purify-spec "dataset.path" "$BUILD/drq" purify "$TMP/bad.json" --purifier ddpm --seed 1 \
+    --in $F/wrn_small.io.safetensors --out "$TMP/out.safetensors"
+
+# happy path: wrn_small.io.safetensors holds x (3×1×16×16 in [0,1]) and a grad_y of the logits' shape,
+# which is not x's shape: purify must refuse it; pgd_ref holds x only
+ok=1
+"${pur[@]}" --purifier ddpm --in $F/pgd_ref.safetensors >/dev/null 2>"$TMP/err" || ok=0
+cp "$TMP/out.safetensors" "$TMP/a.safetensors" 2>/dev/null || ok=0
+"${pur[@]}" --purifier ddpm --in $F/pgd_ref.safetensors >/dev/null 2>>"$TMP/err" || ok=0
+cmp -s "$TMP/out.safetensors" "$TMP/a.safetensors" || ok=0
+if [ "$ok" -eq 1 ]; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL purify twice: $(cat "$TMP/err")"; fi
+expect_error purify-grad-shape "'grad_y' must have the shape of 'x'" "${pur[@]}" --purifier ddpm \
+    --in $F/wrn_small.io.safetensors
+
+echo "RESULT $pass $fail"
+[ "$fail" -eq 0 ]
