@@ -272,6 +272,9 @@ typedef struct {
     int64_t n;
 } sink;
 
+static void sink_rows(sink *k, const drq_row *rows, int64_t n);
+static void sink_page(void *k, const drq_row *rows, int64_t n) { sink_rows(k, rows, n); }
+
 static void sink_rows(sink *k, const drq_row *rows, int64_t n) {
     for (int64_t i = 0; i < n; i++) {
         if (k->jsonl)
@@ -300,24 +303,7 @@ static int results_local(const char *path, int64_t sweep, sink *k) {
         return 1;
     }
     json_array_foreach(json_object_get(status, "sweeps"), i, o) {
-        int64_t id = ji(o, "id");
-        char pur[DRQ_NAME_MAX] = "", atk[DRQ_NAME_MAX] = "";
-        int64_t seed = 0, image = 0;
-        int first = 1;
-        for (;;) {
-            drq_row *rows;
-            int64_t n = store_results_fetch(st, id, first ? NULL : pur, atk, seed, image, 50000, &rows);
-            sink_rows(k, rows, n);
-            if (n > 0) {
-                snprintf(pur, sizeof pur, "%s", rows[n - 1].purifier);
-                snprintf(atk, sizeof atk, "%s", rows[n - 1].attack);
-                seed = rows[n - 1].seed;
-                image = rows[n - 1].image;
-            }
-            drq_rows_free(rows, n);
-            first = 0;
-            if (n < 50000) break;
-        }
+        store_results_foreach(st, ji(o, "id"), sink_page, k);
     }
     json_decref(status);
     store_close(st);

@@ -61,6 +61,11 @@ static void *worker_main(void *arg) {
     return NULL;
 }
 
+/* store_results_foreach callback: rows into the report. */
+static void report_page(void *rep, const drq_row *rows, int64_t n) {
+    for (int64_t i = 0; i < n; i++) drq_report_add(rep, &rows[i]);
+}
+
 static int usage(void) {
     fprintf(stderr, "usage: drq run SPEC.json [--db FILE] [--threads N] [--workers W] [--batch B] [--checkpoint-every N]\n"
                     "                    [--max-attempts N]\n"
@@ -144,23 +149,7 @@ static void print_report(const char *db, int64_t sweep, FILE *out) {
         return;
     }
     drq_report *rep = drq_report_new();
-    char pur[DRQ_NAME_MAX] = "", atk[DRQ_NAME_MAX] = "";
-    int64_t seed = 0, image = 0;
-    int first = 1;
-    for (;;) {
-        drq_row *rows;
-        int64_t n = store_results_fetch(st, sweep, first ? NULL : pur, atk, seed, image, 50000, &rows);
-        for (int64_t i = 0; i < n; i++) drq_report_add(rep, &rows[i]);
-        if (n > 0) {
-            snprintf(pur, sizeof pur, "%s", rows[n - 1].purifier);
-            snprintf(atk, sizeof atk, "%s", rows[n - 1].attack);
-            seed = rows[n - 1].seed;
-            image = rows[n - 1].image;
-        }
-        drq_rows_free(rows, n);
-        first = 0;
-        if (n < 50000) break;
-    }
+    store_results_foreach(st, sweep, report_page, rep);
     drq_report_print(rep, out);
     drq_report_free(rep);
     json_t *stj = store_status(st, sweep, 5);

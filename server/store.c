@@ -820,6 +820,27 @@ int64_t store_results_fetch(store *st, int64_t sweep, const char *after_p, const
     return n;
 }
 
+int64_t store_results_foreach(store *st, int64_t sweep, void (*fn)(void *arg, const drq_row *rows, int64_t n),
+                              void *arg) {
+    enum { PAGE = 50000 };
+    char pur[DRQ_NAME_MAX] = "", atk[DRQ_NAME_MAX] = "";
+    int64_t seed = 0, image = 0, total = 0;
+    for (int first = 1;; first = 0) {
+        drq_row *rows;
+        int64_t n = store_results_fetch(st, sweep, first ? NULL : pur, atk, seed, image, PAGE, &rows);
+        if (n > 0) {
+            fn(arg, rows, n);
+            snprintf(pur, sizeof pur, "%s", rows[n - 1].purifier);
+            snprintf(atk, sizeof atk, "%s", rows[n - 1].attack);
+            seed = rows[n - 1].seed;
+            image = rows[n - 1].image;
+            total += n;
+        }
+        drq_rows_free(rows, n);
+        if (n < PAGE) return total;
+    }
+}
+
 /* ---- checkpoints, events, workers ---------------------------------------- */
 
 int store_checkpoint_put(store *st, int64_t job, int64_t step, const void *blob, size_t len, const char *worker) {

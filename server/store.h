@@ -117,6 +117,10 @@ int64_t store_results_count(store *st, const store_job *job, const char *purifie
  * NULL purifier = from the start); returns count, rows malloc'd. */
 int64_t store_results_fetch(store *st, int64_t sweep, const char *after_p, const char *after_a, int64_t after_seed,
                             int64_t after_image, int64_t limit, drq_row **rows);
+/* Calls fn on every row of a sweep in key order, a page at a time (bounded
+ * memory for any sweep size); returns the number of rows. */
+int64_t store_results_foreach(store *st, int64_t sweep, void (*fn)(void *arg, const drq_row *rows, int64_t n),
+                              void *arg);
 
 /* ---- checkpoints, events, workers ------------------------------------------ */
 
