@@ -12,7 +12,8 @@
  *     coordinate with an absolute floor of 1e-3·|grad|_inf.
  * Every check runs for each variant conv.c offers (DRQ_CONV_IMPL, read when a
  * Conv2d's cache is created): the default layout rule, oneDNN forced to plain
- * nchw, oneDNN forced to its own ("blocked") layout, and the plain reference
+ * nchw, oneDNN forced to its own ("blocked") layout, Winograd (DRQ_CONV_ALG),
+ * and the plain reference
  * loops "ref", so every oneDNN kernel family is covered on every shape.
  */
 #include <math.h>
@@ -55,7 +56,7 @@ static const ConvCase cases[] = {
 };
 #define NCASES ((int)(sizeof cases / sizeof cases[0]))
 
-static const char *impls[] = {"default", "ref", "nchw", "blocked"};
+static const char *impls[] = {"default", "ref", "nchw", "blocked", "winograd"};
 #define NIMPLS ((int)(sizeof impls / sizeof impls[0]))
 static const char *cur_impl = "default";
 
@@ -70,7 +71,9 @@ static void fill(float *p, size_t n, float scale) {
 
 static void set_impl(const char *impl) {
     cur_impl = impl;
-    if (!strcmp(impl, "default")) unsetenv("DRQ_CONV_IMPL");
+    unsetenv("DRQ_CONV_ALG");
+    if (!strcmp(impl, "winograd")) setenv("DRQ_CONV_ALG", "winograd", 1); /* algorithm, default layout */
+    if (!strcmp(impl, "default") || !strcmp(impl, "winograd")) unsetenv("DRQ_CONV_IMPL");
     else setenv("DRQ_CONV_IMPL", impl, 1);
 }
 

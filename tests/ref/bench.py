@@ -57,10 +57,11 @@ def torch_time(arch, cfg, batch, vjp, repeat, channels_last):
     return best / batch
 
 
-def drq_time(drq, arch, batch, vjp, repeat, threads):
+def drq_time(drq, arch, batch, vjp, repeat, threads, alg="direct"):
     cmd = [drq, "model", "bench", "--arch", arch, "--config", "cifar10", "--batch", str(batch),
            "--repeat", str(repeat), "--threads", str(threads)] + (["--vjp"] if vjp else [])
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    env = dict(os.environ, DRQ_CONV_ALG=alg)
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
     return float(out.split("s_per_image=")[1].split()[0])
 
 
@@ -74,13 +75,16 @@ def main():
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     print(f"# {time.strftime('%Y-%m-%d')}  {cpu}  threads={a.threads}  torch {torch.__version__}  "
           f"{platform.machine()}")
-    print(f"{'model':<10} {'mode':<8} {'batch':>5} {'drq s/img':>10} {'torch s/img':>12} {'drq/torch':>9}")
+    print("# drq: default (direct convolutions, batch-invariant rows) and DRQ_CONV_ALG=winograd (wino)")
+    print(f"{'model':<10} {'mode':<8} {'batch':>5} {'drq s/img':>10} {'wino s/img':>10} {'torch s/img':>12} "
+          f"{'drq/torch':>9} {'wino/torch':>10}")
     for arch, cfg, batch, vjp in CASES:
         d = drq_time(a.drq, arch, batch, vjp, a.repeat, a.threads)
+        w = drq_time(a.drq, arch, batch, vjp, a.repeat, a.threads, "winograd")
         tt = min(torch_time(arch, cfg, batch, vjp, a.repeat, cl) for cl in (False, True))
         name = "unet" if arch == "ddpm-unet" else "wrn-28-10"
-        print(f"{name:<10} {'fwd+vjp' if vjp else 'fwd':<8} {batch:>5} {d:>10.4f} {tt:>12.4f} {d / tt:>9.2f}",
-              flush=True)
+        print(f"{name:<10} {'fwd+vjp' if vjp else 'fwd':<8} {batch:>5} {d:>10.4f} {w:>10.4f} {tt:>12.4f} "
+              f"{d / tt:>9.2f} {w / tt:>10.2f}", flush=True)
 
 
 if __name__ == "__main__":
