@@ -75,5 +75,8 @@ if [ "$ok" -eq 1 ]; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL
 expect_error purify-grad-shape "'grad_y' must have the shape of 'x'" "${pur[@]}" --purifier ddpm \
     --in $F/wrn_small.io.safetensors
 
+# a CUDA device is refused clearly by this CPU-only build
+expect_error worker-cuda "no CUDA backend" "$BUILD/drq-worker" --server tcp://127.0.0.1:1 --device cuda:0
+
 echo "RESULT $pass $fail"
 [ "$fail" -eq 0 ]
