@@ -11,6 +11,7 @@ int cmd_purify(int argc, char **argv); /* cli/cmd_purify.c */
 int cmd_submit(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_results(int argc, char **argv);
+int cmd_report(int argc, char **argv);
 int cmd_cancel(int argc, char **argv);
 int cmd_retry(int argc, char **argv);
 int cmd_workers(int argc, char **argv);

@@ -17,6 +17,7 @@
 
 #include "cli.h"
 #include "common/proto.h"
+#include "common/report.h"
 #include "common/row.h"
 #include "common/spec.h"
 #include "server/store.h"
@@ -269,6 +270,7 @@ int cmd_status(int argc, char **argv) {
 typedef struct {
     FILE *f;
     int jsonl;
+    drq_report *rep; /* drq report: aggregate instead of writing rows */
     int64_t n;
 } sink;
 
@@ -277,7 +279,9 @@ static void sink_page(void *k, const drq_row *rows, int64_t n) { sink_rows(k, ro
 
 static void sink_rows(sink *k, const drq_row *rows, int64_t n) {
     for (int64_t i = 0; i < n; i++) {
-        if (k->jsonl)
+        if (k->rep)
+            drq_report_add(k->rep, &rows[i]);
+        else if (k->jsonl)
             drq_row_jsonl(k->f, &rows[i]);
         else
             drq_row_csv(k->f, &rows[i]);
@@ -399,6 +403,49 @@ int cmd_results(int argc, char **argv) {
     } else {
         fflush(stdout);
     }
+    return rc;
+}
+
+/* `drq report SWEEP|FILE.db [--sweep N] [--json]`: the summary table of
+ * `drq run` (common/report.h) for any sweep, from drq-server or a file. */
+int cmd_report(int argc, char **argv) {
+    const char *ep;
+    argc = take_server_opt(argc, argv, &ep);
+    const char *what = NULL;
+    int64_t sweep_opt = 0;
+    int as_json = 0, bad = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--json"))
+            as_json = 1;
+        else if (!strcmp(argv[i], "--sweep") && i + 1 < argc)
+            sweep_opt = sweep_arg(argv[++i]);
+        else if (!what && argv[i][0] != '-')
+            what = argv[i];
+        else
+            bad = 1;
+    }
+    if (!what || bad || sweep_opt < 0) {
+        fprintf(stderr, "usage: drq report SWEEP|FILE.db [--sweep N (with a .db)] [--json] [--server tcp://HOST:5556]\n");
+        return 1;
+    }
+    struct stat sb;
+    int local = stat(what, &sb) == 0 && S_ISREG(sb.st_mode);
+    int64_t sweep = local ? sweep_opt : sweep_arg(what);
+    if (!local && sweep < 0) {
+        fprintf(stderr, "drq: report: '%s' is neither a sweep id nor a database file\n", what);
+        return 1;
+    }
+    sink k = {.f = stdout, .rep = drq_report_new()};
+    int rc = local ? results_local(what, sweep, &k) : results_remote(ep, sweep, &k);
+    if (!rc && as_json) {
+        json_t *j = drq_report_json(k.rep);
+        json_dumpf(j, stdout, JSON_INDENT(1));
+        fputc('\n', stdout);
+        json_decref(j);
+    } else if (!rc) {
+        drq_report_print(k.rep, stdout);
+    }
+    drq_report_free(k.rep);
     return rc;
 }
 

@@ -14,6 +14,7 @@ static const struct {
     {"submit", cmd_submit, "submit SPEC.json — validate a sweep spec and queue it on drq-server"},
     {"status", cmd_status, "status [SWEEP] [--watch] [--json] — progress, rate, ETA, failures"},
     {"results", cmd_results, "results SWEEP|FILE.db [--format csv|jsonl] [--out FILE] — export rows"},
+    {"report", cmd_report, "report SWEEP|FILE.db [--json] — the summary table per purifier × attack"},
     {"cancel", cmd_cancel, "cancel SWEEP — cancel its queued and running jobs"},
     {"retry", cmd_retry, "retry SWEEP — requeue its failed jobs"},
     {"workers", cmd_workers, "workers [--json] — connected workers and their jobs"},

@@ -43,6 +43,15 @@ check_eq "third run exits 0" $? 0
 check "third run reports everything done" grep -q "24/24 jobs done" "$T/run3.log"
 check_eq "no job re-run" "$(sql "$DB" "select count(*) from events where id > $BEFORE and kind in ('resume', 'requeue', 'release')")" 0
 
+# ---- drq report on the finished database: the same table as drq run's ----------------------------
+"$DRQ" report "$DB" >"$T/report.txt" 2>&1
+check_eq "drq report exits 0" $? 0
+check "drq report prints the table of drq run" bash -c "grep -F -f <(grep -E '^[a-z]' '$T/report.txt' | tail -n +2) '$T/run3.log' >/dev/null"
+check_eq "drq report --json: one entry per table line" "$("$DRQ" report "$DB" --json | grep -c '"images": ')" \
+    "$(grep -cE '^[a-z]' "$T/report.txt" | awk '{print $1 - 1}')"
+"$DRQ" report "$T/nonexistent.db" >/dev/null 2>&1
+check_eq "drq report on a missing file exits 1" $? 1
+
 # ---- kill -9, then run again -----------------------------------------------------------------
 DB2=$T/emb2.db
 "$DRQ" run "$T/spec.json" --db "$DB2" --threads 2 --checkpoint-every 2 >"$T/run4.log" 2>&1 &
