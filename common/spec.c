@@ -200,8 +200,12 @@ static int parse_dataset(const json_t *v, drq_dataset_spec *d, drq_err *err) {
     return 0;
 }
 
-static int parse_model(const json_t *root, const char *key, int required, const char *why, drq_model_spec *m,
-                       drq_err *err) {
+/* The architectures the engine builds (worker/models.h), per role. */
+static const char *const classifier_archs[] = {"wrn", NULL};
+static const char *const diffusion_archs[] = {"ddpm-unet", NULL};
+
+static int parse_model(const json_t *root, const char *key, int required, const char *why,
+                       const char *const *archs, drq_model_spec *m, drq_err *err) {
     static const char *const keys[] = {"arch", "config", "weights", NULL};
     json_t *v = json_object_get(root, key);
     if (!v) {
@@ -209,14 +213,15 @@ static int parse_model(const json_t *root, const char *key, int required, const 
         return 0;
     }
     if (need_object(v, key, err) || check_keys(v, key, keys, err)) return -1;
-    const char *arch, *weights;
-    if (get_str(v, key, "arch", 1, &arch, err) < 0) return -1;
+    const char *weights;
+    int a;
+    if (get_enum(v, key, "arch", 1, archs, 0, &a, err) < 0) return -1;
     if (get_str(v, key, "weights", 1, &weights, err) < 0) return -1;
     json_t *cfg = json_object_get(v, "config");
     if (cfg && !json_is_string(cfg) && !json_is_object(cfg))
         return drq_errf(err, "%s.config: expected a string (path) or an object", key);
     m->present = 1;
-    m->arch = xstrdup(arch);
+    m->arch = xstrdup(archs[a]);
     m->weights = xstrdup(weights);
     m->config = cfg ? json_deep_copy(cfg) : NULL;
     return 0;
@@ -398,10 +403,10 @@ int drq_spec_parse(const json_t *root, drq_spec *s, drq_err *err) {
     int any_diffusion = 0;
     for (int i = 0; i < s->npurifiers; i++) any_diffusion |= s->purifiers[i].kind != PUR_NONE;
     if (parse_model(root, "classifier", s->dataset.kind != DS_NONE, "a dataset other than \"none\" needs a classifier",
-                    &s->classifier, err))
+                    classifier_archs, &s->classifier, err))
         goto fail;
     if (parse_model(root, "diffusion", any_diffusion, "a purifier of kind other than \"none\" needs a diffusion model",
-                    &s->diffusion, err))
+                    diffusion_archs, &s->diffusion, err))
         goto fail;
 
     json_t *atk = json_object_get(root, "attacks");

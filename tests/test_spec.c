@@ -121,11 +121,15 @@ static void test_errors(void) {
                    "attacks[0].transfer_seed: expected one of the sweep's seeds");
     CHECK_CONTAINS(err_of("{\"name\":\"x\"," DS_NONE ",\"attacks\":[{\"name\":\"a\",\"kind\":\"noop\",\"transfer_seed\":0}]}"),
                    "only valid with randomness \"transfer\"");
-    CHECK_CONTAINS(err_of("{\"name\":\"x\",\"dataset\":{\"kind\":\"mnist\",\"path\":\"d\"},\"classifier\":{\"arch\":\"a\",\"weights\":\"w\"},\"attacks\":[{\"name\":\"a\",\"kind\":\"pgd\",\"ms_per_image\":3}]}"),
+    CHECK_CONTAINS(err_of("{\"name\":\"x\",\"dataset\":{\"kind\":\"mnist\",\"path\":\"d\"},\"classifier\":{\"arch\":\"wrn\",\"weights\":\"w\"},\"attacks\":[{\"name\":\"a\",\"kind\":\"pgd\",\"ms_per_image\":3}]}"),
                    "attacks[0].ms_per_image: only valid for kind \"noop\"");
     CHECK_CONTAINS(err_of("{\"name\":\"x\"," DS_NONE ",\"attacks\":[{\"name\":\"a\",\"kind\":\"pgd\"}]}"),
                    "attacks[0].kind: \"pgd\" needs a dataset");
-    CHECK_CONTAINS(err_of("{\"name\":\"x\",\"dataset\":{\"kind\":\"mnist\",\"path\":\"d\"},\"classifier\":{\"arch\":\"a\",\"weights\":\"w\"},\"attacks\":[{\"name\":\"a\",\"kind\":\"bpda\",\"grad\":\"full\"}]}"),
+    CHECK_CONTAINS(err_of("{\"name\":\"x\",\"dataset\":{\"kind\":\"mnist\",\"path\":\"d\"},\"classifier\":{\"arch\":\"resnet50\",\"weights\":\"w\"},\"attacks\":[{\"name\":\"a\",\"kind\":\"pgd\"}]}"),
+                   "classifier.arch: expected one of wrn");
+    CHECK_CONTAINS(err_of("{\"name\":\"x\",\"dataset\":{\"kind\":\"mnist\",\"path\":\"d\"},\"classifier\":{\"arch\":\"wrn\",\"weights\":\"w\"},\"diffusion\":{\"arch\":\"wrn\",\"weights\":\"w\"},\"purifiers\":[{\"name\":\"p\",\"kind\":\"ddpm\"}],\"attacks\":[{\"name\":\"a\",\"kind\":\"pgd\"}]}"),
+                   "diffusion.arch: expected one of ddpm-unet");
+    CHECK_CONTAINS(err_of("{\"name\":\"x\",\"dataset\":{\"kind\":\"mnist\",\"path\":\"d\"},\"classifier\":{\"arch\":\"wrn\",\"weights\":\"w\"},\"attacks\":[{\"name\":\"a\",\"kind\":\"bpda\",\"grad\":\"full\"}]}"),
                    "attacks[0].grad: kind \"bpda\" implies grad \"bpda\"");
     CHECK_CONTAINS(err_of("{\"name\":\"x\"," DS_NONE ",\"attacks\":[{\"name\":\"a\",\"kind\":\"noop\",\"fail_images\":[3,20]}]}"),
                    "attacks[0].fail_images[1]: expected an image index in [0,19]");

@@ -340,7 +340,7 @@ static void test_noop(void) {
 
     /* kinds without an engine fail for good, clearly */
     CHECK_EQ_INT(drq_spec_parse_text("{\"name\":\"p\",\"dataset\":{\"kind\":\"mnist\",\"path\":\"x\",\"count\":4},"
-                                     "\"classifier\":{\"arch\":\"a\",\"weights\":\"w\"},"
+                                     "\"classifier\":{\"arch\":\"wrn\",\"weights\":\"w\"},"
                                      "\"attacks\":[{\"name\":\"a\",\"kind\":\"pgd\"}]}",
                                      &sp, &e),
                  0);
