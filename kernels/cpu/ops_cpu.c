@@ -149,7 +149,7 @@ static void cpu_batch_norm_backward_input(const Tensor *gy, const float *scale, 
  * polynomial, then 2^k through the exponent bits.  Within 2 ulp of expf on
  * [−87, 88]; inputs outside are clamped (σ saturates long before). */
 static inline float exp_vec(float x) {
-    x = fminf(fmaxf(x, -87.0f), 88.0f);
+    x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x; /* not fminf/fmaxf: those are libm calls here */
     float k = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
     float r = x - k * 0.693359375f;
     r = r + k * 2.12194440e-4f;
