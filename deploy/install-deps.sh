@@ -4,7 +4,8 @@
 set -euo pipefail
 PKGS=(
   build-essential pkg-config bc
-  libdnnl-dev libopenblas-dev libopenblas0-pthread   # CPU math: oneDNN convolutions, OpenBLAS GEMM
+  libdnnl-dev                                        # CPU math: oneDNN (convolutions and GEMM)
+  libopenblas0-pthread                               # only for benchmarks: PyTorch's BLAS (DESIGN §7)
   libjansson-dev libzmq3-dev libuv1-dev libsqlite3-dev zlib1g-dev sqlite3
   python3-torch python3-numpy                        # test oracle and training only
   dataset-fashion-mnist                              # demo dataset

@@ -6,9 +6,9 @@
  * Makefile; build it by hand with the Makefile's flags:
  *
  *   mkdir -p build && gcc -std=c11 -D_GNU_SOURCE -O3 -g -march=native -Wall -Wextra -Werror \
- *       -Wno-unused-parameter -fopenmp -I. -I/usr/include/x86_64-linux-gnu/openblas-pthread \
+ *       -Wno-unused-parameter -fopenmp -I. \
  *       tests/bench_conv.c kernels/cpu/conv.c kernels/tensor.c common/util.c \
- *       -o build/bench_conv -ldnnl -lopenblas -lpthread -lm
+ *       -o build/bench_conv -ldnnl -lpthread -lm
  *
  *   /usr/bin/python3 tests/ref/bench_conv_torch.py --threads 2 > /tmp/torch_conv.tsv
  *   build/bench_conv --threads 2 --torch /tmp/torch_conv.tsv [--impl default,blocked,nchw] [--min-time 0.3]
