@@ -14,6 +14,7 @@
 #include "../common/safetensors.h"
 #include "../worker/models.h"
 #include "check.h"
+#include "fd.h"
 
 static uint64_t rs = 88172645463325252ull;
 static float nrand(void) {
@@ -37,18 +38,25 @@ static void fwd(model *m, const Tensor *x, Tensor *y) {
     else wrn_forward(m->w, x, y);
 }
 
-static double dotloss(model *m, const Tensor *x, const Tensor *gy) {
-    Tensor y = tensor_new(gy->n, gy->c, gy->h, gy->w);
-    fwd(m, x, &y);
+/* ⟨gy, f(x)⟩ for the FD check; ctx is an fd_ctx. */
+typedef struct {
+    model *m;
+    const Tensor *gy;
+} fd_ctx;
+
+static double dotloss(void *ctx, const Tensor *x) {
+    fd_ctx *c = ctx;
+    Tensor y = tensor_new(c->gy->n, c->gy->c, c->gy->h, c->gy->w);
+    fwd(c->m, x, &y);
     double s = 0;
-    for (size_t i = 0; i < tensor_numel(&y); i++) s += (double)y.data[i] * gy->data[i];
+    for (size_t i = 0; i < tensor_numel(&y); i++) s += (double)y.data[i] * c->gy->data[i];
     tensor_free(&y);
     return s;
 }
 
-/* ⟨gx, v⟩ against (L(x+hv) − L(x−hv)) / 2h for a few random directions v. */
+/* The model's VJP at a random x against finite differences (tests/fd.h). */
 static void fd_check(model *m, const char *name, int n, int c, int h, int w, float lo, float hi, float step, double tol) {
-    Tensor x = tensor_new(n, c, h, w), gx = tensor_new(n, c, h, w), xp = tensor_new(n, c, h, w);
+    Tensor x = tensor_new(n, c, h, w), gx = tensor_new(n, c, h, w);
     Tensor gy = tensor_new(n, m->out_c, m->out_hw, m->out_hw), y = tensor_new(n, m->out_c, m->out_hw, m->out_hw);
     size_t nx = tensor_numel(&x);
     for (size_t i = 0; i < nx; i++) x.data[i] = lo + (hi - lo) * (0.5f + 0.15f * nrand());
@@ -56,31 +64,9 @@ static void fd_check(model *m, const char *name, int n, int c, int h, int w, flo
     fwd(m, &x, &y);
     if (m->u) unet_backward(m->u, &gy, &gx);
     else wrn_backward(m->w, &gy, &gx);
-    double gnorm = 0;
-    for (size_t i = 0; i < nx; i++) gnorm += (double)gx.data[i] * gx.data[i];
-    gnorm = sqrt(gnorm);
-    for (int d = 0; d < 3; d++) {
-        /* unit direction; Richardson extrapolation of two central differences
-         * cancels the h² term: D = (4 D(h/2) − D(h)) / 3 */
-        float *v = malloc(nx * sizeof(float));
-        double an = 0, vn = 0, D[2];
-        for (size_t i = 0; i < nx; i++) v[i] = nrand(), vn += (double)v[i] * v[i];
-        for (size_t i = 0; i < nx; i++) v[i] /= (float)sqrt(vn), an += (double)v[i] * gx.data[i];
-        for (int r = 0; r < 2; r++) {
-            float hh = r ? step / 2 : step;
-            for (size_t i = 0; i < nx; i++) xp.data[i] = x.data[i] + hh * v[i];
-            double lp = dotloss(m, &xp, &gy);
-            for (size_t i = 0; i < nx; i++) xp.data[i] = x.data[i] - hh * v[i];
-            double lm = dotloss(m, &xp, &gy);
-            D[r] = (lp - lm) / (2 * hh);
-        }
-        double fd = (4 * D[1] - D[0]) / 3;
-        char what[160];
-        snprintf(what, sizeof what, "%s VJP vs FD dir %d (analytic %.6g, fd %.6g, |gx| %.3g)", name, d, an, fd, gnorm);
-        CHECK_LE(fabs(an - fd) / (fabs(fd) + fabs(an) + 1e-2 * gnorm), tol, what);
-        free(v);
-    }
-    tensor_free(&x), tensor_free(&gx), tensor_free(&xp), tensor_free(&gy), tensor_free(&y);
+    fd_ctx ctx = {m, &gy};
+    fd_check_directions(name, dotloss, &ctx, &x, &gx, nrand, 3, step, tol);
+    tensor_free(&x), tensor_free(&gx), tensor_free(&gy), tensor_free(&y);
 }
 
 static void test_param_counts(void) {

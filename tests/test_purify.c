@@ -15,6 +15,7 @@
 
 #include "../worker/purify.h"
 #include "check.h"
+#include "fd.h"
 
 static uint64_t rs = 0x2545F4914F6CDD1Dull;
 static float urand(void) {
@@ -31,14 +32,25 @@ static unet *tiny_unet(void) {
     return unet_load(&c, NULL, 11, &err);
 }
 
-static double loss(purifier *p, const Tensor *x, const uint64_t *om, const int64_t *im, const Tensor *gy) {
+/* ⟨gy, P(x)⟩ for the FD check. */
+typedef struct {
+    purifier *p;
+    const uint64_t *om;
+    const int64_t *im;
+    const Tensor *gy;
+} fd_ctx;
+
+static double loss(void *ctx, const Tensor *x) {
+    fd_ctx *c = ctx;
     Tensor y = tensor_new(x->n, x->c, x->h, x->w);
-    purify_forward(p, x, om, im, 0, &y, NULL);
+    purify_forward(c->p, x, c->om, c->im, 0, &y, NULL);
     double s = 0;
-    for (size_t i = 0; i < tensor_numel(&y); i++) s += (double)y.data[i] * gy->data[i];
+    for (size_t i = 0; i < tensor_numel(&y); i++) s += (double)y.data[i] * c->gy->data[i];
     tensor_free(&y);
     return s;
 }
+
+static float centered(void) { return urand() - 0.5f; }
 
 static void fd_case(unet *u, const char *name, purify_config c) {
     c.clamp_out = 0; /* FD across the output clamp's kink is meaningless */
@@ -47,36 +59,16 @@ static void fd_case(unet *u, const char *name, purify_config c) {
     uint64_t om[2] = {5, 6};
     int64_t im[2] = {10, 11};
     Tensor x = tensor_new(n, 1, 8, 8), gy = tensor_new(n, 1, 8, 8), y = tensor_new(n, 1, 8, 8);
-    Tensor gx = tensor_new(n, 1, 8, 8), xp = tensor_new(n, 1, 8, 8);
+    Tensor gx = tensor_new(n, 1, 8, 8);
     size_t N = tensor_numel(&x);
     for (size_t i = 0; i < N; i++) x.data[i] = 0.2f + 0.6f * urand(), gy.data[i] = urand() - 0.5f;
     purify_forward(p, &x, om, im, 1, &y, NULL);
     purify_backward(p, &gy, &gx);
-    double gn = 0;
-    for (size_t i = 0; i < N; i++) gn += (double)gx.data[i] * gx.data[i];
-    gn = sqrt(gn);
-    for (int d = 0; d < 3; d++) {
-        float *v = malloc(N * sizeof(float));
-        double vn = 0, an = 0, D[2];
-        for (size_t i = 0; i < N; i++) v[i] = urand() - 0.5f, vn += (double)v[i] * v[i];
-        for (size_t i = 0; i < N; i++) v[i] /= (float)sqrt(vn), an += (double)v[i] * gx.data[i];
-        for (int r = 0; r < 2; r++) {
-            float h = r ? 1e-2f : 2e-2f;
-            for (size_t i = 0; i < N; i++) xp.data[i] = x.data[i] + h * v[i];
-            double lp = loss(p, &xp, om, im, &gy);
-            for (size_t i = 0; i < N; i++) xp.data[i] = x.data[i] - h * v[i];
-            double lm = loss(p, &xp, om, im, &gy);
-            D[r] = (lp - lm) / (2 * h);
-        }
-        double fd = (4 * D[1] - D[0]) / 3;
-        char what[200];
-        snprintf(what, sizeof what, "%s: VJP vs FD dir %d (analytic %.6g fd %.6g |gx| %.3g)", name, d, an, fd, gn);
-        CHECK_LE(fabs(an - fd) / (fabs(an) + fabs(fd) + 1e-2 * gn), 3e-3, what);
-        free(v);
-    }
+    fd_ctx ctx = {p, om, im, &gy};
+    fd_check_directions(name, loss, &ctx, &x, &gx, centered, 3, 2e-2f, 3e-3);
     /* each UNet evaluation is counted per image: forward t* steps + backward t* recomputes + 12 FD forwards */
     CHECK_EQ_INT(purifier_unet_evals(p), (long)n * purifier_steps(p) * (2 + 12));
-    tensor_free(&x), tensor_free(&gy), tensor_free(&y), tensor_free(&gx), tensor_free(&xp);
+    tensor_free(&x), tensor_free(&gy), tensor_free(&y), tensor_free(&gx);
     purifier_free(p);
 }
 
