@@ -177,6 +177,7 @@ static const char *const grads[] = {"full", "bpda", NULL};
 
 const char *drq_attack_kind_name(drq_attack_kind k) { return attack_kinds[k]; }
 const char *drq_purifier_kind_name(drq_purifier_kind k) { return purifier_kinds[k]; }
+const char *drq_dataset_kind_name(drq_dataset_kind k) { return dataset_kinds[k]; }
 
 /* Test-split sizes, the default image count of a real dataset. */
 #define DATASET_DEFAULT_SIZE 10000

@@ -288,10 +288,6 @@ static void measure(const drq_job *job, const attack_config *ac, attack_models *
     tensor_free(&pa), tensor_free(&p0), tensor_free(&xmax), tensor_free(&xu), tensor_free(&pu);
 }
 
-static const char *dataset_kind_name(drq_dataset_kind k) {
-    return k == DS_CIFAR10 ? "cifar10" : k == DS_MNIST ? "mnist" : k == DS_FASHION_MNIST ? "fashion-mnist" : "none";
-}
-
 job_status engine_run(const drq_job *job, job_ctx *ctx, drq_row **rows, int64_t *nrows, drq_err *err) {
     const drq_spec *s = job->spec;
     const drq_attack_spec *as = &s->attacks[job->attack];
@@ -304,7 +300,7 @@ job_status engine_run(const drq_job *job, job_ctx *ctx, drq_row **rows, int64_t 
     }
     if (engine_models_get(s, 1, &em, err)) return JOB_FAILED;
     drq_err e2;
-    if (dataset_load(dataset_kind_name(s->dataset.kind), s->dataset.path, "test", (long)job->image_start,
+    if (dataset_load(drq_dataset_kind_name(s->dataset.kind), s->dataset.path, "test", (long)job->image_start,
                      (long)job->image_count, &ds, &e2)) {
         drq_errf(err, "dataset: %s", e2.msg);
         return JOB_FAILED;
