@@ -3,32 +3,10 @@
 
 #include <math.h>
 
-#define PHILOX_M0 0xD2511F53u
-#define PHILOX_M1 0xCD9E8D57u
-#define PHILOX_W0 0x9E3779B9u
-#define PHILOX_W1 0xBB67AE85u
+#include "philox.h"
 
 void philox4x32_10(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4]) {
-    uint32_t c0 = ctr[0], c1 = ctr[1], c2 = ctr[2], c3 = ctr[3];
-    uint32_t k0 = key[0], k1 = key[1];
-    for (int r = 0; r < 10; r++) {
-        if (r > 0) { /* key bump before every round but the first */
-            k0 += PHILOX_W0;
-            k1 += PHILOX_W1;
-        }
-        uint64_t p0 = (uint64_t)PHILOX_M0 * c0;
-        uint64_t p1 = (uint64_t)PHILOX_M1 * c2;
-        uint32_t hi0 = (uint32_t)(p0 >> 32), lo0 = (uint32_t)p0;
-        uint32_t hi1 = (uint32_t)(p1 >> 32), lo1 = (uint32_t)p1;
-        c0 = hi1 ^ c1 ^ k0;
-        c1 = lo1;
-        c2 = hi0 ^ c3 ^ k1;
-        c3 = lo0;
-    }
-    out[0] = c0;
-    out[1] = c1;
-    out[2] = c2;
-    out[3] = c3;
+    drq_philox4x32_10(ctr, key, out);
 }
 
 uint64_t drq_key(uint64_t seed, uint64_t image_index, uint64_t stream) {
@@ -50,20 +28,9 @@ uint64_t drq_derived_seed(uint64_t seed, uint64_t purpose, uint64_t a, uint64_t 
     return drq_splitmix64(h ^ b);
 }
 
-void drq_block(uint64_t key, uint64_t block, uint32_t out[4]) {
-    const uint32_t k[2] = {(uint32_t)key, (uint32_t)(key >> 32)};
-    const uint32_t c[4] = {(uint32_t)block, (uint32_t)(block >> 32), 0, 0};
-    philox4x32_10(c, k, out);
-}
+void drq_block(uint64_t key, uint64_t block, uint32_t out[4]) { drq_philox_block(key, block, out); }
 
-void drq_box_muller(uint32_t x1, uint32_t x2, float *z0, float *z1) {
-    float u1 = ((float)x1 + 1.0f) * 0x1p-32f;
-    float u2 = (float)x2 * 0x1p-32f;
-    float r = sqrtf(-2.0f * logf(u1));
-    float th = DRQ_TWO_PI_F * u2;
-    *z0 = r * cosf(th);
-    *z1 = r * sinf(th);
-}
+void drq_box_muller(uint32_t x1, uint32_t x2, float *z0, float *z1) { drq_philox_box_muller(x1, x2, z0, z1); }
 
 void drq_normal_at(uint64_t key, uint64_t first, size_t n, float *out) {
     size_t i = 0;

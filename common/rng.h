@@ -47,8 +47,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* 2π rounded to float32 (0x40c90fdb). */
-#define DRQ_TWO_PI_F 6.28318530717958647692f
+#include "philox.h" /* the generator itself, shared with the CUDA backend */
 
 /* ---- stream numbers (the third argument of drq_key) ----------------------
  * Each use of randomness has its own number; never reuse one for another

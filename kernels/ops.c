@@ -7,12 +7,19 @@
 
 #include "../common/util.h"
 
-static const drq_backend *const backends[DRQ_NUM_DEVICES] = {[DRQ_CPU] = &drq_backend_cpu};
+static const drq_backend *const backends[DRQ_NUM_DEVICES] = {
+    [DRQ_CPU] = &drq_backend_cpu,
+#ifdef DRQ_HAVE_CUDA
+    [DRQ_CUDA] = &drq_backend_cuda,
+#endif
+};
+
+const drq_backend *drq_backend_for(drq_device dev) { return (unsigned)dev < DRQ_NUM_DEVICES ? backends[dev] : NULL; }
 
 /* The backend that owns t's device; dies if the build has none for it. */
 static const drq_backend *backend_of(const Tensor *t) {
     const drq_backend *b = (unsigned)t->dev < DRQ_NUM_DEVICES ? backends[t->dev] : NULL;
-    if (!b) DIE("no backend for device %d in this build (hint: build with CUDA=1 on a GPU machine)", (int)t->dev);
+    if (!b) DIE("no backend for device %d in this build (hint: build with CUDA=1 where nvcc and cuDNN are installed)", (int)t->dev);
     return b;
 }
 
@@ -234,3 +241,37 @@ void timestep_embedding_backward_input(const float *t, int n, int dim, const Ten
     REQUIRE(gy->n == n && gy->c * gy->h * gy->w == dim && dim >= 4, "timestep_embedding_backward_input", gy, gy);
     backend_of(gy)->timestep_embedding_backward_input(t, n, dim, gy, gt);
 }
+
+void affine_clamp_forward(const Tensor *x, float a, float b, float lo, float hi, Tensor *y) {
+    SAME("affine_clamp_forward", x, y);
+    backend_of(x)->affine_clamp_forward(x, a, b, lo, hi, y);
+}
+
+void affine_clamp_backward_input(const Tensor *x, const Tensor *gy, float a, float b, float lo, float hi, Tensor *gx) {
+    SAME("affine_clamp_backward_input", x, gy);
+    SAME("affine_clamp_backward_input", x, gx);
+    backend_of(x)->affine_clamp_backward_input(x, gy, a, b, lo, hi, gx);
+}
+
+void axpby(float a, const Tensor *x, float b, Tensor *y) {
+    SAME("axpby", x, y);
+    backend_of(x)->axpby(a, x, b, y);
+}
+
+void sampler_step_forward(const Tensor *x, const Tensor *eps, const Tensor *z, const sampler_coef *k, Tensor *y) {
+    SAME("sampler_step_forward", x, eps);
+    SAME("sampler_step_forward", x, y);
+    if (z) SAME("sampler_step_forward", x, z);
+    backend_of(x)->sampler_step_forward(x, eps, z, k, y);
+}
+
+void sampler_step_backward_input(const Tensor *x, const Tensor *eps, const Tensor *g, const sampler_coef *k, Tensor *gx,
+                                 Tensor *geps) {
+    SAME("sampler_step_backward_input", x, eps);
+    SAME("sampler_step_backward_input", x, g);
+    SAME("sampler_step_backward_input", x, gx);
+    SAME("sampler_step_backward_input", x, geps);
+    backend_of(x)->sampler_step_backward_input(x, eps, g, k, gx, geps);
+}
+
+void normal_fill(const uint64_t *keys, Tensor *y) { backend_of(y)->normal_fill(keys, y); }

@@ -4,7 +4,10 @@
  * with respect to its input; parameter gradients are never needed).  Each
  * public function here checks shapes and devices and dispatches through one
  * point, ops.c:backend_of(), to the backend of its tensors' device tag
- * (kernels/cpu today; kernels/cuda later).  Output tensors are allocated by
+ * (kernels/cpu; kernels/cuda in CUDA builds).  Parameter pointers (conv and
+ * linear weights, norm affines) live on the device of the tensors they are
+ * used with; the host arrays t (timestep embedding) and keys (noise) are
+ * always CPU memory.  Output tensors are allocated by
  * the caller with the right shape.  Nothing here knows about jobs, models or
  * files.
  *
@@ -12,6 +15,8 @@
  */
 #ifndef DRQ_OPS_H
 #define DRQ_OPS_H
+
+#include <stdint.h>
 
 #include "tensor.h"
 
@@ -82,10 +87,42 @@ void concat_backward_input(const Tensor *gy, Tensor *ga, Tensor *gb);
 void timestep_embedding_forward(const float *t, int n, int dim, Tensor *y);
 void timestep_embedding_backward_input(const float *t, int n, int dim, const Tensor *gy, float *gt);
 
+/* ---- sampler arithmetic (purification, DESIGN §3) -----------------------
+ * y = clamp(a·x + b, lo, hi) (lo = -INFINITY, hi = INFINITY: no clamp; y may
+ * alias x); the backward passes a·gy where lo < a·x + b < hi, else 0. */
+void affine_clamp_forward(const Tensor *x, float a, float b, float lo, float hi, Tensor *y);
+void affine_clamp_backward_input(const Tensor *x, const Tensor *gy, float a, float b, float lo, float hi, Tensor *gx);
+/* y = a·x + b·y. */
+void axpby(float a, const Tensor *x, float b, Tensor *y);
+/* One reverse step, elementwise:
+ *   x0 = a·x − b·eps, clamped to [−1, 1] when clamp_x0;
+ *   y  = cx0·x0 + cx·x + ceps·eps + cz·z          (z may be NULL: no noise)
+ * DDPM: cx0 = c1, cx = c2, ceps = 0, cz = σ; DDIM: cx0 = √ᾱ', cx = 0, ceps = √(1−ᾱ').
+ * Backward, for the gradient g of y: gx0 = cx0·g (0 where the clamp is active),
+ *   gx = cx·g + a·gx0 (the direct part; the UNet's part is added by the caller),
+ *   geps = ceps·g − b·gx0.  y may alias x. */
+typedef struct {
+    float a, b;
+    int clamp_x0;
+    float cx0, cx, ceps, cz;
+} sampler_coef;
+void sampler_step_forward(const Tensor *x, const Tensor *eps, const Tensor *z, const sampler_coef *k, Tensor *y);
+void sampler_step_backward_input(const Tensor *x, const Tensor *eps, const Tensor *g, const sampler_coef *k, Tensor *gx,
+                                 Tensor *geps);
+/* Image i of y (c·h·w elements) ← standard normals 0, 1, … of keys[i]
+ * (common/rng.h: Philox4x32-10 + Box–Muller; keys: y->n host integers). */
+void normal_fill(const uint64_t *keys, Tensor *y);
+
 /* ---- the backend table ---------------------------------------------------
  * One instance per device.  ops.c validates, then calls through this table. */
 typedef struct drq_backend {
     const char *name;
+    /* memory (NULL for the CPU, which tensor.c handles itself) */
+    int (*available)(void);
+    float *(*alloc)(size_t n); /* zero-filled */
+    void (*release)(float *p);
+    void (*copy)(void *dst, const void *src, size_t bytes); /* either side may be host memory */
+    void (*zero)(float *p, size_t n);
     void (*conv2d_forward)(Conv2d *c, const Tensor *x, Tensor *y);
     void (*conv2d_backward_input)(Conv2d *c, const Tensor *gy, Tensor *gx);
     void (*conv2d_release)(Conv2d *c);
@@ -116,8 +153,21 @@ typedef struct drq_backend {
     void (*concat_backward_input)(const Tensor *gy, Tensor *ga, Tensor *gb);
     void (*timestep_embedding_forward)(const float *t, int n, int dim, Tensor *y);
     void (*timestep_embedding_backward_input)(const float *t, int n, int dim, const Tensor *gy, float *gt);
+    void (*affine_clamp_forward)(const Tensor *x, float a, float b, float lo, float hi, Tensor *y);
+    void (*affine_clamp_backward_input)(const Tensor *x, const Tensor *gy, float a, float b, float lo, float hi,
+                                        Tensor *gx);
+    void (*axpby)(float a, const Tensor *x, float b, Tensor *y);
+    void (*sampler_step_forward)(const Tensor *x, const Tensor *eps, const Tensor *z, const sampler_coef *k, Tensor *y);
+    void (*sampler_step_backward_input)(const Tensor *x, const Tensor *eps, const Tensor *g, const sampler_coef *k,
+                                        Tensor *gx, Tensor *geps);
+    void (*normal_fill)(const uint64_t *keys, Tensor *y);
 } drq_backend;
 
 extern const drq_backend drq_backend_cpu;
+#ifdef DRQ_HAVE_CUDA
+extern const drq_backend drq_backend_cuda;
+#endif
+/* The backend of dev in this build, or NULL. */
+const drq_backend *drq_backend_for(drq_device dev);
 
 #endif

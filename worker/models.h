@@ -38,8 +38,12 @@ int wrn_config_parse(const char *arg, wrn_config *c, drq_err *err);
 typedef struct unet unet;
 typedef struct wrn wrn;
 
-/* weights NULL: random parameters from seed (benchmarks and self-tests). */
+/* weights NULL: random parameters from seed (benchmarks and self-tests).
+ * The _on variants place parameters and activations on dev: forward and
+ * backward then take tensors on dev (the timestep array t stays on the host). */
 unet *unet_load(const unet_config *c, st_file *weights, uint64_t seed, drq_err *err);
+unet *unet_load_on(const unet_config *c, st_file *weights, uint64_t seed, drq_device dev, drq_err *err);
+drq_device unet_device(const unet *m);
 size_t unet_param_count(const unet *m);
 /* eps = ε_θ(x, t): x n × in × R × R, t n step indices (float), eps n × out × R × R. */
 void unet_forward(unet *m, const Tensor *x, const float *t, Tensor *eps);
@@ -48,6 +52,8 @@ void unet_backward(unet *m, const Tensor *geps, Tensor *gx);
 void unet_free(unet *m);
 
 wrn *wrn_load(const wrn_config *c, st_file *weights, uint64_t seed, drq_err *err);
+wrn *wrn_load_on(const wrn_config *c, st_file *weights, uint64_t seed, drq_device dev, drq_err *err);
+drq_device wrn_device(const wrn *m);
 size_t wrn_param_count(const wrn *m);
 int wrn_num_classes(const wrn *m);
 /* logits = f(x): x n × in × H × W in [0,1], logits n × classes × 1 × 1. */

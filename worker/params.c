@@ -27,15 +27,13 @@ static void shape_str(char *buf, size_t n, int ndim, const int64_t *s64, const i
     if (o < n) snprintf(buf + o, n - o, "]");
 }
 
-const float *params_get(params *p, param_init init, int ndim, const int *shape, const char *fmt, ...) {
-    static const float dummy[1] = {0};
-    char name[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(name, sizeof name, fmt, ap);
-    va_end(ap);
+static const float dummy[1] = {0};
+
+/* The host tensor NAME (see params_get); *numel gets its size. */
+static const float *get_host(params *p, param_init init, int ndim, const int *shape, const char *name, size_t *numel_out) {
     size_t numel = 1;
     for (int i = 0; i < ndim; i++) numel *= (size_t)shape[i];
+    *numel_out = numel;
     if (p->failed) return dummy;
     p->count += numel;
 
@@ -75,6 +73,36 @@ const float *params_get(params *p, param_init init, int ndim, const int *shape, 
     return t->data;
 }
 
+const float *params_on_device(params *p, const float *host, size_t n) {
+    if (p->dev == DRQ_CPU || p->failed) return host;
+    float *d = drq_dev_alloc(p->dev, n);
+    drq_dev_copy(d, p->dev, host, DRQ_CPU, n * sizeof(float));
+    p->dev_owned = xrealloc(p->dev_owned, sizeof(float *) * (p->n_dev + 1));
+    p->dev_owned[p->n_dev++] = d;
+    return d;
+}
+
+const float *params_get(params *p, param_init init, int ndim, const int *shape, const char *fmt, ...) {
+    char name[256];
+    size_t numel;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(name, sizeof name, fmt, ap);
+    va_end(ap);
+    const float *h = get_host(p, init, ndim, shape, name, &numel);
+    return h == dummy ? h : params_on_device(p, h, numel);
+}
+
+const float *params_get_host(params *p, param_init init, int ndim, const int *shape, const char *fmt, ...) {
+    char name[256];
+    size_t numel;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(name, sizeof name, fmt, ap);
+    va_end(ap);
+    return get_host(p, init, ndim, shape, name, &numel);
+}
+
 int params_finish(params *p) {
     if (p->failed) return -1;
     if (!p->file) return 0;
@@ -93,4 +121,7 @@ void params_free(params *p) {
     for (int i = 0; i < p->n_owned; i++) free(p->owned[i]);
     free(p->owned);
     p->owned = NULL, p->n_owned = 0;
+    for (int i = 0; i < p->n_dev; i++) drq_dev_free(p->dev, p->dev_owned[i]);
+    free(p->dev_owned);
+    p->dev_owned = NULL, p->n_dev = 0;
 }

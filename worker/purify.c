@@ -8,6 +8,7 @@
 
 #include "../common/rng.h"
 #include "../common/util.h"
+#include "../kernels/ops.h"
 
 
 struct purifier {
@@ -18,12 +19,18 @@ struct purifier {
     int *step, *prev;  /* step k: UNet index i = step[k]; DDIM's next index prev[k] (−1: ᾱ = 1) */
     Tensor *xs;        /* xs[k]: state entering step k (kept for backward) */
     int kept;          /* forward states valid for backward */
+    drq_device dev;    /* the UNet's (CPU for PURIFY_NONE) */
     Tensor x, eps, g, gx0, geps, gu;
     Tensor final;      /* x_d-space output before the [0,1] map, for the clamp mask */
-    float *tvec;
+    Tensor xin, yout;  /* inputs copied to / outputs staged on dev */
+    float *tvec;       /* host: the step index per image */
+    uint64_t *keys;    /* host: noise keys per image */
     int tcap;
     long evals;
 };
+
+/* Sizes t like x on the purifier's device. */
+#define ENSURE(t, like) tensor_ensure_on((t), p->dev, (like)->n, (like)->c, (like)->h, (like)->w)
 
 static double abar_at(const purifier *p, int i) { return i < 0 ? 1.0 : p->abar[i]; }
 
@@ -31,6 +38,7 @@ purifier *purifier_new(unet *u, const purify_config *c) {
     purifier *p = xcalloc(1, sizeof *p);
     p->c = *c;
     p->u = u;
+    p->dev = u ? unet_device(u) : DRQ_CPU;
     if (c->kind == PURIFY_NONE) return p;
     if (!u) DIE("purifier_new: a diffusion purifier needs a UNet");
     if (c->t_star < 1 || c->t_star > DIFF_T) DIE("purifier_new: t* = %d outside 1..%d", c->t_star, DIFF_T);
@@ -55,29 +63,25 @@ purifier *purifier_new(unet *u, const purify_config *c) {
 void purifier_free(purifier *p) {
     if (!p) return;
     for (int k = 0; k < p->nsteps; k++) tensor_free(&p->xs[k]);
-    Tensor *ts[] = {&p->x, &p->eps, &p->g, &p->gx0, &p->geps, &p->gu, &p->final};
+    Tensor *ts[] = {&p->x, &p->eps, &p->g, &p->gx0, &p->geps, &p->gu, &p->final, &p->xin, &p->yout};
     for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) tensor_free(ts[i]);
-    free(p->xs), free(p->step), free(p->prev), free(p->tvec);
+    free(p->xs), free(p->step), free(p->prev), free(p->tvec), free(p->keys);
     free(p);
 }
 
 long purifier_unet_evals(const purifier *p) { return p->evals; }
 int purifier_steps(const purifier *p) { return p->nsteps; }
 
-/* Fills out (n × per floats) with image i's normals for STREAM. */
-static void noise(const uint64_t *omega, const int64_t *image, uint64_t stream, int n, size_t per, float *out) {
-    for (int i = 0; i < n; i++) drq_normal(drq_key(omega[i], (uint64_t)image[i], stream), per, out + (size_t)i * per);
+/* Fills out (on the purifier's device) with each image's normals for STREAM. */
+static void noise(purifier *p, const uint64_t *omega, const int64_t *image, uint64_t stream, Tensor *out) {
+    for (int i = 0; i < out->n; i++) p->keys[i] = drq_key(omega[i], (uint64_t)image[i], stream);
+    normal_fill(p->keys, out);
 }
 
 /* ε_θ(x, i) for the whole batch into p->eps. */
 static void eps_at(purifier *p, const Tensor *x, int i) {
-    if (p->tcap < x->n) {
-        free(p->tvec);
-        p->tvec = xmalloc(sizeof(float) * x->n);
-        p->tcap = x->n;
-    }
     for (int j = 0; j < x->n; j++) p->tvec[j] = (float)i;
-    tensor_ensure(&p->eps, x->n, x->c, x->h, x->w);
+    ENSURE(&p->eps, x);
     unet_forward(p->u, x, p->tvec, &p->eps);
     p->evals += x->n;
 }
@@ -88,111 +92,112 @@ static double sigma_at(const purifier *p, int i) {
     return sqrt(var);
 }
 
-void purify_forward(purifier *p, const Tensor *x, const uint64_t *omega, const int64_t *image, int keep, Tensor *y,
+/* The coefficients of reverse step k (see ops.h sampler_step_forward). */
+static sampler_coef step_coef(const purifier *p, int k) {
+    int i = p->step[k];
+    sampler_coef c = {0};
+    c.a = (float)sqrt(1.0 / p->abar[i]), c.b = (float)sqrt(1.0 / p->abar[i] - 1.0);
+    c.clamp_x0 = p->c.clamp_x0;
+    if (p->c.kind == PURIFY_DDIM) {
+        double abp = abar_at(p, p->prev[k]);
+        c.cx0 = (float)sqrt(abp), c.ceps = (float)sqrt(1.0 - abp);
+    } else {
+        double abm = abar_at(p, i - 1);
+        c.cx0 = (float)(p->beta[i] * sqrt(abm) / (1.0 - p->abar[i]));
+        c.cx = (float)((1.0 - abm) * sqrt(1.0 - p->beta[i]) / (1.0 - p->abar[i]));
+        c.cz = i > 0 ? (float)sigma_at(p, i) : 0.0f;
+    }
+    return c;
+}
+
+/* A tensor on the purifier's device with x's contents: x itself when it
+ * already lives there, else a copy in buf. */
+static const Tensor *on_dev(purifier *p, const Tensor *x, Tensor *buf) {
+    if (x->dev == p->dev) return x;
+    tensor_ensure_on(buf, p->dev, x->n, x->c, x->h, x->w);
+    tensor_copy(buf, x);
+    return buf;
+}
+
+/* Writes src into dst, which may live on another device. */
+static void to_out(const Tensor *src, Tensor *dst) {
+    if (dst->data != src->data) tensor_copy(dst, src);
+}
+
+/* Sizes the per-batch host arrays. */
+static void ensure_batch(purifier *p, int n) {
+    if (p->tcap >= n) return;
+    free(p->tvec), free(p->keys);
+    p->tvec = xmalloc(sizeof(float) * n);
+    p->keys = xmalloc(sizeof(uint64_t) * n);
+    p->tcap = n;
+}
+
+void purify_forward(purifier *p, const Tensor *x_in, const uint64_t *omega, const int64_t *image, int keep, Tensor *y,
                     Tensor *xmax) {
-    size_t N = tensor_numel(x), per = N / x->n;
+    const Tensor *x = on_dev(p, x_in, &p->xin);
+    p->kept = keep;
     if (p->c.kind == PURIFY_NONE) {
-        memcpy(y->data, x->data, N * sizeof(float));
-        if (xmax) memcpy(xmax->data, x->data, N * sizeof(float));
-        p->kept = keep;
+        to_out(x, y);
+        if (xmax) to_out(x, xmax);
         return;
     }
-    tensor_ensure(&p->x, x->n, x->c, x->h, x->w);
-    float *s = p->x.data;
-    for (size_t e = 0; e < N; e++) s[e] = 2.0f * x->data[e] - 1.0f;
+    ensure_batch(p, x->n);
+    Tensor *s = &p->x;
+    ENSURE(s, x);
+    affine_clamp_forward(x, 2.0f, -1.0f, -INFINITY, INFINITY, s); /* [0,1] → [-1,1] */
     if (p->c.kind != PURIFY_REVERSE) { /* one-shot forward noising to t* */
         float a = (float)sqrt(p->abar[p->c.t_star - 1]), b = (float)sqrt(1.0 - p->abar[p->c.t_star - 1]);
-        tensor_ensure(&p->g, x->n, x->c, x->h, x->w); /* scratch for ε */
-        noise(omega, image, DRQ_STREAM_FORWARD_EPS, x->n, per, p->g.data);
-        for (size_t e = 0; e < N; e++) s[e] = a * s[e] + b * p->g.data[e];
+        ENSURE(&p->g, x); /* scratch for ε */
+        noise(p, omega, image, DRQ_STREAM_FORWARD_EPS, &p->g);
+        axpby(b, &p->g, a, s);
     }
-    if (xmax)
-        for (size_t e = 0; e < N; e++) xmax->data[e] = 0.5f * (s[e] + 1.0f);
-    tensor_ensure(&p->gx0, x->n, x->c, x->h, x->w); /* scratch for z */
+    if (xmax) {
+        ENSURE(&p->gx0, x);
+        affine_clamp_forward(s, 0.5f, 0.5f, -INFINITY, INFINITY, &p->gx0);
+        to_out(&p->gx0, xmax);
+    }
+    ENSURE(&p->gx0, x); /* scratch for z */
     for (int k = 0; k < p->nsteps; k++) {
         int i = p->step[k];
         if (keep) {
-            tensor_ensure(&p->xs[k], x->n, x->c, x->h, x->w);
-            memcpy(p->xs[k].data, s, N * sizeof(float));
+            ENSURE(&p->xs[k], x);
+            tensor_copy(&p->xs[k], s);
         }
-        eps_at(p, &p->x, i);
-        const float *ep = p->eps.data;
-        float a = (float)sqrt(1.0 / p->abar[i]), b = (float)sqrt(1.0 / p->abar[i] - 1.0);
-        if (p->c.kind == PURIFY_DDIM) {
-            double abp = abar_at(p, p->prev[k]);
-            float ca = (float)sqrt(abp), cb = (float)sqrt(1.0 - abp);
-            for (size_t e = 0; e < N; e++) {
-                float x0 = a * s[e] - b * ep[e];
-                if (p->c.clamp_x0) x0 = fminf(1.0f, fmaxf(-1.0f, x0));
-                s[e] = ca * x0 + cb * ep[e];
-            }
-        } else {
-            double abm = abar_at(p, i - 1);
-            float c1 = (float)(p->beta[i] * sqrt(abm) / (1.0 - p->abar[i]));
-            float c2 = (float)((1.0 - abm) * sqrt(1.0 - p->beta[i]) / (1.0 - p->abar[i]));
-            float sg = i > 0 ? (float)sigma_at(p, i) : 0.0f;
-            if (i > 0) noise(omega, image, drq_stream_reverse((unsigned)i), x->n, per, p->gx0.data);
-            for (size_t e = 0; e < N; e++) {
-                float x0 = a * s[e] - b * ep[e];
-                if (p->c.clamp_x0) x0 = fminf(1.0f, fmaxf(-1.0f, x0));
-                s[e] = c1 * x0 + c2 * s[e] + (i > 0 ? sg * p->gx0.data[e] : 0.0f);
-            }
-        }
+        eps_at(p, s, i);
+        sampler_coef c = step_coef(p, k);
+        int noisy = p->c.kind != PURIFY_DDIM && i > 0;
+        if (noisy) noise(p, omega, image, drq_stream_reverse((unsigned)i), &p->gx0);
+        sampler_step_forward(s, &p->eps, noisy ? &p->gx0 : NULL, &c, s);
     }
-    tensor_ensure(&p->final, x->n, x->c, x->h, x->w);
-    memcpy(p->final.data, s, N * sizeof(float));
-    for (size_t e = 0; e < N; e++) {
-        float v = 0.5f * (s[e] + 1.0f);
-        y->data[e] = p->c.clamp_out ? fminf(1.0f, fmaxf(0.0f, v)) : v;
-    }
-    p->kept = keep;
+    ENSURE(&p->final, x);
+    tensor_copy(&p->final, s);
+    ENSURE(&p->yout, x);
+    affine_clamp_forward(s, 0.5f, 0.5f, p->c.clamp_out ? 0.0f : -INFINITY, p->c.clamp_out ? 1.0f : INFINITY, &p->yout);
+    to_out(&p->yout, y);
 }
 
-void purify_backward(purifier *p, const Tensor *gy, Tensor *gx) {
-    size_t N = tensor_numel(gy);
+void purify_backward(purifier *p, const Tensor *gy_in, Tensor *gx) {
     if (!p->kept) DIE("purify_backward: the last purify_forward did not keep its states (keep = 0)");
+    const Tensor *gy = on_dev(p, gy_in, &p->xin);
     if (p->c.kind == PURIFY_NONE) {
-        memcpy(gx->data, gy->data, N * sizeof(float));
+        to_out(gy, gx);
         return;
     }
-    int n = gy->n;
     Tensor *g = &p->g;
-    tensor_ensure(g, n, gy->c, gy->h, gy->w);
-    tensor_ensure(&p->gx0, n, gy->c, gy->h, gy->w);
-    tensor_ensure(&p->geps, n, gy->c, gy->h, gy->w);
-    tensor_ensure(&p->gu, n, gy->c, gy->h, gy->w);
-    for (size_t e = 0; e < N; e++) { /* y = clamp((x + 1)/2) */
-        float v = 0.5f * (p->final.data[e] + 1.0f);
-        g->data[e] = (!p->c.clamp_out || (v > 0.0f && v < 1.0f)) ? 0.5f * gy->data[e] : 0.0f;
-    }
+    ENSURE(g, gy), ENSURE(&p->gx0, gy), ENSURE(&p->geps, gy), ENSURE(&p->gu, gy);
+    /* y = clamp((x + 1)/2) */
+    affine_clamp_backward_input(&p->final, gy, 0.5f, 0.5f, p->c.clamp_out ? 0.0f : -INFINITY,
+                                p->c.clamp_out ? 1.0f : INFINITY, g);
     for (int k = p->nsteps - 1; k >= 0; k--) {
-        int i = p->step[k];
-        const float *xi = p->xs[k].data;
-        eps_at(p, &p->xs[k], i); /* recompute this step's UNet activations */
-        const float *ep = p->eps.data;
-        float a = (float)sqrt(1.0 / p->abar[i]), b = (float)sqrt(1.0 / p->abar[i] - 1.0);
-        float cx0, cx, ceps; /* ∂x_next/∂x0, ∂x_next/∂x (direct), ∂x_next/∂ε (direct) */
-        if (p->c.kind == PURIFY_DDIM) {
-            double abp = abar_at(p, p->prev[k]);
-            cx0 = (float)sqrt(abp), cx = 0.0f, ceps = (float)sqrt(1.0 - abp);
-        } else {
-            double abm = abar_at(p, i - 1);
-            cx0 = (float)(p->beta[i] * sqrt(abm) / (1.0 - p->abar[i]));
-            cx = (float)((1.0 - abm) * sqrt(1.0 - p->beta[i]) / (1.0 - p->abar[i]));
-            ceps = 0.0f;
-        }
-        for (size_t e = 0; e < N; e++) {
-            float gx0 = cx0 * g->data[e];
-            if (p->c.clamp_x0) {
-                float x0 = a * xi[e] - b * ep[e];
-                if (x0 <= -1.0f || x0 >= 1.0f) gx0 = 0.0f;
-            }
-            p->geps.data[e] = ceps * g->data[e] - b * gx0;
-            p->gx0.data[e] = cx * g->data[e] + a * gx0; /* direct part of ∂/∂x_i */
-        }
+        eps_at(p, &p->xs[k], p->step[k]); /* recompute this step's UNet activations */
+        sampler_coef c = step_coef(p, k);
+        sampler_step_backward_input(&p->xs[k], &p->eps, g, &c, &p->gx0, &p->geps);
         unet_backward(p->u, &p->geps, &p->gu);
-        for (size_t e = 0; e < N; e++) g->data[e] = p->gx0.data[e] + p->gu.data[e];
+        add_forward(&p->gx0, &p->gu, g);
     }
     float a = p->c.kind == PURIFY_REVERSE ? 1.0f : (float)sqrt(p->abar[p->c.t_star - 1]);
-    for (size_t e = 0; e < N; e++) gx->data[e] = 2.0f * a * g->data[e];
+    ENSURE(&p->yout, gy);
+    affine_clamp_forward(g, 2.0f * a, 0.0f, -INFINITY, INFINITY, &p->yout);
+    to_out(&p->yout, gx);
 }

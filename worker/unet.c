@@ -25,8 +25,7 @@
  * ===================================================================== */
 typedef struct {
     const float *gamma, *beta;
-    float *stats; /* n × 32 × {mean, rstd} of the last forward */
-    int cap;
+    Tensor stats; /* n × 32 × {mean, rstd} of the last forward, on x's device */
 } gnorm;
 
 static void gnorm_bind(gnorm *g, params *p, int c, const char *prefix) {
@@ -35,16 +34,12 @@ static void gnorm_bind(gnorm *g, params *p, int c, const char *prefix) {
 }
 
 static void gnorm_forward(gnorm *g, const Tensor *x, Tensor *y) {
-    if (g->cap < x->n) {
-        free(g->stats);
-        g->stats = xmalloc(sizeof(float) * 2 * GN_GROUPS * x->n);
-        g->cap = x->n;
-    }
-    group_norm_forward(x, GN_GROUPS, GN_EPS, g->gamma, g->beta, y, g->stats);
+    tensor_ensure_on(&g->stats, x->dev, x->n, 2 * GN_GROUPS, 1, 1);
+    group_norm_forward(x, GN_GROUPS, GN_EPS, g->gamma, g->beta, y, g->stats.data);
 }
 
 static void gnorm_backward(gnorm *g, const Tensor *x, const Tensor *gy, Tensor *gx) {
-    group_norm_backward_input(x, gy, GN_GROUPS, g->gamma, g->stats, gx);
+    group_norm_backward_input(x, gy, GN_GROUPS, g->gamma, g->stats.data, gx);
 }
 
 static Conv2d conv_bind(params *p, int cin, int cout, int k, int stride, int pad, const char *prefix) {
@@ -53,7 +48,8 @@ static Conv2d conv_bind(params *p, int cin, int cout, int k, int stride, int pad
     return conv2d_make(cin, cout, k, stride, pad, w, b);
 }
 
-#define ENSURE_LIKE(t, n_, c_, h_, w_) tensor_ensure((t), (n_), (c_), (h_), (w_))
+/* Every activation lives on the device of the tensor x the layer works on. */
+#define ENSURE_LIKE(t, n_, c_, h_, w_) tensor_ensure_on((t), x->dev, (n_), (c_), (h_), (w_))
 
 /* =====================================================================
  * ResnetBlock: h = conv1(swish(norm1(x))) + temb_proj(swish(temb));
@@ -133,7 +129,7 @@ static void res_backward(resblock *r, const Tensor *x, const Tensor *gout, Tenso
 
 static void res_free(resblock *r) {
     conv2d_release(&r->conv1), conv2d_release(&r->conv2), conv2d_release(&r->nin_shortcut);
-    free(r->norm1.stats), free(r->norm2.stats);
+    tensor_free(&r->norm1.stats), tensor_free(&r->norm2.stats);
     Tensor *ts[] = {&r->h1, &r->c1, &r->h2, &r->tmp, &r->tproj, &r->ga, &r->gb};
     for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) tensor_free(ts[i]);
 }
@@ -192,7 +188,7 @@ static void attn_backward(attnblock *a, const Tensor *x, const Tensor *gout, Ten
 
 static void attn_free(attnblock *a) {
     conv2d_release(&a->q), conv2d_release(&a->k), conv2d_release(&a->v), conv2d_release(&a->proj_out);
-    free(a->norm.stats);
+    tensor_free(&a->norm.stats);
     Tensor *ts[] = {&a->hn, &a->tq, &a->tk, &a->tv, &a->p, &a->h, &a->ga, &a->gq, &a->gk, &a->gv};
     for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) tensor_free(ts[i]);
 }
@@ -319,9 +315,16 @@ static void build(unet *m) {
 }
 
 unet *unet_load(const unet_config *c, st_file *weights, uint64_t seed, drq_err *err) {
+    return unet_load_on(c, weights, seed, DRQ_CPU, err);
+}
+
+drq_device unet_device(const unet *m) { return m->p.dev; }
+
+unet *unet_load_on(const unet_config *c, st_file *weights, uint64_t seed, drq_device dev, drq_err *err) {
     unet *m = xcalloc(1, sizeof *m);
     m->cfg = *c;
     params_init(&m->p, weights, seed, "ddpm-unet", err);
+    m->p.dev = dev;
     build(m);
     if (params_finish(&m->p)) {
         unet_free(m);
@@ -393,6 +396,8 @@ void unet_forward(unet *m, const Tensor *x, const float *t, Tensor *eps) {
         eps->c != c->out_ch || eps->h != x->h || eps->w != x->w)
         DIE("unet_forward: input %dx%dx%dx%d / output %dx%dx%dx%d do not match the config (in %d, out %d, res %d)",
             x->n, x->c, x->h, x->w, eps->n, eps->c, eps->h, eps->w, c->in_channels, c->out_ch, c->resolution);
+    if (x->dev != m->p.dev || eps->dev != m->p.dev)
+        DIE("unet_forward: tensors on %s, the model on %s", drq_device_name(x->dev), drq_device_name(m->p.dev));
     /* timestep embedding → dense → swish → dense; every block uses swish(temb) */
     ENSURE_LIKE(&m->emb, n, c->ch, 1, 1);
     ENSURE_LIKE(&m->temb_h, n, m->temb_ch, 1, 1);
@@ -418,12 +423,13 @@ void unet_forward(unet *m, const Tensor *x, const float *t, Tensor *eps) {
         h = &nd->out;
         if (nd->push) m->skips[nd->slot] = h;
     }
-    memcpy(eps->data, h->data, tensor_numel(eps) * sizeof(float));
+    tensor_copy(eps, h);
 }
 
 void unet_backward(unet *m, const Tensor *geps, Tensor *gx) {
+    const Tensor *x = geps; /* for ENSURE_LIKE's device */
     ENSURE_LIKE(&m->gtop, geps->n, geps->c, geps->h, geps->w);
-    memcpy(m->gtop.data, geps->data, tensor_numel(geps) * sizeof(float));
+    tensor_copy(&m->gtop, geps);
     Tensor *g = &m->gtop;
     for (int i = m->n_nodes - 1; i >= 0; i--) {
         node *nd = &m->nodes[i];
@@ -439,7 +445,7 @@ void unet_backward(unet *m, const Tensor *geps, Tensor *gx) {
         }
     }
     if (!tensor_same_shape(g, gx)) DIE("unet_backward: gx shape does not match the last forward's x");
-    memcpy(gx->data, g->data, tensor_numel(gx) * sizeof(float));
+    tensor_copy(gx, g);
 }
 
 void unet_free(unet *m) {
@@ -449,7 +455,7 @@ void unet_free(unet *m) {
         if (nd->kind == N_RES) res_free(&nd->res);
         if (nd->kind == N_ATTN) attn_free(&nd->attn);
         conv2d_release(&nd->conv);
-        free(nd->norm.stats);
+        tensor_free(&nd->norm.stats);
         Tensor *ts[] = {&nd->cat, &nd->mid, &nd->tmp, &nd->out, &nd->gin, &nd->gh};
         for (size_t k = 0; k < sizeof ts / sizeof ts[0]; k++) tensor_free(ts[k]);
     }

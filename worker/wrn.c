@@ -17,18 +17,22 @@
 #define BN_EPS 1e-5f
 
 typedef struct {
-    float *scale, *shift;
+    float *hscale, *hshift;          /* folded on the host */
+    const float *scale, *shift;      /* the same on the model's device (params owns device copies) */
 } bnorm;
 
 static void bn_bind(bnorm *b, params *p, int c, const char *prefix) {
-    const float *w = params_get(p, P_ONE, SHAPE1(c), "%s.weight", prefix);
-    const float *bb = params_get(p, P_ZERO, SHAPE1(c), "%s.bias", prefix);
-    const float *mean = params_get(p, P_ZERO, SHAPE1(c), "%s.running_mean", prefix);
-    const float *var = params_get(p, P_VAR, SHAPE1(c), "%s.running_var", prefix);
-    b->scale = xmalloc(sizeof(float) * c);
-    b->shift = xmalloc(sizeof(float) * c);
+    const float *w = params_get_host(p, P_ONE, SHAPE1(c), "%s.weight", prefix);
+    const float *bb = params_get_host(p, P_ZERO, SHAPE1(c), "%s.bias", prefix);
+    const float *mean = params_get_host(p, P_ZERO, SHAPE1(c), "%s.running_mean", prefix);
+    const float *var = params_get_host(p, P_VAR, SHAPE1(c), "%s.running_var", prefix);
+    b->hscale = xcalloc(c, sizeof(float));
+    b->hshift = xcalloc(c, sizeof(float));
+    b->scale = b->hscale, b->shift = b->hshift;
     if (p->failed) return; /* dummies: nothing to fold */
-    batch_norm_fold(c, w, bb, mean, var, BN_EPS, b->scale, b->shift);
+    batch_norm_fold(c, w, bb, mean, var, BN_EPS, b->hscale, b->hshift);
+    b->scale = params_on_device(p, b->hscale, c);
+    b->shift = params_on_device(p, b->hshift, c);
 }
 
 static Conv2d conv_nobias(params *p, int cin, int cout, int k, int stride, int pad, const char *name) {
@@ -54,10 +58,10 @@ typedef struct {
 static void block_forward(block *b, const Tensor *x, Tensor *out) {
     int n = x->n, oh, ow;
     conv2d_out_hw(&b->conv1, x->h, x->w, &oh, &ow);
-    tensor_ensure(&b->a1, n, b->cin, x->h, x->w);
-    tensor_ensure(&b->a2, n, b->cout, oh, ow);
-    tensor_ensure(&b->tmp, n, b->cout, oh, ow);
-    tensor_ensure(out, n, b->cout, oh, ow);
+    tensor_ensure_on(&b->a1, x->dev, n, b->cin, x->h, x->w);
+    tensor_ensure_on(&b->a2, x->dev, n, b->cout, oh, ow);
+    tensor_ensure_on(&b->tmp, x->dev, n, b->cout, oh, ow);
+    tensor_ensure_on(out, x->dev, n, b->cout, oh, ow);
     batch_norm_forward(x, b->bn1.scale, b->bn1.shift, &b->a1);
     relu_forward(&b->a1, &b->a1);
     conv2d_forward(&b->conv1, &b->a1, &b->tmp);
@@ -76,9 +80,9 @@ static void block_forward(block *b, const Tensor *x, Tensor *out) {
  * same sign pattern as its input, so the saved a1/a2 serve. */
 static void block_backward(block *b, const Tensor *x, const Tensor *gout, Tensor *gx) {
     int n = x->n;
-    tensor_ensure(&b->ga, n, b->cout, gout->h, gout->w);
-    tensor_ensure(&b->gb, n, b->cin, x->h, x->w);
-    tensor_ensure(gx, n, b->cin, x->h, x->w);
+    tensor_ensure_on(&b->ga, x->dev, n, b->cout, gout->h, gout->w);
+    tensor_ensure_on(&b->gb, x->dev, n, b->cin, x->h, x->w);
+    tensor_ensure_on(gx, x->dev, n, b->cin, x->h, x->w);
     conv2d_backward_input(&b->conv2, gout, &b->ga);
     relu_backward_input(&b->a2, &b->ga, &b->ga);
     batch_norm_backward_input(&b->ga, b->bn2.scale, &b->ga);
@@ -109,10 +113,17 @@ struct wrn {
 };
 
 wrn *wrn_load(const wrn_config *c, st_file *weights, uint64_t seed, drq_err *err) {
+    return wrn_load_on(c, weights, seed, DRQ_CPU, err);
+}
+
+drq_device wrn_device(const wrn *m) { return m->p.dev; }
+
+wrn *wrn_load_on(const wrn_config *c, st_file *weights, uint64_t seed, drq_device dev, drq_err *err) {
     wrn *m = xcalloc(1, sizeof *m);
     char nm[160];
     m->cfg = *c;
     params_init(&m->p, weights, seed, "wrn", err);
+    m->p.dev = dev;
     params *p = &m->p;
     int per = (c->depth - 4) / 6, chs[4] = {16, 16 * c->widen, 32 * c->widen, 64 * c->widen};
     m->conv1 = conv_nobias(p, c->in_channels, chs[0], 3, 1, 1, "conv1.weight");
@@ -164,16 +175,18 @@ void wrn_forward(wrn *m, const Tensor *x, Tensor *logits) {
     if (x->c != c->in_channels || logits->n != n || logits->c * logits->h * logits->w != c->num_classes)
         DIE("wrn_forward: input %dx%dx%dx%d / logits %dx%d do not match the config (in %d, classes %d)", x->n, x->c,
             x->h, x->w, logits->n, logits->c, c->in_channels, c->num_classes);
+    if (x->dev != m->p.dev || logits->dev != m->p.dev)
+        DIE("wrn_forward: tensors on %s, the model on %s", drq_device_name(x->dev), drq_device_name(m->p.dev));
     m->x = x;
-    tensor_ensure(&m->h0, n, 16, x->h, x->w);
+    tensor_ensure_on(&m->h0, x->dev, n, 16, x->h, x->w);
     conv2d_forward(&m->conv1, x, &m->h0);
     const Tensor *h = &m->h0;
     for (int i = 0; i < m->n_blocks; i++) {
         block_forward(&m->blocks[i], h, &m->outs[i]);
         h = &m->outs[i];
     }
-    tensor_ensure(&m->head, n, m->feat, h->h, h->w);
-    tensor_ensure(&m->pooled, n, m->feat, 1, 1);
+    tensor_ensure_on(&m->head, x->dev, n, m->feat, h->h, h->w);
+    tensor_ensure_on(&m->pooled, x->dev, n, m->feat, 1, 1);
     batch_norm_forward(h, m->bn1.scale, m->bn1.shift, &m->head);
     relu_forward(&m->head, &m->head);
     avgpool_global_forward(&m->head, &m->pooled);
@@ -182,8 +195,8 @@ void wrn_forward(wrn *m, const Tensor *x, Tensor *logits) {
 
 void wrn_backward(wrn *m, const Tensor *glogits, Tensor *gx) {
     int n = glogits->n;
-    tensor_ensure(&m->gp, n, m->feat, 1, 1);
-    tensor_ensure(&m->gh, n, m->feat, m->head.h, m->head.w);
+    tensor_ensure_on(&m->gp, glogits->dev, n, m->feat, 1, 1);
+    tensor_ensure_on(&m->gh, glogits->dev, n, m->feat, m->head.h, m->head.w);
     linear_backward_input(m->fc_w, m->feat, m->cfg.num_classes, glogits, &m->gp);
     avgpool_global_backward_input(&m->gp, &m->gh);
     relu_backward_input(&m->head, &m->gh, &m->gh);
@@ -205,12 +218,12 @@ void wrn_free(wrn *m) {
     for (int i = 0; i < m->n_blocks; i++) {
         block *b = &m->blocks[i];
         conv2d_release(&b->conv1), conv2d_release(&b->conv2), conv2d_release(&b->shortcut);
-        free(b->bn1.scale), free(b->bn1.shift), free(b->bn2.scale), free(b->bn2.shift);
+        free(b->bn1.hscale), free(b->bn1.hshift), free(b->bn2.hscale), free(b->bn2.hshift);
         tensor_free(&b->a1), tensor_free(&b->a2), tensor_free(&b->tmp), tensor_free(&b->ga), tensor_free(&b->gb);
         tensor_free(&m->outs[i]);
     }
     conv2d_release(&m->conv1);
-    free(m->bn1.scale), free(m->bn1.shift);
+    free(m->bn1.hscale), free(m->bn1.hshift);
     Tensor *ts[] = {&m->h0, &m->head, &m->pooled, &m->g0, &m->g1, &m->gh, &m->gp};
     for (size_t k = 0; k < sizeof ts / sizeof ts[0]; k++) tensor_free(ts[k]);
     free(m->blocks), free(m->outs);

@@ -1,7 +1,6 @@
-/* cpu.h — the CPU backend's entry points, gathered into drq_backend_cpu by
- * kernels/cpu/backend.c.  Convolutions live in conv.c, everything else in
- * ops_cpu.c.  Loops are OpenMP-parallel; GEMMs go to OpenBLAS, convolutions
- * to the library chosen by measurement (see conv.c). */
+/* cpu.h — the CPU backend's convolution entry points (conv.c), gathered
+ * with the rest (ops_cpu.c) into drq_backend_cpu.  Loops are OpenMP-parallel;
+ * GEMMs and convolutions go to oneDNN (see conv.c for the measurements). */
 #ifndef DRQ_CPU_H
 #define DRQ_CPU_H
 

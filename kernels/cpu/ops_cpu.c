@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../common/rng.h"
 #include "../../common/util.h"
 #include "cpu.h"
 
@@ -388,6 +389,69 @@ static void cpu_timestep_embedding_backward_input(const float *t, int n, int dim
     }
 }
 
+/* =====================================================================
+ * sampler arithmetic
+ * ===================================================================== */
+static void cpu_affine_clamp_forward(const Tensor *x, float a, float b, float lo, float hi, Tensor *y) {
+    size_t n = tensor_numel(x);
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float v = a * x->data[i] + b;
+        y->data[i] = v < lo ? lo : v > hi ? hi : v;
+    }
+}
+
+static void cpu_affine_clamp_backward_input(const Tensor *x, const Tensor *gy, float a, float b, float lo, float hi,
+                                            Tensor *gx) {
+    size_t n = tensor_numel(x);
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float v = a * x->data[i] + b;
+        gx->data[i] = v > lo && v < hi ? a * gy->data[i] : 0.0f;
+    }
+}
+
+static void cpu_axpby(float a, const Tensor *x, float b, Tensor *y) {
+    size_t n = tensor_numel(x);
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) y->data[i] = a * x->data[i] + b * y->data[i];
+}
+
+static void cpu_sampler_step_forward(const Tensor *x, const Tensor *eps, const Tensor *z, const sampler_coef *k,
+                                     Tensor *y) {
+    size_t n = tensor_numel(x);
+    const sampler_coef c = *k;
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float xi = x->data[i], ei = eps->data[i];
+        float x0 = c.a * xi - c.b * ei;
+        if (c.clamp_x0) x0 = x0 < -1.0f ? -1.0f : x0 > 1.0f ? 1.0f : x0;
+        float v = c.cx0 * x0 + c.cx * xi + c.ceps * ei;
+        y->data[i] = z ? v + c.cz * z->data[i] : v;
+    }
+}
+
+static void cpu_sampler_step_backward_input(const Tensor *x, const Tensor *eps, const Tensor *g, const sampler_coef *k,
+                                            Tensor *gx, Tensor *geps) {
+    size_t n = tensor_numel(x);
+    const sampler_coef c = *k;
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float gi = g->data[i], gx0 = c.cx0 * gi;
+        if (c.clamp_x0) {
+            float x0 = c.a * x->data[i] - c.b * eps->data[i];
+            if (x0 <= -1.0f || x0 >= 1.0f) gx0 = 0.0f;
+        }
+        geps->data[i] = c.ceps * gi - c.b * gx0;
+        gx->data[i] = c.cx * gi + c.a * gx0;
+    }
+}
+
+static void cpu_normal_fill(const uint64_t *keys, Tensor *y) {
+    size_t per = (size_t)y->c * y->h * y->w;
+    for (int i = 0; i < y->n; i++) drq_normal(keys[i], per, y->data + (size_t)i * per);
+}
+
 const drq_backend drq_backend_cpu = {
     .name = "cpu",
     .conv2d_forward = cpu_conv2d_forward,
@@ -417,4 +481,10 @@ const drq_backend drq_backend_cpu = {
     .concat_backward_input = cpu_concat_backward_input,
     .timestep_embedding_forward = cpu_timestep_embedding_forward,
     .timestep_embedding_backward_input = cpu_timestep_embedding_backward_input,
+    .affine_clamp_forward = cpu_affine_clamp_forward,
+    .affine_clamp_backward_input = cpu_affine_clamp_backward_input,
+    .axpby = cpu_axpby,
+    .sampler_step_forward = cpu_sampler_step_forward,
+    .sampler_step_backward_input = cpu_sampler_step_backward_input,
+    .normal_fill = cpu_normal_fill,
 };
