@@ -16,10 +16,27 @@ PYTHON   ?= /usr/bin/python3
 THREADS  ?= 2
 ARCHFLAGS ?= -march=native
 
+# CUDA backend (kernels/cuda): built when nvcc and cuDNN's header are found;
+# CUDA=0 forces a CPU-only build (into build-cpu/), SAN=1 defaults to CPU-only
+# (ASan and the CUDA driver do not mix; use compute-sanitizer for device code).
+CUDA_HOME ?= $(or $(patsubst %/bin/nvcc,%,$(shell command -v nvcc 2>/dev/null)),/usr/local/cuda)
+NVCC      ?= $(CUDA_HOME)/bin/nvcc
+CUDA_FOUND := $(if $(and $(wildcard $(NVCC)),$(wildcard $(CUDA_HOME)/include/cudnn.h)),1,0)
+ifeq ($(SAN),1)
+CUDA     ?= 0
+else
+CUDA     ?= $(CUDA_FOUND)
+endif
+CUDA_ARCH ?= 80 90
+
 ifeq ($(SAN),1)
 BUILD    ?= build-san
 OPT      := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 LDSAN    := -fsanitize=address,undefined
+else ifeq ($(CUDA)$(CUDA_FOUND),01)
+BUILD    ?= build-cpu
+OPT      := -O3 -g $(ARCHFLAGS)
+LDSAN    :=
 else
 BUILD    ?= build
 OPT      := -O3 -g $(ARCHFLAGS)
@@ -33,12 +50,22 @@ LDFLAGS  += -fopenmp $(LDSAN)
 
 COMMON_SRC  := $(wildcard common/*.c)
 KERNELS_SRC := $(wildcard kernels/*.c kernels/cpu/*.c)
+KERNELS_CU  :=
+ifeq ($(CUDA),1)
+CFLAGS      += -DDRQ_HAVE_CUDA -I$(CUDA_HOME)/include
+NVFLAGS     := -O3 -g -std=c++17 -DDRQ_HAVE_CUDA -I. $(foreach a,$(CUDA_ARCH),-gencode arch=compute_$(a),code=sm_$(a)) \
+               -Werror all-warnings -Xcompiler -Wall,-Wextra,-Wno-unused-parameter,-Werror -MMD -MP
+LDLIBS      += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudnn -lcublas -lcudart -lstdc++
+KERNELS_SRC += $(wildcard kernels/cuda/*.c)
+KERNELS_CU  := $(wildcard kernels/cuda/*.cu)
+endif
 WORKER_SRC  := $(filter-out worker/main.c,$(wildcard worker/*.c))
 SERVER_SRC  := $(filter-out server/main.c,$(wildcard server/*.c))
 CLI_SRC     := $(wildcard cli/*.c)
 TEST_C      := $(wildcard tests/test_*.c)
 TEST_SH     := $(wildcard tests/test_*.sh)
 TOOL_C      := $(wildcard tests/tool_*.c)
+CUDA_TEST_C := $(wildcard tests/cuda_*.c)
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
@@ -49,7 +76,7 @@ LIB_SERVER  := $(BUILD)/libdrqserver.a
 LIBS        := $(LIB_WORKER) $(LIB_SERVER) $(LIB_KERNELS) $(LIB_COMMON)
 
 BINS  := $(BUILD)/drq $(if $(wildcard server/main.c),$(BUILD)/drq-server) $(if $(wildcard worker/main.c),$(BUILD)/drq-worker)
-TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_C) $(TOOL_C))
+TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_C) $(TOOL_C) $(CUDA_TEST_C))
 
 .PHONY: all deps test test-ref bench bench-queue demo clean
 all: $(BINS)
@@ -59,7 +86,11 @@ $(BUILD)/obj/%.o: %.c
 	$(CC) $(CFLAGS) -c $< -o $@
 
 $(LIB_COMMON): $(call obj,$(COMMON_SRC))
-$(LIB_KERNELS): $(call obj,$(KERNELS_SRC))
+$(BUILD)/obj/%.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVFLAGS) -c $< -o $@
+
+$(LIB_KERNELS): $(call obj,$(KERNELS_SRC)) $(patsubst %.cu,$(BUILD)/obj/%.o,$(KERNELS_CU))
 $(LIB_WORKER): $(call obj,$(WORKER_SRC))
 $(LIB_SERVER): $(call obj,$(SERVER_SRC))
 # schema/NNN_*.sql migrations, embedded into the server library by schema/embed.sh
@@ -96,7 +127,7 @@ deps:
 
 test: deps
 	@$(MAKE) --no-print-directory all-tests
-	@BUILD=$(BUILD) tests/run.sh $(TESTS:$(BUILD)/tests/tool_%=) $(TEST_SH)
+	@BUILD=$(BUILD) tests/run.sh $(filter $(BUILD)/tests/test_%,$(TESTS)) $(TEST_SH)
 
 .PHONY: all-tests
 all-tests: $(BINS) $(TESTS)

@@ -12,6 +12,10 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #if defined(__GNUC__)
 #define DRQ_PRINTF(a, b) __attribute__((format(printf, a, b)))
 #define DRQ_NORETURN __attribute__((noreturn))
@@ -53,5 +57,9 @@ char *read_file_all(const char *path, size_t *len, drq_err *err);
 /* Sets the thread count for OpenMP loops and the math libraries (0 = all cores). */
 void drq_set_threads(int n);
 int drq_get_threads(void);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

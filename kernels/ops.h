@@ -20,6 +20,10 @@
 
 #include "tensor.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* ---- convolution ------------------------------------------------------- */
 typedef struct Conv2d {
     int cin, cout, kh, kw, stride;
@@ -169,5 +173,9 @@ extern const drq_backend drq_backend_cuda;
 #endif
 /* The backend of dev in this build, or NULL. */
 const drq_backend *drq_backend_for(drq_device dev);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -10,6 +10,10 @@
 
 #include <stddef.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum { DRQ_CPU = 0, DRQ_CUDA = 1, DRQ_NUM_DEVICES } drq_device;
 
 typedef struct {
@@ -49,5 +53,9 @@ static inline size_t tensor_numel(const Tensor *t) {
 static inline int tensor_same_shape(const Tensor *a, const Tensor *b) {
     return a->n == b->n && a->c == b->c && a->h == b->h && a->w == b->w;
 }
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

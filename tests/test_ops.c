@@ -5,12 +5,17 @@
  *   2. backward_input against central finite differences of the scalar
  *      loss ⟨gy, f(x)⟩ along random directions and single coordinates.
  * Multi-input ops are tested once per input with the others held fixed.
+ * Piecewise-linear ops (relu, affine_clamp, sampler_step with clamp_x0) get
+ * inputs kept off their kinks, so the differences are exact up to rounding.
+ * normal_fill has no gradient: it is checked bit for bit against
+ * common/rng.h, per image key, plus the moments of a larger draw.
  * One small struct per case (ggml style); failures print both numbers.
  */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/rng.h"
 #include "../common/util.h"
 #include "../kernels/ops.h"
 #include "check.h"
@@ -42,6 +47,9 @@ struct OpCase {
     int groups;
     float *p0, *p1, *p2; /* parameter vectors / fixed other inputs */
     int which;           /* which input is differentiated (multi-input ops) */
+    float a, b, lo, hi;  /* affine_clamp / axpby scalars */
+    sampler_coef sc;     /* sampler_step coefficients */
+    void (*prep)(const OpCase *k, float *x, size_t n); /* optional: adjust the random inputs (off kinks) */
 };
 
 static double loss(const OpCase *k, const Tensor *x, const float *gy, Tensor *y) {
@@ -60,6 +68,7 @@ static void run_case(const OpCase *k) {
         for (size_t i = 0; i < nx; i++) x.data[i] = (float)(urand() * k->xhi);
     if (k->away_from_zero)
         for (size_t i = 0; i < nx; i++) x.data[i] += x.data[i] >= 0 ? 0.2f : -0.2f;
+    if (k->prep) k->prep(k, x.data, nx);
     fill(gy.data, ny, 1.0f);
 
     /* 1. forward vs reference */
@@ -317,6 +326,146 @@ static void r_temb(const OpCase *k, const float *x, double *y) {
         }
 }
 
+/* ---- sampler arithmetic ---------------------------------------------- */
+/* v moved to 2e-2 beyond lo / hi (same side) when it lies within 1e-2 of one; infinite bounds never move it.
+ * With fd_h = 1e-3 a perturbation moves a·x + b by < 1e-2, so no FD step then crosses a kink. */
+static double off_kinks(double v, double lo, double hi) {
+    if (fabs(v - lo) < 1e-2) v = lo + (v >= lo ? 2e-2 : -2e-2);
+    if (fabs(v - hi) < 1e-2) v = hi + (v >= hi ? 2e-2 : -2e-2);
+    return v;
+}
+/* both regions present: some values inside (lo, hi), some clamped */
+static void check_regions(const char *name, int inside, int clamped) {
+    CHECK_MSG(inside > 0 && clamped > 0, "%s: inputs should hit both regions (inside %d, clamped %d)", name, inside,
+              clamped);
+}
+
+/* affine_clamp: y = clamp(a·x + b, lo, hi) */
+static void f_aff(const OpCase *k, const Tensor *x, Tensor *y) { affine_clamp_forward(x, k->a, k->b, k->lo, k->hi, y); }
+static void b_aff(const OpCase *k, const Tensor *x, const Tensor *gy, Tensor *gx) {
+    affine_clamp_backward_input(x, gy, k->a, k->b, k->lo, k->hi, gx);
+}
+static void r_aff(const OpCase *k, const float *x, double *y) {
+    for (size_t e = 0; e < (size_t)k->n * k->c * k->h * k->w; e++) {
+        double v = (double)k->a * x[e] + k->b;
+        y[e] = v < k->lo ? k->lo : v > k->hi ? k->hi : v;
+    }
+}
+static void p_aff(const OpCase *k, float *x, size_t n) {
+    int inside = 0;
+    for (size_t e = 0; e < n; e++) {
+        double v = off_kinks((double)k->a * x[e] + k->b, k->lo, k->hi);
+        x[e] = (float)((v - k->b) / k->a);
+        inside += v > k->lo && v < k->hi;
+    }
+    if (isfinite(k->lo)) check_regions(k->name, inside, (int)n - inside);
+}
+
+/* axpby: y ← a·x + b·y in place; which=0 differentiates x (p0 = the initial y), which=1 the initial y (p0 = x) */
+static void f_axpby(const OpCase *k, const Tensor *in, Tensor *y) {
+    Tensor o = tensor_wrap(k->p0, k->n, k->c, k->h, k->w);
+    memcpy(y->data, k->which ? in->data : k->p0, tensor_numel(y) * sizeof(float)); /* y is overwritten */
+    axpby(k->a, k->which ? &o : in, k->b, y);
+}
+static void b_axpby(const OpCase *k, const Tensor *x, const Tensor *gy, Tensor *gx) {
+    for (size_t e = 0; e < tensor_numel(gy); e++) gx->data[e] = (k->which ? k->b : k->a) * gy->data[e]; /* by definition */
+}
+static void r_axpby(const OpCase *k, const float *in, double *y) {
+    const float *x = k->which ? k->p0 : in, *y0 = k->which ? in : k->p0;
+    for (size_t e = 0; e < (size_t)k->n * k->c * k->h * k->w; e++) y[e] = (double)k->a * x[e] + (double)k->b * y0[e];
+}
+
+/* sampler_step: which=0 differentiates x (p0 = eps), which=1 eps (p0 = x); p1 = z or NULL; coefficients sc.
+ * y is linear in (x, eps) off the clamp's kinks, so FD of ⟨g, y⟩ gives gx (direct part) and geps exactly. */
+static void step_in(const OpCase *k, const Tensor *in, Tensor t[2]) {
+    t[k->which] = tensor_wrap(in->data, k->n, k->c, k->h, k->w);
+    t[1 - k->which] = tensor_wrap(k->p0, k->n, k->c, k->h, k->w);
+}
+static void f_step(const OpCase *k, const Tensor *in, Tensor *y) {
+    Tensor t[2], z = tensor_wrap(k->p1, k->n, k->c, k->h, k->w);
+    step_in(k, in, t);
+    sampler_step_forward(&t[0], &t[1], k->p1 ? &z : NULL, &k->sc, y);
+}
+static void b_step(const OpCase *k, const Tensor *in, const Tensor *gy, Tensor *gin) {
+    Tensor t[2], other = tensor_new(k->n, k->c, k->h, k->w);
+    step_in(k, in, t);
+    sampler_step_backward_input(&t[0], &t[1], gy, &k->sc, k->which ? &other : gin, k->which ? gin : &other);
+    tensor_free(&other);
+}
+static void r_step(const OpCase *k, const float *in, double *y) {
+    const float *x = k->which ? k->p0 : in, *eps = k->which ? in : k->p0;
+    const sampler_coef c = k->sc;
+    for (size_t e = 0; e < (size_t)k->n * k->c * k->h * k->w; e++) {
+        double x0 = (double)c.a * x[e] - (double)c.b * eps[e];
+        if (c.clamp_x0) x0 = x0 < -1 ? -1 : x0 > 1 ? 1 : x0;
+        y[e] = c.cx0 * x0 + (double)c.cx * x[e] + (double)c.ceps * eps[e] + (k->p1 ? (double)c.cz * k->p1[e] : 0);
+    }
+}
+static void p_step(const OpCase *k, float *in, size_t n) { /* keep x0 = a·x − b·eps off ±1 */
+    if (!k->sc.clamp_x0) return;
+    const double a = k->sc.a, b = k->sc.b;
+    int inside = 0;
+    for (size_t e = 0; e < n; e++) {
+        double x = k->which ? k->p0[e] : in[e], eps = k->which ? in[e] : k->p0[e];
+        double x0 = off_kinks(a * x - b * eps, -1, 1);
+        in[e] = (float)(k->which ? (a * x - x0) / b : (x0 + b * eps) / a);
+        inside += fabs(x0) < 1;
+    }
+    check_regions(k->name, inside, (int)n - inside);
+}
+
+/* "y may alias x": in-place calls equal the out-of-place ones bit for bit (eps, z: 3×5×7×1) */
+static void test_aliasing(const float *eps, const float *z, const sampler_coef *c) {
+    Tensor x = tensor_new(3, 5, 7, 1), y = tensor_new(3, 5, 7, 1), e = tensor_wrap((float *)eps, 3, 5, 7, 1);
+    Tensor zt = tensor_wrap((float *)z, 3, 5, 7, 1);
+    size_t n = tensor_numel(&x);
+    fill(x.data, n, 1.0f);
+    affine_clamp_forward(&x, 0.5f, 0.5f, 0.0f, 1.0f, &y);
+    affine_clamp_forward(&x, 0.5f, 0.5f, 0.0f, 1.0f, &x);
+    CHECK_MSG(memcmp(x.data, y.data, n * sizeof(float)) == 0, "affine_clamp in place differs");
+    fill(x.data, n, 1.0f);
+    sampler_step_forward(&x, &e, &zt, c, &y);
+    sampler_step_forward(&x, &e, &zt, c, &x);
+    CHECK_MSG(memcmp(x.data, y.data, n * sizeof(float)) == 0, "sampler_step in place differs");
+    tensor_free(&x), tensor_free(&y);
+}
+
+/* normal_fill: image i is drq_normal(keys[i]) bit for bit (105 = not a multiple of 4 per image); distinct keys give
+ * images with no element in common; a 2×64×64 draw has mean 0 and std 1 within 0.05. */
+static void test_normal_fill(void) {
+    const uint64_t keys[3] = {1, (1ull << 40) + 7, 12345}; /* the middle one uses the key's high word */
+    Tensor y = tensor_new(3, 3, 5, 7);
+    size_t per = 3 * 5 * 7;
+    float *ref = xmalloc(per * sizeof(float));
+    normal_fill(keys, &y);
+    for (int i = 0; i < 3; i++) {
+        const float *img = y.data + i * per;
+        drq_normal(keys[i], per, ref);
+        size_t e = 0;
+        while (e < per && memcmp(&img[e], &ref[e], sizeof(float)) == 0) e++;
+        CHECK_MSG(e == per, "normal_fill image %d (key %llu) element %zu: %.9g vs drq_normal %.9g", i,
+                  (unsigned long long)keys[i], e, e < per ? img[e] : 0.0f, e < per ? ref[e] : 0.0f);
+        for (int j = 0; j < i; j++) {
+            int same = 0;
+            for (size_t q = 0; q < per; q++) same += img[q] == y.data[j * per + q];
+            CHECK_MSG(same == 0, "normal_fill images %d and %d share %d of %zu elements", j, i, same, per);
+        }
+    }
+    const uint64_t big_keys[2] = {7, 8};
+    Tensor big = tensor_new(2, 1, 64, 64);
+    size_t nb = tensor_numel(&big);
+    normal_fill(big_keys, &big);
+    double m = 0, v = 0;
+    for (size_t e = 0; e < nb; e++) m += big.data[e];
+    m /= nb;
+    for (size_t e = 0; e < nb; e++) v += (big.data[e] - m) * (big.data[e] - m);
+    double sd = sqrt(v / nb);
+    CHECK_MSG(fabs(m) <= 0.05, "normal_fill mean %.4f, want 0 ± 0.05", m);
+    CHECK_MSG(fabs(sd - 1) <= 0.05, "normal_fill std %.4f, want 1 ± 0.05", sd);
+    free(ref);
+    tensor_free(&y), tensor_free(&big);
+}
+
 static float *randv(size_t n, float scale) {
     float *p = xmalloc(n * sizeof(float));
     fill(p, n, scale);
@@ -335,6 +484,15 @@ int main(void) {
     float *addo = randv(3 * 5 * 7 * 9, 1.0f), *chv = randv(3 * 5, 1.0f), *chx = randv(3 * 5 * 7 * 9, 1.0f);
     float *aq = randv(2 * 6 * 15, 1.0f), *ak = randv(2 * 6 * 15, 1.0f), *av = randv(2 * 6 * 15, 1.0f);
     float *cato = randv(2 * 4 * 5 * 3, 1.0f);
+    float *axo = randv(2 * 3 * 5 * 7, 1.0f), *sx = randv(3 * 5 * 7, 1.0f), *seps = randv(3 * 5 * 7, 1.0f);
+    float *sz = randv(3 * 5 * 7, 1.0f);
+    /* test-friendly coefficients, no term cancelling another in gx or geps, clamped or not:
+     * DDPM-like gx = 0.7 + 1.4·0.6 (0.7 clamped), geps = −0.6 (0); DDIM-like gx = 1.25·0.8 (0), geps = 0.5 − 0.72 (0.5).
+     * x0 = a·x − b·eps has std ≈ 1.7 / 1.5, so about half the elements are clamped. */
+    const sampler_coef ddpm = {.a = 1.4f, .b = 1.0f, .cx0 = 0.6f, .cx = 0.7f, .ceps = 0.0f, .cz = 0.3f};
+    const sampler_coef ddim = {.a = 1.25f, .b = 0.9f, .cx0 = 0.8f, .cx = 0.0f, .ceps = 0.5f, .cz = 0.0f};
+    sampler_coef ddpm_c = ddpm, ddim_c = ddim;
+    ddpm_c.clamp_x0 = ddim_c.clamp_x0 = 1;
 
     OpCase cases[] = {
         {.name = "linear", .n = 3, .c = 37, .h = 1, .w = 1, .on = 3, .oc = 13, .oh = 1, .ow = 1, .fwd = f_linear,
@@ -375,10 +533,29 @@ int main(void) {
          .bwd = b_cat, .ref = r_cat, .groups = 4, .p0 = cato, .which = 1},
         {.name = "timestep_embedding", .n = 4, .c = 1, .h = 1, .w = 1, .on = 4, .oc = 32, .oh = 1, .ow = 1,
          .fwd = f_temb, .bwd = b_temb, .ref = r_temb, .fd_h = 0.05f, .xhi = 999.0f},
+        {.name = "affine_noclamp", .n = 2, .c = 3, .h = 5, .w = 7, .on = 2, .oc = 3, .oh = 5, .ow = 7, .fwd = f_aff,
+         .bwd = b_aff, .ref = r_aff, .a = 2.0f, .b = -1.0f, .lo = -INFINITY, .hi = INFINITY},
+        {.name = "affine_clamp01", .n = 2, .c = 3, .h = 5, .w = 7, .on = 2, .oc = 3, .oh = 5, .ow = 7, .fwd = f_aff,
+         .bwd = b_aff, .ref = r_aff, .fd_h = 1e-3f, .a = 0.5f, .b = 0.5f, .lo = 0.0f, .hi = 1.0f, .prep = p_aff},
+        {.name = "axpby_x", .n = 2, .c = 3, .h = 5, .w = 7, .on = 2, .oc = 3, .oh = 5, .ow = 7, .fwd = f_axpby,
+         .bwd = b_axpby, .ref = r_axpby, .a = 0.7f, .b = -1.3f, .p0 = axo},
+        {.name = "axpby_y", .n = 2, .c = 3, .h = 5, .w = 7, .on = 2, .oc = 3, .oh = 5, .ow = 7, .fwd = f_axpby,
+         .bwd = b_axpby, .ref = r_axpby, .a = 0.7f, .b = -1.3f, .p0 = axo, .which = 1},
+#define STEP(nm, coef, z, wh)                                                                                      \
+    {.name = nm, .n = 3, .c = 5, .h = 7, .w = 1, .on = 3, .oc = 5, .oh = 7, .ow = 1, .fwd = f_step, .bwd = b_step, \
+     .ref = r_step, .fd_h = 1e-3f, .sc = coef, .p0 = (wh) ? sx : seps, .p1 = z, .which = wh, .prep = p_step}
+        STEP("sampler_ddpm_x", ddpm, sz, 0),           STEP("sampler_ddpm_eps", ddpm, sz, 1),
+        STEP("sampler_ddpm_clamp_x", ddpm_c, sz, 0),   STEP("sampler_ddpm_clamp_eps", ddpm_c, sz, 1),
+        STEP("sampler_ddim_x", ddim, NULL, 0),         STEP("sampler_ddim_eps", ddim, NULL, 1),
+        STEP("sampler_ddim_clamp_x", ddim_c, NULL, 0), STEP("sampler_ddim_clamp_eps", ddim_c, NULL, 1),
+#undef STEP
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         run_case(&cases[i]);
     }
+    test_aliasing(sx, sz, &ddpm_c);
+    test_normal_fill();
     free(W), free(B), free(gam), free(bet), free(addo), free(chv), free(chx), free(aq), free(ak), free(av), free(cato);
+    free(axo), free(sx), free(seps), free(sz);
     return CHECK_DONE();
 }
