@@ -15,6 +15,7 @@ int cmd_report(int argc, char **argv);
 int cmd_cancel(int argc, char **argv);
 int cmd_retry(int argc, char **argv);
 int cmd_workers(int argc, char **argv);
+int cmd_devices(int argc, char **argv); /* cli/cmd_devices.c */
 /* cli/cmd_run.c: coordinator + local workers in one process */
 int cmd_run(int argc, char **argv);
 

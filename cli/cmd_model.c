@@ -5,18 +5,21 @@
  *   drq model run --arch ddpm-unet|wrn --config cifar10|FILE.json|'{json}'
  *                 --weights W.safetensors --in IN.safetensors --out OUT.safetensors [--threads N]
  *   drq model bench --arch ddpm-unet|wrn --config C --batch B [--repeat R] [--vjp] [--threads N]
+ * Both take --device cpu|cuda:N and --precision tf32|fp32 (GPU convolutions).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../common/safetensors.h"
+#include "../kernels/device.h"
 #include "../worker/models.h"
 #include "cli.h"
 
 typedef struct {
-    const char *arch, *config, *weights, *in, *out;
+    const char *arch, *config, *weights, *in, *out, *device, *precision;
     int threads, batch, repeat, vjp;
+    drq_device_sel dev;
 } model_args;
 
 static int usage(void) {
@@ -24,6 +27,7 @@ static int usage(void) {
             "usage: drq model run --arch ddpm-unet|wrn --config cifar10|FILE.json|'{json}'\n"
             "                     --weights W.safetensors --in IN.safetensors --out OUT.safetensors [--threads N]\n"
             "       drq model bench --arch ddpm-unet|wrn --config C --batch B [--repeat R] [--vjp] [--threads N]\n"
+            "       either: [--device cpu|cuda:N] [--precision tf32|fp32]\n"
             "IN holds x (N×C×H×W float32), for the UNet also t (N step indices), optionally grad_y;\n"
             "OUT gets y, and grad_x when grad_y was given.\n");
     return 1;
@@ -36,7 +40,8 @@ static int parse(int argc, char **argv, model_args *a) {
         const char *k = argv[i];
         const char **dst = !strcmp(k, "--arch") ? &a->arch : !strcmp(k, "--config") ? &a->config
                          : !strcmp(k, "--weights") ? &a->weights : !strcmp(k, "--in") ? &a->in
-                         : !strcmp(k, "--out") ? &a->out : NULL;
+                         : !strcmp(k, "--out") ? &a->out : !strcmp(k, "--device") ? &a->device
+                         : !strcmp(k, "--precision") ? &a->precision : NULL;
         int *idst = !strcmp(k, "--threads") ? &a->threads : !strcmp(k, "--batch") ? &a->batch
                   : !strcmp(k, "--repeat") ? &a->repeat : NULL;
         if (!strcmp(k, "--vjp")) {
@@ -65,6 +70,16 @@ static int parse(int argc, char **argv, model_args *a) {
         fprintf(stderr, "drq model: --arch: expected ddpm-unet or wrn, got '%s'\n", a->arch);
         return -1;
     }
+    drq_err err;
+    if (drq_device_parse(a->device ? a->device : "cpu", &a->dev, &err)) {
+        fprintf(stderr, "drq model: %s\n", err.msg);
+        return -1;
+    }
+    if (a->precision && strcmp(a->precision, "tf32") && strcmp(a->precision, "fp32")) {
+        fprintf(stderr, "drq model: --precision: expected tf32 or fp32, got '%s'\n", a->precision);
+        return -1;
+    }
+    if (a->precision && a->dev.kind != DRQ_CPU) drq_device_set_precision(a->precision);
     return 0;
 }
 
@@ -80,11 +95,11 @@ static int model_open(const model_args *a, st_file *weights, any_model *m, drq_e
     memset(m, 0, sizeof *m);
     if (!strcmp(a->arch, "ddpm-unet")) {
         if (unet_config_parse(a->config, &m->uc, err)) return -1;
-        m->u = unet_load(&m->uc, weights, 1234, err);
+        m->u = unet_load_on(&m->uc, weights, 1234, a->dev.kind, err);
         return m->u ? 0 : -1;
     }
     if (wrn_config_parse(a->config, &m->wc, err)) return -1;
-    m->w = wrn_load(&m->wc, weights, 1234, err);
+    m->w = wrn_load_on(&m->wc, weights, 1234, a->dev.kind, err);
     return m->w ? 0 : -1;
 }
 
@@ -93,8 +108,15 @@ static void model_close(any_model *m) {
     wrn_free(m->w);
 }
 
-static Tensor out_tensor(const any_model *m, const Tensor *x) {
-    return m->u ? tensor_new(x->n, m->uc.out_ch, x->h, x->w) : tensor_new(x->n, m->wc.num_classes, 1, 1);
+static Tensor out_tensor(const any_model *m, const Tensor *x, drq_device dev) {
+    return m->u ? tensor_new_on(dev, x->n, m->uc.out_ch, x->h, x->w) : tensor_new_on(dev, x->n, m->wc.num_classes, 1, 1);
+}
+
+/* A copy of host tensor h on dev. */
+static Tensor to_dev(const Tensor *h, drq_device dev) {
+    Tensor t = tensor_new_on(dev, h->n, h->c, h->h, h->w);
+    tensor_copy(&t, h);
+    return t;
 }
 
 static void forward(any_model *m, const Tensor *x, const float *t, Tensor *y) {
@@ -141,20 +163,25 @@ static int run(const model_args *a) {
     if (st_load(a->weights, &w, &err) || st_load(a->in, &in, &err) || model_open(a, &w, &m, &err)) goto fail;
     const st_tensor *tx = st_find(&in, "x"), *tt = st_find(&in, "t"), *tg = st_find(&in, "grad_y");
     if (check_inputs(&m, tx, tt, tg, a->in, &err)) goto fail;
-    Tensor x = tensor_wrap(tx->data, (int)tx->shape[0], (int)tx->shape[1], (int)tx->shape[2], (int)tx->shape[3]);
-    Tensor y = out_tensor(&m, &x), gx = {0};
-    forward(&m, &x, tt ? tt->data : NULL, &y);
+    drq_device dev = a->dev.kind;
+    Tensor xh = tensor_wrap(tx->data, (int)tx->shape[0], (int)tx->shape[1], (int)tx->shape[2], (int)tx->shape[3]);
+    Tensor x = to_dev(&xh, dev), yd = out_tensor(&m, &x, dev), y = out_tensor(&m, &x, DRQ_CPU), gx = {0};
+    forward(&m, &x, tt ? tt->data : NULL, &yd);
+    tensor_copy(&y, &yd);
     st_out outs[2] = {{"y", 4, {y.n, y.c, y.h, y.w}, y.data}};
     if (m.w) outs[0].ndim = 2;
     int nout = 1;
     if (tg) {
+        Tensor gyh = tensor_wrap(tg->data, y.n, y.c, y.h, y.w), gy = to_dev(&gyh, dev);
+        Tensor gxd = tensor_new_on(dev, x.n, x.c, x.h, x.w);
+        backward(&m, &gy, &gxd);
         gx = tensor_new(x.n, x.c, x.h, x.w);
-        Tensor gy = tensor_wrap(tg->data, y.n, y.c, y.h, y.w);
-        backward(&m, &gy, &gx);
+        tensor_copy(&gx, &gxd);
+        tensor_free(&gy), tensor_free(&gxd);
         outs[nout++] = (st_out){"grad_x", 4, {gx.n, gx.c, gx.h, gx.w}, gx.data};
     }
     rc = st_save(a->out, outs, nout, &err) ? 1 : 0;
-    tensor_free(&y), tensor_free(&gx);
+    tensor_free(&x), tensor_free(&yd), tensor_free(&y), tensor_free(&gx);
     if (rc) goto fail;
     model_close(&m), st_free(&w), st_free(&in);
     return 0;
@@ -175,24 +202,31 @@ static int bench(const model_args *a) {
         return 1;
     }
     int res = m.u ? m.uc.resolution : 32, cin = m.u ? m.uc.in_channels : m.wc.in_channels;
-    Tensor x = tensor_new(a->batch, cin, res, res), gx = tensor_new(a->batch, cin, res, res);
-    for (size_t i = 0; i < tensor_numel(&x); i++) x.data[i] = (float)((i * 2654435761u) % 1000) / 1000.0f;
+    drq_device dev = a->dev.kind;
+    Tensor xh = tensor_new(a->batch, cin, res, res);
+    for (size_t i = 0; i < tensor_numel(&xh); i++) xh.data[i] = (float)((i * 2654435761u) % 1000) / 1000.0f;
     float *t = xmalloc(sizeof(float) * a->batch);
     for (int i = 0; i < a->batch; i++) t[i] = 99.0f - i;
-    Tensor y = out_tensor(&m, &x), gy = out_tensor(&m, &x);
-    for (size_t i = 0; i < tensor_numel(&gy); i++) gy.data[i] = 1e-2f * (float)(i % 7);
+    Tensor gyh = out_tensor(&m, &xh, DRQ_CPU);
+    for (size_t i = 0; i < tensor_numel(&gyh); i++) gyh.data[i] = 1e-2f * (float)(i % 7);
+    Tensor x = to_dev(&xh, dev), gy = to_dev(&gyh, dev), y = out_tensor(&m, &x, dev);
+    Tensor gx = tensor_new_on(dev, a->batch, cin, res, res);
     double best = 1e30;
     for (int r = 0; r < a->repeat + 1; r++) { /* first round warms caches and plans */
+        drq_device_sync(&a->dev);
         double t0 = now_s();
         forward(&m, &x, t, &y);
         if (a->vjp) backward(&m, &gy, &gx);
+        drq_device_sync(&a->dev);
         double dt = now_s() - t0;
         if (r && dt < best) best = dt;
     }
-    printf("drq %s %s batch=%d threads=%d mode=%s s_per_image=%.5f params=%zu\n", a->arch, a->config, a->batch,
-           drq_get_threads(), a->vjp ? "fwd+vjp" : "fwd", best / a->batch,
-           m.u ? unet_param_count(m.u) : wrn_param_count(m.w));
-    tensor_free(&x), tensor_free(&gx), tensor_free(&y), tensor_free(&gy), free(t);
+    char desc[256];
+    drq_device_describe(&a->dev, desc, sizeof desc);
+    printf("drq %s %s batch=%d threads=%d mode=%s s_per_image=%.6g params=%zu device=\"%s\"\n", a->arch, a->config,
+           a->batch, drq_get_threads(), a->vjp ? "fwd+vjp" : "fwd", best / a->batch,
+           m.u ? unet_param_count(m.u) : wrn_param_count(m.w), desc);
+    tensor_free(&xh), tensor_free(&gyh), tensor_free(&x), tensor_free(&gx), tensor_free(&y), tensor_free(&gy), free(t);
     model_close(&m);
     return 0;
 }

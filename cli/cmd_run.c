@@ -68,7 +68,7 @@ static void report_page(void *rep, const drq_row *rows, int64_t n) {
 
 static int usage(void) {
     fprintf(stderr, "usage: drq run SPEC.json [--db FILE] [--threads N] [--workers W] [--batch B] [--checkpoint-every N]\n"
-                    "                    [--max-attempts N]\n"
+                    "                    [--max-attempts N] [--device cpu|cuda:N]\n"
                     "               [--log FILE] [--clients tcp://127.0.0.1:PORT] [--quiet]\n");
     return 1;
 }
@@ -167,7 +167,7 @@ static void print_report(const char *db, int64_t sweep, FILE *out) {
 }
 
 int cmd_run(int argc, char **argv) {
-    const char *spec_path = NULL, *db = NULL, *log_path = NULL, *clients = NULL;
+    const char *spec_path = NULL, *db = NULL, *log_path = NULL, *clients = NULL, *device = "cpu";
     int threads = (int)sysconf(_SC_NPROCESSORS_ONLN), workers = 0, ckpt_every = 10, max_attempts = 3, quiet = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -199,6 +199,13 @@ int cmd_run(int argc, char **argv) {
                 return 1;
             }
             engine_set_batch(b);
+        } else if (!strcmp(a, "--device") && v) {
+            drq_err derr;
+            device = v, i++;
+            if (engine_set_device(v, &derr)) {
+                fprintf(stderr, "drq run: %s\n", derr.msg);
+                return 1;
+            }
         } else if (!strcmp(a, "--checkpoint-every") && v) {
             ckpt_every = atoi(v), i++;
             if (ckpt_every < 0) return usage();
@@ -279,14 +286,14 @@ int cmd_run(int argc, char **argv) {
     /* --threads cores in all, shared by --workers job threads (default: one
      * worker per core, single-threaded kernels: per-image parallelism beats
      * intra-op threading at demo sizes) */
-    if (workers < 1) workers = threads;
+    if (workers < 1) workers = strcmp(device, "cpu") ? 1 : threads; /* one job stream per GPU */
     drq_set_threads(workers > 1 ? 1 : threads);
     worker_thread *wt = xcalloc((size_t)workers, sizeof *wt);
     pthread_t *wtid = xcalloc((size_t)workers, sizeof *wtid);
     for (int i = 0; i < workers; i++) {
         wt[i].omp_threads = threads / workers > 0 ? threads / workers : 1;
         snprintf(wt[i].name, sizeof wt[i].name, "local-%d", i + 1);
-        wt[i].o = (drq_worker_opts){.server = ep, .name = wt[i].name, .device = "cpu", .checkpoint_every = ckpt_every,
+        wt[i].o = (drq_worker_opts){.server = ep, .name = wt[i].name, .device = device, .checkpoint_every = ckpt_every,
                                     .prefetch = 1, .zctx = zctx, .quiet = 1};
         wt[i].stop = &wstop;
         pthread_create(&wtid[i], NULL, worker_main, &wt[i]);

@@ -18,6 +18,7 @@ static const struct {
     {"cancel", cmd_cancel, "cancel SWEEP — cancel its queued and running jobs"},
     {"retry", cmd_retry, "retry SWEEP — requeue its failed jobs"},
     {"workers", cmd_workers, "workers [--json] — connected workers and their jobs"},
+    {"devices", cmd_devices, "devices — the CPU and the GPUs this build can use"},
     {"run", cmd_run, "run SPEC.json [--db FILE] [--threads N] — whole sweep on this machine, resumable"},
 };
 

@@ -174,6 +174,9 @@ static const char *const attack_kinds[] = {"pgd", "bpda", "noop", NULL};
 static const char *const norms[] = {"linf", "l2", NULL};
 static const char *const randomness_kinds[] = {"fixed", "fresh", "eot", "transfer", NULL};
 static const char *const grads[] = {"full", "bpda", NULL};
+static const char *const precisions[] = {"tf32", "fp32", NULL};
+
+const char *drq_precision_name(drq_precision p) { return precisions[p]; }
 
 const char *drq_attack_kind_name(drq_attack_kind k) { return attack_kinds[k]; }
 const char *drq_purifier_kind_name(drq_purifier_kind k) { return purifier_kinds[k]; }
@@ -327,7 +330,7 @@ static int parse_attack(const json_t *v, const char *path, const drq_spec *s, dr
 
 int drq_spec_parse(const json_t *root, drq_spec *s, drq_err *err) {
     static const char *const keys[] = {"name",   "dataset", "classifier", "diffusion", "purifiers",
-                                       "attacks", "seeds",  "shard",      NULL};
+                                       "attacks", "seeds",  "shard",      "precision", NULL};
     memset(s, 0, sizeof *s);
     char q[256];
     if (need_object(root, "", err) || check_keys(root, "", keys, err)) goto fail;
@@ -365,6 +368,10 @@ int drq_spec_parse(const json_t *root, drq_spec *s, drq_err *err) {
         s->nseeds = 1;
         s->seeds = xcalloc(1, sizeof *s->seeds);
     }
+
+    int prec;
+    if (get_enum(root, "", "precision", 0, precisions, PREC_TF32, &prec, err) < 0) goto fail;
+    s->precision = (drq_precision)prec;
 
     json_t *sh = json_object_get(root, "shard");
     s->shard_images = 10;
@@ -552,6 +559,8 @@ json_t *drq_spec_to_json(const drq_spec *s) {
     json_t *sh = json_object();
     json_object_set_new(sh, "images", json_integer(s->shard_images));
     json_object_set_new(root, "shard", sh);
+    /* written only when not the default, so that specs from before the key keep their canonical form */
+    if (s->precision != PREC_TF32) json_object_set_new(root, "precision", json_string(precisions[s->precision]));
     return root;
 }
 

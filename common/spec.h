@@ -29,6 +29,8 @@ typedef enum { ATK_PGD, ATK_BPDA, ATK_NOOP } drq_attack_kind;
 typedef enum { NORM_LINF, NORM_L2 } drq_norm;
 typedef enum { RND_FIXED, RND_FRESH, RND_EOT, RND_TRANSFER } drq_randomness;
 typedef enum { GRAD_FULL, GRAD_BPDA } drq_grad;
+/* GPU arithmetic of the sweep (CPU workers compute in float32 either way). */
+typedef enum { PREC_TF32, PREC_FP32 } drq_precision;
 
 typedef struct {
     drq_dataset_kind kind;
@@ -81,6 +83,7 @@ typedef struct {
     int64_t *seeds;
     int nseeds;
     int64_t shard_images;
+    drq_precision precision; /* "precision": tf32 (default) | fp32 */
 } drq_spec;
 
 /* Validates and parses; 0 or -1 + err naming the JSON path. */
@@ -113,5 +116,7 @@ void drq_spec_job(const drq_spec *s, int64_t seq, drq_job_desc *d);
 const char *drq_attack_kind_name(drq_attack_kind k);
 const char *drq_purifier_kind_name(drq_purifier_kind k);
 const char *drq_dataset_kind_name(drq_dataset_kind k); /* the spec spelling, as dataset_load takes it */
+
+const char *drq_precision_name(drq_precision p);
 
 #endif

@@ -7,11 +7,25 @@
 
 #include "../common/dataset.h"
 #include "../common/rng.h"
+#include "../kernels/device.h"
 #include "attack.h"
 #include "metrics.h"
 
 static int g_batch = 8;
 void engine_set_batch(int batch) { g_batch = batch > 0 ? batch : 1; }
+
+static drq_device_sel g_dev; /* cpu unless engine_set_device */
+
+int engine_set_device(const char *device, drq_err *err) { return drq_device_parse(device, &g_dev, err); }
+
+/* Binds the calling thread to the engine's device (CUDA's current device is
+ * per thread) and applies the spec's precision. */
+static void bind_device(const drq_spec *s) {
+    drq_err err;
+    if (g_dev.kind == DRQ_CPU) return;
+    if (drq_device_bind(&g_dev, &err)) DIE("%s", err.msg);
+    drq_device_set_precision(drq_precision_name(s->precision));
+}
 
 /* =====================================================================
  * models, cached per thread
@@ -33,9 +47,9 @@ static char *config_arg(const drq_model_spec *ms) {
 }
 
 static char *model_key(const drq_model_spec *ms, const char *cfg) {
-    size_t n = strlen(ms->arch) + strlen(cfg) + strlen(ms->weights) + 3;
+    size_t n = strlen(ms->arch) + strlen(cfg) + strlen(ms->weights) + 32;
     char *k = xmalloc(n);
-    snprintf(k, n, "%s|%s|%s", ms->arch, cfg, ms->weights);
+    snprintf(k, n, "%s|%s|%s|%d.%d", ms->arch, cfg, ms->weights, (int)g_dev.kind, g_dev.ordinal);
     return k;
 }
 
@@ -64,12 +78,12 @@ static int load_model(const drq_model_spec *ms, const char *what, int unet_wante
     } else if (unet_wanted) {
         unet_config uc;
         if (unet_config_parse(cfg, &uc, &e2)) drq_errf(err, "%s.config: %s", what, e2.msg);
-        else if (!(c->model = unet_load(&uc, &w, 0, &e2))) drq_errf(err, "%s: %s", what, e2.msg);
+        else if (!(c->model = unet_load_on(&uc, &w, 0, g_dev.kind, &e2))) drq_errf(err, "%s: %s", what, e2.msg);
         else rc = 0;
     } else {
         wrn_config wc;
         if (wrn_config_parse(cfg, &wc, &e2)) drq_errf(err, "%s.config: %s", what, e2.msg);
-        else if (!(c->model = wrn_load(&wc, &w, 0, &e2))) drq_errf(err, "%s: %s", what, e2.msg);
+        else if (!(c->model = wrn_load_on(&wc, &w, 0, g_dev.kind, &e2))) drq_errf(err, "%s: %s", what, e2.msg);
         else rc = 0;
     }
     if (rc == 0) {
@@ -85,6 +99,7 @@ static int load_model(const drq_model_spec *ms, const char *what, int unet_wante
 
 int engine_models_get(const drq_spec *s, int need_classifier, engine_models *m, drq_err *err) {
     memset(m, 0, sizeof *m);
+    bind_device(s);
     if (need_classifier) {
         if (!s->classifier.present) return drq_errf(err, "classifier: required for attack jobs");
         if (load_model(&s->classifier, "classifier", 0, &t_clf, err)) return -1;

@@ -19,6 +19,11 @@
 
 void attack_engine_register(void); /* installs the pgd and bpda runners */
 void engine_set_batch(int batch);  /* images per batch (default 8) */
+/* Where models run: "cpu" (default) or "cuda:N".  -1 with a message in err
+ * when the device does not exist or this build has no CUDA backend.  Every
+ * thread that runs jobs binds itself to the device on its next job; the
+ * spec's "precision" applies to the GPU's convolutions per job. */
+int engine_set_device(const char *device, drq_err *err);
 
 /* The spec's models, loaded (or reused) for this thread: the classifier when
  * asked for, the UNet when a purifier needs one (else NULL). */

@@ -1,27 +1,98 @@
 /* main.c — drq-worker: runs jobs for a drq-server (worker/worker.h).
  *
- *   drq-worker --server tcp://HOST:5555 [--device cpu|cuda:N] [--name NAME]
- *              [--checkpoint-every N] [--prefetch N] [--quiet]
+ *   drq-worker --server tcp://HOST:5555 [--device cpu|cuda:N | --devices all]
+ *              [--name NAME] [--checkpoint-every N] [--prefetch N] [--quiet]
+ *
+ * --devices all starts one worker process per visible GPU (this process
+ * only supervises them: each child runs with --device cuda:I and, when
+ * --name was given, the name NAME-cudaI); signals are forwarded.
  *
  * SIGTERM / SIGINT (Slurm preemption): checkpoint the running job, release
  * every held job, exit 0 within a few seconds.
  */
 #include <signal.h>
 #include <stdatomic.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <errno.h>
 #include <string.h>
 
 #include "common/util.h"
 #include "worker/engine.h"
 #include "worker/worker.h"
+#ifdef DRQ_HAVE_CUDA
+#include "kernels/cuda/cuda.h"
+#endif
 
 static atomic_int g_stop;
+static pid_t g_children[64];
+static int g_nchildren;
 
-static void on_signal(int sig) { atomic_store(&g_stop, 1); }
+static void on_signal(int sig) {
+    atomic_store(&g_stop, 1);
+    for (int i = 0; i < g_nchildren; i++) kill(g_children[i], sig);
+}
+
+/* --devices all: one child worker per GPU with the same options plus
+ * --device cuda:I; returns the worst exit status of the children. */
+static int run_per_gpu(int argc, char **argv, const char *name) {
+    int ngpu = 0;
+#ifdef DRQ_HAVE_CUDA
+    ngpu = drq_cuda_device_count();
+#endif
+    if (ngpu < 1) {
+        fprintf(stderr, "drq-worker: --devices all: no GPU visible to this process (%s)\n",
+#ifdef DRQ_HAVE_CUDA
+                "check nvidia-smi and CUDA_VISIBLE_DEVICES"
+#else
+                "this build has no CUDA backend"
+#endif
+        );
+        return 1;
+    }
+    if (ngpu > 64) ngpu = 64;
+    for (int g = 0; g < ngpu; g++) {
+        char dev[32], nm[256];
+        char **args = xcalloc((size_t)argc + 5, sizeof *args);
+        int k = 0;
+        args[k++] = argv[0];
+        for (int i = 1; i < argc; i++) {
+            if (!strcmp(argv[i], "--devices") || !strcmp(argv[i], "--name")) {
+                i++; /* replaced below */
+                continue;
+            }
+            args[k++] = argv[i];
+        }
+        snprintf(dev, sizeof dev, "cuda:%d", g);
+        args[k++] = "--device", args[k++] = dev;
+        if (name) {
+            snprintf(nm, sizeof nm, "%s-cuda%d", name, g);
+            args[k++] = "--name", args[k++] = nm;
+        }
+        pid_t pid = fork();
+        if (pid < 0) DIE("fork: %s", strerror(errno));
+        if (pid == 0) {
+            execv("/proc/self/exe", args);
+            fprintf(stderr, "drq-worker: exec: %s\n", strerror(errno));
+            _exit(127);
+        }
+        g_children[g_nchildren++] = pid;
+        free(args);
+    }
+    int worst = 0;
+    for (int i = 0; i < g_nchildren; i++) {
+        int st = 0;
+        while (waitpid(g_children[i], &st, 0) < 0 && errno == EINTR) {}
+        int rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+        if (rc > worst) worst = rc;
+    }
+    return worst;
+}
 
 static int usage(FILE *f) {
-    fprintf(f, "usage: drq-worker --server tcp://HOST:5555 [--device cpu|cuda:N] [--name NAME]\n"
+    fprintf(f, "usage: drq-worker --server tcp://HOST:5555 [--device cpu|cuda:N | --devices all] [--name NAME]\n"
                "                  [--checkpoint-every N] [--prefetch N] [--batch N] [--threads N] [--quiet]\n");
     return f == stdout ? 0 : 1;
 }
@@ -35,6 +106,7 @@ static long num_arg(const char *s) {
 
 int main(int argc, char **argv) {
     drq_worker_opts o = {.device = "cpu", .prefetch = 1, .checkpoint_every = 10};
+    int all_devices = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -56,6 +128,12 @@ int main(int argc, char **argv) {
                 return 1;
             }
             o.device = v;
+        } else if (!strcmp(a, "--devices")) {
+            if (strcmp(v, "all")) {
+                fprintf(stderr, "drq-worker: --devices: only 'all' is supported (one process per GPU)\n");
+                return 1;
+            }
+            all_devices = 1;
         } else if (!strcmp(a, "--name")) {
             o.name = v;
         } else if (!strcmp(a, "--checkpoint-every")) {
@@ -87,12 +165,6 @@ int main(int argc, char **argv) {
             return usage(stderr);
         }
     }
-    if (strcmp(o.device, "cpu")) {
-        fprintf(stderr, "drq-worker: --device %s: this build has no CUDA backend yet (issue 5); use --device cpu\n",
-                o.device);
-        return 1;
-    }
-    attack_engine_register();
     if (!o.server) {
         fprintf(stderr, "drq-worker: --server is required\n");
         return usage(stderr);
@@ -102,5 +174,12 @@ int main(int argc, char **argv) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    if (all_devices) return run_per_gpu(argc, argv, o.name);
+    drq_err err;
+    if (engine_set_device(o.device, &err)) {
+        fprintf(stderr, "drq-worker: %s\n", err.msg);
+        return 1;
+    }
+    attack_engine_register();
     return drq_worker_run(&o, &g_stop);
 }

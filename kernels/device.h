@@ -1,0 +1,35 @@
+/* device.h — naming and selecting the device models run on: "cpu" or
+ * "cuda:N".  CUDA's current device is per host thread, so every thread that
+ * runs ops on a GPU calls drq_device_bind first. */
+#ifndef DRQ_DEVICE_H
+#define DRQ_DEVICE_H
+
+#include "../common/util.h"
+#include "tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct {
+    drq_device kind;
+    int ordinal; /* GPU index for DRQ_CUDA */
+} drq_device_sel;
+
+/* Parses "cpu" / "cuda:N" and checks the device exists in this build and
+ * machine; -1 with a message otherwise. */
+int drq_device_parse(const char *s, drq_device_sel *d, drq_err *err);
+/* Makes d current for the calling thread (no-op for the CPU). */
+int drq_device_bind(const drq_device_sel *d, drq_err *err);
+/* Waits for the device's queued work (timing). */
+void drq_device_sync(const drq_device_sel *d);
+/* One line describing d ("cpu (N threads)" / the GPU's name and memory). */
+void drq_device_describe(const drq_device_sel *d, char *buf, size_t n);
+/* GPU convolution precision, "tf32" or "fp32" (-1 on another name or no CUDA). */
+int drq_device_set_precision(const char *name);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
