@@ -2,6 +2,9 @@
 #
 #   make            build/drq, build/drq-server, build/drq-worker
 #   make test       install missing deps, build, run every test (SAN=1: ASan+UBSan build)
+#   make test-cuda  the CUDA backend against the CPU (needs a GPU; says so otherwise)
+#   make bench-cuda CUDA speed against PyTorch CUDA on the same GPU
+#   make CUDA=0     a CPU-only build (the CUDA backend is built when nvcc + cuDNN are found)
 #   make test-ref   regenerate PyTorch fixtures and check the full CIFAR-10 configs (needs python3-torch)
 #   make bench      CPU speed against PyTorch on the same threads
 #   make demo       the main job (see README)
@@ -78,7 +81,7 @@ LIBS        := $(LIB_WORKER) $(LIB_SERVER) $(LIB_KERNELS) $(LIB_COMMON)
 BINS  := $(BUILD)/drq $(if $(wildcard server/main.c),$(BUILD)/drq-server) $(if $(wildcard worker/main.c),$(BUILD)/drq-worker)
 TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_C) $(TOOL_C) $(CUDA_TEST_C))
 
-.PHONY: all deps test test-ref bench bench-queue demo clean
+.PHONY: all deps test test-cuda test-ref bench bench-cuda bench-queue demo clean
 all: $(BINS)
 
 $(BUILD)/obj/%.o: %.c
@@ -131,6 +134,15 @@ test: deps
 
 .PHONY: all-tests
 all-tests: $(BINS) $(TESTS)
+
+# CUDA backend against the CPU (tests/cuda_test.c); says so and exits 0 without a GPU
+test-cuda: deps all-tests
+	$(BUILD)/tests/cuda_test
+
+# CUDA speed against PyTorch CUDA on the same GPU (python3 with CUDA torch, on the GPU machines)
+CUDA_PYTHON ?= python3
+bench-cuda: deps all-tests
+	$(CUDA_PYTHON) tests/ref/bench_cuda.py --drq $(BUILD)/drq --pgd $(BUILD)/tests/cuda_bench_pgd
 
 test-ref: deps all-tests
 	$(PYTHON) tests/ref/gen_fixtures.py --out tests/fixtures
