@@ -1,0 +1,369 @@
+/* kern.h — the bodies of the CUDA backend's own kernels, as plain functions
+ * that compile both for the GPU (nvcc, ops_cuda.cu) and for the CPU (gcc,
+ * tests/test_cuda_kernels.c).
+ *
+ * A kernel in ops_cuda.cu is only a launch shape around these bodies:
+ *   - pointwise kernels call K_xxx(args, i) for every index i of a
+ *     grid-stride loop;
+ *   - reduction kernels (one block per row) call phase functions
+ *     KR_xxx_*(args, row, tid, nthreads): each phase returns this thread's
+ *     partial (strided over the row: e = tid, tid + nthreads, …), the block
+ *     sums/maxes the partials (block_reduce in ops_cuda.cu), and the next
+ *     phase gets the result.
+ * tests/test_cuda_kernels.c runs the same bodies on the CPU — looping i, and
+ * looping tid over a simulated block with the reductions done serially — and
+ * compares them with the CPU backend (kernels/cpu/ops_cpu.c), so the index
+ * arithmetic and formulas of every own kernel are checked without a GPU.
+ * What that cannot check (launch limits, warp shuffles, shared memory) is
+ * confined to block_reduce and the launch lines in ops_cuda.cu.
+ *
+ * Args structs are passed to kernels by value.  Formulas follow ops_cpu.c.
+ */
+#ifndef DRQ_CUDA_KERN_H
+#define DRQ_CUDA_KERN_H
+
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../../common/philox.h" /* DRQ_HD, Philox, Box–Muller */
+#include "../ops.h"             /* sampler_coef */
+
+/* ---- pointwise --------------------------------------------------------- */
+typedef struct {
+    const float *a, *b; /* inputs (b unused by unary ops) */
+    const float *c;     /* third input (gy of a backward, v of add_channel) */
+    float *y;
+    float alpha, beta;
+    size_t hw;          /* plane size (add_channel, avgpool backward) */
+} pw_args;
+
+DRQ_HD void K_swish_fwd(pw_args p, size_t i) { p.y[i] = p.a[i] / (1.0f + expf(-p.a[i])); }
+/* d/dx x·σ(x) = σ(x)·(1 + x·(1 − σ(x))); a = x, c = gy */
+DRQ_HD void K_swish_bwd(pw_args p, size_t i) {
+    float s = 1.0f / (1.0f + expf(-p.a[i]));
+    p.y[i] = p.c[i] * s * (1.0f + p.a[i] * (1.0f - s));
+}
+DRQ_HD void K_relu_fwd(pw_args p, size_t i) { p.y[i] = p.a[i] > 0.0f ? p.a[i] : 0.0f; }
+DRQ_HD void K_relu_bwd(pw_args p, size_t i) { p.y[i] = p.a[i] > 0.0f ? p.c[i] : 0.0f; }
+DRQ_HD void K_add(pw_args p, size_t i) { p.y[i] = p.a[i] + p.b[i]; }
+DRQ_HD void K_axpy(pw_args p, size_t i) { p.y[i] += p.alpha * p.a[i]; }
+DRQ_HD void K_axpby(pw_args p, size_t i) { p.y[i] = p.alpha * p.a[i] + p.beta * p.y[i]; }
+/* y = x + v[plane]: v is n × c, plane i / hw indexes it directly */
+DRQ_HD void K_add_channel(pw_args p, size_t i) { p.y[i] = p.a[i] + p.c[i / p.hw]; }
+/* gx = gy[plane] / hw; c = gy */
+DRQ_HD void K_avgpool_bwd(pw_args p, size_t i) { p.y[i] = p.c[i / p.hw] / (float)p.hw; }
+
+/* per-channel affine y = x·scale[ch] (+ shift[ch]) (batch norm and its backward) */
+typedef struct {
+    const float *x, *scale, *shift; /* shift NULL: no shift */
+    float *y;
+    int C;
+    size_t hw;
+} chan_args;
+DRQ_HD void K_channel_affine(chan_args p, size_t i) {
+    int ch = (int)((i / p.hw) % (size_t)p.C);
+    p.y[i] = p.shift ? p.x[i] * p.scale[ch] + p.shift[ch] : p.x[i] * p.scale[ch];
+}
+
+/* linear bias broadcast: y[i] = b[i % out] over the n × out output */
+typedef struct {
+    const float *b;
+    float *y;
+    int out;
+} bias_args;
+DRQ_HD void K_bias_rows(bias_args p, size_t i) { p.y[i] = p.b[i % (size_t)p.out]; }
+
+/* ---- resampling and padding (index i of the output) -------------------- */
+typedef struct {
+    const float *x;
+    float *y;
+    int H, W; /* the small side: x for forward, gx for backward */
+} up_args;
+/* y (2H × 2W planes) from x (H × W planes), nearest */
+DRQ_HD void K_up_fwd(up_args p, size_t i) {
+    size_t plane = (size_t)4 * p.H * p.W, pl = i / plane;
+    int rc = (int)(i % plane), r = rc / (2 * p.W), col = rc % (2 * p.W);
+    p.y[i] = p.x[pl * p.H * p.W + (size_t)(r / 2) * p.W + col / 2];
+}
+/* gx (H × W planes) from gy (2H × 2W planes): the sum of the 2×2 block */
+DRQ_HD void K_up_bwd(up_args p, size_t i) {
+    size_t plane = (size_t)p.H * p.W, pl = i / plane;
+    int rc = (int)(i % plane), r = rc / p.W, col = rc % p.W;
+    const float *g = p.x + pl * 4 * plane + (size_t)(2 * r) * 2 * p.W + 2 * col;
+    p.y[i] = g[0] + g[1] + g[2 * p.W] + g[2 * p.W + 1];
+}
+
+typedef struct {
+    const float *src;
+    float *dst;
+    int h, w, hp, wp, top, left; /* the small (h × w) and the padded (hp × wp) planes */
+} pad_args;
+/* dst (padded) ← src placed at (top, left), zeros around */
+DRQ_HD void K_pad(pad_args p, size_t i) {
+    size_t plane = (size_t)p.hp * p.wp, pl = i / plane;
+    int rc = (int)(i % plane), r = rc / p.wp - p.top, col = rc % p.wp - p.left;
+    p.dst[i] = r >= 0 && r < p.h && col >= 0 && col < p.w ? p.src[pl * p.h * p.w + (size_t)r * p.w + col] : 0.0f;
+}
+/* dst (small) ← the (top, left) window of src (padded) */
+DRQ_HD void K_crop(pad_args p, size_t i) {
+    size_t plane = (size_t)p.h * p.w, pl = i / plane;
+    int rc = (int)(i % plane), r = rc / p.w, col = rc % p.w;
+    p.dst[i] = p.src[pl * p.hp * p.wp + (size_t)(r + p.top) * p.wp + col + p.left];
+}
+
+/* ---- timestep embedding (phases in double, as on the CPU) -------------- */
+typedef struct {
+    const float *t, *gy;
+    float *y, *gt;
+    int n, dim;
+} temb_args;
+DRQ_HD double temb_freq(int k, int half) { return exp(-(double)k * log(10000.0) / (double)(half - 1)); }
+/* y[i·dim + k] = sin(t_i f_k) | cos(t_i f_{k−half}) | 0 for an odd last entry */
+DRQ_HD void K_temb_fwd(temb_args p, size_t e) {
+    int half = p.dim / 2, i = (int)(e / (size_t)p.dim), k = (int)(e % (size_t)p.dim);
+    if (k >= 2 * half) p.y[e] = 0.0f;
+    else if (k < half) p.y[e] = (float)sin((double)p.t[i] * temb_freq(k, half));
+    else p.y[e] = (float)cos((double)p.t[i] * temb_freq(k - half, half));
+}
+/* row i: partial of d/dt Σ_k gy·y over k = tid, tid + nt, … */
+DRQ_HD double KR_temb_bwd(temb_args p, int i, int tid, int nt) {
+    int half = p.dim / 2;
+    double s = 0;
+    for (int k = tid; k < half; k += nt) {
+        double f = temb_freq(k, half), a = (double)p.t[i] * f;
+        s += p.gy[(size_t)i * p.dim + k] * f * cos(a) - p.gy[(size_t)i * p.dim + half + k] * f * sin(a);
+    }
+    return s;
+}
+
+/* ---- sampler arithmetic -------------------------------------------------- */
+typedef struct {
+    const float *x, *gy;
+    float *y;
+    float a, b, lo, hi;
+} affine_args;
+DRQ_HD void K_affine_fwd(affine_args p, size_t i) {
+    float v = p.a * p.x[i] + p.b;
+    p.y[i] = v < p.lo ? p.lo : v > p.hi ? p.hi : v;
+}
+DRQ_HD void K_affine_bwd(affine_args p, size_t i) {
+    float v = p.a * p.x[i] + p.b;
+    p.y[i] = v > p.lo && v < p.hi ? p.a * p.gy[i] : 0.0f;
+}
+
+typedef struct {
+    const float *x, *eps, *z, *g; /* z may be NULL (forward); g: backward input */
+    float *y, *gx, *geps;
+    sampler_coef c;
+} sampler_args;
+DRQ_HD void K_sampler_fwd(sampler_args p, size_t i) {
+    float xi = p.x[i], ei = p.eps[i];
+    float x0 = p.c.a * xi - p.c.b * ei;
+    if (p.c.clamp_x0) x0 = x0 < -1.0f ? -1.0f : x0 > 1.0f ? 1.0f : x0;
+    float v = p.c.cx0 * x0 + p.c.cx * xi + p.c.ceps * ei;
+    p.y[i] = p.z ? v + p.c.cz * p.z[i] : v;
+}
+DRQ_HD void K_sampler_bwd(sampler_args p, size_t i) {
+    float gi = p.g[i], gx0 = p.c.cx0 * gi;
+    if (p.c.clamp_x0) {
+        float x0 = p.c.a * p.x[i] - p.c.b * p.eps[i];
+        if (x0 <= -1.0f || x0 >= 1.0f) gx0 = 0.0f;
+    }
+    p.geps[i] = p.c.ceps * gi - p.c.b * gx0;
+    p.gx[i] = p.c.cx * gi + p.c.a * gx0;
+}
+
+/* noise: index t = (image, counter block) writes up to 4 normals */
+typedef struct {
+    const uint64_t *keys;
+    float *y;
+    size_t per; /* elements per image */
+} normal_args;
+DRQ_HD void K_normal(normal_args p, size_t t) {
+    size_t blocks = (p.per + 3) / 4, i = t / blocks, b = t % blocks;
+    uint32_t w[4];
+    float z[4];
+    drq_philox_block(p.keys[i], (uint64_t)b, w);
+    drq_philox_box_muller(w[0], w[1], &z[0], &z[1]);
+    drq_philox_box_muller(w[2], w[3], &z[2], &z[3]);
+    float *yi = p.y + i * p.per;
+    for (int j = 0; j < 4 && 4 * b + j < p.per; j++) yi[4 * b + j] = z[j];
+}
+
+/* ---- group norm: row = (sample, group) ----------------------------------- */
+typedef struct {
+    const float *x, *gy, *gamma, *beta, *stats_in;
+    float *y, *stats;
+    int C, groups;
+    size_t hw;
+    float eps;
+} gn_args;
+DRQ_HD size_t gn_off(gn_args p, int row) {
+    int g = row % p.groups, i = row / p.groups, cpg = p.C / p.groups;
+    return ((size_t)i * p.C + (size_t)g * cpg) * p.hw;
+}
+DRQ_HD size_t gn_m(gn_args p) { return (size_t)(p.C / p.groups) * p.hw; }
+/* forward phase 1: Σ x */
+DRQ_HD double KR_gn_sum(gn_args p, int row, int tid, int nt) {
+    const float *xp = p.x + gn_off(p, row);
+    double s = 0;
+    for (size_t e = (size_t)tid; e < gn_m(p); e += (size_t)nt) s += xp[e];
+    return s;
+}
+/* forward phase 2: Σ (x − mean)² */
+DRQ_HD double KR_gn_sqdev(gn_args p, int row, double mean, int tid, int nt) {
+    const float *xp = p.x + gn_off(p, row);
+    double ss = 0;
+    for (size_t e = (size_t)tid; e < gn_m(p); e += (size_t)nt) {
+        double d = xp[e] - mean;
+        ss += d * d;
+    }
+    return ss;
+}
+/* forward phase 3: stats (thread 0) and y */
+DRQ_HD void KR_gn_apply(gn_args p, int row, double mean, double rstd, int tid, int nt) {
+    int g = row % p.groups, cpg = p.C / p.groups;
+    size_t off = gn_off(p, row);
+    if (tid == 0) p.stats[2 * row] = (float)mean, p.stats[2 * row + 1] = (float)rstd;
+    for (size_t e = (size_t)tid; e < gn_m(p); e += (size_t)nt) {
+        int ch = g * cpg + (int)(e / p.hw);
+        float a = (float)rstd * (p.gamma ? p.gamma[ch] : 1.0f);
+        float bb = (p.beta ? p.beta[ch] : 0.0f) - (float)mean * a;
+        p.y[off + e] = p.x[off + e] * a + bb;
+    }
+}
+/* backward phase 1: Σ ĝ and Σ ĝ·x̂ (ĝ = gy·γ, x̂ = (x − μ)·rstd) into out[0], out[1] */
+DRQ_HD void KR_gn_bwd_sums(gn_args p, int row, int tid, int nt, double out[2]) {
+    int g = row % p.groups, cpg = p.C / p.groups;
+    size_t off = gn_off(p, row);
+    double mean = p.stats_in[2 * row], rstd = p.stats_in[2 * row + 1], sg = 0, sgx = 0;
+    for (size_t e = (size_t)tid; e < gn_m(p); e += (size_t)nt) {
+        double gm = p.gamma ? p.gamma[g * cpg + (int)(e / p.hw)] : 1.0;
+        double gh = p.gy[off + e] * gm;
+        sg += gh;
+        sgx += gh * (p.x[off + e] - mean) * rstd;
+    }
+    out[0] = sg, out[1] = sgx;
+}
+/* backward phase 2: gx = rstd·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)) into y */
+DRQ_HD void KR_gn_bwd_apply(gn_args p, int row, double sg, double sgx, int tid, int nt) {
+    int g = row % p.groups, cpg = p.C / p.groups;
+    size_t off = gn_off(p, row), m = gn_m(p);
+    double mean = p.stats_in[2 * row], rstd = p.stats_in[2 * row + 1], mg = sg / (double)m, mgx = sgx / (double)m;
+    for (size_t e = (size_t)tid; e < m; e += (size_t)nt) {
+        double gm = p.gamma ? p.gamma[g * cpg + (int)(e / p.hw)] : 1.0;
+        double xh = (p.x[off + e] - mean) * rstd;
+        p.y[off + e] = (float)(rstd * (p.gy[off + e] * gm - mg - xh * mgx));
+    }
+}
+
+/* ---- per-plane sum (add_channel backward, average pool) ------------------ */
+typedef struct {
+    const float *x;
+    float *out;
+    size_t hw;
+    double scale;
+} plane_args;
+DRQ_HD double KR_plane_sum(plane_args p, int row, int tid, int nt) {
+    const float *xp = p.x + (size_t)row * p.hw;
+    double s = 0;
+    for (size_t e = (size_t)tid; e < p.hw; e += (size_t)nt) s += xp[e];
+    return s;
+}
+DRQ_HD void KR_plane_store(plane_args p, int row, double total) { p.out[row] = (float)(total * p.scale); }
+
+/* ---- softmax over rows of L (attention) ---------------------------------- */
+typedef struct {
+    const float *p; /* probabilities (backward) */
+    float *s;       /* scores → probabilities (forward); gP → gS (backward) */
+    int L;
+    float scale;
+} softmax_args;
+DRQ_HD float KR_softmax_max(softmax_args a, int row, int tid, int nt) {
+    const float *r = a.s + (size_t)row * a.L;
+    float mx = -INFINITY;
+    for (int j = tid; j < a.L; j += nt) mx = r[j] > mx ? r[j] : mx;
+    return mx;
+}
+DRQ_HD double KR_softmax_exp(softmax_args a, int row, float mx, int tid, int nt) {
+    float *r = a.s + (size_t)row * a.L;
+    double s = 0;
+    for (int j = tid; j < a.L; j += nt) {
+        float e = expf(r[j] - mx);
+        r[j] = e;
+        s += e;
+    }
+    return s;
+}
+DRQ_HD void KR_softmax_scale(softmax_args a, int row, double sum, int tid, int nt) {
+    float *r = a.s + (size_t)row * a.L, inv = (float)(1.0 / sum);
+    for (int j = tid; j < a.L; j += nt) r[j] *= inv;
+}
+/* gS = P ⊙ (gP − rowsum(gP ⊙ P)) · scale, in place in s */
+DRQ_HD double KR_softmax_bwd_dot(softmax_args a, int row, int tid, int nt) {
+    const float *pr = a.p + (size_t)row * a.L, *gr = a.s + (size_t)row * a.L;
+    double dot = 0;
+    for (int j = tid; j < a.L; j += nt) dot += (double)gr[j] * pr[j];
+    return dot;
+}
+DRQ_HD void KR_softmax_bwd_apply(softmax_args a, int row, double dot, int tid, int nt) {
+    const float *pr = a.p + (size_t)row * a.L;
+    float *gr = a.s + (size_t)row * a.L, d = (float)dot;
+    for (int j = tid; j < a.L; j += nt) gr[j] = pr[j] * (gr[j] - d) * a.scale;
+}
+
+/* ---- GEMM plans: the cuBLAS calls of linear and attention ----------------
+ * cuBLAS is column-major: a row-major R×C matrix is a C×R column-major one.
+ * Each plan is one (strided-batched) sgemm C = alpha·op(A)·op(B) + beta·C,
+ * with A, B, C chosen by `a`, `b`, `c` among the op's buffers.  ops_cuda.cu
+ * hands these to cublasSgemmStridedBatched; the CPU test runs them through a
+ * reference column-major GEMM. */
+typedef enum { GB_X, GB_W, GB_Y, GB_Q, GB_K, GB_V, GB_P, GB_H, GB_GH, GB_GS, GB_GQ, GB_GK, GB_GV } gemm_buf;
+typedef struct {
+    int ta, tb; /* 1: transpose */
+    int m, n, k, lda, ldb, ldc;
+    long long sa, sb, sc; /* batch strides (elements) */
+    int batch;
+    float alpha, beta;
+    gemm_buf a, b, c;
+} gemm_plan;
+
+/* linear forward: Yc(out×n) = Wcᵀ·Xc (Wc: W viewed in×out); beta 1 when the bias was broadcast first */
+DRQ_HD gemm_plan plan_linear_fwd(int n, int in, int out, int has_bias) {
+    gemm_plan g = {1, 0, out, n, in, in, in, out, 0, 0, 0, 1, 1.0f, has_bias ? 1.0f : 0.0f, GB_W, GB_X, GB_Y};
+    return g;
+}
+/* linear backward: Gxc(in×n) = Wc·Gyc; X = gx, Y = gy */
+DRQ_HD gemm_plan plan_linear_bwd(int n, int in, int out) {
+    gemm_plan g = {0, 0, in, n, out, in, out, in, 0, 0, 0, 1, 1.0f, 0.0f, GB_W, GB_Y, GB_X};
+    return g;
+}
+/* Lc(L×L) = A(L×C)·B(L×C)ᵀ·alpha: S = scale·QᵀK is Sc = Kc·Qcᵀ; gP = gHᵀV is gPc = Vc·gHcᵀ */
+DRQ_HD gemm_plan plan_LLC(int n, int L, int C, float alpha, gemm_buf a, gemm_buf b, gemm_buf c) {
+    gemm_plan g = {0, 1, L, L, C, L, L, L, (long long)C * L, (long long)C * L, (long long)L * L, n, alpha, 0.0f,
+                   a, b, c};
+    return g;
+}
+/* out(L×C) = op(P)(L×L)·B(L×C): H = VPᵀ is Hc = Pcᵀ·Vc; gV = gH·P is gVc = Pc·gHc;
+ * gQ = K·gSᵀ is gQc = gScᵀ·Kc; gK = Q·gS is gKc = gSc·Qc */
+DRQ_HD gemm_plan plan_LCL(int n, int L, int C, int transP, gemm_buf p, gemm_buf b, gemm_buf c) {
+    gemm_plan g = {transP, 0, L, C, L, L, L, L, (long long)L * L, (long long)C * L, (long long)C * L, n, 1.0f, 0.0f,
+                   p, b, c};
+    return g;
+}
+/* The attention products in call order (forward: 2, backward: 5 with the
+ * softmax backward between the second and the third). */
+DRQ_HD gemm_plan plan_attention(int step, int n, int L, int C) {
+    float scale = 1.0f / sqrtf((float)C);
+    switch (step) {
+    case 0: return plan_LLC(n, L, C, scale, GB_K, GB_Q, GB_P);  /* S = scale·QᵀK (softmax follows) */
+    case 1: return plan_LCL(n, L, C, 1, GB_P, GB_V, GB_H);      /* H = V Pᵀ */
+    case 2: return plan_LCL(n, L, C, 0, GB_P, GB_GH, GB_GV);    /* gV = gH P */
+    case 3: return plan_LLC(n, L, C, 1.0f, GB_V, GB_GH, GB_GS); /* gP = gHᵀ V (softmax backward follows) */
+    case 4: return plan_LCL(n, L, C, 1, GB_GS, GB_K, GB_GQ);    /* gQ = K gSᵀ */
+    default: return plan_LCL(n, L, C, 0, GB_GS, GB_Q, GB_GK);   /* gK = Q gS */
+    }
+}
+
+#endif

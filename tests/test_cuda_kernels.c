@@ -1,0 +1,363 @@
+/* test_cuda_kernels.c — the CUDA backend's own kernels and cuBLAS plans,
+ * run on the CPU.
+ *
+ * kernels/cuda/kern.h holds the body of every own kernel of the CUDA backend
+ * and the parameters of every cuBLAS call; ops_cuda.cu only launches them.
+ * Here the same bodies run on the CPU: pointwise bodies over every index,
+ * reduction phases over a simulated block (each "thread" tid of nt computes
+ * its strided partial, the partials are summed, the next phase gets the
+ * total), and the GEMM plans through a reference column-major GEMM with
+ * cuBLAS's conventions (op, leading dimensions, batch strides).  Results are
+ * compared with the CPU backend (kernels/cpu) on the same inputs, so index
+ * arithmetic, formulas, transposes and leading dimensions are checked
+ * without a GPU.  Block sizes 256 (the real launch) and 7 (odd strides) are
+ * both simulated.  What stays unchecked here is the launch itself
+ * (block_reduce's shuffles, grid sizes): `make test-cuda` covers that on a GPU.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/rng.h"
+#include "../common/util.h"
+#include "../kernels/cuda/kern.h"
+#include "../kernels/ops.h"
+#include "check.h"
+
+/* ---- inputs ------------------------------------------------------------- */
+static uint64_t rs = 0x9E3779B97F4A7C15ull;
+static double urand(void) {
+    rs ^= rs >> 12, rs ^= rs << 25, rs ^= rs >> 27;
+    return (double)((rs * 2685821657736338717ull) >> 11) / 9007199254740992.0;
+}
+static float nrand(void) { return (float)(sqrt(-2 * log(urand() + 1e-300)) * cos(6.283185307179586 * urand())); }
+static Tensor rnd(int n, int c, int h, int w) {
+    Tensor t = tensor_new(n, c, h, w);
+    for (size_t i = 0; i < tensor_numel(&t); i++) t.data[i] = nrand();
+    return t;
+}
+static Tensor like(const Tensor *t) { return tensor_new(t->n, t->c, t->h, t->w); }
+
+#define CHECK_CLOSE(name, got, ref, tol)                                                  \
+    do {                                                                                  \
+        char w_[200];                                                                     \
+        snprintf(w_, sizeof w_, "%s: relative L2 kernel body vs CPU backend", (name));    \
+        CHECK_LE(rel_l2((got)->data, (ref)->data, tensor_numel(ref)), (tol), w_);         \
+    } while (0)
+
+static const double TOL = 2e-6; /* float rounding; an index error is O(1) */
+static const int BLOCKS[2] = {256, 7};
+
+/* run a pointwise body over [0, n) */
+#define RUN_PW(body, args, n)                                   \
+    do {                                                        \
+        for (size_t i_ = 0, n_ = (n); i_ < n_; i_++) body((args), i_); \
+    } while (0)
+
+/* ---- pointwise ---------------------------------------------------------- */
+static void test_pointwise(void) {
+    Tensor x = rnd(2, 5, 7, 9), gy = rnd(2, 5, 7, 9), b = rnd(2, 5, 7, 9), v = rnd(2, 5, 1, 1);
+    Tensor r = like(&x), k = like(&x);
+    size_t n = tensor_numel(&x), hw = 63;
+    struct {
+        const char *name;
+        void (*body)(pw_args, size_t);
+        pw_args a;
+    } cases[] = {
+        {"swish fwd", K_swish_fwd, {x.data, NULL, NULL, k.data, 0, 0, 0}},
+        {"swish bwd", K_swish_bwd, {x.data, NULL, gy.data, k.data, 0, 0, 0}},
+        {"relu fwd", K_relu_fwd, {x.data, NULL, NULL, k.data, 0, 0, 0}},
+        {"relu bwd", K_relu_bwd, {x.data, NULL, gy.data, k.data, 0, 0, 0}},
+        {"add", K_add, {x.data, b.data, NULL, k.data, 0, 0, 0}},
+        {"add_channel", K_add_channel, {x.data, NULL, v.data, k.data, 0, 0, hw}},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        RUN_PW(cases[c].body, cases[c].a, n);
+        switch (c) {
+        case 0: swish_forward(&x, &r); break;
+        case 1: swish_backward_input(&x, &gy, &r); break;
+        case 2: relu_forward(&x, &r); break;
+        case 3: relu_backward_input(&x, &gy, &r); break;
+        case 4: add_forward(&x, &b, &r); break;
+        case 5: add_channel_forward(&x, &v, &r); break;
+        }
+        CHECK_CLOSE(cases[c].name, &k, &r, TOL);
+    }
+    /* axpy / axpby update y in place */
+    memcpy(k.data, b.data, n * sizeof(float)), memcpy(r.data, b.data, n * sizeof(float));
+    RUN_PW(K_axpy, ((pw_args){x.data, NULL, NULL, k.data, 0.37f, 0, 0}), n);
+    axpy(0.37f, &x, &r);
+    CHECK_CLOSE("axpy", &k, &r, TOL);
+    memcpy(k.data, b.data, n * sizeof(float)), memcpy(r.data, b.data, n * sizeof(float));
+    RUN_PW(K_axpby, ((pw_args){x.data, NULL, NULL, k.data, -1.5f, 0.25f, 0}), n);
+    axpby(-1.5f, &x, 0.25f, &r);
+    CHECK_CLOSE("axpby", &k, &r, TOL);
+    /* average pool backward: gy is n × c */
+    RUN_PW(K_avgpool_bwd, ((pw_args){NULL, NULL, v.data, k.data, 0, 0, hw}), n);
+    avgpool_global_backward_input(&v, &r);
+    CHECK_CLOSE("avgpool bwd", &k, &r, TOL);
+    /* batch norm as a channel affine, forward and backward */
+    float scale[5], shift[5];
+    for (int i = 0; i < 5; i++) scale[i] = 1 + 0.3f * nrand(), shift[i] = 0.1f * nrand();
+    RUN_PW(K_channel_affine, ((chan_args){x.data, scale, shift, k.data, 5, hw}), n);
+    batch_norm_forward(&x, scale, shift, &r);
+    CHECK_CLOSE("batch_norm fwd", &k, &r, TOL);
+    RUN_PW(K_channel_affine, ((chan_args){gy.data, scale, NULL, k.data, 5, hw}), n);
+    batch_norm_backward_input(&gy, scale, &r);
+    CHECK_CLOSE("batch_norm bwd", &k, &r, TOL);
+    /* sampler arithmetic */
+    affine_args af = {x.data, gy.data, k.data, 0.5f, 0.5f, 0.0f, 1.0f};
+    RUN_PW(K_affine_fwd, af, n);
+    affine_clamp_forward(&x, 0.5f, 0.5f, 0.0f, 1.0f, &r);
+    CHECK_CLOSE("affine_clamp fwd", &k, &r, TOL);
+    RUN_PW(K_affine_bwd, af, n);
+    affine_clamp_backward_input(&x, &gy, 0.5f, 0.5f, 0.0f, 1.0f, &r);
+    CHECK_CLOSE("affine_clamp bwd", &k, &r, TOL);
+    const sampler_coef ks[2] = {{.a = 1.3f, .b = 0.6f, .clamp_x0 = 1, .cx0 = 0.2f, .cx = 0.9f, .cz = 0.1f},
+                                {.a = 1.1f, .b = 0.4f, .clamp_x0 = 0, .cx0 = 0.95f, .ceps = 0.3f}};
+    Tensor k2 = like(&x), r2 = like(&x);
+    for (int c = 0; c < 2; c++) {
+        /* x, eps = b, noise z = gy (DDPM only), upstream gradient g = gy */
+        sampler_args sa = {.x = x.data, .eps = b.data, .z = c ? NULL : gy.data, .g = gy.data, .y = k.data, .c = ks[c]};
+        RUN_PW(K_sampler_fwd, sa, n);
+        sampler_step_forward(&x, &b, c ? NULL : &gy, &ks[c], &r);
+        CHECK_CLOSE(c ? "sampler fwd ddim" : "sampler fwd ddpm", &k, &r, TOL);
+        sa.gx = k.data, sa.geps = k2.data;
+        RUN_PW(K_sampler_bwd, sa, n);
+        sampler_step_backward_input(&x, &b, &gy, &ks[c], &r, &r2);
+        CHECK_CLOSE(c ? "sampler bwd gx ddim" : "sampler bwd gx ddpm", &k, &r, TOL);
+        CHECK_CLOSE(c ? "sampler bwd geps ddim" : "sampler bwd geps ddpm", &k2, &r2, TOL);
+    }
+    /* linear bias broadcast */
+    float bias[9];
+    for (int i = 0; i < 9; i++) bias[i] = nrand();
+    Tensor yb = tensor_new(4, 9, 1, 1);
+    RUN_PW(K_bias_rows, ((bias_args){bias, yb.data, 9}), 36);
+    int ok = 1;
+    for (int i = 0; i < 36; i++) ok &= yb.data[i] == bias[i % 9];
+    CHECK_MSG(ok, "bias_rows: row-major broadcast of the bias");
+    Tensor *ts[] = {&x, &gy, &b, &v, &r, &k, &k2, &r2, &yb};
+    for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) tensor_free(ts[i]);
+}
+
+/* ---- resampling, padding, noise, timestep ------------------------------- */
+static void test_index_kernels(void) {
+    Tensor x = rnd(2, 3, 5, 6), up = tensor_new(2, 3, 10, 12), gy = rnd(2, 3, 10, 12);
+    Tensor r = tensor_new(2, 3, 10, 12), g = tensor_new(2, 3, 5, 6), rg = tensor_new(2, 3, 5, 6);
+    RUN_PW(K_up_fwd, ((up_args){x.data, up.data, 5, 6}), tensor_numel(&up));
+    upsample2x_forward(&x, &r);
+    CHECK_CLOSE("upsample fwd", &up, &r, 0);
+    RUN_PW(K_up_bwd, ((up_args){gy.data, g.data, 5, 6}), tensor_numel(&g));
+    upsample2x_backward_input(&gy, &rg);
+    CHECK_CLOSE("upsample bwd", &g, &rg, TOL);
+    /* pad (0,0,1,1) as the DDPM downsampler, then crop back */
+    Tensor xp = tensor_new(2, 3, 6, 7), back = like(&x);
+    RUN_PW(K_pad, ((pad_args){x.data, xp.data, 5, 6, 6, 7, 0, 0}), tensor_numel(&xp));
+    int ok = 1;
+    for (int p = 0; p < 6; p++)
+        for (int i = 0; i < 6; i++)
+            for (int j = 0; j < 7; j++) {
+                float want = i < 5 && j < 6 ? x.data[p * 30 + i * 6 + j] : 0.0f;
+                ok &= xp.data[p * 42 + i * 7 + j] == want;
+            }
+    CHECK_MSG(ok, "pad (0,0,1,1): x at the top-left, zeros at the bottom row and right column");
+    RUN_PW(K_crop, ((pad_args){xp.data, back.data, 5, 6, 6, 7, 0, 0}), tensor_numel(&back));
+    CHECK_CLOSE("crop(pad(x)) = x", &back, &x, 0);
+    Tensor xq = tensor_new(2, 3, 8, 9), back2 = like(&x); /* symmetric (1,1,2,2)-style offsets */
+    RUN_PW(K_pad, ((pad_args){x.data, xq.data, 5, 6, 8, 9, 1, 2}), tensor_numel(&xq));
+    RUN_PW(K_crop, ((pad_args){xq.data, back2.data, 5, 6, 8, 9, 1, 2}), tensor_numel(&back2));
+    CHECK_CLOSE("crop(pad(x)) = x, offset (1, 2)", &back2, &x, 0);
+    double border = 0;
+    for (int p = 0; p < 6; p++)
+        for (int j = 0; j < 9; j++) border += fabs(xq.data[p * 72 + j]) + fabs(xq.data[p * 72 + 7 * 9 + j]);
+    CHECK_MSG(border == 0, "pad offset (1, 2): top and bottom rows are zero (sum %g)", border);
+
+    /* noise: the same integers and the same floats as the CPU generator */
+    const uint64_t keys[3] = {0, 1, (UINT64_C(1) << 40) + 7};
+    Tensor z = tensor_new(3, 3, 7, 5), zr = tensor_new(3, 3, 7, 5);
+    size_t per = 105;
+    RUN_PW(K_normal, ((normal_args){keys, z.data, per}), 3 * ((per + 3) / 4));
+    normal_fill(keys, &zr);
+    CHECK_MSG(memcmp(z.data, zr.data, sizeof(float) * 315) == 0, "normal kernel body == CPU generator, bit for bit");
+
+    /* timestep embedding: forward per element, backward as a row reduction */
+    const float t[5] = {0.0f, 1.0f, 17.5f, 500.0f, 999.0f};
+    Tensor e = tensor_new(5, 64, 1, 1), er = tensor_new(5, 64, 1, 1), ge = rnd(5, 64, 1, 1);
+    RUN_PW(K_temb_fwd, ((temb_args){t, NULL, e.data, NULL, 5, 64}), 320);
+    timestep_embedding_forward(t, 5, 64, &er);
+    CHECK_CLOSE("timestep embedding fwd", &e, &er, TOL);
+    float gt_ref[5];
+    timestep_embedding_backward_input(t, 5, 64, &ge, gt_ref);
+    for (int b = 0; b < 2; b++) {
+        float gt[5];
+        for (int i = 0; i < 5; i++) {
+            double s = 0;
+            for (int tid = 0; tid < BLOCKS[b]; tid++) s += KR_temb_bwd((temb_args){t, ge.data, NULL, gt, 5, 64}, i, tid, BLOCKS[b]);
+            gt[i] = (float)s;
+        }
+        CHECK_LE(rel_l2(gt, gt_ref, 5), TOL, "timestep embedding bwd");
+    }
+    Tensor *ts[] = {&x, &up, &gy, &r, &g, &rg, &xp, &back, &xq, &back2, &z, &zr, &e, &er, &ge};
+    for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) tensor_free(ts[i]);
+}
+
+/* ---- reductions --------------------------------------------------------- */
+static void test_reductions(void) {
+    for (int bi = 0; bi < 2; bi++) {
+        int nt = BLOCKS[bi];
+        char nm[96];
+        /* group norm forward + backward, with and without affine */
+        for (int aff = 0; aff < 2; aff++) {
+            int groups = aff ? 32 : 8;
+            Tensor x = rnd(3, 64, 5, 7), gy = rnd(3, 64, 5, 7), y = like(&x), yr = like(&x), gx = like(&x),
+                   gxr = like(&x);
+            float gamma[64], beta[64], st[3 * 32 * 2], str[3 * 32 * 2];
+            for (int i = 0; i < 64; i++) gamma[i] = 1 + 0.2f * nrand(), beta[i] = 0.1f * nrand();
+            for (int i = 0; i < 3 * 64; i++) x.data[i] += 3.0f; /* a non-zero mean in some groups */
+            gn_args a = {x.data, gy.data, aff ? gamma : NULL, aff ? beta : NULL, st, y.data, st, 64, groups, 35, 1e-6f};
+            for (int row = 0; row < 3 * groups; row++) {
+                double s = 0, ss = 0, m = (double)gn_m(a);
+                for (int tid = 0; tid < nt; tid++) s += KR_gn_sum(a, row, tid, nt);
+                double mean = s / m;
+                for (int tid = 0; tid < nt; tid++) ss += KR_gn_sqdev(a, row, mean, tid, nt);
+                double rstd = 1.0 / sqrt(ss / m + a.eps);
+                for (int tid = 0; tid < nt; tid++) KR_gn_apply(a, row, mean, rstd, tid, nt);
+            }
+            group_norm_forward(&x, groups, 1e-6f, aff ? gamma : NULL, aff ? beta : NULL, &yr, str);
+            snprintf(nm, sizeof nm, "group_norm fwd (groups %d, block %d)", groups, nt);
+            CHECK_CLOSE(nm, &y, &yr, TOL);
+            CHECK_LE(rel_l2(st, str, 3 * groups * 2), TOL, "group_norm saved stats");
+            a.y = gx.data, a.stats_in = str;
+            for (int row = 0; row < 3 * groups; row++) {
+                double sg = 0, sgx = 0, part[2];
+                for (int tid = 0; tid < nt; tid++) KR_gn_bwd_sums(a, row, tid, nt, part), sg += part[0], sgx += part[1];
+                for (int tid = 0; tid < nt; tid++) KR_gn_bwd_apply(a, row, sg, sgx, tid, nt);
+            }
+            group_norm_backward_input(&x, &gy, groups, aff ? gamma : NULL, str, &gxr);
+            snprintf(nm, sizeof nm, "group_norm bwd (groups %d, block %d)", groups, nt);
+            CHECK_CLOSE(nm, &gx, &gxr, TOL);
+            Tensor *ts[] = {&x, &gy, &y, &yr, &gx, &gxr};
+            for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) tensor_free(ts[i]);
+        }
+        /* per-plane sums: add_channel backward and average pool */
+        Tensor g = rnd(3, 5, 7, 9), gv = tensor_new(3, 5, 1, 1), gvr = tensor_new(3, 5, 1, 1);
+        Tensor pool = tensor_new(3, 5, 1, 1), poolr = tensor_new(3, 5, 1, 1);
+        for (int row = 0; row < 15; row++) {
+            plane_args pa = {g.data, gv.data, 63, 1.0}, pp = {g.data, pool.data, 63, 1.0 / 63};
+            double s = 0;
+            for (int tid = 0; tid < nt; tid++) s += KR_plane_sum(pa, row, tid, nt);
+            KR_plane_store(pa, row, s), KR_plane_store(pp, row, s);
+        }
+        add_channel_backward_input(&g, NULL, &gvr);
+        avgpool_global_forward(&g, &poolr);
+        snprintf(nm, sizeof nm, "add_channel bwd (block %d)", nt); CHECK_CLOSE(nm, &gv, &gvr, TOL);
+        snprintf(nm, sizeof nm, "avgpool fwd (block %d)", nt); CHECK_CLOSE(nm, &pool, &poolr, TOL);
+        tensor_free(&g), tensor_free(&gv), tensor_free(&gvr), tensor_free(&pool), tensor_free(&poolr);
+    }
+}
+
+/* ---- GEMM plans through a column-major reference (cuBLAS conventions) ---- */
+static void ref_gemm(const gemm_plan *g, const float *const *buf) {
+    const float *A0 = buf[g->a], *B0 = buf[g->b];
+    float *C0 = (float *)buf[g->c];
+    for (int bt = 0; bt < g->batch; bt++) {
+        const float *A = A0 + bt * g->sa, *B = B0 + bt * g->sb;
+        float *C = C0 + bt * g->sc;
+        for (int i = 0; i < g->m; i++)
+            for (int j = 0; j < g->n; j++) {
+                double s = 0;
+                for (int p = 0; p < g->k; p++) {
+                    double a = g->ta ? A[p + (size_t)i * g->lda] : A[i + (size_t)p * g->lda];
+                    double b = g->tb ? B[j + (size_t)p * g->ldb] : B[p + (size_t)j * g->ldb];
+                    s += a * b;
+                }
+                float *c = &C[i + (size_t)j * g->ldc];
+                *c = (float)(g->alpha * s + (g->beta != 0 ? g->beta * *c : 0.0));
+            }
+    }
+}
+
+/* softmax rows / their backward through the kern.h phases (block nt) */
+static void rows_softmax(float *s, int rows, int L, int nt) {
+    softmax_args a = {NULL, s, L, 1.0f};
+    for (int r = 0; r < rows; r++) {
+        float mx = -INFINITY;
+        double sum = 0;
+        for (int t = 0; t < nt; t++) mx = fmaxf(mx, KR_softmax_max(a, r, t, nt));
+        for (int t = 0; t < nt; t++) sum += KR_softmax_exp(a, r, mx, t, nt);
+        for (int t = 0; t < nt; t++) KR_softmax_scale(a, r, sum, t, nt);
+    }
+}
+static void rows_softmax_bwd(const float *p, float *gs, int rows, int L, float scale, int nt) {
+    softmax_args a = {p, gs, L, scale};
+    for (int r = 0; r < rows; r++) {
+        double dot = 0;
+        for (int t = 0; t < nt; t++) dot += KR_softmax_bwd_dot(a, r, t, nt);
+        for (int t = 0; t < nt; t++) KR_softmax_bwd_apply(a, r, dot, t, nt);
+    }
+}
+
+static void test_gemm_plans(void) {
+    /* linear, with and without bias, and its backward */
+    int n = 3, in = 37, out = 29;
+    Tensor x = rnd(n, in, 1, 1), w = rnd(out, in, 1, 1), bias = rnd(1, out, 1, 1), gy = rnd(n, out, 1, 1);
+    Tensor y = tensor_new(n, out, 1, 1), yr = tensor_new(n, out, 1, 1), gx = tensor_new(n, in, 1, 1),
+           gxr = tensor_new(n, in, 1, 1);
+    for (int hb = 0; hb < 2; hb++) {
+        if (hb) RUN_PW(K_bias_rows, ((bias_args){bias.data, y.data, out}), (size_t)n * out);
+        const float *buf[GB_GV + 1] = {0};
+        buf[GB_W] = w.data, buf[GB_X] = x.data, buf[GB_Y] = y.data;
+        gemm_plan g = plan_linear_fwd(n, in, out, hb);
+        ref_gemm(&g, buf);
+        linear_forward(w.data, hb ? bias.data : NULL, in, out, &x, &yr);
+        CHECK_CLOSE(hb ? "linear fwd plan (bias)" : "linear fwd plan", &y, &yr, TOL);
+    }
+    const float *buf[GB_GV + 1] = {0};
+    buf[GB_W] = w.data, buf[GB_Y] = gy.data, buf[GB_X] = gx.data;
+    gemm_plan g = plan_linear_bwd(n, in, out);
+    ref_gemm(&g, buf);
+    linear_backward_input(w.data, in, out, &gy, &gxr);
+    CHECK_CLOSE("linear bwd plan", &gx, &gxr, TOL);
+
+    /* attention: the calls of ops_cuda.cu in its order */
+    int C = 24, H = 4, W = 5, L = H * W;
+    n = 2;
+    Tensor q = rnd(n, C, H, W), k = rnd(n, C, H, W), v = rnd(n, C, H, W), gh = rnd(n, C, H, W);
+    Tensor p = tensor_new(n, L * L, 1, 1), h = like(&q), gs = tensor_new(n, L * L, 1, 1);
+    Tensor gq = like(&q), gk = like(&q), gv = like(&q);
+    Tensor pr = tensor_new(n, L * L, 1, 1), hr = like(&q), gqr = like(&q), gkr = like(&q), gvr = like(&q);
+    for (int bi = 0; bi < 2; bi++) {
+        const float *ab[GB_GV + 1] = {0};
+        ab[GB_Q] = q.data, ab[GB_K] = k.data, ab[GB_V] = v.data, ab[GB_P] = p.data, ab[GB_H] = h.data;
+        ab[GB_GH] = gh.data, ab[GB_GS] = gs.data, ab[GB_GQ] = gq.data, ab[GB_GK] = gk.data, ab[GB_GV] = gv.data;
+        gemm_plan g0 = plan_attention(0, n, L, C), g1 = plan_attention(1, n, L, C);
+        ref_gemm(&g0, ab);
+        rows_softmax(p.data, n * L, L, BLOCKS[bi]);
+        ref_gemm(&g1, ab);
+        for (int step = 2; step <= 5; step++) {
+            gemm_plan gb = plan_attention(step, n, L, C);
+            ref_gemm(&gb, ab);
+            if (step == 3) rows_softmax_bwd(p.data, gs.data, n * L, L, 1.0f / sqrtf((float)C), BLOCKS[bi]);
+        }
+        attention_forward(&q, &k, &v, &pr, &hr);
+        attention_backward_input(&q, &k, &v, &pr, &gh, &gqr, &gkr, &gvr);
+        char nm[80];
+        snprintf(nm, sizeof nm, "attention P (block %d)", BLOCKS[bi]); CHECK_CLOSE(nm, &p, &pr, TOL);
+        snprintf(nm, sizeof nm, "attention H (block %d)", BLOCKS[bi]); CHECK_CLOSE(nm, &h, &hr, TOL);
+        snprintf(nm, sizeof nm, "attention gQ (block %d)", BLOCKS[bi]); CHECK_CLOSE(nm, &gq, &gqr, TOL);
+        snprintf(nm, sizeof nm, "attention gK (block %d)", BLOCKS[bi]); CHECK_CLOSE(nm, &gk, &gkr, TOL);
+        snprintf(nm, sizeof nm, "attention gV (block %d)", BLOCKS[bi]); CHECK_CLOSE(nm, &gv, &gvr, TOL);
+    }
+    Tensor *ts[] = {&x, &w, &bias, &gy, &y, &yr, &gx, &gxr, &q, &k, &v, &gh, &p, &h, &gs,
+                    &gq, &gk, &gv, &pr, &hr, &gqr, &gkr, &gvr};
+    for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) tensor_free(ts[i]);
+}
+
+int main(void) {
+    drq_set_threads(1);
+    test_pointwise();
+    test_index_kernels();
+    test_reductions();
+    test_gemm_plans();
+    return CHECK_DONE();
+}
