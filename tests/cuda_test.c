@@ -27,8 +27,6 @@
 #include "../kernels/device.h"
 #include "../kernels/ops.h"
 #include "../worker/attack.h"
-#include "check.h"
-#include "fd.h"
 
 #ifndef DRQ_HAVE_CUDA
 int main(void) {
@@ -40,6 +38,8 @@ int main(void) {
 #include <cuda_runtime.h>
 
 #include "../kernels/cuda/cuda.h"
+#include "check.h"
+#include "fd.h"
 
 /* ---- random numbers (xorshift64*) and helpers --------------------------- */
 static uint64_t rs = 0x2545F4914F6CDD1Dull;
