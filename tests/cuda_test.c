@@ -570,7 +570,7 @@ static void pgd_run(drq_device dev, purify_config pc, const Tensor *x, const int
     wrn *w = fixture_wrn("wrn_small", &ww, dev);
     if (!u || !w) return;
     purifier *p = purifier_new(u, &pc);
-    attack_models am = {w, p, 10};
+    attack_models am = {w, p, 10, NULL};
     attack_config ac = {.eps = 0.1, .steps = 3, .stepsize = 0.02, .random_start = 1, .seed = 3};
     attack_state st;
     int64_t image[2] = {0, 1};
@@ -581,6 +581,7 @@ static void pgd_run(drq_device dev, purify_config pc, const Tensor *x, const int
         tensor_copy(&out[k], &st.xadv);
     }
     attack_state_free(&st);
+    attack_models_release(&am);
     purifier_free(p);
     unet_free(u), wrn_free(w);
     st_free(&wu), st_free(&ww);

@@ -199,7 +199,7 @@ static void test_bpda_gradient(void) {
     if (engine_models_get(&spec, 1, &em, &err)) { CHECK_MSG(0, "%s", err.msg); return; }
     purify_config pc = engine_purify_config(&spec.purifiers[0]);
     purifier *p = purifier_new(em.diff, &pc);
-    attack_models am = {em.clf, p, em.classes};
+    attack_models am = {em.clf, p, em.classes, NULL};
     attack_config ac = {.eps = 0.1, .steps = 1, .seed = 5, .bpda = 1};
     Tensor x = tensor_new(2, 1, 16, 16), g = tensor_new(2, 1, 16, 16), px = tensor_new(2, 1, 16, 16);
     Tensor lg = tensor_new(2, 10, 1, 1), gl = tensor_new(2, 10, 1, 1), gref = tensor_new(2, 1, 16, 16);
@@ -218,6 +218,7 @@ static void test_bpda_gradient(void) {
     wrn_backward(em.clf, &gl, &gref);
     CHECK_LE(rel_l2(g.data, gref.data, tensor_numel(&g)), 1e-6, "bpda gradient vs classifier gradient at P(x)");
     tensor_free(&x), tensor_free(&g), tensor_free(&px), tensor_free(&lg), tensor_free(&gl), tensor_free(&gref);
+    attack_models_release(&am);
     purifier_free(p);
 }
 

@@ -53,7 +53,7 @@ int main(void) {
     };
     for (int c = 0; c < 2; c++) {
         purifier *p = purifier_new(u, &cases[c].pc);
-        attack_models am = {w, p, 10};
+        attack_models am = {w, p, 10, NULL};
         attack_config ac = {.eps = 0.1, .steps = 3, .stepsize = 0.02, .random_start = 1, .seed = 3};
         attack_state st;
         attack_begin(&ac, &x, image, &st);
@@ -77,6 +77,7 @@ int main(void) {
             CHECK_LE(512 - close, 10, what);
         }
         attack_state_free(&st);
+        attack_models_release(&am);
         purifier_free(p);
     }
     unet_free(u), wrn_free(w);

@@ -13,32 +13,43 @@
 /* Scratch of one gradient or evaluation pass.  The models may live on a GPU:
  * x is copied there, the logits come back to the host for the loss, and the
  * gradient returns to the host, so the attack's own state stays on the CPU
- * (a few KB per image per step next to t* UNet evaluations). */
+ * (a few KB per image per step next to t* UNet evaluations).  The buffers
+ * live in attack_models and are sized once per batch shape. */
 typedef struct {
     Tensor x, px, logits, glogits, gpx, gx; /* on the classifier's device */
     float *hl, *hgl;                         /* host logits and their gradient */
     uint64_t *omega;
+    int cap;                                 /* images the host arrays hold */
 } pass;
 
-static void pass_init(pass *s, const Tensor *x, const attack_models *m) {
+static pass *pass_get(const Tensor *x, attack_models *m) {
     drq_device dev = wrn_device(m->clf);
-    memset(s, 0, sizeof *s);
-    s->x = tensor_new_on(dev, x->n, x->c, x->h, x->w);
+    pass *s = m->scratch ? m->scratch : (m->scratch = xcalloc(1, sizeof(pass)));
+    int n = x->n;
+    tensor_ensure_on(&s->x, dev, n, x->c, x->h, x->w);
     tensor_copy(&s->x, x);
-    s->px = tensor_new_on(dev, x->n, x->c, x->h, x->w);
-    s->gpx = tensor_new_on(dev, x->n, x->c, x->h, x->w);
-    s->gx = tensor_new_on(dev, x->n, x->c, x->h, x->w);
-    s->logits = tensor_new_on(dev, x->n, m->classes, 1, 1);
-    s->glogits = tensor_new_on(dev, x->n, m->classes, 1, 1);
-    s->hl = xmalloc(sizeof(float) * x->n * m->classes);
-    s->hgl = xmalloc(sizeof(float) * x->n * m->classes);
-    s->omega = xmalloc(sizeof(uint64_t) * x->n);
+    tensor_ensure_on(&s->px, dev, n, x->c, x->h, x->w);
+    tensor_ensure_on(&s->gpx, dev, n, x->c, x->h, x->w);
+    tensor_ensure_on(&s->gx, dev, n, x->c, x->h, x->w);
+    tensor_ensure_on(&s->logits, dev, n, m->classes, 1, 1);
+    tensor_ensure_on(&s->glogits, dev, n, m->classes, 1, 1);
+    if (s->cap < n) {
+        free(s->hl), free(s->hgl), free(s->omega);
+        s->hl = xmalloc(sizeof(float) * n * m->classes);
+        s->hgl = xmalloc(sizeof(float) * n * m->classes);
+        s->omega = xmalloc(sizeof(uint64_t) * n);
+        s->cap = n;
+    }
+    return s;
 }
 
-static void pass_free(pass *s) {
+void attack_models_release(attack_models *m) {
+    pass *s = m->scratch;
+    if (!s) return;
     Tensor *ts[] = {&s->x, &s->px, &s->logits, &s->glogits, &s->gpx, &s->gx};
     for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) tensor_free(ts[i]);
-    free(s->hl), free(s->hgl), free(s->omega);
+    free(s->hl), free(s->hgl), free(s->omega), free(s);
+    m->scratch = NULL;
 }
 
 /* Host copy of the logits of the last classifier forward. */
@@ -49,29 +60,27 @@ static const float *host_logits(pass *s) {
 
 void attack_gradient(const attack_config *a, attack_models *m, const Tensor *x, const int *label,
                      const int64_t *image, uint64_t omega, Tensor *g, int *pred) {
-    pass s;
-    pass_init(&s, x, m);
-    for (int i = 0; i < x->n; i++) s.omega[i] = omega;
-    purify_forward(m->pur, &s.x, s.omega, image, !a->bpda, &s.px, NULL);
-    wrn_forward(m->clf, &s.px, &s.logits);
-    const float *hl = host_logits(&s);
+    pass *s = pass_get(x, m);
+    for (int i = 0; i < x->n; i++) s->omega[i] = omega;
+    purify_forward(m->pur, &s->x, s->omega, image, !a->bpda, &s->px, NULL);
+    wrn_forward(m->clf, &s->px, &s->logits);
+    const float *hl = host_logits(s);
     for (int i = 0; i < x->n; i++) { /* ∂CE/∂logits = softmax − onehot */
         const float *l = hl + (size_t)i * m->classes;
-        float *gl = s.hgl + (size_t)i * m->classes;
+        float *gl = s->hgl + (size_t)i * m->classes;
         if (pred) pred[i] = argmax(l, m->classes);
         float mx = l[argmax(l, m->classes)];
         double z = 0;
         for (int k = 0; k < m->classes; k++) z += exp((double)l[k] - mx);
         for (int k = 0; k < m->classes; k++) gl[k] = (float)(exp((double)l[k] - mx) / z) - (k == label[i]);
     }
-    drq_dev_copy(s.glogits.data, s.glogits.dev, s.hgl, DRQ_CPU, tensor_numel(&s.glogits) * sizeof(float));
-    wrn_backward(m->clf, &s.glogits, &s.gpx);
-    if (a->bpda) tensor_copy(g, &s.gpx);
+    drq_dev_copy(s->glogits.data, s->glogits.dev, s->hgl, DRQ_CPU, tensor_numel(&s->glogits) * sizeof(float));
+    wrn_backward(m->clf, &s->glogits, &s->gpx);
+    if (a->bpda) tensor_copy(g, &s->gpx);
     else {
-        purify_backward(m->pur, &s.gpx, &s.gx);
-        tensor_copy(g, &s.gx);
+        purify_backward(m->pur, &s->gpx, &s->gx);
+        tensor_copy(g, &s->gx);
     }
-    pass_free(&s);
 }
 
 void attack_begin(const attack_config *a, const Tensor *x, const int64_t *image, attack_state *st) {
@@ -152,14 +161,12 @@ void attack_state_free(attack_state *st) {
 
 /* Predictions under one ω. */
 static void predict(attack_models *m, const Tensor *x, const int64_t *image, uint64_t omega, int *pred) {
-    pass s;
-    pass_init(&s, x, m);
-    for (int i = 0; i < x->n; i++) s.omega[i] = omega;
-    purify_forward(m->pur, &s.x, s.omega, image, 0, &s.px, NULL);
-    wrn_forward(m->clf, &s.px, &s.logits);
-    const float *hl = host_logits(&s);
+    pass *s = pass_get(x, m);
+    for (int i = 0; i < x->n; i++) s->omega[i] = omega;
+    purify_forward(m->pur, &s->x, s->omega, image, 0, &s->px, NULL);
+    wrn_forward(m->clf, &s->px, &s->logits);
+    const float *hl = host_logits(s);
     for (int i = 0; i < x->n; i++) pred[i] = argmax(hl + (size_t)i * m->classes, m->classes);
-    pass_free(&s);
 }
 
 void attack_evaluate(const attack_config *a, attack_models *m, const Tensor *x, const int64_t *image, int *pred) {

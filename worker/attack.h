@@ -40,7 +40,11 @@ typedef struct {
     wrn *clf;
     purifier *pur;
     int classes;
+    void *scratch; /* per-pass buffers on the models' device, reused across steps (NULL initially) */
 } attack_models;
+
+/* Frees m->scratch (the models themselves belong to the caller). */
+void attack_models_release(attack_models *m);
 
 /* Per-batch state of a running attack, enough to resume it exactly. */
 typedef struct {

@@ -322,7 +322,7 @@ job_status engine_run(const drq_job *job, job_ctx *ctx, drq_row **rows, int64_t 
     }
     purify_config pc = engine_purify_config(&s->purifiers[job->purifier]);
     purifier *pur = purifier_new(em.diff, &pc);
-    attack_models am = {em.clf, pur, em.classes};
+    attack_models am = {em.clf, pur, em.classes, NULL};
     attack_config ac = make_attack(as, job->seed);
     size_t per = (size_t)ds.c * ds.h * ds.w;
     drq_row *out = xcalloc((size_t)job->image_count + 1, sizeof(drq_row));
@@ -372,6 +372,7 @@ job_status engine_run(const drq_job *job, job_ctx *ctx, drq_row **rows, int64_t 
         attack_state_free(&st);
         free(label), free(image);
     }
+    attack_models_release(&am);
     purifier_free(pur);
     dataset_free(&ds);
     if (status != JOB_DONE) {

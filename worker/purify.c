@@ -135,13 +135,13 @@ static void ensure_batch(purifier *p, int n) {
 
 void purify_forward(purifier *p, const Tensor *x_in, const uint64_t *omega, const int64_t *image, int keep, Tensor *y,
                     Tensor *xmax) {
-    const Tensor *x = on_dev(p, x_in, &p->xin);
     p->kept = keep;
-    if (p->c.kind == PURIFY_NONE) {
-        to_out(x, y);
-        if (xmax) to_out(x, xmax);
+    if (p->c.kind == PURIFY_NONE) { /* identity, on whatever device x and y live */
+        to_out(x_in, y);
+        if (xmax) to_out(x_in, xmax);
         return;
     }
+    const Tensor *x = on_dev(p, x_in, &p->xin);
     ensure_batch(p, x->n);
     Tensor *s = &p->x;
     ENSURE(s, x);
@@ -179,11 +179,11 @@ void purify_forward(purifier *p, const Tensor *x_in, const uint64_t *omega, cons
 
 void purify_backward(purifier *p, const Tensor *gy_in, Tensor *gx) {
     if (!p->kept) DIE("purify_backward: the last purify_forward did not keep its states (keep = 0)");
-    const Tensor *gy = on_dev(p, gy_in, &p->xin);
     if (p->c.kind == PURIFY_NONE) {
-        to_out(gy, gx);
+        to_out(gy_in, gx);
         return;
     }
+    const Tensor *gy = on_dev(p, gy_in, &p->xin);
     Tensor *g = &p->g;
     ENSURE(g, gy), ENSURE(&p->gx0, gy), ENSURE(&p->geps, gy), ENSURE(&p->gu, gy);
     /* y = clamp((x + 1)/2) */
