@@ -4,7 +4,7 @@
  *      asymmetric-padding convolution and odd sizes): normalised MSE
  *      Σ(gpu − cpu)² / Σ cpu² ≤ 1e-7 with precision fp32; the convolutions
  *      again with tf32, ≤ 1e-5 (TF32 keeps 10 mantissa bits);
- *   2. seeded noise: normal_fill on the GPU equals the CPU generator to a few
+ *   2. seeded noise: normal_fill on the GPU equals the CPU generator within 8
  *      float32 ulp (the Philox integers are the same code, common/philox.h);
  *   3. finite differences of GPU VJPs (convolution, group norm, attention,
  *      both fixture models, the DDPM purifier);
@@ -17,6 +17,7 @@
  * Without a CUDA build or without a GPU it says so and exits 0 without a
  * RESULT line: nothing was tested, nothing is claimed.
  */
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -308,14 +309,17 @@ static void test_noise(void) {
     normal_fill(keys, &g);
     Tensor h = to_cpu(&g);
     double worst = 0;
-    size_t at = 0;
-    for (size_t i = 0; i < tensor_numel(&c); i++) {
-        double d = fabs((double)h.data[i] - c.data[i]) / (1.0 + fabs(c.data[i]));
+    size_t at = 0, same = 0, n = tensor_numel(&c);
+    for (size_t i = 0; i < n; i++) {
+        /* error in float32 ulps of max(1, |value|): DESIGN §3 asks for ulp-level agreement */
+        double d = fabs((double)h.data[i] - c.data[i]) / (FLT_EPSILON * fmax(1.0, fabs(c.data[i])));
+        same += h.data[i] == c.data[i];
         if (d > worst) worst = d, at = i;
     }
-    char what[160];
-    snprintf(what, sizeof what, "normal_fill gpu vs cpu, worst at %zu (%.9g vs %.9g)", at, h.data[at], c.data[at]);
-    CHECK_LE(worst, 4e-6, what); /* a few float32 ulp: logf/sinf/cosf differ by ≤ 2 ulp */
+    char what[200];
+    snprintf(what, sizeof what, "normal_fill gpu vs cpu in ulps, worst at %zu (%.9g vs %.9g; %zu of %zu identical)", at,
+             h.data[at], c.data[at], same, n);
+    CHECK_LE(worst, 8.0, what); /* CUDA logf ≤ 1 ulp, sinf/cosf ≤ 2 ulp, sqrtf exact; glibc within 1 ulp */
     tensor_free(&c), tensor_free(&g), tensor_free(&h);
 }
 
