@@ -321,6 +321,19 @@ static void test_noise(void) {
              h.data[at], c.data[at], same, n);
     CHECK_LE(worst, 8.0, what); /* CUDA logf ≤ 1 ulp, sinf/cosf ≤ 2 ulp, sqrtf exact; glibc within 1 ulp */
     tensor_free(&c), tensor_free(&g), tensor_free(&h);
+
+    /* batches over 256 images take the upload path instead of kernel arguments */
+    uint64_t many[300];
+    float tt[300];
+    for (int i = 0; i < 300; i++) many[i] = drq_key(9, (uint64_t)i, 1000 + (uint64_t)i), tt[i] = (float)(i * 3 % 1000);
+    c = tensor_new(300, 1, 3, 3), g = tensor_new_on(DRQ_CUDA, 300, 1, 3, 3);
+    normal_fill(many, &c), normal_fill(many, &g);
+    CHECK_NMSE("normal_fill, 300 images (upload path)", &g, &c, 1e-12);
+    tensor_free(&c), tensor_free(&g);
+    c = tensor_new(300, 32, 1, 1), g = tensor_new_on(DRQ_CUDA, 300, 32, 1, 1);
+    timestep_embedding_forward(tt, 300, 32, &c), timestep_embedding_forward(tt, 300, 32, &g);
+    CHECK_NMSE("timestep embedding, 300 images (upload path)", &g, &c, 1e-12);
+    tensor_free(&c), tensor_free(&g);
 }
 
 /* =====================================================================

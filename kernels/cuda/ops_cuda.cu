@@ -12,6 +12,7 @@
  */
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "internal.h"
 #include "kern.h"
@@ -53,6 +54,28 @@ PW_KERNEL(k_up_bwd, up_args, K_up_bwd)
 PW_KERNEL(k_pad, pad_args, K_pad)
 PW_KERNEL(k_crop, pad_args, K_crop)
 PW_KERNEL(k_temb_fwd, temb_args, K_temb_fwd)
+
+/* Small host arrays (a batch's timesteps, noise keys) travel as kernel
+ * arguments: a launch copies them without stopping the host, where a
+ * cudaMemcpy from pageable memory would wait for the GPU to drain the stream
+ * once per UNet call.  Larger batches fall back to a synchronous upload. */
+#define BYVAL_MAX 256
+typedef struct {
+    float v[BYVAL_MAX];
+} tvals;
+typedef struct {
+    uint64_t v[BYVAL_MAX];
+} kvals;
+__global__ void k_temb_fwd_v(temb_args a, tvals t, size_t n) {
+    a.t = t.v;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        K_temb_fwd(a, i);
+}
+__global__ void k_normal_v(normal_args a, kvals k, size_t n) {
+    a.keys = k.v;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        K_normal(a, i);
+}
 PW_KERNEL(k_affine_fwd, affine_args, K_affine_fwd)
 PW_KERNEL(k_affine_bwd, affine_args, K_affine_bwd)
 PW_KERNEL(k_sampler_fwd, sampler_args, K_sampler_fwd)
@@ -307,6 +330,14 @@ static float *upload_t(cuda_ctx *c, const float *t, int n) {
 }
 
 static void cuda_timestep_embedding_forward(const float *t, int n, int dim, Tensor *y) {
+    if (n <= BYVAL_MAX) {
+        tvals tv;
+        memcpy(tv.v, t, sizeof(float) * n);
+        size_t total = (size_t)n * dim;
+        k_temb_fwd_v<<<grid_for(total), THREADS>>>(temb_args{NULL, NULL, y->data, NULL, n, dim}, tv, total);
+        CUDA_LAUNCHED();
+        return;
+    }
     cuda_ctx *c = cuda_ctx_get();
     LAUNCH_PW(k_temb_fwd, (temb_args{upload_t(c, t, n), NULL, y->data, NULL, n, dim}), (size_t)n * dim);
 }
@@ -345,8 +376,15 @@ static void cuda_sampler_step_backward_input(const Tensor *x, const Tensor *eps,
 }
 
 static void cuda_normal_fill(const uint64_t *keys, Tensor *y) {
+    size_t per = (size_t)y->c * y->h * y->w, total = (size_t)y->n * ((per + 3) / 4);
+    if (y->n <= BYVAL_MAX) {
+        kvals kv;
+        memcpy(kv.v, keys, sizeof(uint64_t) * y->n);
+        if (total) k_normal_v<<<grid_for(total), THREADS>>>(normal_args{NULL, y->data, per}, kv, total);
+        CUDA_LAUNCHED();
+        return;
+    }
     cuda_ctx *c = cuda_ctx_get();
-    size_t per = (size_t)y->c * y->h * y->w;
     uint64_t *kd = (uint64_t *)cuda_scratch(c, SCR_HOSTIN, sizeof(uint64_t) * y->n);
     CUDA_CHECK(cudaMemcpy(kd, keys, sizeof(uint64_t) * y->n, cudaMemcpyHostToDevice));
     LAUNCH_PW(k_normal, (normal_args{kd, y->data, per}), (size_t)y->n * ((per + 3) / 4));
