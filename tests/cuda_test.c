@@ -40,20 +40,11 @@ int main(void) {
 
 #include "../kernels/cuda/cuda.h"
 #include "check.h"
+#include "rand.h"
 #include "fd.h"
+#include "pgd_ref.h"
 
-/* ---- random numbers (xorshift64*) and helpers --------------------------- */
-static uint64_t rs = 0x2545F4914F6CDD1Dull;
-static double urand(void) {
-    rs ^= rs >> 12, rs ^= rs << 25, rs ^= rs >> 27;
-    return (double)((rs * 2685821657736338717ull) >> 11) / 9007199254740992.0;
-}
-static float nrand(void) { return (float)(sqrt(-2 * log(urand() + 1e-300)) * cos(6.283185307179586 * urand())); }
-static Tensor rnd(int n, int c, int h, int w) {
-    Tensor t = tensor_new(n, c, h, w);
-    for (size_t i = 0; i < tensor_numel(&t); i++) t.data[i] = nrand();
-    return t;
-}
+/* ---- inputs (tests/rand.h) and helpers ---------------------------------- */
 static float *rnd_vec(size_t n, float scale, float offset) {
     float *p = malloc(n * sizeof(float));
     for (size_t i = 0; i < n; i++) p[i] = offset + scale * nrand();
@@ -365,7 +356,7 @@ static double fd_loss_gpu(void *vc, const Tensor *x) {
     return s;
 }
 
-static float frand(void) { return nrand(); }
+static float frand(void) { return nrand(); } /* fd.h takes a float generator */
 
 typedef struct {
     const char *cfg, *weights, *io; /* weights NULL: random parameters */
@@ -516,34 +507,23 @@ static void test_op_fd(void) {
     for (size_t i = 0; i < sizeof as / sizeof as[0]; i++) tensor_free(as[i]);
 }
 
-static unet *fixture_unet(const char *name, st_file *w, drq_device dev) {
+/* Loads tests/fixtures/NAME.{json,weights.safetensors} as a UNet (u) or a
+ * WRN (w) on dev; NULL after a failed CHECK. */
+static void *fixture_model(const char *name, int is_unet, st_file *w, drq_device dev) {
     char cfgp[160], wp[160];
     drq_err err = {{0}};
-    unet_config c;
+    unet_config uc;
+    wrn_config wc;
+    void *m = NULL;
     snprintf(cfgp, sizeof cfgp, "tests/fixtures/%s.json", name);
     snprintf(wp, sizeof wp, "tests/fixtures/%s.weights.safetensors", name);
-    if (unet_config_parse(cfgp, &c, &err) || st_load(wp, w, &err)) {
-        CHECK_MSG(0, "%s: %s", name, err.msg);
-        return NULL;
-    }
-    unet *u = unet_load_on(&c, w, 0, dev, &err);
-    CHECK_MSG(u != NULL, "%s: %s", name, err.msg);
-    return u;
-}
-
-static wrn *fixture_wrn(const char *name, st_file *w, drq_device dev) {
-    char cfgp[160], wp[160];
-    drq_err err = {{0}};
-    wrn_config c;
-    snprintf(cfgp, sizeof cfgp, "tests/fixtures/%s.json", name);
-    snprintf(wp, sizeof wp, "tests/fixtures/%s.weights.safetensors", name);
-    if (wrn_config_parse(cfgp, &c, &err) || st_load(wp, w, &err)) {
-        CHECK_MSG(0, "%s: %s", name, err.msg);
-        return NULL;
-    }
-    wrn *m = wrn_load_on(&c, w, 0, dev, &err);
-    CHECK_MSG(m != NULL, "%s: %s", name, err.msg);
-    return m;
+    if (is_unet ? unet_config_parse(cfgp, &uc, &err) : wrn_config_parse(cfgp, &wc, &err)) goto fail;
+    if (st_load(wp, w, &err)) goto fail;
+    m = is_unet ? (void *)unet_load_on(&uc, w, 0, dev, &err) : (void *)wrn_load_on(&wc, w, 0, dev, &err);
+    if (m) return m;
+fail:
+    CHECK_MSG(0, "%s: %s", name, err.msg);
+    return NULL;
 }
 
 /* The DDPM purifier's VJP on the GPU by finite differences, and a repeated
@@ -551,7 +531,7 @@ static wrn *fixture_wrn(const char *name, st_file *w, drq_device dev) {
 static void test_purifier(void) {
     drq_cuda_set_precision("fp32");
     st_file wu = {0};
-    unet *u = fixture_unet("unet_small", &wu, DRQ_CUDA);
+    unet *u = fixture_model("unet_small", 1, &wu, DRQ_CUDA);
     if (!u) return;
     purify_config pc = {.kind = PURIFY_DDPM, .t_star = 3, .clamp_out = 0};
     purifier *p = purifier_new(u, &pc);
@@ -583,12 +563,12 @@ static void test_purifier(void) {
  * ===================================================================== */
 static void pgd_run(drq_device dev, purify_config pc, const Tensor *x, const int *label, Tensor out[3]) {
     st_file wu = {0}, ww = {0};
-    unet *u = fixture_unet("unet_small", &wu, dev);
-    wrn *w = fixture_wrn("wrn_small", &ww, dev);
+    unet *u = fixture_model("unet_small", 1, &wu, dev);
+    wrn *w = fixture_model("wrn_small", 0, &ww, dev);
     if (!u || !w) return;
     purifier *p = purifier_new(u, &pc);
     attack_models am = {w, p, 10, NULL};
-    attack_config ac = {.eps = 0.1, .steps = 3, .stepsize = 0.02, .random_start = 1, .seed = 3};
+    attack_config ac = pgd_ref_attack();
     attack_state st;
     int64_t image[2] = {0, 1};
     attack_begin(&ac, x, image, &st);
@@ -604,21 +584,6 @@ static void pgd_run(drq_device dev, purify_config pc, const Tensor *x, const int
     st_free(&wu), st_free(&ww);
 }
 
-/* The trajectory check of tests/test_pgd_ref.c: relative L2 of the
- * difference to the perturbation, and pixels off by more than 1e-4. */
-static void compare_traj(const char *what, const float *got, const float *ref, const float *x, double tol, int max_off) {
-    double num = 0, den = 0;
-    int off = 0;
-    for (int e = 0; e < 512; e++) {
-        double d = got[e] - ref[e], dr = ref[e] - x[e];
-        num += d * d, den += dr * dr;
-        off += fabs(d) > 1e-4;
-    }
-    char k[200];
-    snprintf(k, sizeof k, "%s: relative L2", what); CHECK_LE(sqrt(num / den), tol, k);
-    snprintf(k, sizeof k, "%s: pixels off by > 1e-4 (of 512)", what); CHECK_LE(off, max_off, k);
-}
-
 static void test_pgd(void) {
     drq_cuda_set_precision("fp32");
     drq_err err = {{0}};
@@ -628,25 +593,20 @@ static void test_pgd(void) {
     if (!tx || !tl) return;
     Tensor x = tensor_wrap(tx->data, 2, 1, 16, 16);
     int label[2] = {(int)tl->data[0], (int)tl->data[1]};
-    struct {
-        const char *name;
-        purify_config pc;
-    } cases[] = {
-        {"ddim", {.kind = PURIFY_DDIM, .t_star = 4, .stride = 2, .clamp_out = 1}},
-        {"ddpm", {.kind = PURIFY_DDPM, .t_star = 3, .clamp_out = 1}},
-    };
     for (int c = 0; c < 2; c++) {
         Tensor g[3] = {{0}}, h[3] = {{0}};
-        pgd_run(DRQ_CUDA, cases[c].pc, &x, label, g);
-        pgd_run(DRQ_CPU, cases[c].pc, &x, label, h);
+        const pgd_ref_case *pc = &PGD_REF_CASES[c];
+        pgd_run(DRQ_CUDA, pc->pc, &x, label, g);
+        pgd_run(DRQ_CPU, pc->pc, &x, label, h);
         for (int k = 0; k < 3 && g[k].data && h[k].data; k++) {
             char nm[64], what[160];
-            snprintf(nm, sizeof nm, "xadv_%s_%d", cases[c].name, k + 1);
+            snprintf(nm, sizeof nm, "xadv_%s_%d", pc->name, k + 1);
             const st_tensor *tr = st_find(&ref, nm);
-            snprintf(what, sizeof what, "pgd %s step %d gpu vs float64 reference", cases[c].name, k + 1);
-            if (tr) compare_traj(what, g[k].data, tr->data, x.data, 0.02, 10);
-            snprintf(what, sizeof what, "pgd %s step %d gpu vs cpu", cases[c].name, k + 1);
-            compare_traj(what, g[k].data, h[k].data, x.data, 0.02, 10);
+            CHECK_MSG(tr != NULL, "fixture lacks %s", nm);
+            snprintf(what, sizeof what, "pgd %s step %d gpu vs float64 reference", pc->name, k + 1);
+            if (tr) pgd_ref_compare(what, g[k].data, tr->data, x.data);
+            snprintf(what, sizeof what, "pgd %s step %d gpu vs cpu", pc->name, k + 1);
+            pgd_ref_compare(what, g[k].data, h[k].data, x.data);
         }
         for (int k = 0; k < 3; k++) tensor_free(&g[k]), tensor_free(&h[k]);
     }

@@ -23,19 +23,9 @@
 #include "../kernels/cuda/kern.h"
 #include "../kernels/ops.h"
 #include "check.h"
+#include "rand.h"
 
-/* ---- inputs ------------------------------------------------------------- */
-static uint64_t rs = 0x9E3779B97F4A7C15ull;
-static double urand(void) {
-    rs ^= rs >> 12, rs ^= rs << 25, rs ^= rs >> 27;
-    return (double)((rs * 2685821657736338717ull) >> 11) / 9007199254740992.0;
-}
-static float nrand(void) { return (float)(sqrt(-2 * log(urand() + 1e-300)) * cos(6.283185307179586 * urand())); }
-static Tensor rnd(int n, int c, int h, int w) {
-    Tensor t = tensor_new(n, c, h, w);
-    for (size_t i = 0; i < tensor_numel(&t); i++) t.data[i] = nrand();
-    return t;
-}
+/* ---- inputs (tests/rand.h) and helpers ---------------------------------- */
 static Tensor like(const Tensor *t) { return tensor_new(t->n, t->c, t->h, t->w); }
 
 #define CHECK_CLOSE(name, got, ref, tol)                                                  \

@@ -82,25 +82,30 @@ const float *params_on_device(params *p, const float *host, size_t n) {
     return d;
 }
 
-const float *params_get(params *p, param_init init, int ndim, const int *shape, const char *fmt, ...) {
+/* get_host with a printf-formatted name; to_device: copy to p->dev. */
+static const float *get_fmt(params *p, param_init init, int ndim, const int *shape, int to_device, const char *fmt,
+                            va_list ap) {
     char name[256];
     size_t numel;
+    vsnprintf(name, sizeof name, fmt, ap);
+    const float *h = get_host(p, init, ndim, shape, name, &numel);
+    return to_device && h != dummy ? params_on_device(p, h, numel) : h;
+}
+
+const float *params_get(params *p, param_init init, int ndim, const int *shape, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(name, sizeof name, fmt, ap);
+    const float *r = get_fmt(p, init, ndim, shape, 1, fmt, ap);
     va_end(ap);
-    const float *h = get_host(p, init, ndim, shape, name, &numel);
-    return h == dummy ? h : params_on_device(p, h, numel);
+    return r;
 }
 
 const float *params_get_host(params *p, param_init init, int ndim, const int *shape, const char *fmt, ...) {
-    char name[256];
-    size_t numel;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(name, sizeof name, fmt, ap);
+    const float *r = get_fmt(p, init, ndim, shape, 0, fmt, ap);
     va_end(ap);
-    return get_host(p, init, ndim, shape, name, &numel);
+    return r;
 }
 
 int params_finish(params *p) {
