@@ -31,6 +31,7 @@ else
 CUDA     ?= $(CUDA_FOUND)
 endif
 CUDA_ARCH ?= 80 90
+CUDA_PTX  ?= 90   # PTX for newer GPUs to JIT-compile
 
 ifeq ($(SAN),1)
 BUILD    ?= build-san
@@ -49,14 +50,15 @@ endif
 WARN     := -Wall -Wextra -Werror -Wno-unused-parameter
 CFLAGS   += -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -fopenmp -MMD -MP -I.
 LDLIBS   += -ldnnl -ljansson -lzmq -luv -lsqlite3 -lz -lpthread -lm
-LDFLAGS  += -fopenmp $(LDSAN)
+LDFLAGS  += -fopenmp -Wl,--as-needed $(LDSAN)
 
 COMMON_SRC  := $(wildcard common/*.c)
 KERNELS_SRC := $(wildcard kernels/*.c kernels/cpu/*.c)
 KERNELS_CU  :=
 ifeq ($(CUDA),1)
 CFLAGS      += -DDRQ_HAVE_CUDA -I$(CUDA_HOME)/include
-NVFLAGS     := -O3 -g -std=c++17 -DDRQ_HAVE_CUDA -I. $(foreach a,$(CUDA_ARCH),-gencode arch=compute_$(a),code=sm_$(a)) \
+NVFLAGS     := -O3 -g -lineinfo -std=c++17 -DDRQ_HAVE_CUDA -I. $(foreach a,$(CUDA_ARCH),-gencode arch=compute_$(a),code=sm_$(a)) \
+               -gencode arch=compute_$(strip $(CUDA_PTX)),code=compute_$(strip $(CUDA_PTX)) \
                -Werror all-warnings -Xcompiler -Wall,-Wextra,-Wno-unused-parameter,-Werror -MMD -MP
 LDLIBS      += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudnn -lcublas -lcudart -lstdc++
 KERNELS_SRC += $(wildcard kernels/cuda/*.c)
@@ -81,7 +83,7 @@ LIBS        := $(LIB_WORKER) $(LIB_SERVER) $(LIB_KERNELS) $(LIB_COMMON)
 BINS  := $(BUILD)/drq $(if $(wildcard server/main.c),$(BUILD)/drq-server) $(if $(wildcard worker/main.c),$(BUILD)/drq-worker)
 TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_C) $(TOOL_C) $(CUDA_TEST_C))
 
-.PHONY: all deps test test-cuda test-ref bench bench-cuda bench-queue demo clean
+.PHONY: all deps test test-cuda test-ref bench bench-cuda bench-queue demo clean gpu-bundle
 all: $(BINS)
 
 $(BUILD)/obj/%.o: %.c
@@ -135,14 +137,21 @@ test: deps
 .PHONY: all-tests
 all-tests: $(BINS) $(TESTS)
 
-# CUDA backend against the CPU (tests/cuda_test.c); says so and exits 0 without a GPU
-test-cuda: deps all-tests
+# CUDA backend against the CPU (tests/cuda_test.c); says so and exits 0 without
+# a GPU (1 where a GPU device node exists but CUDA cannot start, or with
+# DRQ_REQUIRE_GPU=1).  No `deps`: GPU machines have no package registry; run
+# `make test` (or `make deps`) first on a machine that does.
+test-cuda: all-tests
 	$(BUILD)/tests/cuda_test
 
 # CUDA speed against PyTorch CUDA on the same GPU (python3 with CUDA torch, on the GPU machines)
 CUDA_PYTHON ?= python3
-bench-cuda: deps all-tests
+bench-cuda: all-tests
 	$(CUDA_PYTHON) tests/ref/bench_cuda.py --drq $(BUILD)/drq --pgd $(BUILD)/tests/cuda_bench_pgd
+
+# the GPU programs and their Debian libraries, to carry to a lent GPU machine (docs/cuda.md)
+gpu-bundle: all-tests
+	@BUILD=$(BUILD) deploy/gpu-bundle.sh
 
 test-ref: deps all-tests
 	$(PYTHON) tests/ref/gen_fixtures.py --out tests/fixtures

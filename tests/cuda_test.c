@@ -2,26 +2,30 @@
  *
  *   1. every op, forward and backward_input, on random shapes (incl. the
  *      asymmetric-padding convolution and odd sizes): normalised MSE
- *      Σ(gpu − cpu)² / Σ cpu² ≤ 1e-7 with precision fp32; the convolutions
+ *      Σ(gpu − cpu)² / Σ cpu² ≤ 1e-9 with precision fp32; the convolutions
  *      again with tf32, ≤ 1e-5 (TF32 keeps 10 mantissa bits);
  *   2. seeded noise: normal_fill on the GPU equals the CPU generator within 8
  *      float32 ulp (the Philox integers are the same code, common/philox.h);
  *   3. finite differences of GPU VJPs (convolution, group norm, attention,
  *      both fixture models, the DDPM purifier);
  *   4. both models (fixtures and the full CIFAR-10 configurations on random
- *      weights): forward and VJP against the CPU, fp32 ≤ 1e-7 and tf32 ≤ 1e-4;
- *   5. batch independence on the GPU (batch 4 against batch 1);
- *   6. no device allocation in a repeated purify forward + backward;
+ *      weights): forward and VJP against the CPU, fp32 ≤ 1e-8 and tf32 ≤ 1e-4;
+ *   5. batch independence on the GPU (an image alone against the same image
+ *      in a batch of 2), ≤ 1e-8 (cuDNN may pick another algorithm per batch);
+ *   6. no cudaMalloc in a repeated purify forward + backward;
  *   7. a short PGD trajectory (DDIM and DDPM purifiers) against the float64
  *      PyTorch reference fixture and against the CPU run.
- * Without a CUDA build or without a GPU it says so and exits 0 without a
- * RESULT line: nothing was tested, nothing is claimed.
+ * Every comparison prints its value.  Without a CUDA build or without a GPU
+ * it says so and exits 0 without a RESULT line: nothing was tested, nothing
+ * is claimed — except where /dev/nvidiactl exists (or DRQ_REQUIRE_GPU=1):
+ * there a CUDA that cannot start is a failure (exit 1).
  */
 #include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../common/rng.h"
 #include "../common/safetensors.h"
@@ -82,14 +86,20 @@ static double nmse(const Tensor *g, const Tensor *c) {
     tensor_free(&h);
     return num / (den > 1e-300 ? den : 1.0);
 }
+/* Every comparison prints its value (the first GPU runs calibrate the tolerances). */
 #define CHECK_NMSE(name, g, c, tol)                                                          \
     do {                                                                                     \
         char what_[320];                                                                     \
+        double v_ = nmse((g), (c));                                                          \
         snprintf(what_, sizeof what_, "%s: normalised MSE gpu vs cpu", (name));             \
-        CHECK_LE(nmse((g), (c)), (tol), what_);                                              \
+        printf("  %-72s %.3e (tol %.0e)\n", what_, v_, (double)(tol));                       \
+        CHECK_LE(v_, (tol), what_);                                                          \
     } while (0)
 
-static const double TOL_FP32 = 1e-7, TOL_TF32_OP = 1e-5, TOL_TF32_MODEL = 1e-4;
+/* fp32 differs from the CPU by accumulation order only (1e-13 … 1e-10);
+ * TF32 leaking into fp32 would show at ~1e-7, so fp32 bounds sit below that
+ * (the issue's bound is 1e-7).  TF32 keeps 10 mantissa bits. */
+static const double TOL_FP32 = 1e-9, TOL_FP32_MODEL = 1e-8, TOL_TF32_OP = 1e-5, TOL_TF32_MODEL = 1e-4;
 
 /* =====================================================================
  * 1. ops against the CPU
@@ -423,7 +433,7 @@ static void test_model(const model_case *mc, const char *prec, double tol, int f
         unet_forward(ud, &x1, t + 1, &y1);
         Tensor ref = tensor_new(1, cout, res, res), got = to_cpu(&yd);
         memcpy(ref.data, got.data + (size_t)cout * res * res, sizeof(float) * cout * res * res);
-        snprintf(k, sizeof k, "%s batch 1 vs batch 2 on the gpu", nm); CHECK_NMSE(k, &y1, &ref, 1e-10);
+        snprintf(k, sizeof k, "%s batch 1 vs batch 2 on the gpu", nm); CHECK_NMSE(k, &y1, &ref, 1e-8);
         tensor_free(&x1), tensor_free(&y1), tensor_free(&ref), tensor_free(&got);
     }
     Tensor *ts[] = {&x, &gy, &y, &gx, &xd, &gyd, &yd, &gxd};
@@ -544,14 +554,17 @@ static void test_purifier(void) {
     purify_backward(p, &gy, &gx);
     fd_ctx c = {NULL, NULL, NULL, &gy, p};
     fd_check_directions("gpu ddpm purifier t*=3", fd_loss_gpu, &c, &x, &gx, frand, 3, 1e-2f, 2e-2);
-    size_t free0, free1, total;
+    size_t free0 = 0, free1 = 0, total = 0;
     purify_forward(p, &x, om, im, 1, &y, NULL), purify_backward(p, &gy, &gx); /* warm: buffers at this shape */
     drq_cuda_synchronize();
-    CHECK(cudaMemGetInfo(&free0, &total) == cudaSuccess);
+    long a0 = drq_cuda_alloc_count();
+    cudaMemGetInfo(&free0, &total);
     for (int r = 0; r < 3; r++) purify_forward(p, &x, om, im, 1, &y, NULL), purify_backward(p, &gy, &gx);
     drq_cuda_synchronize();
-    CHECK(cudaMemGetInfo(&free1, &total) == cudaSuccess);
-    CHECK_MSG(free0 == free1, "device memory changed across repeated purify calls: %zu → %zu bytes free", free0, free1);
+    cudaMemGetInfo(&free1, &total);
+    CHECK_MSG(drq_cuda_alloc_count() == a0, "cudaMalloc calls during 3 repeated purify forward+backward: %ld",
+              drq_cuda_alloc_count() - a0);
+    printf("  device memory free before / after the repeated calls: %zu / %zu bytes (information)\n", free0, free1);
     purifier_free(p);
     unet_free(u);
     st_free(&wu);
@@ -616,8 +629,13 @@ static void test_pgd(void) {
 int main(void) {
     int n = drq_cuda_device_count();
     if (n < 1) {
-        printf("cuda_test: no GPU visible to this process (driver missing or CUDA_VISIBLE_DEVICES empty): nothing "
-               "tested\n");
+        const char *why = drq_cuda_init_error(), *req = getenv("DRQ_REQUIRE_GPU");
+        printf("cuda_test: no GPU visible to this process (%s): nothing tested\n", why ? why : "0 devices");
+        /* a machine with an NVIDIA device node where CUDA cannot start is a failure, not a skip */
+        if (access("/dev/nvidiactl", F_OK) == 0 || (req && !strcmp(req, "1"))) {
+            printf("cuda_test: FAIL — a GPU was expected here (/dev/nvidiactl exists or DRQ_REQUIRE_GPU=1)\n");
+            return 1;
+        }
         return 0;
     }
     drq_err err;
@@ -642,7 +660,7 @@ int main(void) {
     };
     for (size_t i = 0; i < sizeof models / sizeof models[0]; i++) {
         int fixture = models[i].weights != NULL;
-        test_model(&models[i], "fp32", TOL_FP32, fixture);
+        test_model(&models[i], "fp32", TOL_FP32_MODEL, fixture);
         test_model(&models[i], "tf32", TOL_TF32_MODEL, 0);
     }
     test_purifier();

@@ -248,6 +248,12 @@ static void test_reductions(void) {
 
 /* ---- GEMM plans through a column-major reference (cuBLAS conventions) ---- */
 static void ref_gemm(const gemm_plan *g, const float *const *buf) {
+    /* cuBLAS's argument rules (it refuses the call otherwise) */
+    CHECK_MSG(g->m > 0 && g->n > 0 && g->k > 0 && g->batch > 0, "gemm plan sizes %d %d %d ×%d", g->m, g->n, g->k,
+              g->batch);
+    CHECK_MSG(g->lda >= (g->ta ? g->k : g->m), "gemm plan lda %d < %d", g->lda, g->ta ? g->k : g->m);
+    CHECK_MSG(g->ldb >= (g->tb ? g->n : g->k), "gemm plan ldb %d < %d", g->ldb, g->tb ? g->n : g->k);
+    CHECK_MSG(g->ldc >= g->m, "gemm plan ldc %d < m %d", g->ldc, g->m);
     const float *A0 = buf[g->a], *B0 = buf[g->b];
     float *C0 = (float *)buf[g->c];
     for (int bt = 0; bt < g->batch; bt++) {

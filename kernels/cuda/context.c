@@ -5,7 +5,11 @@
 
 #include "internal.h"
 
-static int g_tf32 = 1; /* PyTorch's default: TF32 convolutions, float32 GEMMs */
+/* per thread: each job thread applies its spec's precision (worker/engine.c);
+ * PyTorch's default is TF32 convolutions, float32 GEMMs */
+static _Thread_local int g_tf32 = 1;
+static cudaError_t g_init_error = cudaSuccess;
+static long g_allocs; /* cudaMalloc calls (device tensors and scratch growth) */
 
 int drq_cuda_set_precision(const char *name) {
     if (!strcmp(name, "fp32")) g_tf32 = 0;
@@ -28,12 +32,23 @@ int drq_cuda_debug_sync(void) {
 
 int drq_cuda_device_count(void) {
     int n = 0;
-    if (cudaGetDeviceCount(&n) != cudaSuccess) {
-        (void)cudaGetLastError(); /* no driver / no device: clear the sticky error */
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess) {
+        g_init_error = e;
+        (void)cudaGetLastError(); /* clear the error */
         return 0;
     }
     return n;
 }
+
+const char *drq_cuda_init_error(void) {
+    static char buf[256];
+    if (g_init_error == cudaSuccess) return NULL;
+    snprintf(buf, sizeof buf, "%s: %s", cudaGetErrorName(g_init_error), cudaGetErrorString(g_init_error));
+    return buf;
+}
+
+long drq_cuda_alloc_count(void) { return __atomic_load_n(&g_allocs, __ATOMIC_RELAXED); }
 
 int drq_cuda_set_device(int ordinal, char *err, size_t msize) {
     int n = drq_cuda_device_count();
@@ -94,6 +109,7 @@ void *cuda_scratch(cuda_ctx *c, cuda_scratch_slot s, size_t bytes) {
     if (c->buf[s]) CUDA_CHECK(cudaFree(c->buf[s]));
     size_t cap = bytes + bytes / 4 + 256; /* headroom: fewer regrowths */
     CUDA_CHECK(cudaMalloc(&c->buf[s], cap));
+    __atomic_add_fetch(&g_allocs, 1, __ATOMIC_RELAXED);
     c->cap[s] = cap;
     return c->buf[s];
 }
@@ -105,6 +121,7 @@ float *cuda_alloc(size_t n) {
     void *p = NULL;
     size_t bytes = (n ? n : 1) * sizeof(float);
     CUDA_CHECK(cudaMalloc(&p, bytes));
+    __atomic_add_fetch(&g_allocs, 1, __ATOMIC_RELAXED);
     CUDA_CHECK(cudaMemset(p, 0, bytes));
     return p;
 }
@@ -112,7 +129,10 @@ float *cuda_alloc(size_t n) {
 void cuda_release(float *p) { CUDA_CHECK(cudaFree(p)); }
 
 /* Unified addressing tells host from device memory on either side. */
-void cuda_copy(void *dst, const void *src, size_t bytes) { CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDefault)); }
+void cuda_copy(void *dst, const void *src, size_t bytes) {
+    CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDefault));
+    CUDA_DEBUG_SYNC();
+}
 
 void cuda_zero(float *p, size_t n) { CUDA_CHECK(cudaMemset(p, 0, n * sizeof(float))); }
 

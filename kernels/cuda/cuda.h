@@ -12,12 +12,18 @@ extern "C" {
 
 /* GPUs visible to this process (0 when there is no driver or no device). */
 int drq_cuda_device_count(void);
+/* Why the last drq_cuda_device_count found none ("cudaErrorNoDevice: …",
+ * "cudaErrorInsufficientDriver: …"), or NULL when it did not fail. */
+const char *drq_cuda_init_error(void);
+/* cudaMalloc calls so far (device tensors and scratch growth): tests check
+ * that a sampler loop at a fixed shape makes none. */
+long drq_cuda_alloc_count(void);
 /* Makes GPU `ordinal` current for the calling thread; -1 (with a message in
  * err, msize bytes) when it does not exist. */
 int drq_cuda_set_device(int ordinal, char *err, size_t msize);
 /* "fp32": every FLOP in float32 FMA; "tf32" (default, as PyTorch): the
  * convolutions may use TF32 tensor cores, GEMMs stay float32.  -1 on an
- * unknown name.  Applies to convolution plans created afterwards. */
+ * unknown name.  Per calling thread; plans are cached per precision. */
 int drq_cuda_set_precision(const char *name);
 const char *drq_cuda_precision(void);
 /* Name and memory of the current device into buf. */

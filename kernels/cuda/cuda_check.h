@@ -34,13 +34,20 @@
             DIE("%s failed: %s (%s)", #call, cublasGetStatusName(s_), cublasGetStatusString(s_));           \
     } while (0)
 
-/* After a kernel launch: reports a bad launch configuration at its line.
- * DRQ_CUDA_SYNC=1 (read once) also synchronises, so that an asynchronous
- * fault is reported at the kernel that caused it. */
-#define CUDA_LAUNCHED()                                  \
-    do {                                                 \
-        CUDA_CHECK(cudaGetLastError());                  \
-        if (drq_cuda_debug_sync()) CUDA_CHECK(cudaDeviceSynchronize()); \
+/* After a library call (cuDNN, cuBLAS, cudaMemcpy2D): with DRQ_CUDA_SYNC=1
+ * (read once) synchronise, so that an asynchronous fault is reported at the
+ * call that caused it rather than at a later op. */
+#define CUDA_DEBUG_SYNC()                                                   \
+    do {                                                                    \
+        if (drq_cuda_debug_sync()) CUDA_CHECK(cudaDeviceSynchronize());     \
+    } while (0)
+
+/* After a kernel launch: reports a bad launch configuration at its line
+ * (and, with DRQ_CUDA_SYNC=1, a fault inside the kernel). */
+#define CUDA_LAUNCHED()                  \
+    do {                                 \
+        CUDA_CHECK(cudaGetLastError());  \
+        CUDA_DEBUG_SYNC();               \
     } while (0)
 
 #endif

@@ -165,6 +165,7 @@ static void run_plan(cuda_ctx *c, const gemm_plan *g, const gemm_bufs *b) {
                                            g->tb ? CUBLAS_OP_T : CUBLAS_OP_N, g->m, g->n, g->k, &g->alpha,
                                            b->buf[g->a], g->lda, g->sa, b->buf[g->b], g->ldb, g->sb, &g->beta,
                                            (float *)b->buf[g->c], g->ldc, g->sc, g->batch));
+    CUDA_DEBUG_SYNC();
 }
 
 static void cuda_linear_forward(const float *w, const float *b, int in, int out, const Tensor *x, Tensor *y) {
@@ -304,12 +305,14 @@ static void cuda_concat_forward(const Tensor *a, const Tensor *b, Tensor *y) {
     size_t sa = (size_t)a->c * a->h * a->w * sizeof(float), sb = (size_t)b->c * b->h * b->w * sizeof(float);
     CUDA_CHECK(cudaMemcpy2D(y->data, sa + sb, a->data, sa, sa, a->n, cudaMemcpyDeviceToDevice));
     CUDA_CHECK(cudaMemcpy2D((char *)y->data + sa, sa + sb, b->data, sb, sb, a->n, cudaMemcpyDeviceToDevice));
+    CUDA_DEBUG_SYNC();
 }
 
 static void cuda_concat_backward_input(const Tensor *gy, Tensor *ga, Tensor *gb) {
     size_t sa = (size_t)ga->c * ga->h * ga->w * sizeof(float), sb = (size_t)gb->c * gb->h * gb->w * sizeof(float);
     CUDA_CHECK(cudaMemcpy2D(ga->data, sa, gy->data, sa + sb, sa, ga->n, cudaMemcpyDeviceToDevice));
     CUDA_CHECK(cudaMemcpy2D(gb->data, sb, (const char *)gy->data + sa, sa + sb, sb, ga->n, cudaMemcpyDeviceToDevice));
+    CUDA_DEBUG_SYNC();
 }
 
 extern "C" void cuda_pad2d(const float *x, int n, int c, int h, int w, float *xp, int hp, int wp, int top, int left) {
@@ -331,7 +334,7 @@ static float *upload_t(cuda_ctx *c, const float *t, int n) {
 
 static void cuda_timestep_embedding_forward(const float *t, int n, int dim, Tensor *y) {
     if (n <= BYVAL_MAX) {
-        tvals tv;
+        tvals tv = {};
         memcpy(tv.v, t, sizeof(float) * n);
         size_t total = (size_t)n * dim;
         k_temb_fwd_v<<<grid_for(total), THREADS>>>(temb_args{NULL, NULL, y->data, NULL, n, dim}, tv, total);
@@ -378,7 +381,7 @@ static void cuda_sampler_step_backward_input(const Tensor *x, const Tensor *eps,
 static void cuda_normal_fill(const uint64_t *keys, Tensor *y) {
     size_t per = (size_t)y->c * y->h * y->w, total = (size_t)y->n * ((per + 3) / 4);
     if (y->n <= BYVAL_MAX) {
-        kvals kv;
+        kvals kv = {};
         memcpy(kv.v, keys, sizeof(uint64_t) * y->n);
         if (total) k_normal_v<<<grid_for(total), THREADS>>>(normal_args{NULL, y->data, per}, kv, total);
         CUDA_LAUNCHED();
