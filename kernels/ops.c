@@ -7,7 +7,7 @@
 
 #include "../common/util.h"
 
-static const drq_backend *const backends[DRQ_NUM_DEVICES] = {
+static const drq_backend *backends[DRQ_NUM_DEVICES] = {
     [DRQ_CPU] = &drq_backend_cpu,
 #ifdef DRQ_HAVE_CUDA
     [DRQ_CUDA] = &drq_backend_cuda,
@@ -15,6 +15,13 @@ static const drq_backend *const backends[DRQ_NUM_DEVICES] = {
 };
 
 const drq_backend *drq_backend_for(drq_device dev) { return (unsigned)dev < DRQ_NUM_DEVICES ? backends[dev] : NULL; }
+
+const drq_backend *drq_backend_install(drq_device dev, const drq_backend *b) {
+    if ((unsigned)dev >= DRQ_NUM_DEVICES || dev == DRQ_CPU) DIE("drq_backend_install: device %d cannot be replaced", (int)dev);
+    const drq_backend *old = backends[dev];
+    backends[dev] = b;
+    return old;
+}
 
 /* The backend that owns t's device; dies if the build has none for it. */
 static const drq_backend *backend_of(const Tensor *t) {

@@ -173,6 +173,10 @@ extern const drq_backend drq_backend_cuda;
 #endif
 /* The backend of dev in this build, or NULL. */
 const drq_backend *drq_backend_for(drq_device dev);
+/* Tests only: puts b in dev's slot (not the CPU's), returns the previous
+ * backend (tests/test_device_plumbing.c runs the models on a checked
+ * stand-in device this way). */
+const drq_backend *drq_backend_install(drq_device dev, const drq_backend *b);
 
 #ifdef __cplusplus
 }
