@@ -57,6 +57,28 @@ static void test_issue_example(void) {
     drq_spec_free(&s);
 }
 
+/* "precision": tf32 by default, fp32 on request, written only when not the default */
+static void test_precision(void) {
+    drq_spec s;
+    drq_err e;
+    CHECK_EQ_INT(drq_spec_parse_text("{\"name\":\"x\"," DS_NONE "," NOOP_ATK "}", &s, &e), 0);
+    CHECK_EQ_INT(s.precision, PREC_TF32);
+    char *c = drq_spec_canonical(&s);
+    CHECK_MSG(!strstr(c, "precision"), "default precision is not written: %s", c);
+    free(c), drq_spec_free(&s);
+    CHECK_EQ_INT(drq_spec_parse_text("{\"name\":\"x\"," DS_NONE "," NOOP_ATK ",\"precision\":\"fp32\"}", &s, &e), 0);
+    CHECK_EQ_INT(s.precision, PREC_FP32);
+    CHECK_EQ_STR(drq_precision_name(s.precision), "fp32");
+    c = drq_spec_canonical(&s);
+    CHECK_CONTAINS(c, "\"precision\":\"fp32\"");
+    drq_spec s2;
+    CHECK_EQ_INT(drq_spec_parse_text(c, &s2, &e), 0);
+    CHECK_EQ_INT(s2.precision, PREC_FP32);
+    free(c), drq_spec_free(&s), drq_spec_free(&s2);
+    CHECK_CONTAINS(err_of("{\"name\":\"x\"," DS_NONE "," NOOP_ATK ",\"precision\":\"fp16\"}"),
+                   "precision: expected one of tf32|fp32");
+}
+
 static void test_errors(void) {
     /* JSON itself */
     CHECK_CONTAINS(err_of("{\"name\":"), "invalid JSON at line 1");
@@ -194,6 +216,7 @@ static void test_defaults_and_transfer(void) {
 
 int main(void) {
     test_issue_example();
+    test_precision();
     test_errors();
     test_defaults_and_transfer();
     return CHECK_DONE();
