@@ -127,6 +127,13 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $< $(LIBS) $(LDLIBS)
 
+# test_cuda_host compiles kernels/cuda/{context,conv_cuda}.c against fake CUDA,
+# cuDNN and cuBLAS functions of its own, so it links neither the real
+# libraries nor the kernels library (only tensor.o and common/)
+$(BUILD)/tests/test_cuda_host: $(BUILD)/obj/tests/test_cuda_host.o $(BUILD)/obj/kernels/tensor.o $(LIB_COMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ -ljansson -lz -lpthread -lm
+
 deps:
 	@deploy/install-deps.sh
 

@@ -43,19 +43,6 @@ static const drq_backend *backend_of(const Tensor *t) {
         REQUIRE(tensor_same_shape(a, b), op, a, b); \
     } while (0)
 
-Conv2d conv2d_make(int cin, int cout, int k, int stride, int pad, const float *w, const float *b) {
-    Conv2d c = {0};
-    c.cin = cin, c.cout = cout, c.kh = c.kw = k, c.stride = stride;
-    c.pad_t = c.pad_l = c.pad_b = c.pad_r = pad;
-    c.w = w, c.b = b;
-    return c;
-}
-
-void conv2d_out_hw(const Conv2d *c, int h, int w, int *oh, int *ow) {
-    *oh = (h + c->pad_t + c->pad_b - c->kh) / c->stride + 1;
-    *ow = (w + c->pad_l + c->pad_r - c->kw) / c->stride + 1;
-}
-
 void conv2d_forward(Conv2d *c, const Tensor *x, Tensor *y) {
     int oh, ow;
     conv2d_out_hw(c, x->h, x->w, &oh, &ow);

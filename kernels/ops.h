@@ -17,6 +17,7 @@
 #define DRQ_OPS_H
 
 #include <stdint.h>
+#include <string.h>
 
 #include "tensor.h"
 
@@ -34,8 +35,18 @@ typedef struct Conv2d {
 } Conv2d;
 
 /* Fills the geometry; the cache starts empty.  pad applies to all sides. */
-Conv2d conv2d_make(int cin, int cout, int k, int stride, int pad, const float *w, const float *b);
-void conv2d_out_hw(const Conv2d *c, int h, int w, int *oh, int *ow);
+static inline Conv2d conv2d_make(int cin, int cout, int k, int stride, int pad, const float *w, const float *b) {
+    Conv2d c;
+    memset(&c, 0, sizeof c);
+    c.cin = cin, c.cout = cout, c.kh = c.kw = k, c.stride = stride;
+    c.pad_t = c.pad_l = c.pad_b = c.pad_r = pad;
+    c.w = w, c.b = b;
+    return c;
+}
+static inline void conv2d_out_hw(const Conv2d *c, int h, int w, int *oh, int *ow) {
+    *oh = (h + c->pad_t + c->pad_b - c->kh) / c->stride + 1;
+    *ow = (w + c->pad_l + c->pad_r - c->kw) / c->stride + 1;
+}
 void conv2d_forward(Conv2d *c, const Tensor *x, Tensor *y);
 void conv2d_backward_input(Conv2d *c, const Tensor *gy, Tensor *gx); /* gx has x's shape */
 void conv2d_release(Conv2d *c); /* frees backend caches, not the weights */
