@@ -67,7 +67,7 @@ endif
 WORKER_SRC  := $(filter-out worker/main.c,$(wildcard worker/*.c))
 SERVER_SRC  := $(filter-out server/main.c,$(wildcard server/*.c))
 CLI_SRC     := $(wildcard cli/*.c)
-TEST_C      := $(wildcard tests/test_*.c)
+TEST_C      := $(filter-out $(if $(filter 1,$(CUDA_FOUND)),,tests/test_cuda_host.c),$(wildcard tests/test_*.c))
 TEST_SH     := $(wildcard tests/test_*.sh)
 TOOL_C      := $(wildcard tests/tool_*.c)
 CUDA_TEST_C := $(wildcard tests/cuda_*.c)
@@ -129,7 +129,10 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(LIBS)
 
 # test_cuda_host compiles kernels/cuda/{context,conv_cuda}.c against fake CUDA,
 # cuDNN and cuBLAS functions of its own, so it links neither the real
-# libraries nor the kernels library (only tensor.o and common/)
+# libraries nor the kernels library (only tensor.o and common/).  It needs
+# only the CUDA headers, so it also runs in CUDA=0 and SAN=1 builds; without
+# the toolkit it is left out.
+$(BUILD)/obj/tests/test_cuda_host.o: CFLAGS += -I$(CUDA_HOME)/include -DDRQ_CUDA_HEADERS
 $(BUILD)/tests/test_cuda_host: $(BUILD)/obj/tests/test_cuda_host.o $(BUILD)/obj/kernels/tensor.o $(LIB_COMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ -ljansson -lz -lpthread -lm
