@@ -133,11 +133,9 @@ void normal_fill(const uint64_t *keys, Tensor *y);
 typedef struct drq_backend {
     const char *name;
     /* memory (NULL for the CPU, which tensor.c handles itself) */
-    int (*available)(void);
     float *(*alloc)(size_t n); /* zero-filled */
     void (*release)(float *p);
     void (*copy)(void *dst, const void *src, size_t bytes); /* either side may be host memory */
-    void (*zero)(float *p, size_t n);
     void (*conv2d_forward)(Conv2d *c, const Tensor *x, Tensor *y);
     void (*conv2d_backward_input)(Conv2d *c, const Tensor *gy, Tensor *gx);
     void (*conv2d_release)(Conv2d *c);

@@ -39,12 +39,6 @@ void drq_dev_copy(void *dst, drq_device ddev, const void *src, drq_device sdev, 
     else need_backend(ddev != DRQ_CPU ? ddev : sdev)->copy(dst, src, bytes);
 }
 
-int drq_device_available(drq_device dev) {
-    if (dev == DRQ_CPU) return 1;
-    const drq_backend *b = drq_backend_for(dev);
-    return b && b->available && b->available();
-}
-
 const char *drq_device_name(drq_device dev) { return dev == DRQ_CPU ? "cpu" : dev == DRQ_CUDA ? "cuda" : "?"; }
 
 Tensor tensor_new_on(drq_device dev, int n, int c, int h, int w) {
@@ -90,9 +84,4 @@ void tensor_copy(Tensor *dst, const Tensor *src) {
         DIE("tensor_copy: %dx%dx%dx%d into %dx%dx%dx%d", src->n, src->c, src->h, src->w, dst->n, dst->c, dst->h,
             dst->w);
     drq_dev_copy(dst->data, dst->dev, src->data, src->dev, tensor_numel(src) * sizeof(float));
-}
-
-void tensor_zero(Tensor *t) {
-    if (t->dev == DRQ_CPU) memset(t->data, 0, tensor_numel(t) * sizeof(float));
-    else need_backend(t->dev)->zero(t->data, tensor_numel(t));
 }

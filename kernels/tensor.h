@@ -36,15 +36,12 @@ void tensor_ensure(Tensor *t, int n, int c, int h, int w);
 void tensor_ensure_on(Tensor *t, drq_device dev, int n, int c, int h, int w);
 /* dst ← src (same number of elements, any pair of devices). */
 void tensor_copy(Tensor *dst, const Tensor *src);
-void tensor_zero(Tensor *t);
 
 /* Raw memory on a device (model parameters): n floats, zero-filled. */
 float *drq_dev_alloc(drq_device dev, size_t n);
 void drq_dev_free(drq_device dev, float *p);
 /* bytes from src (on sdev) to dst (on ddev). */
 void drq_dev_copy(void *dst, drq_device ddev, const void *src, drq_device sdev, size_t bytes);
-/* 1 when this build has a backend for dev and (CUDA) a GPU is visible. */
-int drq_device_available(drq_device dev);
 const char *drq_device_name(drq_device dev);
 
 static inline size_t tensor_numel(const Tensor *t) {

@@ -37,6 +37,7 @@ const drq_backend *drq_backend_for(drq_device dev) {
 #error "test_cuda_host needs the CUDA headers (the Makefile leaves it out without them)"
 #else
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -156,14 +157,14 @@ struct cudnnConvolutionStruct {
     int ph, pw, sh, sw;
     cudnnMathType_t math;
 };
-static int live_desc, nhandles;
+static int live_desc, nhandles, nhandles_destroyed;
 
 cudnnStatus_t cudnnCreate(cudnnHandle_t *h) {
     *h = calloc(1, sizeof **h), nhandles++;
     return CUDNN_STATUS_SUCCESS;
 }
 cudnnStatus_t cudnnDestroy(cudnnHandle_t h) {
-    free(h);
+    free(h), nhandles_destroyed++;
     return CUDNN_STATUS_SUCCESS;
 }
 size_t cudnnGetVersion(void) { return 91900; }
@@ -540,9 +541,27 @@ static void test_context(void) {
     CHECK_CONTAINS(desc, "fake GPU 0");
 }
 
+/* A thread's context (handles, scratch) is released when the thread exits. */
+static void *thread_body(void *arg) {
+    (void)arg;
+    cuda_ctx *c = cuda_ctx_get();
+    cuda_scratch(c, SCR_PAD, 5000), cuda_scratch(c, SCR_ATTN, 7000);
+    return NULL;
+}
+static void test_thread_exit(void) {
+    int mem0 = nmem, destroyed0 = nhandles_destroyed;
+    pthread_t t;
+    pthread_create(&t, NULL, thread_body, NULL);
+    pthread_join(t, NULL);
+    CHECK_MSG(nmem == mem0 && nhandles_destroyed == destroyed0 + 1,
+              "thread exit: %d device buffers left, %d cuDNN handles destroyed", nmem - mem0,
+              nhandles_destroyed - destroyed0);
+}
+
 int main(void) {
     set_candidates();
     test_context();
+    test_thread_exit();
     static const shape shapes[] = {
         {2, 3, 7, 7, 4, 3, 1, 1, 0, 1},  /* symmetric padding, bias */
         {2, 4, 8, 8, 4, 3, 2, 0, 1, 1},  /* the DDPM downsampler: pad right/bottom, stride 2 */

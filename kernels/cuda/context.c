@@ -1,5 +1,6 @@
 /* context.c — devices, precision, per-thread handles and buffers, and the
  * memory hooks of the CUDA backend (see internal.h). */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -77,6 +78,27 @@ void drq_cuda_describe(char *buf, size_t n) {
 void drq_cuda_synchronize(void) { CUDA_CHECK(cudaDeviceSynchronize()); }
 
 static _Thread_local cuda_ctx *t_ctx;
+static pthread_key_t ctx_key;
+static pthread_once_t ctx_once = PTHREAD_ONCE_INIT;
+
+/* Releases a context's buffers and handles on its own device. */
+static void ctx_destroy(void *v) {
+    cuda_ctx *c = v;
+    int now = 0;
+    if (!c) return;
+    cudaGetDevice(&now);
+    cudaSetDevice(c->device);
+    for (int i = 0; i < SCR_COUNT; i++) cudaFree(c->buf[i]);
+    cudnnDestroy(c->cudnn);
+    cublasDestroy(c->cublas);
+    cudaSetDevice(now);
+    free(c);
+}
+
+/* A thread's context is released when the thread exits (the key's destructor). */
+static void ctx_key_init(void) {
+    if (pthread_key_create(&ctx_key, ctx_destroy)) DIE("pthread_key_create failed");
+}
 
 cuda_ctx *cuda_ctx_get(void) {
     int dev = 0;
@@ -84,15 +106,9 @@ cuda_ctx *cuda_ctx_get(void) {
     if (t_ctx && t_ctx->device == dev) return t_ctx;
     /* first use on this thread, or the thread switched devices: a new context
      * (the old one's buffers belong to the other device and are released) */
-    if (t_ctx) {
-        int now = dev;
-        CUDA_CHECK(cudaSetDevice(t_ctx->device));
-        for (int i = 0; i < SCR_COUNT; i++) cudaFree(t_ctx->buf[i]);
-        cudnnDestroy(t_ctx->cudnn);
-        cublasDestroy(t_ctx->cublas);
-        CUDA_CHECK(cudaSetDevice(now));
-        free(t_ctx);
-    }
+    pthread_once(&ctx_once, ctx_key_init);
+    ctx_destroy(t_ctx);
+    t_ctx = NULL;
     cuda_ctx *c = xcalloc(1, sizeof *c);
     c->device = dev;
     CUDNN_CHECK(cudnnCreate(&c->cudnn));
@@ -101,6 +117,7 @@ cuda_ctx *cuda_ctx_get(void) {
      * default for matmul); the convolutions carry their own math type */
     CUBLAS_CHECK(cublasSetMathMode(c->cublas, CUBLAS_DEFAULT_MATH));
     t_ctx = c;
+    pthread_setspecific(ctx_key, c);
     return c;
 }
 
@@ -115,8 +132,6 @@ void *cuda_scratch(cuda_ctx *c, cuda_scratch_slot s, size_t bytes) {
 }
 
 /* ---- memory hooks of drq_backend_cuda ---------------------------------- */
-int cuda_available(void) { return drq_cuda_device_count() > 0; }
-
 float *cuda_alloc(size_t n) {
     void *p = NULL;
     size_t bytes = (n ? n : 1) * sizeof(float);
@@ -133,8 +148,6 @@ void cuda_copy(void *dst, const void *src, size_t bytes) {
     CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDefault));
     CUDA_DEBUG_SYNC();
 }
-
-void cuda_zero(float *p, size_t n) { CUDA_CHECK(cudaMemset(p, 0, n * sizeof(float))); }
 
 void cuda_require_device_ptr(const void *p, const char *what) {
     struct cudaPointerAttributes a;

@@ -40,11 +40,9 @@ void *cuda_scratch(cuda_ctx *c, cuda_scratch_slot s, size_t bytes);
 int cuda_conv_tf32(void);
 
 /* context.c: memory hooks */
-int cuda_available(void);
 float *cuda_alloc(size_t n);
 void cuda_release(float *p);
 void cuda_copy(void *dst, const void *src, size_t bytes);
-void cuda_zero(float *p, size_t n);
 /* Dies unless p is device memory (parameters must be bound on the GPU). */
 void cuda_require_device_ptr(const void *p, const char *what);
 

@@ -399,11 +399,9 @@ static void cuda_normal_fill(const uint64_t *keys, Tensor *y) {
 static drq_backend make_backend(void) {
     drq_backend b = {};
     b.name = "cuda";
-    b.available = cuda_available;
     b.alloc = cuda_alloc;
     b.release = cuda_release;
     b.copy = cuda_copy;
-    b.zero = cuda_zero;
     b.conv2d_forward = cuda_conv2d_forward;
     b.conv2d_backward_input = cuda_conv2d_backward_input;
     b.conv2d_release = cuda_conv2d_release;
