@@ -85,6 +85,18 @@ elif "$BUILD/drq" devices | grep -q "^cuda: backend built, no GPU"; then
     expect_error model-cuda "cuda:0 does not exist" "$BUILD/drq" model bench --arch wrn --config '{"depth":10,"widen":1}' --device cuda:0
 fi
 expect_error worker-bad-device "expected cpu or cuda:N" "$BUILD/drq-worker" --server tcp://127.0.0.1:1 --device gpu0
+expect_error worker-devices-twice "GPU 0 listed twice" "$BUILD/drq-worker" --server tcp://127.0.0.1:1 --devices 0,0
+expect_error worker-devices-bad "expected all or a list of GPU indices" "$BUILD/drq-worker" --server tcp://127.0.0.1:1 --devices 0,x
+# --devices I,J: the supervisor starts one child per listed GPU, each told its device; without
+# those GPUs every child refuses, and the supervisor exits with the worst status
+ok=1
+"$BUILD/drq-worker" --server tcp://127.0.0.1:1 --devices 0,2 --name w --device cpu >"$TMP/stdout" 2>"$TMP/stderr"
+rc=$?
+[ "$rc" -eq 1 ] || ok=0
+grep -q "device cuda:0" "$TMP/stderr" || ok=0
+grep -q "device cuda:2" "$TMP/stderr" || ok=0
+[ "$(grep -c "drq-worker: device cuda" "$TMP/stderr")" -eq 2 ] || ok=0
+if [ "$ok" -eq 1 ]; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL worker-devices-list: rc=$rc $(cat "$TMP/stderr")"; fi
 
 echo "RESULT $pass $fail"
 [ "$fail" -eq 0 ]

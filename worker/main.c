@@ -1,11 +1,12 @@
 /* main.c — drq-worker: runs jobs for a drq-server (worker/worker.h).
  *
- *   drq-worker --server tcp://HOST:5555 [--device cpu|cuda:N | --devices all]
+ *   drq-worker --server tcp://HOST:5555 [--device cpu|cuda:N | --devices all|I,J,…]
  *              [--name NAME] [--checkpoint-every N] [--prefetch N] [--quiet]
  *
- * --devices all starts one worker process per visible GPU (this process
- * only supervises them: each child runs with --device cuda:I and, when
- * --name was given, the name NAME-cudaI); signals are forwarded.
+ * --devices all (or a list of GPU indices) starts one worker process per
+ * GPU (this process only supervises them: each child runs with --device
+ * cuda:I and, when --name was given, the name NAME-cudaI); signals are
+ * forwarded and the exit status is the worst of the children's.
  *
  * SIGTERM / SIGINT (Slurm preemption): checkpoint the running job, release
  * every held job, exit 0 within a few seconds.
@@ -35,40 +36,65 @@ static void on_signal(int sig) {
     for (int i = 0; i < g_nchildren; i++) kill(g_children[i], sig);
 }
 
-/* --devices all: one child worker per GPU with the same options plus
- * --device cuda:I; returns the worst exit status of the children. */
-static int run_per_gpu(int argc, char **argv, const char *name) {
-    int ngpu = 0;
+/* The GPUs of --devices: "all" (every visible one) or "I,J,…" (at most 64,
+ * distinct); the count, or -1 after a message. */
+static int parse_devices(const char *v, int *gpus) {
+    int n = 0;
+    if (!strcmp(v, "all")) {
 #ifdef DRQ_HAVE_CUDA
-    ngpu = drq_cuda_device_count();
+        n = drq_cuda_device_count();
 #endif
-    if (ngpu < 1) {
-        fprintf(stderr, "drq-worker: --devices all: no GPU visible to this process (%s)\n",
+        if (n < 1) {
+            fprintf(stderr, "drq-worker: --devices all: no GPU visible to this process (%s)\n",
 #ifdef DRQ_HAVE_CUDA
-                "check nvidia-smi and CUDA_VISIBLE_DEVICES"
+                    "check nvidia-smi and CUDA_VISIBLE_DEVICES"
 #else
-                "this build has no CUDA backend"
+                    "this build has no CUDA backend"
 #endif
-        );
-        return 1;
+            );
+            return -1;
+        }
+        if (n > 64) n = 64;
+        for (int i = 0; i < n; i++) gpus[i] = i;
+        return n;
     }
-    if (ngpu > 64) ngpu = 64;
+    for (const char *p = v; *p;) {
+        char *end;
+        long g = strtol(p, &end, 10);
+        if (end == p || g < 0 || g > 1023 || (*end && *end != ',') || n == 64) {
+            fprintf(stderr, "drq-worker: --devices: expected all or a list of GPU indices like 0,1,3, got '%s'\n", v);
+            return -1;
+        }
+        for (int i = 0; i < n; i++)
+            if (gpus[i] == g) {
+                fprintf(stderr, "drq-worker: --devices: GPU %ld listed twice\n", g);
+                return -1;
+            }
+        gpus[n++] = (int)g;
+        p = *end ? end + 1 : end;
+    }
+    return n;
+}
+
+/* One child worker per listed GPU with the same options plus --device
+ * cuda:I; returns the worst exit status of the children. */
+static int run_per_gpu(int argc, char **argv, const char *name, const int *gpus, int ngpu) {
     for (int g = 0; g < ngpu; g++) {
         char dev[32], nm[256];
         char **args = xcalloc((size_t)argc + 5, sizeof *args);
         int k = 0;
         args[k++] = argv[0];
         for (int i = 1; i < argc; i++) {
-            if (!strcmp(argv[i], "--devices") || !strcmp(argv[i], "--name")) {
+            if (!strcmp(argv[i], "--devices") || !strcmp(argv[i], "--device") || !strcmp(argv[i], "--name")) {
                 i++; /* replaced below */
                 continue;
             }
             args[k++] = argv[i];
         }
-        snprintf(dev, sizeof dev, "cuda:%d", g);
+        snprintf(dev, sizeof dev, "cuda:%d", gpus[g]);
         args[k++] = "--device", args[k++] = dev;
         if (name) {
-            snprintf(nm, sizeof nm, "%s-cuda%d", name, g);
+            snprintf(nm, sizeof nm, "%s-cuda%d", name, gpus[g]);
             args[k++] = "--name", args[k++] = nm;
         }
         pid_t pid = fork();
@@ -92,7 +118,7 @@ static int run_per_gpu(int argc, char **argv, const char *name) {
 }
 
 static int usage(FILE *f) {
-    fprintf(f, "usage: drq-worker --server tcp://HOST:5555 [--device cpu|cuda:N | --devices all] [--name NAME]\n"
+    fprintf(f, "usage: drq-worker --server tcp://HOST:5555 [--device cpu|cuda:N | --devices all|I,J,...] [--name NAME]\n"
                "                  [--checkpoint-every N] [--prefetch N] [--batch N] [--threads N] [--quiet]\n");
     return f == stdout ? 0 : 1;
 }
@@ -106,7 +132,7 @@ static long num_arg(const char *s) {
 
 int main(int argc, char **argv) {
     drq_worker_opts o = {.device = "cpu", .prefetch = 1, .checkpoint_every = 10};
-    int all_devices = 0;
+    int gpus[64], ngpus = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -129,11 +155,7 @@ int main(int argc, char **argv) {
             }
             o.device = v;
         } else if (!strcmp(a, "--devices")) {
-            if (strcmp(v, "all")) {
-                fprintf(stderr, "drq-worker: --devices: only 'all' is supported (one process per GPU)\n");
-                return 1;
-            }
-            all_devices = 1;
+            if ((ngpus = parse_devices(v, gpus)) < 0) return 1;
         } else if (!strcmp(a, "--name")) {
             o.name = v;
         } else if (!strcmp(a, "--checkpoint-every")) {
@@ -174,7 +196,7 @@ int main(int argc, char **argv) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
-    if (all_devices) return run_per_gpu(argc, argv, o.name);
+    if (ngpus > 0) return run_per_gpu(argc, argv, o.name, gpus, ngpus);
     drq_err err;
     if (engine_set_device(o.device, &err)) {
         fprintf(stderr, "drq-worker: %s\n", err.msg);
