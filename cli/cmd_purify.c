@@ -1,7 +1,8 @@
 /* cmd_purify.c — `drq purify SPEC.json --purifier NAME --seed S --in IN --out OUT`:
  * writes y = P_ω(x) (ω = the seed's noise, keyed per image by its index in
  * IN: 0…N−1 plus --image-offset) and, when IN has grad_y, the full VJP
- * grad_x.  For users' debugging and for tests. */
+ * grad_x, on the CPU or a GPU (--device; the tensors stay in host memory,
+ * the purifier copies them).  For users' debugging and for tests. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,13 +14,13 @@
 
 static int usage(void) {
     fprintf(stderr, "usage: drq purify SPEC.json --purifier NAME --seed S --in IN.safetensors --out OUT.safetensors\n"
-                    "                  [--image-offset K] [--threads N]\n"
+                    "                  [--image-offset K] [--threads N] [--device cpu|cuda:N]\n"
                     "IN holds x (N×C×H×W in [0,1]) and optionally grad_y; OUT gets y and, with grad_y, grad_x.\n");
     return 1;
 }
 
 int cmd_purify(int argc, char **argv) {
-    const char *spec_path = NULL, *name = NULL, *in = NULL, *out = NULL;
+    const char *spec_path = NULL, *name = NULL, *in = NULL, *out = NULL, *device = "cpu";
     long long seed = -1, offset = 0;
     int threads = 0;
     for (int i = 1; i < argc; i++) {
@@ -30,6 +31,7 @@ int cmd_purify(int argc, char **argv) {
         else if (i + 1 < argc && !strcmp(k, "--out")) out = argv[++i];
         else if (i + 1 < argc && !strcmp(k, "--image-offset")) offset = strtoll(argv[++i], NULL, 10);
         else if (i + 1 < argc && !strcmp(k, "--threads")) threads = atoi(argv[++i]);
+        else if (i + 1 < argc && !strcmp(k, "--device")) device = argv[++i];
         else if (k[0] != '-' && !spec_path) spec_path = k;
         else return usage();
     }
@@ -40,7 +42,7 @@ int cmd_purify(int argc, char **argv) {
     st_file fin = {0};
     engine_models em;
     int rc = 1, pi = -1;
-    if (drq_spec_load(spec_path, &spec, &err)) goto fail;
+    if (engine_set_device(device, &err) || drq_spec_load(spec_path, &spec, &err)) goto fail;
     for (int i = 0; i < spec.npurifiers; i++)
         if (!strcmp(spec.purifiers[i].name, name)) pi = i;
     if (pi < 0) {
