@@ -46,6 +46,7 @@ int main(void) {
 #include "check.h"
 #include "rand.h"
 #include "fd.h"
+#include "fixture_model.h"
 #include "pgd_ref.h"
 
 /* ---- inputs (tests/rand.h) and helpers ---------------------------------- */
@@ -515,25 +516,6 @@ static void test_op_fd(void) {
     fd_check_directions("gpu attention dq", op_loss, &oc, &q, &gqh, frand, 3, 1e-2f, 1e-3);
     Tensor *as[] = {&q, &kk, &vv, &gh, &qd, &kd, &vd, &ghd, &p, &h, &gq, &gk, &gv, &gqh};
     for (size_t i = 0; i < sizeof as / sizeof as[0]; i++) tensor_free(as[i]);
-}
-
-/* Loads tests/fixtures/NAME.{json,weights.safetensors} as a UNet (u) or a
- * WRN (w) on dev; NULL after a failed CHECK. */
-static void *fixture_model(const char *name, int is_unet, st_file *w, drq_device dev) {
-    char cfgp[160], wp[160];
-    drq_err err = {{0}};
-    unet_config uc;
-    wrn_config wc;
-    void *m = NULL;
-    snprintf(cfgp, sizeof cfgp, "tests/fixtures/%s.json", name);
-    snprintf(wp, sizeof wp, "tests/fixtures/%s.weights.safetensors", name);
-    if (is_unet ? unet_config_parse(cfgp, &uc, &err) : wrn_config_parse(cfgp, &wc, &err)) goto fail;
-    if (st_load(wp, w, &err)) goto fail;
-    m = is_unet ? (void *)unet_load_on(&uc, w, 0, dev, &err) : (void *)wrn_load_on(&wc, w, 0, dev, &err);
-    if (m) return m;
-fail:
-    CHECK_MSG(0, "%s: %s", name, err.msg);
-    return NULL;
 }
 
 /* The DDPM purifier's VJP on the GPU by finite differences, and a repeated

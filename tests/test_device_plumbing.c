@@ -23,6 +23,7 @@
 #include "../kernels/ops.h"
 #include "../worker/attack.h"
 #include "check.h"
+#include "fixture_model.h"
 #include "rand.h"
 
 /* =====================================================================
@@ -225,22 +226,6 @@ static int same_bits(const Tensor *a, const Tensor *b) {
     return eq;
 }
 
-static void *load(const char *name, int is_unet, st_file *w, drq_device dev) {
-    char cfg[160], wp[160];
-    drq_err err = {{0}};
-    unet_config uc;
-    wrn_config wc;
-    snprintf(cfg, sizeof cfg, "tests/fixtures/%s.json", name);
-    snprintf(wp, sizeof wp, "tests/fixtures/%s.weights.safetensors", name);
-    if ((is_unet ? unet_config_parse(cfg, &uc, &err) : wrn_config_parse(cfg, &wc, &err)) || st_load(wp, w, &err)) {
-        CHECK_MSG(0, "%s: %s", name, err.msg);
-        return NULL;
-    }
-    void *m = is_unet ? (void *)unet_load_on(&uc, w, 0, dev, &err) : (void *)wrn_load_on(&wc, w, 0, dev, &err);
-    CHECK_MSG(m != NULL, "%s: %s", name, err.msg);
-    return m;
-}
-
 static Tensor on(drq_device dev, const Tensor *h) {
     Tensor t = tensor_new_on(dev, h->n, h->c, h->h, h->w);
     tensor_copy(&t, h);
@@ -340,8 +325,8 @@ int main(void) {
     drq_set_threads(2);
     const drq_backend *prev = drq_backend_install(DRQ_CUDA, &standin);
     st_file w1 = {0}, w2 = {0}, w3 = {0}, w4 = {0};
-    unet *uc = load("unet_small", 1, &w1, DRQ_CPU), *ud = load("unet_small", 1, &w2, DRQ_CUDA);
-    wrn *wc = load("wrn_small", 0, &w3, DRQ_CPU), *wd = load("wrn_small", 0, &w4, DRQ_CUDA);
+    unet *uc = fixture_model("unet_small", 1, &w1, DRQ_CPU), *ud = fixture_model("unet_small", 1, &w2, DRQ_CUDA);
+    wrn *wc = fixture_model("wrn_small", 0, &w3, DRQ_CPU), *wd = fixture_model("wrn_small", 0, &w4, DRQ_CUDA);
     if (uc && ud && wc && wd) {
         test_models(uc, ud, wc, wd);
         test_purifiers(uc, ud);

@@ -11,32 +11,15 @@
 #include "../common/safetensors.h"
 #include "../worker/attack.h"
 #include "check.h"
+#include "fixture_model.h"
 #include "pgd_ref.h"
-
-static unet *load_unet(st_file *w, drq_err *err) {
-    unet_config c;
-    if (unet_config_parse("tests/fixtures/unet_small.json", &c, err) ||
-        st_load("tests/fixtures/unet_small.weights.safetensors", w, err))
-        return NULL;
-    return unet_load(&c, w, 0, err);
-}
-
-static wrn *load_wrn(st_file *w, drq_err *err) {
-    wrn_config c;
-    if (wrn_config_parse("tests/fixtures/wrn_small.json", &c, err) ||
-        st_load("tests/fixtures/wrn_small.weights.safetensors", w, err))
-        return NULL;
-    return wrn_load(&c, w, 0, err);
-}
 
 int main(void) {
     drq_set_threads(2);
     drq_err err = {{0}};
     st_file wu = {0}, ww = {0}, ref = {0};
-    unet *u = load_unet(&wu, &err);
-    CHECK_MSG(u != NULL, "%s", err.msg);
-    wrn *w = load_wrn(&ww, &err);
-    CHECK_MSG(w != NULL, "%s", err.msg);
+    unet *u = fixture_model("unet_small", 1, &wu, DRQ_CPU);
+    wrn *w = fixture_model("wrn_small", 0, &ww, DRQ_CPU);
     CHECK_MSG(st_load("tests/fixtures/pgd_ref.safetensors", &ref, &err) == 0, "%s", err.msg);
     const st_tensor *tx = st_find(&ref, "x"), *tl = st_find(&ref, "label");
     if (!u || !w || !tx || !tl) return CHECK_DONE();
