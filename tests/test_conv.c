@@ -23,6 +23,7 @@
 #include "../common/util.h"
 #include "../kernels/cpu/cpu.h"
 #include "check.h"
+#include "conv_ref.h"
 
 /* One case: geometry, sizes, bias on/off. */
 typedef struct {
@@ -87,54 +88,8 @@ static Conv2d make_conv(const ConvCase *t, const float *w, const float *b) {
 }
 
 static void out_hw(const ConvCase *t, int h, int w, int *oh, int *ow) {
-    *oh = (h + t->pt + t->pb - t->kh) / t->stride + 1;
-    *ow = (w + t->pl + t->pr - t->kw) / t->stride + 1;
-}
-
-/* ---- double reference ---------------------------------------------------- */
-static void ref_forward(const ConvCase *t, const float *w, const float *b, int n, int h, int wd, const float *x,
-                        float *y) {
-    int oh, ow;
-    out_hw(t, h, wd, &oh, &ow);
-    for (int i = 0; i < n; i++)
-        for (int co = 0; co < t->cout; co++)
-            for (int oy = 0; oy < oh; oy++)
-                for (int ox = 0; ox < ow; ox++) {
-                    double acc = b ? b[co] : 0.0;
-                    for (int ci = 0; ci < t->cin; ci++)
-                        for (int ky = 0; ky < t->kh; ky++)
-                            for (int kx = 0; kx < t->kw; kx++) {
-                                int iy = oy * t->stride - t->pt + ky, ix = ox * t->stride - t->pl + kx;
-                                if (iy < 0 || iy >= h || ix < 0 || ix >= wd) continue;
-                                acc += (double)w[((co * t->cin + ci) * t->kh + ky) * t->kw + kx] *
-                                       x[(((size_t)i * t->cin + ci) * h + iy) * wd + ix];
-                            }
-                    y[(((size_t)i * t->cout + co) * oh + oy) * ow + ox] = (float)acc;
-                }
-}
-
-/* Scatter form (the transpose of the loop above), accumulated in double. */
-static void ref_backward(const ConvCase *t, const float *w, int n, int h, int wd, const float *gy, float *gx) {
-    int oh, ow;
-    out_hw(t, h, wd, &oh, &ow);
-    size_t nx = (size_t)n * t->cin * h * wd;
-    double *acc = xcalloc(nx, sizeof(double));
-    for (int i = 0; i < n; i++)
-        for (int co = 0; co < t->cout; co++)
-            for (int oy = 0; oy < oh; oy++)
-                for (int ox = 0; ox < ow; ox++) {
-                    double g = gy[(((size_t)i * t->cout + co) * oh + oy) * ow + ox];
-                    for (int ci = 0; ci < t->cin; ci++)
-                        for (int ky = 0; ky < t->kh; ky++)
-                            for (int kx = 0; kx < t->kw; kx++) {
-                                int iy = oy * t->stride - t->pt + ky, ix = ox * t->stride - t->pl + kx;
-                                if (iy < 0 || iy >= h || ix < 0 || ix >= wd) continue;
-                                acc[(((size_t)i * t->cin + ci) * h + iy) * wd + ix] +=
-                                    g * w[((co * t->cin + ci) * t->kh + ky) * t->kw + kx];
-                            }
-                }
-    for (size_t k = 0; k < nx; k++) gx[k] = (float)acc[k];
-    free(acc);
+    Conv2d c = make_conv(t, NULL, NULL);
+    conv2d_out_hw(&c, h, w, oh, ow);
 }
 
 /* Compares and, on failure, names the case and the worst element. */
@@ -177,11 +132,11 @@ static void test_against_reference(const ConvCase *t) {
     for (size_t k = 0; k < nx; k++) gx.data[k] = NAN;
 
     cpu_conv2d_forward(&c, &x, &y);
-    ref_forward(t, w, c.b, t->n, t->h, t->w, x.data, yr);
+    conv_ref_forward(&c, t->n, t->h, t->w, x.data, yr);
     expect_close(t, "forward", t->n, t->cout, oh, ow, y.data, yr);
 
     cpu_conv2d_backward_input(&c, &gy, &gx);
-    ref_backward(t, w, t->n, t->h, t->w, gy.data, gxr);
+    conv_ref_backward(&c, t->n, t->h, t->w, gy.data, gxr);
     expect_close(t, "backward_input", t->n, t->cin, t->h, t->w, gx.data, gxr);
 
     /* the second call reuses the cached primitives */
@@ -274,8 +229,8 @@ static void run_shape(Conv2d *c, const ConvCase *t, int n, int h, int wd) {
     fill(gy.data, tensor_numel(&gy), 1.0f);
     cpu_conv2d_forward(c, &x, &y);
     cpu_conv2d_backward_input(c, &gy, &gx);
-    ref_forward(t, c->w, c->b, n, h, wd, x.data, yr);
-    ref_backward(t, c->w, n, h, wd, gy.data, gxr);
+    conv_ref_forward(c, n, h, wd, x.data, yr);
+    conv_ref_backward(c, n, h, wd, gy.data, gxr);
     char what[64];
     snprintf(what, sizeof what, "cache n=%d %dx%d forward", n, h, wd);
     expect_close(t, what, n, t->cout, oh, ow, y.data, yr);

@@ -45,6 +45,7 @@ const drq_backend *drq_backend_for(drq_device dev) {
 #include "../kernels/cuda/conv_cuda.c"
 #include "../kernels/cuda/kern.h"
 #include "check.h"
+#include "conv_ref.h"
 #include "rand.h"
 
 /* =====================================================================
@@ -361,30 +362,6 @@ static Tensor dev_tensor(const Tensor *h) {
     return t;
 }
 
-/* Reference convolution with asymmetric padding, in double, on host arrays. */
-static void ref_conv(const Conv2d *c, const Tensor *x, Tensor *y, const Tensor *gy, Tensor *gx) {
-    int oh, ow;
-    conv2d_out_hw(c, x->h, x->w, &oh, &ow);
-    if (gx) memset(gx->data, 0, tensor_numel(gx) * sizeof(float));
-    for (int n = 0; n < x->n; n++)
-        for (int k = 0; k < c->cout; k++)
-            for (int oy = 0; oy < oh; oy++)
-                for (int ox = 0; ox < ow; ox++) {
-                    double s = c->b ? c->b[k] : 0;
-                    for (int ci = 0; ci < c->cin; ci++)
-                        for (int r = 0; r < c->kh; r++)
-                            for (int q = 0; q < c->kw; q++) {
-                                int iy = oy * c->stride + r - c->pad_t, ix = ox * c->stride + q - c->pad_l;
-                                if (iy < 0 || iy >= x->h || ix < 0 || ix >= x->w) continue;
-                                size_t xi = (((size_t)n * c->cin + ci) * x->h + iy) * x->w + ix;
-                                float wv = c->w[(((size_t)k * c->cin + ci) * c->kh + r) * c->kw + q];
-                                s += (double)x->data[xi] * wv;
-                                if (gx) gx->data[xi] += gy->data[(((size_t)n * c->cout + k) * oh + oy) * ow + ox] * wv;
-                            }
-                    y->data[(((size_t)n * c->cout + k) * oh + oy) * ow + ox] = (float)s;
-                }
-}
-
 static void set_candidates(void) {
     /* forward: 0 unsupported, 1 FP16 conversion, 6 over the workspace limit, 2 usable (tensor op), 3 usable (fma) */
     nfwd_list = 5;
@@ -433,7 +410,8 @@ static void run_conv(const shape *s, const char *prec) {
     Tensor y = tensor_new(s->n, s->cout, oh, ow), gx = tensor_new(s->n, s->cin, s->h, s->w);
     Tensor yr = tensor_new(s->n, s->cout, oh, ow), gxr = tensor_new(s->n, s->cin, s->h, s->w);
     Tensor xd = dev_tensor(&x), gyd = dev_tensor(&gy), yd = dev_tensor(&y), gxd = dev_tensor(&gx);
-    ref_conv(&ch, &x, &yr, &gy, &gxr);
+    conv_ref_forward(&ch, s->n, s->h, s->w, x.data, yr.data);
+    conv_ref_backward(&ch, s->n, s->h, s->w, gy.data, gxr.data);
     cuda_conv2d_forward(&cd, &xd, &yd);
     cuda_conv2d_backward_input(&cd, &gyd, &gxd);
     memcpy(y.data, yd.data, tensor_numel(&y) * sizeof(float));
@@ -477,7 +455,8 @@ static void test_fallback(void) {
     Tensor x = rnd(s.n, 4, 6, 6), gy = rnd(s.n, 5, 6, 6), y = tensor_new(s.n, 5, 6, 6), yr = tensor_new(s.n, 5, 6, 6);
     Tensor gx = tensor_new(s.n, 4, 6, 6), gxr = tensor_new(s.n, 4, 6, 6);
     Tensor xd = dev_tensor(&x), gyd = dev_tensor(&gy), yd = dev_tensor(&y), gxd = dev_tensor(&gx);
-    ref_conv(&ch, &x, &yr, &gy, &gxr);
+    conv_ref_forward(&ch, s.n, 6, 6, x.data, yr.data);
+    conv_ref_backward(&ch, s.n, 6, 6, gy.data, gxr.data);
     cuda_conv2d_forward(&cd, &xd, &yd), cuda_conv2d_backward_input(&cd, &gyd, &gxd);
     CHECK_MSG(ran_fwd_algo == 3 && ran_bwd_algo == 5, "fallback: ran %d / %d, expected 3 / 5", ran_fwd_algo,
               ran_bwd_algo);
