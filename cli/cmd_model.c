@@ -112,13 +112,6 @@ static Tensor out_tensor(const any_model *m, const Tensor *x, drq_device dev) {
     return m->u ? tensor_new_on(dev, x->n, m->uc.out_ch, x->h, x->w) : tensor_new_on(dev, x->n, m->wc.num_classes, 1, 1);
 }
 
-/* A copy of host tensor h on dev. */
-static Tensor to_dev(const Tensor *h, drq_device dev) {
-    Tensor t = tensor_new_on(dev, h->n, h->c, h->h, h->w);
-    tensor_copy(&t, h);
-    return t;
-}
-
 static void forward(any_model *m, const Tensor *x, const float *t, Tensor *y) {
     if (m->u) unet_forward(m->u, x, t, y);
     else wrn_forward(m->w, x, y);
@@ -165,18 +158,17 @@ static int run(const model_args *a) {
     if (check_inputs(&m, tx, tt, tg, a->in, &err)) goto fail;
     drq_device dev = a->dev.kind;
     Tensor xh = tensor_wrap(tx->data, (int)tx->shape[0], (int)tx->shape[1], (int)tx->shape[2], (int)tx->shape[3]);
-    Tensor x = to_dev(&xh, dev), yd = out_tensor(&m, &x, dev), y = out_tensor(&m, &x, DRQ_CPU), gx = {0};
+    Tensor x = tensor_clone_on(dev, &xh), yd = out_tensor(&m, &x, dev), y = out_tensor(&m, &x, DRQ_CPU), gx = {0};
     forward(&m, &x, tt ? tt->data : NULL, &yd);
     tensor_copy(&y, &yd);
     st_out outs[2] = {{"y", 4, {y.n, y.c, y.h, y.w}, y.data}};
     if (m.w) outs[0].ndim = 2;
     int nout = 1;
     if (tg) {
-        Tensor gyh = tensor_wrap(tg->data, y.n, y.c, y.h, y.w), gy = to_dev(&gyh, dev);
+        Tensor gyh = tensor_wrap(tg->data, y.n, y.c, y.h, y.w), gy = tensor_clone_on(dev, &gyh);
         Tensor gxd = tensor_new_on(dev, x.n, x.c, x.h, x.w);
         backward(&m, &gy, &gxd);
-        gx = tensor_new(x.n, x.c, x.h, x.w);
-        tensor_copy(&gx, &gxd);
+        gx = tensor_clone_on(DRQ_CPU, &gxd);
         tensor_free(&gy), tensor_free(&gxd);
         outs[nout++] = (st_out){"grad_x", 4, {gx.n, gx.c, gx.h, gx.w}, gx.data};
     }
@@ -209,7 +201,7 @@ static int bench(const model_args *a) {
     for (int i = 0; i < a->batch; i++) t[i] = 99.0f - i;
     Tensor gyh = out_tensor(&m, &xh, DRQ_CPU);
     for (size_t i = 0; i < tensor_numel(&gyh); i++) gyh.data[i] = 1e-2f * (float)(i % 7);
-    Tensor x = to_dev(&xh, dev), gy = to_dev(&gyh, dev), y = out_tensor(&m, &x, dev);
+    Tensor x = tensor_clone_on(dev, &xh), gy = tensor_clone_on(dev, &gyh), y = out_tensor(&m, &x, dev);
     Tensor gx = tensor_new_on(dev, a->batch, cin, res, res);
     double best = 1e30;
     for (int r = 0; r < a->repeat + 1; r++) { /* first round warms caches and plans */

@@ -85,3 +85,9 @@ void tensor_copy(Tensor *dst, const Tensor *src) {
             dst->w);
     drq_dev_copy(dst->data, dst->dev, src->data, src->dev, tensor_numel(src) * sizeof(float));
 }
+
+Tensor tensor_clone_on(drq_device dev, const Tensor *src) {
+    Tensor t = tensor_new_on(dev, src->n, src->c, src->h, src->w);
+    tensor_copy(&t, src);
+    return t;
+}

@@ -55,16 +55,6 @@ static float *rnd_vec(size_t n, float scale, float offset) {
     for (size_t i = 0; i < n; i++) p[i] = offset + scale * nrand();
     return p;
 }
-static Tensor to_gpu(const Tensor *h) {
-    Tensor t = tensor_new_on(DRQ_CUDA, h->n, h->c, h->h, h->w);
-    tensor_copy(&t, h);
-    return t;
-}
-static Tensor to_cpu(const Tensor *d) {
-    Tensor t = tensor_new(d->n, d->c, d->h, d->w);
-    tensor_copy(&t, d);
-    return t;
-}
 /* Device copies of host parameter vectors, freed at exit. */
 static float *gpu_params[4096];
 static int n_gpu_params;
@@ -78,7 +68,7 @@ static const float *gvec(const float *h, size_t n) {
 
 /* Σ(g − c)² / Σ c² with g on the GPU, c on the CPU. */
 static double nmse(const Tensor *g, const Tensor *c) {
-    Tensor h = to_cpu(g);
+    Tensor h = tensor_clone_on(DRQ_CPU, g);
     double num = 0, den = 0;
     for (size_t i = 0; i < tensor_numel(c); i++) {
         double d = (double)h.data[i] - c->data[i];
@@ -125,7 +115,7 @@ static void test_conv(const conv_case *cc, const char *prec, double tol) {
     conv2d_out_hw(&c_cpu, cc->h, cc->w, &oh, &ow);
     Tensor x = rnd(cc->n, cc->cin, cc->h, cc->w), y = tensor_new(cc->n, cc->cout, oh, ow);
     Tensor gy = rnd(cc->n, cc->cout, oh, ow), gx = tensor_new(cc->n, cc->cin, cc->h, cc->w);
-    Tensor xd = to_gpu(&x), yd = tensor_new_on(DRQ_CUDA, y.n, y.c, y.h, y.w), gyd = to_gpu(&gy);
+    Tensor xd = tensor_clone_on(DRQ_CUDA, &x), yd = tensor_new_on(DRQ_CUDA, y.n, y.c, y.h, y.w), gyd = tensor_clone_on(DRQ_CUDA, &gy);
     Tensor gxd = tensor_new_on(DRQ_CUDA, gx.n, gx.c, gx.h, gx.w);
     conv2d_forward(&c_cpu, &x, &y), conv2d_forward(&c_gpu, &xd, &yd);
     conv2d_backward_input(&c_cpu, &gy, &gx), conv2d_backward_input(&c_gpu, &gyd, &gxd);
@@ -164,7 +154,7 @@ static void test_op(const op_case *oc) {
         const int *sh = oc->in_shape[j];
         if (sh[0]) {
             s[0].in[j] = rnd(sh[0], sh[1], sh[2], sh[3]);
-            s[1].in[j] = to_gpu(&s[0].in[j]);
+            s[1].in[j] = tensor_clone_on(DRQ_CUDA, &s[0].in[j]);
         }
         sh = oc->out_shape[j];
         if (sh[0]) {
@@ -309,7 +299,7 @@ static void test_noise(void) {
     Tensor c = tensor_new(3, 3, 32, 33), g = tensor_new_on(DRQ_CUDA, 3, 3, 32, 33);
     normal_fill(keys, &c);
     normal_fill(keys, &g);
-    Tensor h = to_cpu(&g);
+    Tensor h = tensor_clone_on(DRQ_CPU, &g);
     double worst = 0;
     size_t at = 0, same = 0, n = tensor_numel(&c);
     for (size_t i = 0; i < n; i++) {
@@ -352,7 +342,7 @@ typedef struct {
 /* ⟨gy, f(x)⟩ with f on the GPU and x, gy on the host. */
 static double fd_loss_gpu(void *vc, const Tensor *x) {
     fd_ctx *c = vc;
-    Tensor xd = to_gpu(x), yd = tensor_new_on(DRQ_CUDA, c->gy->n, c->gy->c, c->gy->h, c->gy->w);
+    Tensor xd = tensor_clone_on(DRQ_CUDA, x), yd = tensor_new_on(DRQ_CUDA, c->gy->n, c->gy->c, c->gy->h, c->gy->w);
     if (c->u) unet_forward(c->u, &xd, c->t, &yd);
     else if (c->w) wrn_forward(c->w, &xd, &yd);
     else {
@@ -360,7 +350,7 @@ static double fd_loss_gpu(void *vc, const Tensor *x) {
         int64_t im[8] = {0, 1, 2, 3, 4, 5, 6, 7};
         purify_forward(c->p, &xd, om, im, 0, &yd, NULL);
     }
-    Tensor y = to_cpu(&yd);
+    Tensor y = tensor_clone_on(DRQ_CPU, &yd);
     double s = 0;
     for (size_t i = 0; i < tensor_numel(&y); i++) s += (double)c->gy->data[i] * y.data[i];
     tensor_free(&xd), tensor_free(&yd), tensor_free(&y);
@@ -409,7 +399,7 @@ static void test_model(const model_case *mc, const char *prec, double tol, int f
         for (size_t i = 0; i < tensor_numel(&x); i++) x.data[i] = (float)urand(); /* images in [0,1] */
     float t[2] = {3.0f, 871.0f};
     Tensor y = tensor_new(gy.n, gy.c, gy.h, gy.w), gx = tensor_new(n, cin, res, res);
-    Tensor xd = to_gpu(&x), gyd = to_gpu(&gy), yd = tensor_new_on(DRQ_CUDA, y.n, y.c, y.h, y.w);
+    Tensor xd = tensor_clone_on(DRQ_CUDA, &x), gyd = tensor_clone_on(DRQ_CUDA, &gy), yd = tensor_new_on(DRQ_CUDA, y.n, y.c, y.h, y.w);
     Tensor gxd = tensor_new_on(DRQ_CUDA, n, cin, res, res);
     if (uh) {
         unet_forward(uh, &x, t, &y), unet_backward(uh, &gy, &gx);
@@ -422,7 +412,7 @@ static void test_model(const model_case *mc, const char *prec, double tol, int f
     snprintf(k, sizeof k, "%s forward", nm); CHECK_NMSE(k, &yd, &y, tol);
     snprintf(k, sizeof k, "%s vjp", nm); CHECK_NMSE(k, &gxd, &gx, tol);
     if (fd) {
-        Tensor gxh = to_cpu(&gxd);
+        Tensor gxh = tensor_clone_on(DRQ_CPU, &gxd);
         fd_ctx c = {ud, wd, t, &gy, NULL};
         fd_check_directions(nm, fd_loss_gpu, &c, &x, &gxh, frand, 3, 1e-2f, 2e-2);
         tensor_free(&gxh);
@@ -432,7 +422,7 @@ static void test_model(const model_case *mc, const char *prec, double tol, int f
         size_t per = (size_t)cin * res * res;
         drq_dev_copy(x1.data, DRQ_CUDA, xd.data + per, DRQ_CUDA, per * sizeof(float));
         unet_forward(ud, &x1, t + 1, &y1);
-        Tensor ref = tensor_new(1, cout, res, res), got = to_cpu(&yd);
+        Tensor ref = tensor_new(1, cout, res, res), got = tensor_clone_on(DRQ_CPU, &yd);
         memcpy(ref.data, got.data + (size_t)cout * res * res, sizeof(float) * cout * res * res);
         snprintf(k, sizeof k, "%s batch 1 vs batch 2 on the gpu", nm); CHECK_NMSE(k, &y1, &ref, 1e-8);
         tensor_free(&x1), tensor_free(&y1), tensor_free(&ref), tensor_free(&got);
@@ -455,7 +445,7 @@ typedef struct {
 
 static double op_loss(void *vc, const Tensor *x) {
     op_fd_ctx *c = vc;
-    Tensor xd = to_gpu(x), yd = tensor_new_on(DRQ_CUDA, c->gy->n, c->gy->c, c->gy->h, c->gy->w);
+    Tensor xd = tensor_clone_on(DRQ_CUDA, x), yd = tensor_new_on(DRQ_CUDA, c->gy->n, c->gy->c, c->gy->h, c->gy->w);
     if (c->kind == 0) conv2d_forward(c->conv, &xd, &yd);
     if (c->kind == 1) {
         Tensor st = tensor_new_on(DRQ_CUDA, x->n, 64, 1, 1);
@@ -467,7 +457,7 @@ static double op_loss(void *vc, const Tensor *x) {
         attention_forward(&xd, c->k, c->v, &p, &yd);
         tensor_free(&p);
     }
-    Tensor y = to_cpu(&yd);
+    Tensor y = tensor_clone_on(DRQ_CPU, &yd);
     double s = 0;
     for (size_t i = 0; i < tensor_numel(&y); i++) s += (double)c->gy->data[i] * y.data[i];
     tensor_free(&xd), tensor_free(&yd), tensor_free(&y);
@@ -480,9 +470,9 @@ static void test_op_fd(void) {
     float *w = rnd_vec(8 * 6 * 9, 0.15f, 0), *b = rnd_vec(8, 0.1f, 0);
     Conv2d c = conv2d_make(6, 8, 3, 2, 0, gvec(w, 8 * 6 * 9), gvec(b, 8));
     c.pad_b = c.pad_r = 1;
-    Tensor x = rnd(2, 6, 8, 8), gy = rnd(2, 8, 4, 4), gyd = to_gpu(&gy), gxd = tensor_new_on(DRQ_CUDA, 2, 6, 8, 8);
+    Tensor x = rnd(2, 6, 8, 8), gy = rnd(2, 8, 4, 4), gyd = tensor_clone_on(DRQ_CUDA, &gy), gxd = tensor_new_on(DRQ_CUDA, 2, 6, 8, 8);
     conv2d_backward_input(&c, &gyd, &gxd);
-    Tensor gx = to_cpu(&gxd);
+    Tensor gx = tensor_clone_on(DRQ_CPU, &gxd);
     op_fd_ctx oc = {.conv = &c, .gy = &gy, .kind = 0};
     fd_check_directions("gpu conv asym-pad s2", op_loss, &oc, &x, &gx, frand, 3, 1e-2f, 1e-3);
     conv2d_release(&c);
@@ -491,12 +481,12 @@ static void test_op_fd(void) {
     /* group norm */
     float *gm = rnd_vec(64, 0.2f, 1.0f), *bt = rnd_vec(64, 0.1f, 0);
     x = rnd(2, 64, 3, 5), gy = rnd(2, 64, 3, 5);
-    Tensor xd = to_gpu(&x), yd = tensor_new_on(DRQ_CUDA, 2, 64, 3, 5), st = tensor_new_on(DRQ_CUDA, 2, 64, 1, 1);
-    gyd = to_gpu(&gy), gxd = tensor_new_on(DRQ_CUDA, 2, 64, 3, 5);
+    Tensor xd = tensor_clone_on(DRQ_CUDA, &x), yd = tensor_new_on(DRQ_CUDA, 2, 64, 3, 5), st = tensor_new_on(DRQ_CUDA, 2, 64, 1, 1);
+    gyd = tensor_clone_on(DRQ_CUDA, &gy), gxd = tensor_new_on(DRQ_CUDA, 2, 64, 3, 5);
     const float *gmd = gvec(gm, 64), *btd = gvec(bt, 64);
     group_norm_forward(&xd, 32, 1e-6f, gmd, btd, &yd, st.data);
     group_norm_backward_input(&xd, &gyd, 32, gmd, st.data, &gxd);
-    gx = to_cpu(&gxd);
+    gx = tensor_clone_on(DRQ_CPU, &gxd);
     oc = (op_fd_ctx){.gy = &gy, .kind = 1, .gamma = gmd, .beta = btd};
     fd_check_directions("gpu group_norm", op_loss, &oc, &x, &gx, frand, 3, 1e-2f, 1e-3);
     Tensor *ts[] = {&x, &gy, &xd, &yd, &st, &gyd, &gxd, &gx};
@@ -505,13 +495,13 @@ static void test_op_fd(void) {
 
     /* attention, gradient with respect to q */
     Tensor q = rnd(2, 16, 4, 4), kk = rnd(2, 16, 4, 4), vv = rnd(2, 16, 4, 4), gh = rnd(2, 16, 4, 4);
-    Tensor qd = to_gpu(&q), kd = to_gpu(&kk), vd = to_gpu(&vv), ghd = to_gpu(&gh);
+    Tensor qd = tensor_clone_on(DRQ_CUDA, &q), kd = tensor_clone_on(DRQ_CUDA, &kk), vd = tensor_clone_on(DRQ_CUDA, &vv), ghd = tensor_clone_on(DRQ_CUDA, &gh);
     Tensor p = tensor_new_on(DRQ_CUDA, 2, 256, 1, 1), h = tensor_new_on(DRQ_CUDA, 2, 16, 4, 4);
     Tensor gq = tensor_new_on(DRQ_CUDA, 2, 16, 4, 4), gk = tensor_new_on(DRQ_CUDA, 2, 16, 4, 4),
            gv = tensor_new_on(DRQ_CUDA, 2, 16, 4, 4);
     attention_forward(&qd, &kd, &vd, &p, &h);
     attention_backward_input(&qd, &kd, &vd, &p, &ghd, &gq, &gk, &gv);
-    Tensor gqh = to_cpu(&gq);
+    Tensor gqh = tensor_clone_on(DRQ_CPU, &gq);
     oc = (op_fd_ctx){.gy = &gh, .kind = 2, .k = &kd, .v = &vd};
     fd_check_directions("gpu attention dq", op_loss, &oc, &q, &gqh, frand, 3, 1e-2f, 1e-3);
     Tensor *as[] = {&q, &kk, &vv, &gh, &qd, &kd, &vd, &ghd, &p, &h, &gq, &gk, &gv, &gqh};
@@ -569,8 +559,7 @@ static void pgd_run(drq_device dev, purify_config pc, const Tensor *x, const int
     attack_begin(&ac, x, image, &st);
     for (int k = 0; k < 3; k++) {
         attack_step(&ac, &am, x, label, image, &st);
-        out[k] = tensor_new(2, 1, 16, 16);
-        tensor_copy(&out[k], &st.xadv);
+        out[k] = tensor_clone_on(DRQ_CPU, &st.xadv);
     }
     attack_state_free(&st);
     attack_models_release(&am);

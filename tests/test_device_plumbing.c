@@ -219,23 +219,16 @@ static const drq_backend standin = {
  * the checks: the stand-in device against the CPU, bit for bit
  * ===================================================================== */
 static int same_bits(const Tensor *a, const Tensor *b) {
-    Tensor ha = tensor_new(a->n, a->c, a->h, a->w), hb = tensor_new(b->n, b->c, b->h, b->w);
-    tensor_copy(&ha, a), tensor_copy(&hb, b);
+    Tensor ha = tensor_clone_on(DRQ_CPU, a), hb = tensor_clone_on(DRQ_CPU, b);
     int eq = tensor_numel(a) == tensor_numel(b) && !memcmp(ha.data, hb.data, tensor_numel(a) * sizeof(float));
     tensor_free(&ha), tensor_free(&hb);
     return eq;
 }
 
-static Tensor on(drq_device dev, const Tensor *h) {
-    Tensor t = tensor_new_on(dev, h->n, h->c, h->h, h->w);
-    tensor_copy(&t, h);
-    return t;
-}
-
 static void test_models(unet *uc, unet *ud, wrn *wc, wrn *wd) {
     Tensor x = rnd(2, 1, 16, 16), gy = rnd(2, 1, 16, 16), gl = rnd(2, 10, 1, 1);
     float t[2] = {3, 17};
-    Tensor xd = on(DRQ_CUDA, &x), gyd = on(DRQ_CUDA, &gy), gld = on(DRQ_CUDA, &gl);
+    Tensor xd = tensor_clone_on(DRQ_CUDA, &x), gyd = tensor_clone_on(DRQ_CUDA, &gy), gld = tensor_clone_on(DRQ_CUDA, &gl);
     Tensor y = tensor_new(2, 1, 16, 16), yd = tensor_new_on(DRQ_CUDA, 2, 1, 16, 16);
     Tensor g = tensor_new(2, 1, 16, 16), gd = tensor_new_on(DRQ_CUDA, 2, 1, 16, 16);
     unet_forward(uc, &x, t, &y), unet_forward(ud, &xd, t, &yd);
@@ -276,7 +269,7 @@ static void test_purifiers(unet *uc, unet *ud) {
         purify_forward(pd, &x, om, im, 1, &y2, &xm2), purify_backward(pd, &gy, &g2); /* host tensors in and out */
         CHECK_MSG(same_bits(&y, &y2) && same_bits(&xm, &xm2) && same_bits(&g, &g2),
                   "purifier %zu (kind %d), host tensors: stand-in device differs from the cpu", c, (int)pcs[c].kind);
-        Tensor xd = on(DRQ_CUDA, &x), gyd = on(DRQ_CUDA, &gy), yd = tensor_new_on(DRQ_CUDA, 2, 1, 16, 16);
+        Tensor xd = tensor_clone_on(DRQ_CUDA, &x), gyd = tensor_clone_on(DRQ_CUDA, &gy), yd = tensor_new_on(DRQ_CUDA, 2, 1, 16, 16);
         Tensor gd = tensor_new_on(DRQ_CUDA, 2, 1, 16, 16);
         purify_forward(pd, &xd, om, im, 1, &yd, NULL), purify_backward(pd, &gyd, &gd); /* device tensors */
         CHECK_MSG(same_bits(&y, &yd) && same_bits(&g, &gd),
