@@ -149,11 +149,7 @@ int main(int argc, char **argv) {
         if (!strcmp(a, "--server")) {
             o.server = v;
         } else if (!strcmp(a, "--device")) {
-            if (strcmp(v, "cpu") && strncmp(v, "cuda:", 5)) {
-                fprintf(stderr, "drq-worker: --device: expected cpu or cuda:N, got '%s'\n", v);
-                return 1;
-            }
-            o.device = v;
+            o.device = v; /* checked by engine_set_device below */
         } else if (!strcmp(a, "--devices")) {
             if ((ngpus = parse_devices(v, gpus)) < 0) return 1;
         } else if (!strcmp(a, "--name")) {
