@@ -219,6 +219,13 @@ static void reply_error(drq_server *s, const drq_msg *m, int64_t id, const char 
     queue_out(s, 1, m->rid, m->rid_len, MSG_ERROR, b, NULL, 0);
 }
 
+/* Replies to a client request with body r (which gets the request's id) and an
+ * optional binary payload. */
+static void reply_ok(drq_server *s, const drq_msg *m, int64_t id, json_t *r, void *payload, size_t len) {
+    json_object_set_new(r, "id", json_integer(id));
+    queue_out(s, 1, m->rid, m->rid_len, MSG_REPLY, r, payload, len);
+}
+
 /* ---- specs ------------------------------------------------------------------ */
 
 /* The parsed spec of a sweep, loaded from the database on first use. */
@@ -779,11 +786,10 @@ static void on_client_msg(drq_server *s, drq_msg *m) {
             /* reply now; the jobs are inserted in chunks by later pumps (a
              * restarted server resumes the expansion) */
             json_t *r = json_object();
-            json_object_set_new(r, "id", json_integer(id));
             json_object_set_new(r, "sweep", json_integer(sid));
             json_object_set_new(r, "jobs", json_integer(drq_spec_njobs(&sp)));
             json_object_set_new(r, "rows", json_integer(drq_spec_nrows(&sp)));
-            queue_out(s, 1, m->rid, m->rid_len, MSG_REPLY, r, NULL, 0);
+            reply_ok(s, m, id, r, NULL, 0);
             expand_step(s);
         }
         free(canon);
@@ -812,10 +818,9 @@ static void on_client_msg(drq_server *s, drq_msg *m) {
                            json_integer_value(json_object_get(o, "cancelled"));
             json_object_set_new(o, "eta_s", js > 0 && left > 0 ? json_real((double)left / js) : json_null());
         }
-        json_object_set_new(r, "id", json_integer(id));
         json_object_set_new(r, "workers", json_integer(s->nw));
         json_object_set_new(r, "server", json_string(s->ident));
-        queue_out(s, 1, m->rid, m->rid_len, MSG_REPLY, r, NULL, 0);
+        reply_ok(s, m, id, r, NULL, 0);
         return;
     }
     case MSG_FETCH: {
@@ -836,7 +841,6 @@ static void on_client_msg(drq_server *s, drq_msg *m) {
         size_t len;
         void *packed = drq_rows_pack(rows, n, &len);
         json_t *r = json_object();
-        json_object_set_new(r, "id", json_integer(id));
         json_object_set_new(r, "n", json_integer(n));
         if (n == limit) {
             const drq_row *l = &rows[n - 1];
@@ -844,7 +848,7 @@ static void on_client_msg(drq_server *s, drq_msg *m) {
                                                      (json_int_t)l->image));
         }
         drq_rows_free(rows, n);
-        queue_out(s, 1, m->rid, m->rid_len, MSG_REPLY, r, packed, len);
+        reply_ok(s, m, id, r, packed, len);
         return;
     }
     case MSG_CANCEL_SWEEP: {
@@ -871,9 +875,8 @@ static void on_client_msg(drq_server *s, drq_msg *m) {
             if (s->exp[i].sweep == sweep) s->exp[i--] = s->exp[--s->nexp];
         log_line("server", "sweep %lld cancelled: %lld jobs", (long long)sweep, (long long)n);
         json_t *r = json_object();
-        json_object_set_new(r, "id", json_integer(id));
         json_object_set_new(r, "cancelled", json_integer(n));
-        queue_out(s, 1, m->rid, m->rid_len, MSG_REPLY, r, NULL, 0);
+        reply_ok(s, m, id, r, NULL, 0);
         return;
     }
     case MSG_RETRY: {
@@ -894,16 +897,14 @@ static void on_client_msg(drq_server *s, drq_msg *m) {
         s->dirty = 1;
         log_line("server", "sweep %lld: %lld failed jobs requeued", (long long)sweep, (long long)n);
         json_t *r = json_object();
-        json_object_set_new(r, "id", json_integer(id));
         json_object_set_new(r, "requeued", json_integer(n));
-        queue_out(s, 1, m->rid, m->rid_len, MSG_REPLY, r, NULL, 0);
+        reply_ok(s, m, id, r, NULL, 0);
         return;
     }
     case MSG_WORKERS: {
         json_t *r = json_object();
-        json_object_set_new(r, "id", json_integer(id));
         json_object_set_new(r, "workers", workers_json(s));
-        queue_out(s, 1, m->rid, m->rid_len, MSG_REPLY, r, NULL, 0);
+        reply_ok(s, m, id, r, NULL, 0);
         return;
     }
     default:
