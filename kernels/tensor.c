@@ -86,8 +86,13 @@ void tensor_copy(Tensor *dst, const Tensor *src) {
     drq_dev_copy(dst->data, dst->dev, src->data, src->dev, tensor_numel(src) * sizeof(float));
 }
 
+void tensor_assign(Tensor *dst, drq_device dev, const Tensor *src) {
+    tensor_ensure_on(dst, dev, src->n, src->c, src->h, src->w);
+    tensor_copy(dst, src);
+}
+
 Tensor tensor_clone_on(drq_device dev, const Tensor *src) {
-    Tensor t = tensor_new_on(dev, src->n, src->c, src->h, src->w);
-    tensor_copy(&t, src);
+    Tensor t = {0};
+    tensor_assign(&t, dev, src);
     return t;
 }

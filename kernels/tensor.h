@@ -36,6 +36,8 @@ void tensor_ensure(Tensor *t, int n, int c, int h, int w);
 void tensor_ensure_on(Tensor *t, drq_device dev, int n, int c, int h, int w);
 /* dst ← src (same number of elements, any pair of devices). */
 void tensor_copy(Tensor *dst, const Tensor *src);
+/* dst ← src on dev: dst takes src's shape (tensor_ensure_on) and contents. */
+void tensor_assign(Tensor *dst, drq_device dev, const Tensor *src);
 /* A new tensor on dev holding src's shape and contents. */
 Tensor tensor_clone_on(drq_device dev, const Tensor *src);
 

@@ -26,8 +26,7 @@ static pass *pass_get(const Tensor *x, attack_models *m) {
     drq_device dev = wrn_device(m->clf);
     pass *s = m->scratch ? m->scratch : (m->scratch = xcalloc(1, sizeof(pass)));
     int n = x->n;
-    tensor_ensure_on(&s->x, dev, n, x->c, x->h, x->w);
-    tensor_copy(&s->x, x);
+    tensor_assign(&s->x, dev, x);
     tensor_ensure_on(&s->px, dev, n, x->c, x->h, x->w);
     tensor_ensure_on(&s->gpx, dev, n, x->c, x->h, x->w);
     tensor_ensure_on(&s->gx, dev, n, x->c, x->h, x->w);

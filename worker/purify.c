@@ -114,8 +114,7 @@ static sampler_coef step_coef(const purifier *p, int k) {
  * already lives there, else a copy in buf. */
 static const Tensor *on_dev(purifier *p, const Tensor *x, Tensor *buf) {
     if (x->dev == p->dev) return x;
-    tensor_ensure_on(buf, p->dev, x->n, x->c, x->h, x->w);
-    tensor_copy(buf, x);
+    tensor_assign(buf, p->dev, x);
     return buf;
 }
 
@@ -161,8 +160,7 @@ void purify_forward(purifier *p, const Tensor *x_in, const uint64_t *omega, cons
     for (int k = 0; k < p->nsteps; k++) {
         int i = p->step[k];
         if (keep) {
-            ENSURE(&p->xs[k], x);
-            tensor_copy(&p->xs[k], s);
+            tensor_assign(&p->xs[k], p->dev, s);
         }
         eps_at(p, s, i);
         sampler_coef c = step_coef(p, k);
@@ -170,8 +168,7 @@ void purify_forward(purifier *p, const Tensor *x_in, const uint64_t *omega, cons
         if (noisy) noise(p, omega, image, drq_stream_reverse((unsigned)i), &p->gx0);
         sampler_step_forward(s, &p->eps, noisy ? &p->gx0 : NULL, &c, s);
     }
-    ENSURE(&p->final, x);
-    tensor_copy(&p->final, s);
+    tensor_assign(&p->final, p->dev, s);
     ENSURE(&p->yout, x);
     affine_clamp_forward(s, 0.5f, 0.5f, p->c.clamp_out ? 0.0f : -INFINITY, p->c.clamp_out ? 1.0f : INFINITY, &p->yout);
     to_out(&p->yout, y);

@@ -428,8 +428,7 @@ void unet_forward(unet *m, const Tensor *x, const float *t, Tensor *eps) {
 
 void unet_backward(unet *m, const Tensor *geps, Tensor *gx) {
     const Tensor *x = geps; /* for ENSURE_LIKE's device */
-    ENSURE_LIKE(&m->gtop, geps->n, geps->c, geps->h, geps->w);
-    tensor_copy(&m->gtop, geps);
+    tensor_assign(&m->gtop, geps->dev, geps);
     Tensor *g = &m->gtop;
     for (int i = m->n_nodes - 1; i >= 0; i--) {
         node *nd = &m->nodes[i];
