@@ -6,7 +6,9 @@
  * tracked host memory, and the fake cudnnConvolutionForward /
  * BackwardData compute a plain convolution from the descriptors they are
  * given (NCHW, KCRS filters, cross-correlation, symmetric padding, stride) —
- * the documented semantics.  So what is checked is drq's own host logic:
+ * the documented semantics — with the reference convolution of
+ * tests/conv_ref.h (itself checked against oneDNN in test_conv).  So what is
+ * checked is drq's own host logic:
  *   - descriptors: shapes, padding and stride handed to cuDNN, including the
  *     explicit zero padding of asymmetric convolutions (the DDPM
  *     downsampler) and its cropped backward;
@@ -275,28 +277,13 @@ cudnnStatus_t cudnnGetConvolutionBackwardDataWorkspaceSize(cudnnHandle_t h, cons
     return CUDNN_STATUS_SUCCESS;
 }
 
-/* y[n,k,oy,ox] = Σ_c,r,s x[n,c,oy·sh+r−ph, ox·sw+s−pw] w[k,c,r,s] (zero outside) */
-static void direct_conv(const struct cudnnTensorStruct *xd, const float *x, const struct cudnnFilterStruct *wd,
-                        const float *w, const struct cudnnConvolutionStruct *cd, const struct cudnnTensorStruct *yd,
-                        float *y, float *dx_out, const float *dy) {
-    for (int n = 0; n < yd->n; n++)
-        for (int k = 0; k < yd->c; k++)
-            for (int oy = 0; oy < yd->h; oy++)
-                for (int ox = 0; ox < yd->w; ox++) {
-                    double s = 0;
-                    float g = dy ? dy[(((size_t)n * yd->c + k) * yd->h + oy) * yd->w + ox] : 0.0f;
-                    for (int c = 0; c < xd->c; c++)
-                        for (int r = 0; r < wd->r; r++)
-                            for (int q = 0; q < wd->s; q++) {
-                                int iy = oy * cd->sh + r - cd->ph, ix = ox * cd->sw + q - cd->pw;
-                                if (iy < 0 || iy >= xd->h || ix < 0 || ix >= xd->w) continue;
-                                size_t xi = (((size_t)n * xd->c + c) * xd->h + iy) * xd->w + ix;
-                                float wv = w[(((size_t)k * wd->c + c) * wd->r + r) * wd->s + q];
-                                if (dy) dx_out[xi] += g * wv; /* backward-data: scatter */
-                                else s += (double)x[xi] * wv;
-                            }
-                    if (!dy) y[(((size_t)n * yd->c + k) * yd->h + oy) * yd->w + ox] = (float)s;
-                }
+/* The convolution a cuDNN call describes, as a Conv2d for the reference
+ * (tests/conv_ref.h): symmetric padding, no bias. */
+static Conv2d described(const struct cudnnTensorStruct *x, const struct cudnnFilterStruct *w,
+                        const struct cudnnConvolutionStruct *cd, const void *wdata) {
+    Conv2d c = conv2d_make(x->c, w->k, w->r, cd->sh, cd->ph, wdata, NULL);
+    c.kw = w->s, c.pad_l = c.pad_r = cd->pw;
+    return c;
 }
 
 cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t h, const void *alpha, const cudnnTensorDescriptor_t xd,
@@ -309,7 +296,11 @@ cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t h, const void *alpha, const 
     if (wsb < ws_of(algo)) return CUDNN_STATUS_BAD_PARAM;
     if ((int)algo == fail_fwd_algo) return CUDNN_STATUS_EXECUTION_FAILED;
     ran_fwd_algo = algo, ran_fwd_math = cd->math;
-    direct_conv(xd, x, wd, w, cd, yd, y, NULL, NULL);
+    Conv2d c = described(xd, wd, cd, w);
+    int oh, ow;
+    conv2d_out_hw(&c, xd->h, xd->w, &oh, &ow);
+    if (cd->sh != cd->sw || yd->n != xd->n || yd->c != wd->k || yd->h != oh || yd->w != ow) return CUDNN_STATUS_BAD_PARAM;
+    conv_ref_forward(&c, xd->n, xd->h, xd->w, x, y);
     return CUDNN_STATUS_SUCCESS;
 }
 cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t h, const void *alpha, const cudnnFilterDescriptor_t wd,
@@ -323,8 +314,12 @@ cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t h, const void *alpha, c
     if (wsb < ws_of(algo)) return CUDNN_STATUS_BAD_PARAM;
     if ((int)algo == fail_bwd_algo) return CUDNN_STATUS_EXECUTION_FAILED;
     ran_bwd_algo = algo, ran_bwd_math = cd->math;
-    memset(dx, 0, sizeof(float) * (size_t)dxd->n * dxd->c * dxd->h * dxd->w);
-    direct_conv(dxd, NULL, wd, w, cd, dyd, NULL, dx, dy);
+    Conv2d c = described(dxd, wd, cd, w);
+    int oh, ow;
+    conv2d_out_hw(&c, dxd->h, dxd->w, &oh, &ow);
+    if (cd->sh != cd->sw || dyd->n != dxd->n || dyd->c != wd->k || dyd->h != oh || dyd->w != ow)
+        return CUDNN_STATUS_BAD_PARAM;
+    conv_ref_backward(&c, dxd->n, dxd->h, dxd->w, dy, dx);
     return CUDNN_STATUS_SUCCESS;
 }
 cudnnStatus_t cudnnAddTensor(cudnnHandle_t h, const void *alpha, const cudnnTensorDescriptor_t bd, const void *b,
