@@ -25,11 +25,13 @@ static unsigned grid_for(size_t n) {
     return (unsigned)(b < 65535u * 8 ? (b ? b : 1) : 65535u * 8);
 }
 
+/* i over [0, n) in a grid-stride loop */
+#define FOR_GRID(i, n) \
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (n); i += (size_t)gridDim.x * blockDim.x)
 /* A grid-stride kernel applying body(args, i) to i < n. */
-#define PW_KERNEL(name, A, body)                                                                        \
-    __global__ void name(A a, size_t n) {                                                               \
-        for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) \
-            body(a, i);                                                                                 \
+#define PW_KERNEL(name, A, body)         \
+    __global__ void name(A a, size_t n) { \
+        FOR_GRID(i, n) body(a, i);        \
     }
 #define LAUNCH_PW(name, args, n)                                  \
     do {                                                          \
@@ -68,13 +70,11 @@ typedef struct {
 } kvals;
 __global__ void k_temb_fwd_v(temb_args a, tvals t, size_t n) {
     a.t = t.v;
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
-        K_temb_fwd(a, i);
+    FOR_GRID(i, n) K_temb_fwd(a, i);
 }
 __global__ void k_normal_v(normal_args a, kvals k, size_t n) {
     a.keys = k.v;
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
-        K_normal(a, i);
+    FOR_GRID(i, n) K_normal(a, i);
 }
 PW_KERNEL(k_affine_fwd, affine_args, K_affine_fwd)
 PW_KERNEL(k_affine_bwd, affine_args, K_affine_bwd)
