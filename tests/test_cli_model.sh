@@ -86,6 +86,8 @@ elif "$BUILD/drq" devices | grep -q "^cuda: backend built, no GPU"; then
     expect_error model-cuda "cuda:0 does not exist" "$BUILD/drq" model bench --arch wrn --config '{"depth":10,"widen":1}' --device cuda:0
     expect_error purify-cuda "cuda:0 does not exist" "${pur[@]}" --purifier ddpm --in $F/pgd_ref.safetensors --device cuda:0
 fi
+expect_error model-bad-precision "--precision: expected tf32 or fp32" "$BUILD/drq" model bench --arch wrn \
+    --config '{"depth":10,"widen":1,"num_classes":10,"in_channels":3}' --precision fp16
 expect_error worker-bad-device "expected cpu or cuda:N" "$BUILD/drq-worker" --server tcp://127.0.0.1:1 --device gpu0
 expect_error worker-devices-twice "GPU 0 listed twice" "$BUILD/drq-worker" --server tcp://127.0.0.1:1 --devices 0,0
 expect_error worker-devices-bad "expected all or a list of GPU indices" "$BUILD/drq-worker" --server tcp://127.0.0.1:1 --devices 0,x

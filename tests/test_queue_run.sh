@@ -83,6 +83,10 @@ echo '{"name":"x","dataset":{"kind":"none","count":5},"attacks":[{"name":"a","ki
 check_eq "spec error exits 1" $? 1
 check "spec error names the path" grep -q "attacks\[0\].ms_per_image: expected a number in \[0," "$T/bad.txt"
 check "no database for a bad spec" test ! -e "$T/bad.db"
+"$DRQ" run "$T/bad.json" --db "$T/dev.db" --device gpu0 2>"$T/dev.txt"
+check_eq "bad --device exits 1" $? 1
+check "bad --device is named" grep -q "device 'gpu0': expected cpu or cuda:N" "$T/dev.txt"
+check "no database for a bad --device" test ! -e "$T/dev.db"
 "$DRQ" run 2>/dev/null
 check_eq "usage exits 1" $? 1
 [ "$FAIL" -gt 0 ] && dump_logs
