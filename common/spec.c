@@ -11,6 +11,7 @@
 #include <assert.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -81,7 +82,7 @@ static int get_int(const json_t *obj, const char *path, const char *key, int req
 
 static int get_int32(const json_t *obj, const char *path, const char *key, int lo, int hi, int dflt, int *out,
                      drq_err *err) {
-    int64_t v;
+    int64_t v = 0;
     int rc = get_int(obj, path, key, 0, lo, hi, dflt, &v, err);
     if (rc >= 0) *out = (int)v;
     return rc;
@@ -163,6 +164,49 @@ static int get_name(const json_t *obj, const char *path, const char *key, char o
 static int need_object(const json_t *v, const char *path, drq_err *err) {
     if (!json_is_object(v)) return drq_errf(err, "%s: expected an object", path && *path ? path : "spec");
     return 0;
+}
+
+/* ---- uniqueness in O(n log n) ------------------------------------------- */
+
+/* One element of a list whose entries must be distinct: a seed (s NULL) or a
+ * name, and its index in the spec's array. */
+typedef struct {
+    int64_t v;
+    const char *s;
+    int idx;
+} key_ref;
+
+/* By key, then by index, so that equal keys sit together in spec order. */
+static int key_cmp(const void *pa, const void *pb) {
+    const key_ref *a = pa, *b = pb;
+    int c = a->s ? strcmp(a->s, b->s) : (a->v > b->v) - (a->v < b->v);
+    return c ? c : (a->idx > b->idx) - (a->idx < b->idx);
+}
+
+static int key_same(const key_ref *a, const key_ref *b) { return a->s ? !strcmp(a->s, b->s) : a->v == b->v; }
+
+/* Sorts refs[0..n) and finds the first duplicate in spec order, i.e. the
+ * smallest index i whose key also occurs at some j < i -- the entry a
+ * pairwise scan in spec order would report.  Returns i and sets *first to the
+ * smallest such j, or returns -1 when all keys are distinct. */
+static int first_duplicate(key_ref *refs, int n, int *first) {
+    qsort(refs, (size_t)n, sizeof *refs, key_cmp);
+    int dup = -1;
+    for (int k = 1; k < n; k++)
+        /* the second entry of a run of equal keys is its earliest duplicate */
+        if (key_same(&refs[k], &refs[k - 1]) && (k < 2 || !key_same(&refs[k - 1], &refs[k - 2])) &&
+            (dup < 0 || refs[k].idx < dup)) {
+            dup = refs[k].idx;
+            *first = refs[k - 1].idx;
+        }
+    return dup;
+}
+
+/* a·b for a, b >= 0, saturating at INT64_MAX instead of overflowing: a
+ * product that does not fit is above every limit anyway. */
+static int64_t mul_sat(int64_t a, int64_t b) {
+    int64_t r;
+    return __builtin_mul_overflow(a, b, &r) ? INT64_MAX : r;
 }
 
 /* ---- objects ------------------------------------------------------------ */
@@ -252,7 +296,9 @@ static int parse_purifier(const json_t *v, const char *path, drq_purifier_spec *
     return 0;
 }
 
-static int parse_attack(const json_t *v, const char *path, const drq_spec *s, drq_attack_spec *a, drq_err *err) {
+/* seeds: the spec's seeds sorted by key_cmp (to find transfer_seed by bisection). */
+static int parse_attack(const json_t *v, const char *path, const drq_spec *s, const key_ref *seeds,
+                        drq_attack_spec *a, drq_err *err) {
     static const char *const keys[] = {"name",        "kind",    "norm",          "eps",       "steps",
                                        "rel_stepsize", "abs_stepsize", "random_start", "randomness", "eot_k",
                                        "votes",       "transfer_seed", "n_uniform", "ms_per_image", "grad",
@@ -290,9 +336,18 @@ static int parse_attack(const json_t *v, const char *path, const drq_spec *s, dr
     if (a->randomness == RND_TRANSFER && !rc) return drq_errf(err, "%s: required with randomness \"transfer\"", q);
     if (a->randomness != RND_TRANSFER && rc) return drq_errf(err, "%s: only valid with randomness \"transfer\"", q);
     if (rc) {
-        int found = 0;
-        for (int i = 0; i < s->nseeds; i++) found |= s->seeds[i] == a->transfer_seed;
-        if (!found) return drq_errf(err, "%s: expected one of the sweep's seeds", q);
+        key_ref want = {a->transfer_seed, NULL, -1};
+        int lo = 0, hi = s->nseeds; /* first ref >= (transfer_seed, index -1) */
+        while (lo < hi) {
+            int mid = lo + (hi - lo) / 2;
+            if (key_cmp(&seeds[mid], &want) < 0)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        if (lo == s->nseeds || seeds[lo].v != a->transfer_seed)
+            return drq_errf(err, "%s: expected one of the sweep's seeds", q);
+        a->transfer_index = seeds[lo].idx;
     }
     if (get_int32(v, path, "n_uniform", 0, 100000, 1, &a->n_uniform, err) < 0) return -1;
     rc = get_num(v, path, "ms_per_image", 0, 0, 3600000.0, 0, &a->ms_per_image, err);
@@ -328,10 +383,59 @@ static int parse_attack(const json_t *v, const char *path, const drq_spec *s, dr
     return 0;
 }
 
+/* Reads seeds[]: every entry an integer >= 0, all distinct.  The error is the
+ * one a scan in array order meets first (a bad entry or a repeat), found in
+ * O(n log n).  *sorted: the seeds as key_refs sorted by key_cmp (the caller
+ * frees it), for parse_attack's transfer_seed lookup. */
+static int parse_seeds(const json_t *seeds, drq_spec *s, key_ref **sorted, drq_err *err) {
+    if (!json_is_array(seeds) || json_array_size(seeds) == 0 || json_array_size(seeds) > DRQ_SPEC_MAX_SEEDS)
+        return drq_errf(err, "seeds: expected a non-empty array of at most %d distinct integers >= 0",
+                        DRQ_SPEC_MAX_SEEDS);
+    s->nseeds = (int)json_array_size(seeds);
+    s->seeds = xcalloc((size_t)s->nseeds, sizeof *s->seeds);
+    key_ref *refs = xcalloc((size_t)s->nseeds, sizeof *refs);
+    *sorted = refs;
+    int bad = s->nseeds; /* first entry that is not an integer >= 0 */
+    for (int i = 0; i < s->nseeds && bad == s->nseeds; i++) {
+        json_t *e = json_array_get(seeds, (size_t)i);
+        if (!json_is_integer(e) || json_integer_value(e) < 0) {
+            bad = i;
+        } else {
+            s->seeds[i] = refs[i].v = json_integer_value(e);
+            refs[i].idx = i;
+        }
+    }
+    int first, dup = first_duplicate(refs, bad, &first);
+    if (dup >= 0)
+        return drq_errf(err, "seeds[%d]: duplicate seed %lld (same as seeds[%d])", dup, (long long)s->seeds[dup],
+                        first);
+    if (bad < s->nseeds) return drq_errf(err, "seeds[%d]: expected an integer >= 0", bad);
+    return 0;
+}
+
+/* After entries [0, nparsed) of purifiers[] or attacks[] parsed (nparsed < n:
+ * entry nparsed failed and err holds why): reports the first repeated name if
+ * it comes before that failure, in the words of a scan in array order.  Name
+ * i is the string at names + i·stride. */
+static int check_names(const char *what, const char *names, size_t stride, int nparsed, int n, drq_err *err) {
+    key_ref *refs = xcalloc((size_t)(nparsed ? nparsed : 1), sizeof *refs);
+    for (int i = 0; i < nparsed; i++) {
+        refs[i].s = names + (size_t)i * stride;
+        refs[i].idx = i;
+    }
+    int first, dup = first_duplicate(refs, nparsed, &first);
+    free(refs);
+    if (dup >= 0)
+        return drq_errf(err, "%s[%d].name: duplicate name \"%s\" (same as %s[%d].name)", what, dup,
+                        names + (size_t)dup * stride, what, first);
+    return nparsed < n ? -1 : 0;
+}
+
 int drq_spec_parse(const json_t *root, drq_spec *s, drq_err *err) {
     static const char *const keys[] = {"name",   "dataset", "classifier", "diffusion", "purifiers",
                                        "attacks", "seeds",  "shard",      "precision", NULL};
     memset(s, 0, sizeof *s);
+    key_ref *sorted_seeds = NULL;
     char q[256];
     if (need_object(root, "", err) || check_keys(root, "", keys, err)) goto fail;
     if (get_name(root, "", "name", s->name, err) < 0) goto fail;
@@ -345,28 +449,11 @@ int drq_spec_parse(const json_t *root, drq_spec *s, drq_err *err) {
     /* seeds first: attacks refer to them */
     json_t *seeds = json_object_get(root, "seeds");
     if (seeds) {
-        if (!json_is_array(seeds) || json_array_size(seeds) == 0 || json_array_size(seeds) > 100000) {
-            drq_errf(err, "seeds: expected a non-empty array of integers >= 0");
-            goto fail;
-        }
-        s->nseeds = (int)json_array_size(seeds);
-        s->seeds = xcalloc((size_t)s->nseeds, sizeof *s->seeds);
-        for (int i = 0; i < s->nseeds; i++) {
-            json_t *e = json_array_get(seeds, (size_t)i);
-            if (!json_is_integer(e) || json_integer_value(e) < 0) {
-                drq_errf(err, "seeds[%d]: expected an integer >= 0", i);
-                goto fail;
-            }
-            s->seeds[i] = json_integer_value(e);
-            for (int j = 0; j < i; j++)
-                if (s->seeds[j] == s->seeds[i]) {
-                    drq_errf(err, "seeds[%d]: duplicate seed %lld", i, (long long)s->seeds[i]);
-                    goto fail;
-                }
-        }
+        if (parse_seeds(seeds, s, &sorted_seeds, err)) goto fail;
     } else {
         s->nseeds = 1;
         s->seeds = xcalloc(1, sizeof *s->seeds);
+        sorted_seeds = xcalloc(1, sizeof *sorted_seeds);
     }
 
     int prec;
@@ -383,21 +470,20 @@ int drq_spec_parse(const json_t *root, drq_spec *s, drq_err *err) {
 
     json_t *pur = json_object_get(root, "purifiers");
     if (pur) {
-        if (!json_is_array(pur) || json_array_size(pur) == 0 || json_array_size(pur) > 10000) {
-            drq_errf(err, "purifiers: expected a non-empty array of objects");
+        if (!json_is_array(pur) || json_array_size(pur) == 0 || json_array_size(pur) > DRQ_SPEC_MAX_LIST) {
+            drq_errf(err, "purifiers: expected a non-empty array of at most %d objects", DRQ_SPEC_MAX_LIST);
             goto fail;
         }
         s->npurifiers = (int)json_array_size(pur);
         s->purifiers = xcalloc((size_t)s->npurifiers, sizeof *s->purifiers);
-        for (int i = 0; i < s->npurifiers; i++) {
+        int i = 0;
+        for (; i < s->npurifiers; i++) {
             snprintf(q, sizeof q, "purifiers[%d]", i);
-            if (parse_purifier(json_array_get(pur, (size_t)i), q, &s->purifiers[i], err)) goto fail;
-            for (int j = 0; j < i; j++)
-                if (!strcmp(s->purifiers[j].name, s->purifiers[i].name)) {
-                    drq_errf(err, "%s.name: duplicate name \"%s\"", q, s->purifiers[i].name);
-                    goto fail;
-                }
+            if (parse_purifier(json_array_get(pur, (size_t)i), q, &s->purifiers[i], err)) break;
         }
+        if (check_names("purifiers", (const char *)s->purifiers + offsetof(drq_purifier_spec, name),
+                        sizeof *s->purifiers, i, s->npurifiers, err))
+            goto fail;
     } else {
         s->npurifiers = 1;
         s->purifiers = xcalloc(1, sizeof *s->purifiers);
@@ -422,28 +508,40 @@ int drq_spec_parse(const json_t *root, drq_spec *s, drq_err *err) {
         drq_errf(err, "attacks: required (expected a non-empty array of objects)");
         goto fail;
     }
-    if (!json_is_array(atk) || json_array_size(atk) == 0 || json_array_size(atk) > 10000) {
-        drq_errf(err, "attacks: expected a non-empty array of objects");
+    if (!json_is_array(atk) || json_array_size(atk) == 0 || json_array_size(atk) > DRQ_SPEC_MAX_LIST) {
+        drq_errf(err, "attacks: expected a non-empty array of at most %d objects", DRQ_SPEC_MAX_LIST);
         goto fail;
     }
     s->nattacks = (int)json_array_size(atk);
-    s->attacks = xcalloc((size_t)s->nattacks, sizeof *s->attacks);
-    for (int i = 0; i < s->nattacks; i++) {
-        snprintf(q, sizeof q, "attacks[%d]", i);
-        if (parse_attack(json_array_get(atk, (size_t)i), q, s, &s->attacks[i], err)) goto fail;
-        for (int j = 0; j < i; j++)
-            if (!strcmp(s->attacks[j].name, s->attacks[i].name)) {
-                drq_errf(err, "%s.name: duplicate name \"%s\"", q, s->attacks[i].name);
-                goto fail;
-            }
-    }
-    if (drq_spec_njobs(s) > INT64_C(100000000)) {
-        drq_errf(err, "spec: %lld jobs is more than the limit of 100000000 (raise shard.images)",
-                 (long long)drq_spec_njobs(s));
+    /* The job count is known now: refuse a sweep that is too large before
+     * parsing its attacks.  mul_sat keeps the product from wrapping around. */
+    int64_t njobs = drq_spec_njobs(s);
+    if (njobs > DRQ_SPEC_MAX_JOBS) {
+        char total[64];
+        if (njobs == INT64_MAX)
+            snprintf(total, sizeof total, "more than %lld", (long long)INT64_MAX);
+        else
+            snprintf(total, sizeof total, "%lld", (long long)njobs);
+        drq_errf(err,
+                 "spec: %d purifiers × %d attacks × %d seeds × %lld shards of %lld images make %s jobs, more than "
+                 "the limit of %lld jobs (raise shard.images, or split the sweep)",
+                 s->npurifiers, s->nattacks, s->nseeds, (long long)drq_spec_shards(s), (long long)s->shard_images,
+                 total, (long long)DRQ_SPEC_MAX_JOBS);
         goto fail;
     }
+    s->attacks = xcalloc((size_t)s->nattacks, sizeof *s->attacks);
+    int i = 0;
+    for (; i < s->nattacks; i++) {
+        snprintf(q, sizeof q, "attacks[%d]", i);
+        if (parse_attack(json_array_get(atk, (size_t)i), q, s, sorted_seeds, &s->attacks[i], err)) break;
+    }
+    if (check_names("attacks", (const char *)s->attacks + offsetof(drq_attack_spec, name), sizeof *s->attacks, i,
+                    s->nattacks, err))
+        goto fail;
+    free(sorted_seeds);
     return 0;
 fail:
+    free(sorted_seeds);
     drq_spec_free(s);
     return -1;
 }
@@ -577,11 +675,11 @@ char *drq_spec_canonical(const drq_spec *s) {
 int64_t drq_spec_shards(const drq_spec *s) { return (s->dataset.count + s->shard_images - 1) / s->shard_images; }
 
 int64_t drq_spec_njobs(const drq_spec *s) {
-    return (int64_t)s->npurifiers * s->nattacks * s->nseeds * drq_spec_shards(s);
+    return mul_sat(mul_sat(mul_sat(s->npurifiers, s->nattacks), s->nseeds), drq_spec_shards(s));
 }
 
 int64_t drq_spec_nrows(const drq_spec *s) {
-    return (int64_t)s->npurifiers * s->nattacks * s->nseeds * s->dataset.count;
+    return mul_sat(mul_sat(mul_sat(s->npurifiers, s->nattacks), s->nseeds), s->dataset.count);
 }
 
 void drq_spec_job(const drq_spec *s, int64_t seq, drq_job_desc *d) {
@@ -600,9 +698,12 @@ void drq_spec_job(const drq_spec *s, int64_t seq, drq_job_desc *d) {
     d->depends_on_seq = -1;
     const drq_attack_spec *a = &s->attacks[d->attack];
     if (a->randomness == RND_TRANSFER && a->transfer_seed != d->seed) {
-        int src = 0;
-        for (int i = 0; i < s->nseeds; i++)
-            if (s->seeds[i] == a->transfer_seed) src = i;
+        int src = a->transfer_index; /* set by the parser; searched for in a spec built by hand */
+        if (src < 0 || src >= s->nseeds || s->seeds[src] != a->transfer_seed) {
+            src = 0;
+            for (int i = 0; i < s->nseeds; i++)
+                if (s->seeds[i] == a->transfer_seed) src = i;
+        }
         d->depends_on_seq = (((int64_t)d->purifier * s->nattacks + d->attack) * s->nseeds + src) * nsh + shard;
     }
 }

@@ -65,6 +65,7 @@ typedef struct {
     drq_randomness randomness;
     int eot_k, votes;
     int64_t transfer_seed; /* randomness transfer only */
+    int transfer_index;    /* its index in seeds[] (set by the parser) */
     int n_uniform;
     double ms_per_image;   /* noop only */
     drq_grad grad;
@@ -85,6 +86,13 @@ typedef struct {
     int64_t shard_images;
     drq_precision precision; /* "precision": tf32 (default) | fp32 */
 } drq_spec;
+
+/* Size limits of a spec (docs/spec.md): array lengths, and the job count
+ * purifiers × attacks × seeds × shards, checked without overflow before the
+ * attacks are parsed. */
+#define DRQ_SPEC_MAX_SEEDS 100000
+#define DRQ_SPEC_MAX_LIST 10000 /* purifiers, attacks */
+#define DRQ_SPEC_MAX_JOBS INT64_C(100000000)
 
 /* Validates and parses; 0 or -1 + err naming the JSON path. */
 int drq_spec_parse(const json_t *root, drq_spec *out, drq_err *err);
@@ -108,6 +116,8 @@ typedef struct {
 } drq_job_desc;
 
 int64_t drq_spec_shards(const drq_spec *s);
+/* The products saturate at INT64_MAX instead of overflowing (a parsed spec
+ * has at most DRQ_SPEC_MAX_JOBS jobs, and then fewer than 2^63 rows). */
 int64_t drq_spec_njobs(const drq_spec *s);
 int64_t drq_spec_nrows(const drq_spec *s); /* result rows of the whole sweep */
 /* Fills d for 0 <= seq < njobs. */

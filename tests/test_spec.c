@@ -1,5 +1,7 @@
 /* test_spec.c — sweep spec validation (every error names its JSON path),
  * defaults, canonical round trip, and expansion into jobs. */
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -214,10 +216,207 @@ static void test_defaults_and_transfer(void) {
     drq_spec_free(&s);
 }
 
+/* ---- large specs ------------------------------------------------------ */
+
+/* A growing text buffer for specs too large to write as literals. */
+typedef struct {
+    char *p;
+    size_t n, cap;
+} sbuf;
+
+static void sb_printf(sbuf *b, const char *fmt, ...) DRQ_PRINTF(2, 3);
+static void sb_printf(sbuf *b, const char *fmt, ...) {
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int k = vsnprintf(b->p ? b->p + b->n : NULL, b->p ? b->cap - b->n : 0, fmt, ap);
+        va_end(ap);
+        if (b->p && (size_t)k < b->cap - b->n) {
+            b->n += (size_t)k;
+            return;
+        }
+        b->cap = (b->cap + (size_t)k + 1) * 2;
+        b->p = xrealloc(b->p, b->cap);
+    }
+}
+
+/* "name" objects of kind `kind`, named prefix0..prefix{n-1}, except entry dup_at
+ * (when >= 0), which repeats the name of entry dup_of. */
+static void sb_named(sbuf *b, const char *key, const char *prefix, const char *kind, int n, int dup_at, int dup_of) {
+    sb_printf(b, ",\"%s\":[", key);
+    for (int i = 0; i < n; i++)
+        sb_printf(b, "%s{\"name\":\"%s%d\",\"kind\":\"%s\"}", i ? "," : "", prefix, i == dup_at ? dup_of : i, kind);
+    sb_printf(b, "]");
+}
+
+/* Issue 10: purifiers × attacks × seeds × shards used to be multiplied in
+ * int64 without a check; 1000 × 1000 × 10000 × 1e9 wrapped to a negative job
+ * count that passed the limit.  Every such spec is now refused at parse time. */
+static void test_job_limit(void) {
+    sbuf b = {0};
+    sb_printf(&b, "{\"name\":\"big\",\"dataset\":{\"kind\":\"none\",\"count\":1000000000},\"shard\":{\"images\":1}");
+    sb_named(&b, "purifiers", "p", "none", 1000, -1, 0);
+    sb_named(&b, "attacks", "a", "noop", 1000, -1, 0);
+    sb_printf(&b, ",\"seeds\":[");
+    for (int i = 0; i < 10000; i++) sb_printf(&b, "%s%d", i ? "," : "", i);
+    sb_printf(&b, "]}");
+    drq_spec s;
+    drq_err e = {{0}};
+    int rc = drq_spec_parse_text(b.p, &s, &e);
+    CHECK_MSG(rc == -1, "the 1e19-job spec must be refused (njobs %lld)", rc ? 0LL : (long long)drq_spec_njobs(&s));
+    if (rc == 0) drq_spec_free(&s);
+    CHECK_CONTAINS(e.msg, "1000 purifiers × 1000 attacks × 10000 seeds × 1000000000 shards of 1 images");
+    CHECK_CONTAINS(e.msg, "more than the limit of 100000000 jobs");
+    free(b.p);
+
+    /* the products saturate instead of wrapping, whatever a hand-built spec holds */
+    drq_spec h;
+    memset(&h, 0, sizeof h);
+    h.npurifiers = DRQ_SPEC_MAX_LIST, h.nattacks = DRQ_SPEC_MAX_LIST, h.nseeds = DRQ_SPEC_MAX_SEEDS;
+    h.dataset.count = 1000000000, h.shard_images = 1;
+    CHECK(drq_spec_njobs(&h) == INT64_MAX);
+    CHECK(drq_spec_nrows(&h) == INT64_MAX);
+    h.npurifiers = 3, h.nattacks = 5, h.nseeds = 7, h.shard_images = 10;
+    CHECK_EQ_INT(drq_spec_njobs(&h), 3 * 5 * 7 * INT64_C(100000000));
+    CHECK_EQ_INT(drq_spec_nrows(&h), 3 * 5 * 7 * INT64_C(1000000000));
+
+    /* the limit itself: 1e8 jobs pass, one more does not; large but not wrapping */
+    CHECK_EQ_STR(err_of("{\"name\":\"x\",\"dataset\":{\"kind\":\"none\",\"count\":100000000},\"shard\":{\"images\":1},"
+                        NOOP_ATK "}"),
+                 "");
+    CHECK_CONTAINS(err_of("{\"name\":\"x\",\"dataset\":{\"kind\":\"none\",\"count\":100000001},\"shard\":{\"images\":1},"
+                          NOOP_ATK "}"),
+                   "make 100000001 jobs, more than the limit of 100000000 jobs (raise shard.images");
+    CHECK_CONTAINS(err_of("{\"name\":\"x\",\"dataset\":{\"kind\":\"none\",\"count\":1000000000},\"shard\":{\"images\":1},"
+                          "\"seeds\":[0,1,2]," NOOP_ATK "}"),
+                   "1 purifiers × 1 attacks × 3 seeds × 1000000000 shards of 1 images make 3000000000 jobs");
+    /* refused before the attacks are read: a bad attack does not mask the size */
+    CHECK_CONTAINS(err_of("{\"name\":\"x\",\"dataset\":{\"kind\":\"none\",\"count\":1000000000},\"shard\":{\"images\":1},"
+                          "\"seeds\":[0,1],\"attacks\":[{\"name\":\"a\",\"kind\":\"noop\",\"eps\":7}]}"),
+                   "more than the limit of 100000000 jobs");
+}
+
+/* A spec with n distinct seeds (descending: 3(n-1)+1, ..., 4, 1) and one
+ * transfer attack whose transfer_seed is the second seed. */
+static void seeds_spec(sbuf *b, int n) {
+    b->n = 0;
+    sb_printf(b, "{\"name\":\"seeds\"," DS_NONE ",\"attacks\":[{\"name\":\"t\",\"kind\":\"noop\","
+                 "\"randomness\":\"transfer\",\"transfer_seed\":%d}],\"seeds\":[",
+              3 * (n - 2) + 1);
+    for (int i = 0; i < n; i++) sb_printf(b, "%s%d", i ? "," : "", 3 * (n - 1 - i) + 1);
+    sb_printf(b, "]}");
+}
+
+/* The shortest of `runs` parses of text, in seconds (the minimum filters out
+ * whatever else the machine was doing). */
+static double parse_seconds(const char *text, int runs) {
+    double best = 1e30;
+    for (int r = 0; r < runs; r++) {
+        drq_spec s;
+        drq_err e;
+        double t0 = now_s();
+        int rc = drq_spec_parse_text(text, &s, &e);
+        double dt = now_s() - t0;
+        if (rc == 0) drq_spec_free(&s);
+        if (dt < best) best = dt;
+    }
+    return best;
+}
+
+/* Issue 10: the seed and name uniqueness checks were O(n²) (seconds for the
+ * documented maximum of 100000 seeds); they now sort.  Checked for
+ * correctness at full size; for speed, as the ratio of the parse times of
+ * 100000 and 10000 seeds (about 10 when linear or n log n, about 100 when
+ * quadratic), plus an absolute bound 30× above what the parse takes. */
+static void test_large_lists(void) {
+    enum { NS = DRQ_SPEC_MAX_SEEDS };
+    sbuf b = {0};
+    seeds_spec(&b, NS);
+    drq_spec s;
+    drq_err e = {{0}};
+    int rc = drq_spec_parse_text(b.p, &s, &e);
+    CHECK_MSG(rc == 0, "%s", e.msg);
+    if (rc == 0) {
+        CHECK_EQ_INT(s.nseeds, NS);
+        CHECK_EQ_INT(s.seeds[0], 3 * (NS - 1) + 1);
+        CHECK_EQ_INT(s.seeds[NS - 1], 1);
+        /* transfer_seed found by bisection: the job of seed index 0 depends on seed index 1's */
+        CHECK_EQ_INT(s.attacks[0].transfer_index, 1);
+        drq_job_desc d, src;
+        drq_spec_job(&s, 0, &d);
+        CHECK_EQ_INT(d.seed_index, 0);
+        CHECK_MSG(d.depends_on_seq >= 0, "job 0 depends on another");
+        if (d.depends_on_seq >= 0) {
+            drq_spec_job(&s, d.depends_on_seq, &src);
+            CHECK_EQ_INT(src.seed, 3 * (NS - 2) + 1);
+        }
+        drq_spec_free(&s);
+    }
+    sbuf small = {0};
+    seeds_spec(&small, NS / 10);
+    double t_small = parse_seconds(small.p, 5), t_big = parse_seconds(b.p, 3);
+    printf("parse of %d seeds (%zu bytes): %.4f s; of %d seeds: %.4f s; ratio %.1f\n", NS, b.n, t_big, NS / 10,
+           t_small, t_big / t_small);
+    CHECK_LE(t_big / t_small, 30, "parse time ratio 100000 : 10000 seeds (quadratic would be ~100)");
+    CHECK_LE(t_big, 1.5, "seconds to parse 100000 seeds");
+    free(small.p);
+
+    /* the last seed repeats one from the middle */
+    char *tail = strrchr(b.p, ',');
+    snprintf(tail, b.cap - (size_t)(tail - b.p), ",%d]}", 3 * 5 + 1);
+    CHECK_CONTAINS(err_of(b.p), "seeds[99999]: duplicate seed 16 (same as seeds[99994])");
+    free(b.p);
+
+    /* the error is the one a scan in array order meets first */
+    CHECK_EQ_STR(err_of("{\"name\":\"x\"," DS_NONE "," NOOP_ATK ",\"seeds\":[3,1,2,1,3]}"),
+                 "seeds[3]: duplicate seed 1 (same as seeds[1])");
+    CHECK_EQ_STR(err_of("{\"name\":\"x\"," DS_NONE "," NOOP_ATK ",\"seeds\":[3,1,3,1,1]}"),
+                 "seeds[2]: duplicate seed 3 (same as seeds[0])");
+    CHECK_CONTAINS(err_of("{\"name\":\"x\"," DS_NONE "," NOOP_ATK ",\"seeds\":[1,1,-2]}"), "seeds[1]: duplicate seed 1");
+    CHECK_CONTAINS(err_of("{\"name\":\"x\"," DS_NONE "," NOOP_ATK ",\"seeds\":[1,-2,1]}"),
+                   "seeds[1]: expected an integer >= 0");
+    CHECK_CONTAINS(err_of("{\"name\":\"x\"," DS_NONE ",\"attacks\":[{\"name\":\"a\",\"kind\":\"noop\"},"
+                          "{\"name\":\"b\",\"kind\":\"noop\"},{\"name\":\"a\",\"kind\":\"noop\"},{\"name\":\"c\"}]}"),
+                   "attacks[2].name: duplicate name \"a\" (same as attacks[0].name)");
+    CHECK_CONTAINS(err_of("{\"name\":\"x\"," DS_NONE ",\"attacks\":[{\"name\":\"a\",\"kind\":\"noop\"},"
+                          "{\"name\":\"c\"},{\"name\":\"a\",\"kind\":\"noop\"}]}"),
+                   "attacks[1].kind: required");
+    CHECK_CONTAINS(err_of("{\"name\":\"x\"," DS_NONE ",\"purifiers\":[{\"name\":\"p\",\"kind\":\"none\"},"
+                          "{\"name\":\"q\",\"kind\":\"none\",\"t_star\":0},{\"name\":\"p\",\"kind\":\"none\"}]," NOOP_ATK "}"),
+                   "purifiers[1].t_star: expected an integer in [1,1000]");
+
+    /* names at the maximum list length: all distinct parses, one repeat is named */
+    for (int dup = 0; dup < 2; dup++) {
+        sbuf n = {0};
+        sb_printf(&n, "{\"name\":\"names\",\"dataset\":{\"kind\":\"none\",\"count\":1}");
+        sb_named(&n, "purifiers", "p", "none", DRQ_SPEC_MAX_LIST, dup ? DRQ_SPEC_MAX_LIST - 1 : -1, 17);
+        sb_named(&n, "attacks", "a", "noop", DRQ_SPEC_MAX_LIST, dup ? DRQ_SPEC_MAX_LIST - 2 : -1, 4321);
+        sb_printf(&n, "}");
+        double t0 = now_s();
+        const char *m = err_of(n.p);
+        printf("parse of %d purifiers × %d attacks: %.3f s\n", DRQ_SPEC_MAX_LIST, DRQ_SPEC_MAX_LIST, now_s() - t0);
+        if (dup)
+            CHECK_EQ_STR(m, "purifiers[9999].name: duplicate name \"p17\" (same as purifiers[17].name)");
+        else
+            CHECK_EQ_STR(m, "");
+        free(n.p);
+    }
+    {
+        sbuf n = {0};
+        sb_printf(&n, "{\"name\":\"names\",\"dataset\":{\"kind\":\"none\",\"count\":1}");
+        sb_named(&n, "attacks", "a", "noop", DRQ_SPEC_MAX_LIST, DRQ_SPEC_MAX_LIST - 2, 4321);
+        sb_printf(&n, "}");
+        CHECK_EQ_STR(err_of(n.p), "attacks[9998].name: duplicate name \"a4321\" (same as attacks[4321].name)");
+        free(n.p);
+    }
+}
+
 int main(void) {
     test_issue_example();
     test_precision();
     test_errors();
     test_defaults_and_transfer();
+    test_job_limit();
+    test_large_lists();
     return CHECK_DONE();
 }
