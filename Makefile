@@ -184,3 +184,47 @@ clean:
 	rm -rf build build-san
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+
+# ---- fuzzing (tests/fuzz/, issue 10) ---------------------------------------
+#   make fuzz [FUZZ_TIME=300]   build every libFuzzer harness with clang into
+#                               build-fuzz/, seed the corpora from the unit
+#                               tests (tests/fuzz/seeds.sh), run each target
+#                               FUZZ_TIME seconds; one line per target, then
+#                               "N passed, N failed"; non-zero on any failure
+#   make fuzz-smoke             the same for 30 s per target (CI)
+# The parsers are compiled again with clang and -fsanitize=fuzzer-no-link,
+# address,undefined (never the gcc objects of build/).  Binaries are relinked
+# every run so that a harness that no longer builds is reported as failed.
+FUZZ_CC      ?= clang
+FUZZ_TIME    ?= 300
+FUZZ_BUILD   ?= build-fuzz
+FUZZ_TARGETS := safetensors spec model_config proto dataset
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -O1 -g -fno-omit-frame-pointer $(FUZZ_SAN) \
+                -Wall -Wextra -Wno-unused-parameter -MMD -MP -I.
+FUZZ_LIBSRC  := common/util.c common/safetensors.c common/spec.c common/proto.c common/row.c \
+                common/dataset.c worker/model_config.c
+FUZZ_LIBOBJ  := $(patsubst %.c,$(FUZZ_BUILD)/obj/%.o,$(FUZZ_LIBSRC))
+FUZZ_BINS    := $(patsubst %,$(FUZZ_BUILD)/fuzz_%,$(FUZZ_TARGETS))
+.SECONDARY: $(FUZZ_LIBOBJ) $(patsubst %,$(FUZZ_BUILD)/obj/tests/fuzz/fuzz_%.o,$(FUZZ_TARGETS))
+
+.PHONY: fuzz fuzz-smoke fuzz-build fuzz-seeds fuzz-clean
+$(FUZZ_BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+$(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_%.o $(FUZZ_LIBOBJ)
+	$(FUZZ_CC) -fsanitize=fuzzer $(FUZZ_SAN) -o $@ $^ -ljansson -lzmq -lz -lm -lpthread
+
+fuzz-build:
+	@rm -f $(FUZZ_BINS)
+	-@$(MAKE) --no-print-directory -k $(FUZZ_BINS)
+fuzz-seeds:
+	@tests/fuzz/seeds.sh $(FUZZ_BUILD)
+fuzz: fuzz-build fuzz-seeds
+	@tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_TIME) $(FUZZ_TARGETS)
+fuzz-smoke:
+	@$(MAKE) --no-print-directory fuzz FUZZ_TIME=30
+fuzz-clean:
+	rm -rf $(FUZZ_BUILD)
+
+-include $(wildcard $(FUZZ_BUILD)/obj/*/*.d $(FUZZ_BUILD)/obj/*/*/*.d)

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# run.sh — runs each fuzz harness for a fixed time and prints one line per target.
+#
+#   tests/fuzz/run.sh BUILD_DIR SECONDS TARGET...
+#
+# Runs BUILD_DIR/fuzz_<target> on BUILD_DIR/corpus/<target> (which it grows)
+# for SECONDS with tests/fuzz/<target>.dict when present, and prints
+#   fuzz <target>: <execs> execs, cov <n>, crashes <n> (ft <n>, corpus <n>, <s> s, seeds cov <n>)
+# then "N passed, N failed".  A target fails when its harness is missing (did
+# not build), libFuzzer exits non-zero, or it left a crash/leak/timeout/oom
+# input in BUILD_DIR/artifacts/<target>/ (reproduce: BUILD_DIR/fuzz_<target>
+# FILE).  Exit status 1 when any target failed.  Full logs: BUILD_DIR/logs/.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+B=$1
+T=$2
+shift 2
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+pass=0
+fail=0
+mkdir -p "$B/logs"
+for t in "$@"; do
+    bin=$B/fuzz_$t corpus=$B/corpus/$t art=$B/artifacts/$t log=$B/logs/$t.log
+    if [ ! -x "$bin" ]; then
+        echo "fuzz $t: build failed (no $bin), crashes ?"
+        fail=$((fail + 1))
+        continue
+    fi
+    mkdir -p "$corpus"
+    rm -rf "$art"
+    mkdir -p "$art"
+    dict=()
+    [ -f "tests/fuzz/$t.dict" ] && dict=(-dict="tests/fuzz/$t.dict")
+    start=$(date +%s)
+    timeout -k 10 $((T + 300)) "$bin" "$corpus" -max_total_time="$T" -print_final_stats=1 -timeout=30 \
+        -rss_limit_mb=2048 -artifact_prefix="$art/" "${dict[@]}" >"$log" 2>&1
+    rc=$?
+    secs=$(($(date +%s) - start))
+    execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
+    last=$(grep -E '^#[0-9]+.* cov: ' "$log" | tail -1)
+    init=$(grep -E '^#[0-9]+.*INITED.* cov: ' "$log" | tail -1)
+    [ -z "$execs" ] && execs=$(sed -n 's/^#\([0-9]*\).*/\1/p' <<<"$last")
+    cov=$(sed -n 's/.* cov: \([0-9]*\).*/\1/p' <<<"$last")
+    ft=$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<<"$last")
+    icov=$(sed -n 's/.* cov: \([0-9]*\).*/\1/p' <<<"$init")
+    ncorp=$(find "$corpus" -type f | wc -l)
+    crashes=$(find "$art" -type f | wc -l)
+    echo "fuzz $t: ${execs:-?} execs, cov ${cov:-?}, crashes $crashes (ft ${ft:-?}, corpus $ncorp, $secs s, seeds cov ${icov:-?})"
+    if [ "$rc" -ne 0 ] || [ "$crashes" -ne 0 ]; then
+        fail=$((fail + 1))
+        echo "---- fuzz $t: libFuzzer exit status $rc; end of $log:"
+        tail -n 60 "$log"
+        for f in "$art"/*; do [ -f "$f" ] && echo "---- reproduce: $bin $f"; done
+    else
+        pass=$((pass + 1))
+    fi
+done
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# seeds.sh — seed corpora for the fuzz harnesses, from the unit tests' own inputs.
+#
+#   tests/fuzz/seeds.sh [BUILD_DIR]        (default build-fuzz)
+#
+# Writes BUILD_DIR/corpus/<target>/ for target in safetensors spec model_config
+# proto dataset:
+#   - every input that tests/test_{spec,safetensors,proto,dataset}.c hand to
+#     the parsers: each test is linked (uninstrumented, into BUILD_DIR/seedgen/)
+#     with tests/fuzz/seed_recorder.c and -Wl,--wrap=<parser>, and run once;
+#   - examples/*.json (spec), tests/fixtures/*.json, examples/models/*.json and
+#     the preset "cifar10" (model_config), tests/fixtures/*.safetensors of at
+#     most 64 KiB (safetensors).
+# Deterministic (the tests use fixed seeds; file names are content hashes).
+# Existing corpus files are kept, so a corpus grown by earlier runs survives.
+# A test that fails to build or to pass (someone is editing it) only costs its
+# seeds: a warning, not an error.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+B=${1:-build-fuzz}
+CC=${FUZZ_CC:-clang}
+S=$B/seedgen
+mkdir -p "$S/obj" "$B/corpus"
+for t in safetensors spec model_config proto dataset; do mkdir -p "$B/corpus/$t"; done
+corpus=$(cd "$B/corpus" && pwd)
+
+CFLAGS=(-std=c11 -D_GNU_SOURCE -O1 -g -I. -w)
+LIBS=(-ljansson -lzmq -lz -lm -lpthread)
+WRAP=-Wl,--wrap=drq_spec_parse_text,--wrap=drq_spec_load,--wrap=st_load,--wrap=drq_msg_decode,--wrap=drq_rows_unpack,--wrap=dataset_load
+
+objs=()
+for src in common/*.c tests/fuzz/seed_recorder.c; do
+    o=$S/obj/$(basename "${src%.c}").o
+    if [ ! -f "$o" ] || [ "$src" -nt "$o" ] || [ -n "$(find common -name '*.h' -newer "$o" 2>/dev/null)" ]; then
+        "$CC" "${CFLAGS[@]}" -c "$src" -o "$o" || { echo "seeds: cannot compile $src" >&2; exit 1; }
+    fi
+    objs+=("$o")
+done
+
+warn=0
+for t in spec safetensors proto dataset; do
+    exe=$S/test_$t
+    if ! "$CC" "${CFLAGS[@]}" -o "$exe" "tests/test_$t.c" "${objs[@]}" $WRAP "${LIBS[@]}" 2>"$S/test_$t.build.log"; then
+        echo "seeds: warning: tests/test_$t.c does not build, no seeds from it (see $S/test_$t.build.log)" >&2
+        warn=1
+        continue
+    fi
+    if ! DRQ_FUZZ_SEEDS=$corpus "$exe" >"$S/test_$t.log" 2>&1; then
+        echo "seeds: warning: tests/test_$t.c failed (its seeds are kept; see $S/test_$t.log)" >&2
+        warn=1
+    fi
+done
+
+copy() { # copy TARGET FILE...: adds files under their own names
+    local t=$1
+    shift
+    for f in "$@"; do [ -f "$f" ] && cp "$f" "$B/corpus/$t/file-$(basename "$f")"; done
+}
+copy spec examples/*.json
+copy model_config tests/fixtures/*.json examples/models/*.json
+printf 'cifar10' >"$B/corpus/model_config/preset-cifar10"
+for f in tests/fixtures/*.safetensors; do
+    [ "$(stat -c %s "$f")" -le 65536 ] && copy safetensors "$f"
+done
+
+for t in safetensors spec model_config proto dataset; do
+    printf 'seeds %s: %d files\n' "$t" "$(find "$B/corpus/$t" -type f | wc -l)"
+done
+exit 0
