@@ -215,10 +215,10 @@ $(FUZZ_BUILD)/obj/%.o: %.c
 $(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_%.o $(FUZZ_LIBOBJ)
 	$(FUZZ_CC) -fsanitize=fuzzer $(FUZZ_SAN) -o $@ $^ -ljansson -lzmq -lz -lm -lpthread
 
-fuzz-build:
+fuzz-build: deps
 	@rm -f $(FUZZ_BINS)
 	-@$(MAKE) --no-print-directory -k $(FUZZ_BINS)
-fuzz-seeds:
+fuzz-seeds: fuzz-build
 	@tests/fuzz/seeds.sh $(FUZZ_BUILD)
 fuzz: fuzz-build fuzz-seeds
 	@tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_TIME) $(FUZZ_TARGETS)

@@ -9,6 +9,7 @@ PKGS=(
   libjansson-dev libzmq3-dev libuv1-dev libsqlite3-dev zlib1g-dev sqlite3
   python3-torch python3-numpy                        # test oracle and training only
   dataset-fashion-mnist                              # demo dataset
+  clang libclang-rt-14-dev                           # test only: make fuzz (libFuzzer, ASan/UBSan runtimes)
 )
 missing=()
 for p in "${PKGS[@]}"; do
