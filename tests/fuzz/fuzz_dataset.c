@@ -5,14 +5,19 @@
  *
  * Input: a 7-byte header, then the file bytes:
  *   byte 0  mode: bits 0-1  0 IDX directory, 1 IDX images-file path,
- *                           2 CIFAR-10 single .bin file, 3 CIFAR-10 directory (test_batch.bin)
- *                 bit 2     IDX files named with .gz (the content decides gzip or plain)
- *                 bit 3     IDX split "train" (else "test")
+ *                           2 CIFAR-10 single .bin file, 3 CIFAR-10 directory
+ *                 bit 2     IDX: files named with .gz (the content decides gzip or
+ *                           plain); CIFAR-10 directory: the files are in its
+ *                           cifar-10-batches-bin/ subdirectory
+ *                 bit 3     split "train" (else "test")
  *                 bit 4     kind "fashion-mnist" (else "mnist")
  *   byte 1  start (int8)    byte 2  count (int8; -1 = to the end)
  *   bytes 3-6  L, u32 little-endian: the first L bytes (at most what is left)
- *           are the IDX images file, the rest the IDX labels file; CIFAR-10
- *           takes everything after the header as its one file.
+ *           are the IDX images file, the rest the IDX labels file.  CIFAR-10:
+ *           a single file or test_batch.bin take everything after the header;
+ *           the train split takes L bytes as data_batch_1.bin and shares the
+ *           rest out as data_batch_2..5.bin (whole 3073-byte records to 2..4,
+ *           what is left to 5).
  * A load that succeeds must give n images of c×h×w in [0,1] with labels below
  * num_classes; everything is freed (ASan's leak checker stays on).
  */
@@ -45,11 +50,39 @@ static void write_idx(const char *sub, int train, int gzname, const uint8_t *img
     }
 }
 
+/* The CIFAR-10 files of split in dir (see the input format); those of other, the other layout, are removed. */
+static void write_cifar(const char *dir, const char *other, int train, const uint8_t *body, size_t blen, size_t l) {
+    static const char *const names[] = {"test_batch.bin",   "data_batch_1.bin", "data_batch_2.bin",
+                                        "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin"};
+    char rel[128];
+    for (int i = 0; i < 6; i++) {
+        snprintf(rel, sizeof rel, "%s/%s", other, names[i]);
+        unlink(fz_path(rel));
+        snprintf(rel, sizeof rel, "%s/%s", dir, names[i]);
+        unlink(fz_path(rel));
+    }
+    if (!train) {
+        snprintf(rel, sizeof rel, "%s/test_batch.bin", dir);
+        fz_write(fz_path(rel), body, blen);
+        return;
+    }
+    size_t per = (blen - l) / 3073 / 4 * 3073, off = l;
+    snprintf(rel, sizeof rel, "%s/data_batch_1.bin", dir);
+    fz_write(fz_path(rel), body, l);
+    for (int i = 2; i <= 5; i++) {
+        size_t n = i < 5 ? per : blen - off;
+        snprintf(rel, sizeof rel, "%s/data_batch_%d.bin", dir, i);
+        fz_write(fz_path(rel), body + off, n);
+        off += n;
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     static int dirs_made;
     if (!dirs_made) {
         mkdir(fz_path("idx"), 0700);
         mkdir(fz_path("cifar"), 0700);
+        mkdir(fz_path("cifar/cifar-10-batches-bin"), 0700);
         dirs_made = 1;
     }
     if (size < HDR) return 0;
@@ -72,12 +105,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                      gzname ? ".gz" : "");
     } else {
         kind = "cifar10";
-        split = "test";
         if (mode == 2) {
             snprintf(path, sizeof path, "%s", fz_path("c.bin"));
             fz_write(path, body, blen);
         } else {
-            fz_write(fz_path("cifar/test_batch.bin"), body, blen);
+            write_cifar(gzname ? "cifar/cifar-10-batches-bin" : "cifar", gzname ? "cifar" : "cifar/cifar-10-batches-bin",
+                        train, body, blen, l);
             snprintf(path, sizeof path, "%s", fz_path("cifar"));
         }
     }

@@ -205,12 +205,24 @@ int __wrap_dataset_load(const char *kind, const char *path, const char *split, l
             if (!is_dir(path)) {
                 h[0] = 2;
                 ok = slurp(path, &img) == 0;
-            } else if (!train) {
-                h[0] = 3;
-                char *p = join(path, "test_batch.bin"), *q = join(path, "cifar-10-batches-bin/test_batch.bin");
-                ok = slurp(p, &img) == 0 || slurp(q, &img) == 0;
-                free(p);
-                free(q);
+            } else {
+                /* the files directly in path, else in its cifar-10-batches-bin/ (mode bit 2) */
+                struct stat st;
+                char *probe = join(path, train ? "data_batch_1.bin" : "test_batch.bin");
+                int sub = stat(probe, &st) != 0;
+                free(probe);
+                char *dir = sub ? join(path, "cifar-10-batches-bin") : join(path, ".");
+                h[0] = (uint8_t)(3 | sub << 2 | train << 3);
+                ok = 1;
+                for (int i = train ? 1 : 0; i <= (train ? 5 : 0); i++) {
+                    char name[32];
+                    if (i) snprintf(name, sizeof name, "data_batch_%d.bin", i);
+                    else snprintf(name, sizeof name, "test_batch.bin");
+                    char *p = join(dir, name);
+                    ok &= slurp(p, i <= 1 ? &img : &lab) == 0;
+                    free(p);
+                }
+                free(dir);
             }
         } else if (is_dir(path)) {
             const char *pre = train ? "train" : "t10k";
