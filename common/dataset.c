@@ -15,6 +15,9 @@
 #define IDX_IMAGES 0x00000803u
 #define IDX_LABELS 0x00000801u
 #define CHUNK (1 << 16)
+/* Deflate expands at most 1032:1 (zlib's documented limit), so a gzip file of
+ * S bytes decompresses to fewer than (S + 1) · 1032 bytes. */
+#define GZ_MAX_RATIO 1032
 
 /* ---- small helpers ------------------------------------------------------ */
 
@@ -77,6 +80,9 @@ typedef struct {
     const char *path;
     uint32_t magic;
     uint32_t dims[3];
+    int gz;             /* gzip stream (else a plain file, read directly) */
+    uint64_t file_size; /* bytes on disk */
+    uint64_t data_max;  /* bytes after the header: exact for a plain file, an upper bound for gzip */
 } idx_file;
 
 /* zlib's error text for f ("" if none), without the "path: " zlib puts in front. */
@@ -148,7 +154,9 @@ static int idx_expect_end(idx_file *ix, drq_err *err) {
 static int idx_open(const char *path, uint32_t want_magic, idx_file *ix, drq_err *err) {
     memset(ix, 0, sizeof *ix);
     ix->path = path;
-    if (!is_file(path)) return drq_errf(err, "%s: no such file", path);
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) return drq_errf(err, "%s: no such file", path);
+    ix->file_size = (uint64_t)st.st_size;
     ix->f = gzopen(path, "rb");
     if (!ix->f) return drq_errf(err, "%s: cannot open: %s", path, strerror(errno ? errno : ENOMEM));
     gzbuffer(ix->f, 1 << 17);
@@ -179,6 +187,47 @@ static int idx_open(const char *path, uint32_t want_magic, idx_file *ix, drq_err
     if (ix->dims[0] > INT_MAX) return drq_errf(err, "%s: implausible item count %u", path, ix->dims[0]);
     if (ndims == 3 && (ix->dims[1] == 0 || ix->dims[2] == 0 || ix->dims[1] > 65535 || ix->dims[2] > 65535))
         return drq_errf(err, "%s: implausible image size %u×%u", path, ix->dims[1], ix->dims[2]);
+    /* gzdirect is reliable once data has been read */
+    ix->gz = !gzdirect(ix->f);
+    if (!ix->gz)
+        ix->data_max = ix->file_size > hlen ? ix->file_size - hlen : 0;
+    else if (__builtin_mul_overflow(ix->file_size + 1, (uint64_t)GZ_MAX_RATIO, &ix->data_max))
+        ix->data_max = UINT64_MAX;
+    return 0;
+}
+
+/* Checks the data size the header promises -- the item count (dims[0]) times
+ * item_bytes -- against what the file can hold, before anything is allocated
+ * for it: a plain file must hold exactly that many bytes, a gzip file at most
+ * GZ_MAX_RATIO times its size.  what: "labels" or "images". */
+static int idx_check_size(const idx_file *ix, uint64_t item_bytes, const char *what, drq_err *err) {
+    uint64_t need;
+    char promise[128];
+    if (ix->magic == IDX_IMAGES)
+        snprintf(promise, sizeof promise, "%u images of %u×%u", ix->dims[0], ix->dims[1], ix->dims[2]);
+    else
+        snprintf(promise, sizeof promise, "%u %s", ix->dims[0], what);
+    if (__builtin_mul_overflow((uint64_t)ix->dims[0], item_bytes, &need))
+        return drq_errf(err, "%s: the header promises %s: too large", ix->path, promise);
+    if (ix->gz) {
+        if (need > ix->data_max)
+            return drq_errf(err,
+                            "%s: truncated or not an IDX file: the header promises %s (%llu bytes) but a %llu-byte "
+                            "gzip file holds at most %llu (deflate expands at most %d:1)",
+                            ix->path, promise, (unsigned long long)need, (unsigned long long)ix->file_size,
+                            (unsigned long long)ix->data_max, GZ_MAX_RATIO);
+        return 0;
+    }
+    if (need > ix->data_max) {
+        if (ix->magic == IDX_IMAGES)
+            return drq_errf(err, "%s: truncated: the header promises %s (%llu pixel bytes) but the file ends after %llu",
+                            ix->path, promise, (unsigned long long)need, (unsigned long long)ix->data_max);
+        return drq_errf(err, "%s: truncated: the header promises %s but the file ends after %llu", ix->path, promise,
+                        (unsigned long long)ix->data_max);
+    }
+    if (need < ix->data_max)
+        return drq_errf(err, "%s: %llu extra bytes after the data the IDX header promises (not an IDX file of this shape?)",
+                        ix->path, (unsigned long long)(ix->data_max - need));
     return 0;
 }
 
@@ -287,13 +336,33 @@ static int load_idx(const char *kind, const char *path, const char *split, long 
                  img_path, im.dims[0]);
         goto done;
     }
+    /* what the headers promise must fit in the files before anything is read or allocated */
+    size_t hw = (size_t)im.dims[1] * im.dims[2];
+    if (idx_check_size(&lb, 1, "labels", err) || idx_check_size(&im, hw, "images", err)) goto done;
     long n;
     if (resolve_range(start, count, total, img_path, &n, err)) goto done;
-    size_t hw = (size_t)im.dims[1] * im.dims[2];
 
-    /* labels: read and check all of them */
-    size_t got;
-    labels = gz_read_alloc(lb.f, (size_t)total, &got, &ioerr);
+    /* labels: check every one, keep those of the range */
+    labels = xmalloc((size_t)n + 1);
+    size_t got = 0;
+    uint8_t *chunk = xmalloc(CHUNK);
+    while (got < (size_t)total) {
+        size_t want = (size_t)total - got < CHUNK ? (size_t)total - got : CHUNK;
+        size_t r = gz_read_n(lb.f, chunk, want, &ioerr);
+        for (size_t k = 0; k < r; k++) {
+            size_t i = got + k;
+            if (chunk[k] >= NUM_CLASSES) {
+                drq_errf(err, "%s: label %u of image %zu is not below the %d classes", lab_path, chunk[k], i,
+                         NUM_CLASSES);
+                free(chunk);
+                goto done;
+            }
+            if (i >= (size_t)start && i < (size_t)(start + n)) labels[i - (size_t)start] = chunk[k];
+        }
+        got += r;
+        if (ioerr || r < want) break;
+    }
+    free(chunk);
     if (ioerr) {
         drq_errf(err, "%s: read error (gzip/zlib): %s", lab_path, gz_msg(lb.f, lab_path));
         goto done;
@@ -305,11 +374,6 @@ static int load_idx(const char *kind, const char *path, const char *split, long 
         goto done;
     }
     if (idx_expect_end(&lb, err)) goto done;
-    for (long i = 0; i < total; i++)
-        if (labels[i] >= NUM_CLASSES) {
-            drq_errf(err, "%s: label %u of image %ld is not below the %d classes", lab_path, labels[i], i, NUM_CLASSES);
-            goto done;
-        }
 
     /* images: skip to start, read the range, then the rest to validate the size */
     size_t skip = (size_t)start * hw, want = (size_t)n * hw, rest = (size_t)(total - start - n) * hw;
@@ -341,7 +405,7 @@ static int load_idx(const char *kind, const char *path, const char *split, long 
     out->x = xmalloc(want * sizeof(float));
     out->y = xmalloc((size_t)n + 1);
     to_float(pix, want, out->x);
-    memcpy(out->y, labels + start, (size_t)n);
+    memcpy(out->y, labels, (size_t)n);
     rc = 0;
 done:
     idx_close(&im);

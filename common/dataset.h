@@ -20,9 +20,13 @@
  *   images file itself, whose labels file is the same name with
  *   images-idx3 → labels-idx1 (plain or .gz).  IDX: big-endian magic
  *   0x00000803 (u8, 3 dims: n, rows, cols) for images, 0x00000801 (u8, 1 dim)
- *   for labels; gzip is read through zlib.  c = 1, 10 classes.  Both files are
- *   read to the end: the sizes must match the headers exactly, and every label
- *   is checked.
+ *   for labels; gzip is read through zlib.  c = 1, 10 classes.  Before
+ *   anything is read or allocated, the size each header promises is checked
+ *   against the file: a plain file must hold exactly that, a gzip file no more
+ *   than deflate's 1032:1 allows -- so a small file claiming up to INT_MAX
+ *   items is refused at once.  Both files are then read to the end as a stream
+ *   (the sizes must match the headers exactly, every label is checked), and
+ *   only the labels and pixels of the requested range are kept.
  * split: "test" or "train".  start >= 0; count >= 0, or -1 for "to the end".
  */
 #ifndef DRQ_DATASET_H

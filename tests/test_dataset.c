@@ -7,7 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -314,6 +316,144 @@ static void test_idx_bad(void) {
     free(lab);
 }
 
+/* ---- headers that promise far more than the file holds (issue 10) ---- */
+
+/* Writes an IDX header (magic, dims[0..ndims)) and `fill` zero bytes as a
+ * gzip file at level 1 (fast; zeros still compress about 200:1). */
+static void write_idx_gz_zeros(const char *path, uint32_t magic, const uint32_t *dims, int ndims, uint64_t fill) {
+    uint8_t h[16];
+    be32(h, magic);
+    for (int d = 0; d < ndims; d++) be32(h + 4 + 4 * d, dims[d]);
+    gzFile f = gzopen(path, "wb1");
+    if (!f || gzwrite(f, h, (unsigned)(4 + 4 * ndims)) != 4 + 4 * ndims) DIE("gz write %s", path);
+    static uint8_t zeros[1 << 20];
+    while (fill) {
+        unsigned k = fill < sizeof zeros ? (unsigned)fill : (unsigned)sizeof zeros;
+        if (gzwrite(f, zeros, k) != (int)k) DIE("gz write %s", path);
+        fill -= k;
+    }
+    if (gzclose(f) != Z_OK) DIE("gz close %s", path);
+}
+
+typedef struct {
+    int rc, n;
+    uint8_t y0;
+    char msg[1024];
+} limited_result;
+
+/* dataset_load("mnist", ...) in a child process whose address space may grow
+ * by at most `margin` bytes (RLIMIT_AS over its size at the start), so that
+ * an allocation sized by what a header claims ends the child (xmalloc exits,
+ * ASan aborts) instead of passing unnoticed.  r->rc: 0 / -1 from
+ * dataset_load, or 99 when the child did not come back. */
+static void load_limited(const char *path, long start, long count, size_t margin, limited_result *r) {
+    memset(r, 0, sizeof *r);
+    int fd[2];
+    if (pipe(fd) != 0) DIE("pipe");
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) DIE("fork");
+    if (pid == 0) {
+        close(fd[0]);
+        limited_result c = {0};
+        unsigned long pages = 0;
+        FILE *f = fopen("/proc/self/statm", "r");
+        if (!f || fscanf(f, "%lu", &pages) != 1) _exit(98);
+        fclose(f);
+        struct rlimit rl;
+        rl.rlim_cur = rl.rlim_max = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + margin;
+        if (setrlimit(RLIMIT_AS, &rl) != 0) _exit(98);
+        drq_dataset d;
+        drq_err e = {{0}};
+        c.rc = dataset_load("mnist", path, "test", start, count, &d, &e);
+        c.n = d.n;
+        c.y0 = c.rc == 0 && d.n > 0 ? d.y[0] : 255;
+        snprintf(c.msg, sizeof c.msg, "%s", e.msg);
+        dataset_free(&d);
+        _exit(write(fd[1], &c, sizeof c) == (ssize_t)sizeof c ? 0 : 97);
+    }
+    close(fd[1]);
+    size_t got = 0;
+    while (got < sizeof *r) {
+        ssize_t k = read(fd[0], (char *)r + got, sizeof *r - got);
+        if (k <= 0) break;
+        got += (size_t)k;
+    }
+    close(fd[0]);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    if (got != sizeof *r || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        r->rc = 99;
+        snprintf(r->msg, sizeof r->msg, "child %s %d", WIFEXITED(st) ? "exited with" : "killed by signal",
+                 WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+    }
+}
+
+/* A header allows up to INT_MAX items.  The readers used to read every label
+ * into memory before looking at the images, so ~1 MB of gzip holding 200M
+ * labels cost 200 MB; now the headers are checked against the file sizes
+ * first (exactly for a plain file, at most 1032:1 for gzip), the labels are
+ * streamed, and only the requested range is kept.  Each load runs with 48 MB
+ * of address space to spare. */
+static void test_idx_huge_header(void) {
+    enum { HUGE = 200000000 };
+    const size_t margin = 48u << 20;
+    limited_result r;
+    mkd("huge");
+    mkd("huge1");
+    mkd("claims");
+    /* 200M real labels (about 1 MB of gzip), shared by huge/ and huge1/ */
+    uint32_t nl = HUGE;
+    write_idx_gz_zeros(P("huge/t10k-labels-idx1-ubyte.gz"), 0x801, &nl, 1, HUGE);
+    if (symlink(P("huge/t10k-labels-idx1-ubyte.gz"), P("huge1/t10k-labels-idx1-ubyte.gz")) != 0) DIE("symlink");
+
+    /* images of 28×28 claimed, a few bytes present: refused before a label is read */
+    uint32_t di[3] = {HUGE, 28, 28};
+    write_idx_gz_zeros(P("huge/t10k-images-idx3-ubyte.gz"), 0x803, di, 3, 1000);
+    double t0 = now_s();
+    load_limited(P("huge"), 0, 10, margin, &r);
+    printf("huge header refused in %.3f s: %s\n", now_s() - t0, r.msg);
+    CHECK_EQ_INT(r.rc, -1);
+    CHECK_CONTAINS(r.msg, "huge/t10k-images-idx3-ubyte.gz: truncated or not an IDX file: the header promises "
+                          "200000000 images of 28×28 (156800000000 bytes) but a ");
+    CHECK_CONTAINS(r.msg, "-byte gzip file holds at most");
+
+    /* both files complete (200M images of 1×1): 10 images asked for, 10 kept */
+    uint32_t d1[3] = {HUGE, 1, 1};
+    write_idx_gz_zeros(P("huge1/t10k-images-idx3-ubyte.gz"), 0x803, d1, 3, HUGE);
+    t0 = now_s();
+    load_limited(P("huge1"), 5, 10, margin, &r);
+    printf("10 of 200M images loaded in %.3f s: rc %d %s\n", now_s() - t0, r.rc, r.msg);
+    CHECK_MSG(r.rc == 0, "a valid 200M-image file, 10 images asked for: %s", r.msg);
+    CHECK_EQ_INT(r.n, 10);
+    CHECK_EQ_INT(r.y0, 0);
+
+    /* both headers claim 200M, the gzip files hold 100 bytes: the labels file is named */
+    write_idx_gz_zeros(P("claims/t10k-labels-idx1-ubyte.gz"), 0x801, &nl, 1, 100);
+    write_idx_gz_zeros(P("claims/t10k-images-idx3-ubyte.gz"), 0x803, d1, 3, 100);
+    load_limited(P("claims"), 0, 10, margin, &r);
+    CHECK_EQ_INT(r.rc, -1);
+    CHECK_CONTAINS(r.msg, "claims/t10k-labels-idx1-ubyte.gz: truncated or not an IDX file: the header promises "
+                          "200000000 labels (200000000 bytes)");
+    /* the same as plain files: the sizes must match exactly */
+    uint8_t lab[8 + 5] = {0}, img[16 + 5] = {0};
+    be32(lab, 0x801), be32(lab + 4, HUGE);
+    be32(img, 0x803), be32(img + 4, HUGE), be32(img + 8, 1), be32(img + 12, 1);
+    write_pair("claimp", img, sizeof img, lab, sizeof lab, 0);
+    load_limited(P("claimp"), 0, 10, margin, &r);
+    CHECK_EQ_INT(r.rc, -1);
+    CHECK_CONTAINS(r.msg, "claimp/t10k-labels-idx1-ubyte: truncated: the header promises 200000000 labels but the "
+                          "file ends after 5");
+    /* and a plain file longer than its header says */
+    uint8_t lab3[8 + 5] = {0};
+    be32(lab3, 0x801), be32(lab3 + 4, 3);
+    uint8_t img3[16 + 3] = {0};
+    be32(img3, 0x803), be32(img3 + 4, 3), be32(img3 + 8, 1), be32(img3 + 12, 1);
+    write_pair("claimx", img3, sizeof img3, lab3, sizeof lab3, 0);
+    CHECK_FAILS("mnist", P("claimx"), "test", 0, -1, "claimx/t10k-labels-idx1-ubyte",
+                "2 extra bytes after the data the IDX header promises");
+}
+
 /* ---- CIFAR-10 ---- */
 
 enum { REC = 3073 };
@@ -460,6 +600,7 @@ int main(void) {
     for (size_t i = 0; i < sizeof train_pix; i++) train_pix[i] = pixval(i, 1);
     test_idx_good();
     test_idx_bad();
+    test_idx_huge_header();
     test_cifar();
     test_fashion_mnist();
     nftw(tmp, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
