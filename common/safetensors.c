@@ -23,8 +23,31 @@
 
 /* The reference implementation refuses headers over 100 MB; so do we. */
 #define ST_MAX_HEADER ((uint64_t)100 * 1000 * 1000)
-/* Largest element count accepted: keeps numel × 4 bytes far from overflow. */
+/* Largest element count accepted: keeps numel × 4 bytes far from overflow.
+ * It also bounds the product of the non-zero dims of an empty tensor, so that
+ * no product of a tensor's dims can overflow for whoever computes one. */
 #define ST_MAX_NUMEL ((uint64_t)1 << 48)
+/* Largest data section st_save writes: offsets must fit a JSON integer (int64). */
+#define ST_MAX_DATA ((uint64_t)INT64_MAX)
+
+/* Product of shape[0..ndim) over its non-zero dims into *prod; -1 when it
+ * exceeds ST_MAX_NUMEL (checked before each multiplication).  *zero: whether
+ * some dim is 0 (then the element count is 0). */
+static int shape_product(int ndim, const int64_t *shape, uint64_t *prod, int *zero) {
+    uint64_t p = 1;
+    *zero = 0;
+    for (int i = 0; i < ndim; i++) {
+        uint64_t d = (uint64_t)shape[i];
+        if (d == 0) {
+            *zero = 1;
+            continue;
+        }
+        if (d > ST_MAX_NUMEL || p > ST_MAX_NUMEL / d) return -1;
+        p *= d;
+    }
+    *prod = p;
+    return 0;
+}
 
 static const char *dtype_name(st_dtype d) {
     switch (d) {
@@ -138,26 +161,18 @@ static int parse_entry(const char *path, const char *name, json_t *v, uint64_t d
         return drq_errf(err, "%s: tensor '%s': shape has %zu dims, more than the %d supported", path, name, nd,
                         ST_MAX_DIMS);
     t->ndim = (int)nd;
-    int zero = 0;
     for (size_t i = 0; i < nd; i++) {
         uint64_t d;
         if (!json_u64(json_array_get(js, i), &d))
             return drq_errf(err, "%s: tensor '%s': shape[%zu] is not a non-negative integer", path, name, i);
         t->shape[i] = (int64_t)d;
-        if (d == 0) zero = 1;
     }
-    uint64_t numel = 1;
-    if (zero) {
-        numel = 0;
-    } else {
-        for (size_t i = 0; i < nd; i++) {
-            uint64_t d = (uint64_t)t->shape[i];
-            if (d > ST_MAX_NUMEL || numel > ST_MAX_NUMEL / d)
-                return drq_errf(err, "%s: tensor '%s': shape %s overflows (too many elements)", path, name,
-                                fmt_shape(sbuf, sizeof sbuf, t->ndim, t->shape));
-            numel *= d;
-        }
-    }
+    uint64_t numel = 0;
+    int zero;
+    if (shape_product(t->ndim, t->shape, &numel, &zero))
+        return drq_errf(err, "%s: tensor '%s': shape %s overflows (too many elements)", path, name,
+                        fmt_shape(sbuf, sizeof sbuf, t->ndim, t->shape));
+    if (zero) numel = 0;
     t->numel = (size_t)numel;
 
     json_t *jo = json_object_get(v, "data_offsets");
@@ -348,17 +363,17 @@ int st_save(const char *path, const st_out *ts, int n, drq_err *err) {
                 drq_errf(err, "%s: tensor '%s': negative dim %" PRId64, path, o->name, o->shape[d]);
                 goto done;
             }
-            if (o->shape[d] == 0) zero = 1;
         }
-        for (int d = 0; d < o->ndim && !zero; d++) {
-            uint64_t s = (uint64_t)o->shape[d];
-            if (s > ST_MAX_NUMEL || numel > ST_MAX_NUMEL / s) {
-                drq_errf(err, "%s: tensor '%s': too many elements", path, o->name);
-                goto done;
-            }
-            numel *= s;
+        if (shape_product(o->ndim, o->shape, &numel, &zero)) {
+            drq_errf(err, "%s: tensor '%s': too many elements", path, o->name);
+            goto done;
         }
         if (zero) numel = 0;
+        if (numel * 4 > ST_MAX_DATA - off) {
+            drq_errf(err, "%s: tensor '%s': the data section would pass %" PRIu64 " bytes", path, o->name,
+                     ST_MAX_DATA);
+            goto done;
+        }
         if (numel && !o->data) {
             drq_errf(err, "%s: tensor '%s': no data", path, o->name);
             goto done;
@@ -407,9 +422,10 @@ int st_save(const char *path, const st_out *ts, int n, drq_err *err) {
     int ok = fwrite(lb, 1, 8, f) == 8 && fwrite(hdr, 1, hl, f) == hl;
     for (size_t i = hl; ok && i < padded; i++) ok = fputc(' ', f) != EOF;
     for (int i = 0; ok && i < n; i++) {
-        size_t numel = 1;
-        for (int d = 0; d < ts[i].ndim; d++) numel *= (size_t)ts[i].shape[d];
-        if (numel) ok = fwrite(ts[i].data, sizeof(float), numel, f) == numel;
+        uint64_t numel = 0;
+        int zero = 1;
+        shape_product(ts[i].ndim, ts[i].shape, &numel, &zero); /* checked above */
+        if (numel && !zero) ok = fwrite(ts[i].data, sizeof(float), (size_t)numel, f) == (size_t)numel;
     }
     if (ok) ok = fflush(f) == 0 && fsync(fileno(f)) == 0;
     if (fclose(f) != 0) ok = 0;

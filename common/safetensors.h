@@ -7,7 +7,9 @@
  *
  * The reader accepts F32, F16 and BF16 and converts everything to float32.
  * Every malformed file is reported through drq_err, naming the file and the
- * tensor; it never crashes nor reads out of bounds.  Tensors keep the order
+ * tensor; it never crashes nor reads out of bounds.  Sizes are multiplied only
+ * below their limits: at most 2^48 elements per tensor, and the non-zero dims
+ * of an empty tensor must multiply to no more than that either.  Tensors keep the order
  * of the header.  The writer writes F32 only, in the given order, with
  * contiguous offsets and a header padded with spaces to a multiple of 8,
  * atomically (temporary file + rename).

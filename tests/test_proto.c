@@ -229,6 +229,9 @@ static void test_rows(void) {
     }
     CHECK_MSG(all_fail, "every truncation is rejected");
     CHECK_EQ_INT(drq_rows_unpack(p, len, 1000000000, &back, &n, &e), -1);
+    /* issue 10: a row count from the wire is checked against the bytes before anything is sized by it */
+    CHECK_EQ_INT(drq_rows_unpack(p, len, INT64_MAX, &back, &n, &e), -1);
+    CHECK_CONTAINS(e.msg, "9223372036854775807 rows announced but only");
     free(p);
     for (int i = 0; i < 3; i++) free(rows[i].extra);
     /* an extra that is not a JSON object */

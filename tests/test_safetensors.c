@@ -188,6 +188,28 @@ static void test_save_errors(void) {
     st_out ok[] = {{"ok", 1, {2}, x}};
     CHECK_EQ_INT(st_save(tpath("no/such/dir.safetensors"), ok, 1, &err), -1);
     CHECK_CONTAINS(err.msg, "no/such/dir.safetensors");
+
+    /* issue 10: sizes are multiplied only below the limits.  An empty tensor
+     * whose other dims multiply past 2^48 is refused like a full one ... */
+    st_out zero[] = {{"zero", 3, {0, INT64_C(1) << 40, INT64_C(1) << 40}, x}};
+    CHECK_EQ_INT(st_save(p, zero, 1, &err), -1);
+    CHECK_CONTAINS(err.msg, "tensor 'zero': too many elements");
+    CHECK(access(p, F_OK) != 0);
+    /* ... and offsets stop before they pass what a JSON integer holds: 8192
+     * tensors of 2^48 floats make 2^63 bytes (refused before anything is
+     * written, so the data pointer is never read) */
+    enum { NBIG = 8193 };
+    st_out *big = xcalloc(NBIG, sizeof *big);
+    char(*names)[16] = xcalloc(NBIG, sizeof *names);
+    for (int i = 0; i < NBIG; i++) {
+        snprintf(names[i], sizeof names[i], "w%d", i);
+        big[i] = (st_out){names[i], 2, {INT64_C(1) << 24, INT64_C(1) << 24}, x};
+    }
+    CHECK_EQ_INT(st_save(p, big, NBIG, &err), -1);
+    CHECK_CONTAINS(err.msg, "tensor 'w8191': the data section would pass 9223372036854775807 bytes");
+    CHECK(access(p, F_OK) != 0);
+    free(big);
+    free(names);
 }
 
 static void test_f16_bf16(void) {
@@ -315,6 +337,14 @@ static void test_malformed(void) {
     bad("overflow2.safetensors",
         "{\"w.overflow2\": {\"dtype\": \"F16\", \"shape\": [9223372036854775807], \"data_offsets\": [0, 0]}}", 0,
         "tensor 'w.overflow2'", "overflows");
+    /* issue 10: an empty tensor (a 0 dim) with dims that multiply past the limit */
+    bad("overflow3.safetensors",
+        "{\"w.overflow3\": {\"dtype\": \"F32\", \"shape\": [0, 9223372036854775807], \"data_offsets\": [0, 0]}}",
+        0, "tensor 'w.overflow3'", "shape [0, 9223372036854775807] overflows");
+    bad("overflow4.safetensors",
+        "{\"w.overflow4\": {\"dtype\": \"F32\", \"shape\": [4294967296, 0, 4294967296], \"data_offsets\": [0, "
+        "0]}}",
+        0, "tensor 'w.overflow4'", "overflows");
 
     /* data_offsets */
     bad("nooff.safetensors", "{\"w.nooff\": {\"dtype\": \"F32\", \"shape\": [2]}}", 8, "tensor 'w.nooff'",
