@@ -64,52 +64,66 @@ static void client_close(client *c) {
     zmq_ctx_term(c->ctx);
 }
 
-/* One request/response.  Returns 0 with *reply (REPLY), 1 when the server
- * answered ERROR (message printed), 2 when it did not answer in time. */
-static int client_call(client *c, drq_msg_type t, json_t *body, drq_msg *reply) {
+/* One request/response, sent up to `attempts` times with the same request id
+ * (a retry after a timeout; the server may answer any of them).  Returns 0
+ * with *reply (REPLY), 1 when the server answered ERROR (message printed), 2
+ * when it did not answer in time. */
+static int client_call_n(client *c, drq_msg_type t, json_t *body, drq_msg *reply, int attempts) {
     int64_t id = ++c->next_id;
     json_object_set_new(body, "id", json_integer(id));
-    if (drq_msg_send(c->sock, NULL, 0, t, body, NULL, 0)) {
-        /* DONTWAIT on a fresh DEALER: retry once blocking-free after connect settles */
-        zmq_pollitem_t it = {.socket = c->sock, .events = ZMQ_POLLOUT};
-        zmq_poll(&it, 1, c->timeout_ms);
+    for (int attempt = 1; attempt <= attempts; attempt++) {
+        if (attempt > 1)
+            fprintf(stderr, "drq: no answer from %s in %d ms; sending again (attempt %d of %d)\n", c->ep,
+                    c->timeout_ms, attempt, attempts);
         if (drq_msg_send(c->sock, NULL, 0, t, body, NULL, 0)) {
-            fprintf(stderr, "drq: server %s unreachable (cannot send)\n", c->ep);
+            /* DONTWAIT on a fresh DEALER: retry once blocking-free after connect settles */
+            zmq_pollitem_t it = {.socket = c->sock, .events = ZMQ_POLLOUT};
+            zmq_poll(&it, 1, c->timeout_ms);
+            if (drq_msg_send(c->sock, NULL, 0, t, body, NULL, 0)) {
+                if (attempt < attempts) continue;
+                fprintf(stderr, "drq: server %s unreachable (cannot send)\n", c->ep);
+                json_decref(body);
+                return 2;
+            }
+        }
+        double deadline = now_s() + c->timeout_ms / 1000.0;
+        for (;;) {
+            int left = (int)((deadline - now_s()) * 1000);
+            if (left <= 0) break;
+            zmq_pollitem_t it = {.socket = c->sock, .events = ZMQ_POLLIN};
+            if (zmq_poll(&it, 1, left) <= 0) continue;
+            drq_err e;
+            int rc = drq_msg_recv(c->sock, 0, ZMQ_DONTWAIT, reply, &e);
+            if (rc == 1) continue;
+            if (rc < 0) {
+                fprintf(stderr, "drq: malformed reply from %s: %s\n", c->ep, e.msg);
+                json_decref(body);
+                return 1;
+            }
+            if (drq_jint(reply->body, "id") != id) { /* a stale answer */
+                drq_msg_free(reply);
+                continue;
+            }
             json_decref(body);
-            return 2;
+            if (reply->type == MSG_ERROR) {
+                fprintf(stderr, "drq: %s\n", drq_jstr(reply->body, "error"));
+                drq_msg_free(reply);
+                return 1;
+            }
+            if (reply->type != MSG_REPLY) {
+                drq_msg_free(reply);
+                return 1;
+            }
+            return 0;
         }
     }
     json_decref(body);
-    double deadline = now_s() + c->timeout_ms / 1000.0;
-    for (;;) {
-        int left = (int)((deadline - now_s()) * 1000);
-        if (left <= 0) break;
-        zmq_pollitem_t it = {.socket = c->sock, .events = ZMQ_POLLIN};
-        if (zmq_poll(&it, 1, left) <= 0) continue;
-        drq_err e;
-        int rc = drq_msg_recv(c->sock, 0, ZMQ_DONTWAIT, reply, &e);
-        if (rc == 1) continue;
-        if (rc < 0) {
-            fprintf(stderr, "drq: malformed reply from %s: %s\n", c->ep, e.msg);
-            return 1;
-        }
-        if (drq_jint(reply->body, "id") != id) { /* a stale answer */
-            drq_msg_free(reply);
-            continue;
-        }
-        if (reply->type == MSG_ERROR) {
-            fprintf(stderr, "drq: %s\n", drq_jstr(reply->body, "error"));
-            drq_msg_free(reply);
-            return 1;
-        }
-        if (reply->type != MSG_REPLY) {
-            drq_msg_free(reply);
-            continue;
-        }
-        return 0;
-    }
     fprintf(stderr, "drq: server %s unreachable (no answer in %d ms)\n", c->ep, c->timeout_ms);
     return 2;
+}
+
+static int client_call(client *c, drq_msg_type t, json_t *body, drq_msg *reply) {
+    return client_call_n(c, t, body, reply, 1);
 }
 
 /* Parses a sweep id argument; -1 when it is not one. */
@@ -121,32 +135,74 @@ static int64_t sweep_arg(const char *s) {
 
 /* ---- submit ------------------------------------------------------------------ */
 
+/* A random 128-bit submission id as 32 hex digits. */
+static int new_submission_id(char out[33]) {
+    unsigned char b[16];
+    FILE *f = fopen("/dev/urandom", "rb");
+    int ok = f && fread(b, 1, sizeof b, f) == sizeof b;
+    if (f) fclose(f);
+    if (!ok) return -1;
+    for (int i = 0; i < 16; i++) snprintf(out + 2 * i, 3, "%02x", b[i]);
+    return 0;
+}
+
 int cmd_submit(int argc, char **argv) {
     const char *ep;
     argc = take_server_opt(argc, argv, &ep);
-    if (argc != 2) {
-        fprintf(stderr, "usage: drq submit SPEC.json [--server tcp://HOST:5556]\n");
+    const char *path = NULL, *sub_arg = NULL;
+    int again = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--again"))
+            again = 1;
+        else if (!strcmp(argv[i], "--submission-id") && i + 1 < argc)
+            sub_arg = argv[++i];
+        else if (argv[i][0] != '-' && !path)
+            path = argv[i];
+        else
+            path = NULL, argc = 0;
+    }
+    if (!path) {
+        fprintf(stderr, "usage: drq submit SPEC.json [--again] [--submission-id ID] [--server tcp://HOST:5556]\n");
+        return 1;
+    }
+    char sub[72];
+    if (sub_arg) {
+        snprintf(sub, sizeof sub, "%s", sub_arg);
+    } else if (new_submission_id(sub)) {
+        fprintf(stderr, "drq: cannot read /dev/urandom for a submission id\n");
         return 1;
     }
     drq_spec sp;
     drq_err err;
-    if (drq_spec_load(argv[1], &sp, &err)) {
+    if (drq_spec_load(path, &sp, &err)) {
         fprintf(stderr, "drq: %s\n", err.msg);
         return 1;
     }
     json_t *body = json_object();
     json_object_set_new(body, "spec", drq_spec_to_json(&sp));
+    json_object_set_new(body, "submission", json_string(sub));
+    if (again) json_object_set_new(body, "again", json_true());
     drq_spec_free(&sp);
     client c;
     client_open(&c, ep);
     drq_msg r;
-    int rc = client_call(&c, MSG_SUBMIT, body, &r);
+    /* a retry carries the same submission id: the server never creates a second sweep for it */
+    int rc = client_call_n(&c, MSG_SUBMIT, body, &r, 3);
     if (rc == 0) {
-        printf("%lld\n", (long long)drq_jint(r.body, "sweep"));
-        fprintf(stderr, "drq: sweep %lld submitted: %lld jobs, %lld result rows\n",
-                (long long)drq_jint(r.body, "sweep"), (long long)drq_jint(r.body, "jobs"),
-                (long long)drq_jint(r.body, "rows"));
+        long long sweep = (long long)drq_jint(r.body, "sweep");
+        const char *dup = drq_jstr(r.body, "duplicate");
+        printf("%lld\n", sweep);
+        if (dup && !strcmp(dup, "spec"))
+            fprintf(stderr, "drq: %s\n", drq_jstr(r.body, "note"));
+        else
+            fprintf(stderr, "drq: sweep %lld submitted: %lld jobs, %lld result rows\n", sweep,
+                    (long long)drq_jint(r.body, "jobs"), (long long)drq_jint(r.body, "rows"));
         drq_msg_free(&r);
+    } else if (rc == 2) {
+        fprintf(stderr,
+                "drq: the server may still have created the sweep; `drq submit %s` again finds it (or, with "
+                "--again, add --submission-id %s so that it is not created twice)\n",
+                path, sub);
     }
     client_close(&c);
     return rc;

@@ -34,7 +34,7 @@ static const struct {
     [MSG_ACK] = {"ACK", "seq:i ?job:i", 0, 0},
     [MSG_CANCEL] = {"CANCEL", "job:i ?reason:s", 0, 0},
     [MSG_RESET] = {"RESET", "", 0, 0},
-    [MSG_SUBMIT] = {"SUBMIT", "id:i spec:o", 0, 0},
+    [MSG_SUBMIT] = {"SUBMIT", "id:i spec:o ?submission:s ?again:b", 0, 0},
     [MSG_STATUS] = {"STATUS", "id:i ?sweep:i ?failures:i", 0, 0},
     [MSG_FETCH] = {"FETCH", "id:i sweep:i limit:i ?after:ac", 0, 0},
     [MSG_CANCEL_SWEEP] = {"CANCEL_SWEEP", "id:i sweep:i", 0, 0},

@@ -15,11 +15,13 @@
 #include "server.h"
 
 #include <assert.h>
+#include <ctype.h>
 #include <errno.h>
 #include <jansson.h>
 #include <malloc.h>
 #include <math.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -33,7 +35,9 @@
 
 #define BATCH 512            /* worker messages per transaction */
 #define CLIENT_BATCH 16      /* client requests per pump */
-#define EXPAND_CHUNK 20000   /* jobs inserted per pump while a sweep expands */
+#define EXPAND_CHUNK 20000   /* at most this many jobs inserted per pump while a sweep expands, */
+#define EXPAND_BUDGET_S 0.05 /* and for at most about this long (then the loop serves others) */
+#define EXPAND_SUB 500
 #define MAX_LEASE_PER_PUMP 64
 #define RATE_SAMPLES 64
 #define MAX_FETCH 100000
@@ -123,6 +127,9 @@ struct drq_server {
     int fatal;
     int rr;
     int in_pump;
+    int submits_inflight; /* SUBMITs being parsed on the thread pool */
+    double last_tick;     /* monotonic time of the previous tick (loop-stall detector) */
+    double max_tick_gap;
     int64_t n_pumps, n_txns, n_msgs; /* statistics, logged at shutdown */
     char ident[96];
 };
@@ -750,52 +757,188 @@ static json_t *workers_json(drq_server *s) {
     return arr;
 }
 
+/* ---- submit: parse and expand off the loop ------------------------------------- */
+
+/* A SUBMIT in flight: the spec is parsed, checked and canonicalised on a
+ * libuv thread-pool thread (a 100000-seed spec takes long enough to delay
+ * every worker's heartbeat), then the sweep is found or created on the loop. */
+typedef struct {
+    uv_work_t req;
+    drq_server *s;
+    unsigned char rid[DRQ_MAX_RID];
+    size_t rid_len;
+    int64_t id;
+    json_t *spec_json; /* the request's spec (owned; only the pool thread reads it) */
+    char submission[72];
+    int again;
+    double t0;
+    /* results of the pool thread */
+    int ok;
+    drq_err e;
+    drq_spec sp;
+    char *canon;
+    json_t *canon_json; /* the canonical spec as JSON, for JOB messages */
+} submit_req;
+
+static void submit_work(uv_work_t *req) {
+    submit_req *r = req->data;
+    if (drq_spec_parse(r->spec_json, &r->sp, &r->e)) return;
+    r->canon = drq_spec_canonical(&r->sp);
+    r->canon_json = json_loads(r->canon, 0, NULL);
+    r->ok = r->canon_json != NULL;
+    if (!r->ok) {
+        drq_errf(&r->e, "internal: canonical spec does not parse");
+        drq_spec_free(&r->sp);
+    }
+}
+
+static void submit_free(submit_req *r, int keep_spec) {
+    json_decref(r->spec_json);
+    if (r->ok && !keep_spec) {
+        drq_spec_free(&r->sp);
+        json_decref(r->canon_json);
+    }
+    free(r->canon);
+    free(r);
+}
+
+static void submit_reply_error(drq_server *s, submit_req *r, const char *fmt, ...) DRQ_PRINTF(3, 4);
+static void submit_reply_error(drq_server *s, submit_req *r, const char *fmt, ...) {
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    json_t *b = json_object();
+    json_object_set_new(b, "id", json_integer(r->id));
+    json_object_set_new(b, "error", json_string(buf));
+    queue_out(s, 1, r->rid, r->rid_len, MSG_ERROR, b, NULL, 0);
+}
+
+static void submit_reply(drq_server *s, submit_req *r, int64_t sweep, int64_t njobs, int64_t nrows,
+                         const char *duplicate, const char *note) {
+    json_t *b = json_object();
+    json_object_set_new(b, "id", json_integer(r->id));
+    json_object_set_new(b, "sweep", json_integer(sweep));
+    json_object_set_new(b, "jobs", json_integer(njobs));
+    json_object_set_new(b, "rows", json_integer(nrows));
+    if (duplicate) json_object_set_new(b, "duplicate", json_string(duplicate));
+    if (note) json_object_set_new(b, "note", json_string(note));
+    queue_out(s, 1, r->rid, r->rid_len, MSG_REPLY, b, NULL, 0);
+}
+
+static void submit_done(uv_work_t *req, int status) {
+    submit_req *r = req->data;
+    drq_server *s = r->s;
+    s->submits_inflight--;
+    if (s->stopping || status) {
+        submit_free(r, 0);
+        return;
+    }
+    drq_err e;
+    if (!r->ok) {
+        submit_reply_error(s, r, "%s", r->e.msg);
+        log_line("server", "submit rejected: %s", r->e.msg);
+        goto out;
+    }
+    if (store_begin(s->st, &e)) {
+        submit_reply_error(s, r, "database busy: %s", e.msg);
+        goto out;
+    }
+    int by_submission = 0;
+    int64_t sid = store_sweep_dedup(s->st, r->submission[0] ? r->submission : NULL, r->canon, r->again,
+                                    &by_submission);
+    if (sid > 0) {
+        store_rollback(s->st); /* nothing written */
+        store_counts c;
+        if (store_sweep_counts(s->st, sid, &c)) memset(&c, 0, sizeof c);
+        char note[256];
+        if (by_submission) {
+            snprintf(note, sizeof note, "this submission was already received as sweep %lld", (long long)sid);
+            log_line("server", "submit %s: a retry of sweep %lld, nothing created", r->submission, (long long)sid);
+        } else {
+            snprintf(note, sizeof note, "already submitted as sweep %lld; use --again to run it twice",
+                     (long long)sid);
+            log_line("server", "submit of \"%s\": the same spec as sweep %lld, nothing created", r->sp.name,
+                     (long long)sid);
+        }
+        submit_reply(s, r, sid, c.njobs, c.nrows, by_submission ? "submission" : "spec", note);
+        goto out;
+    }
+    if (store_sweep_create_ex(s->st, &r->sp, r->canon, r->submission[0] ? r->submission : NULL, &sid, &e)) {
+        store_rollback(s->st);
+        submit_reply_error(s, r, "%s", e.msg);
+        goto out;
+    }
+    if (store_commit(s->st, &e)) {
+        fatal_db(s, "commit", &e);
+        goto out;
+    }
+    log_line("server", "sweep %lld \"%s\" submitted: %lld jobs, %lld rows (parsed in %.2f s off the loop)",
+             (long long)sid, r->sp.name, (long long)drq_spec_njobs(&r->sp), (long long)drq_spec_nrows(&r->sp),
+             now_s() - r->t0);
+    /* the parsed spec goes into the cache, so expansion and dispatch never parse it on the loop */
+    s->specs = xrealloc(s->specs, (size_t)(s->nspecs + 1) * sizeof *s->specs);
+    spec_entry *se = &s->specs[s->nspecs++];
+    se->sweep = sid;
+    se->json = r->canon_json;
+    se->spec = r->sp;
+    s->exp = xrealloc(s->exp, (size_t)(s->nexp + 1) * sizeof *s->exp);
+    expansion *x = &s->exp[s->nexp++];
+    memset(x, 0, sizeof *x);
+    x->sweep = sid;
+    x->t0 = now_s();
+    /* reply now; the jobs are inserted in bounded chunks by later pumps (a
+     * restarted server resumes the expansion) */
+    submit_reply(s, r, sid, drq_spec_njobs(&se->spec), drq_spec_nrows(&se->spec), NULL, NULL);
+    flush_out(s);
+    submit_free(r, 1);
+    pump(s);
+    return;
+out:
+    flush_out(s);
+    submit_free(r, 0);
+    pump(s);
+}
+
+static int submission_ok(const char *id) {
+    size_t n = strlen(id);
+    if (n < 1 || n > 64) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!(isalnum((unsigned char)id[i]) || id[i] == '-' || id[i] == '_')) return 0;
+    return 1;
+}
+
+static void submit_start(drq_server *s, drq_msg *m, int64_t id) {
+    const char *sub = drq_jstr(m->body, "submission");
+    if (sub && !submission_ok(sub)) {
+        reply_error(s, m, id, "submission id: expected 1 to 64 letters, digits, '-' or '_'");
+        return;
+    }
+    submit_req *r = xcalloc(1, sizeof *r);
+    r->req.data = r;
+    r->s = s;
+    memcpy(r->rid, m->rid, m->rid_len);
+    r->rid_len = m->rid_len;
+    r->id = id;
+    r->again = drq_jbool(m->body, "again");
+    if (sub) snprintf(r->submission, sizeof r->submission, "%s", sub);
+    r->spec_json = json_incref(json_object_get(m->body, "spec"));
+    r->t0 = now_s();
+    /* the message body goes with the request: nothing else may touch the spec */
+    json_object_del(m->body, "spec");
+    s->submits_inflight++;
+    uv_queue_work(&s->loop, &r->req, submit_work, submit_done);
+}
+
 static void on_client_msg(drq_server *s, drq_msg *m) {
     const json_t *b = m->body;
     int64_t id = drq_jint(b, "id"), sweep = drq_jint(b, "sweep");
     drq_err e;
     switch (m->type) {
-    case MSG_SUBMIT: {
-        drq_spec sp;
-        if (drq_spec_parse(json_object_get(b, "spec"), &sp, &e)) {
-            reply_error(s, m, id, "%s", e.msg);
-            log_line("server", "submit rejected: %s", e.msg);
-            return;
-        }
-        char *canon = drq_spec_canonical(&sp);
-        int64_t sid;
-        if (store_begin(s->st, &e)) {
-            reply_error(s, m, id, "database busy: %s", e.msg);
-            free(canon);
-            drq_spec_free(&sp);
-            return;
-        }
-        if (store_sweep_create(s->st, &sp, canon, &sid, &e)) {
-            store_rollback(s->st);
-            reply_error(s, m, id, "%s", e.msg);
-        } else if (store_commit(s->st, &e)) {
-            fatal_db(s, "commit", &e);
-        } else {
-            log_line("server", "sweep %lld \"%s\" submitted: %lld jobs, %lld rows", (long long)sid, sp.name,
-                     (long long)drq_spec_njobs(&sp), (long long)drq_spec_nrows(&sp));
-            s->exp = xrealloc(s->exp, (size_t)(s->nexp + 1) * sizeof *s->exp);
-            expansion *x = &s->exp[s->nexp++];
-            memset(x, 0, sizeof *x);
-            x->sweep = sid;
-            x->t0 = now_s();
-            /* reply now; the jobs are inserted in chunks by later pumps (a
-             * restarted server resumes the expansion) */
-            json_t *r = json_object();
-            json_object_set_new(r, "sweep", json_integer(sid));
-            json_object_set_new(r, "jobs", json_integer(drq_spec_njobs(&sp)));
-            json_object_set_new(r, "rows", json_integer(drq_spec_nrows(&sp)));
-            reply_ok(s, m, id, r, NULL, 0);
-            expand_step(s);
-        }
-        free(canon);
-        drq_spec_free(&sp);
+    case MSG_SUBMIT:
+        submit_start(s, m, id);
         return;
-    }
     case MSG_STATUS: {
         int nfail = json_object_get(b, "failures") ? (int)drq_jint(b, "failures") : 5;
         json_t *r = store_status(s->st, sweep, nfail > 100 ? 100 : nfail);
@@ -927,7 +1070,13 @@ static void expand_step(drq_server *s) {
         return;
     }
     if (store_begin(s->st, &e)) return; /* busy: try again next pump */
-    int64_t left = store_sweep_expand(s->st, x->sweep, &se->spec, EXPAND_CHUNK, &e);
+    /* bounded work per loop turn: sub-chunks until EXPAND_CHUNK jobs or EXPAND_BUDGET_S */
+    double t0 = now_s();
+    int64_t left, done = 0;
+    do {
+        left = store_sweep_expand(s->st, x->sweep, &se->spec, EXPAND_SUB, &e);
+        done += EXPAND_SUB;
+    } while (left > 0 && done < EXPAND_CHUNK && now_s() - t0 < EXPAND_BUDGET_S);
     if (left < 0) {
         store_rollback(s->st);
         log_line("server", "sweep %lld: expansion failed: %s", (long long)x->sweep, e.msg);
@@ -1045,6 +1194,15 @@ static void on_tick(uv_timer_t *t) {
     }
     double now = now_s(), wall = wall_now();
     double dead_after = s->o.liveness * s->o.heartbeat_s;
+    /* a loop that was kept busy delays every heartbeat: say so */
+    if (s->last_tick > 0) {
+        double gap = now - s->last_tick;
+        if (gap > s->max_tick_gap) s->max_tick_gap = gap;
+        if (gap > 2 * s->o.heartbeat_s)
+            log_line("server", "event loop stalled: tick %.2f s after the previous one (period %.2f s)", gap,
+                     s->o.heartbeat_s);
+    }
+    s->last_tick = now;
     /* lost workers */
     for (int i = 0; i < s->nw; i++) {
         worker *w = s->w[i];
@@ -1184,8 +1342,8 @@ static void add_monitor(drq_server *s, void *sock, const char *name) {
 static void shutdown_loop(drq_server *s) {
     if (s->stopping) return;
     s->stopping = 1;
-    log_line("server", "shutting down (%lld pumps, %lld transactions, %lld worker messages)", (long long)s->n_pumps,
-             (long long)s->n_txns, (long long)s->n_msgs);
+    log_line("server", "shutting down (%lld pumps, %lld transactions, %lld worker messages, longest tick gap %.2f s)",
+             (long long)s->n_pumps, (long long)s->n_txns, (long long)s->n_msgs, s->max_tick_gap);
     uv_handle_t *hs[] = {(uv_handle_t *)&s->wpoll, (uv_handle_t *)&s->tick, (uv_handle_t *)&s->idle,
                          (uv_handle_t *)&s->async_stop};
     for (size_t i = 0; i < sizeof hs / sizeof hs[0]; i++)
@@ -1283,6 +1441,11 @@ drq_server *drq_server_new(const drq_server_opts *o, drq_err *err) {
         s->nexp++;
         log_line("server", "sweep %lld: resuming its expansion", (long long)ids[i]);
     }
+    free(ids);
+    /* parse the specs of unfinished sweeps now, before the loop runs, so that
+     * dispatch and expansion never parse a large spec on it */
+    ids = store_sweeps_unfinished(s->st, &n);
+    for (int i = 0; i < n; i++) spec_get(s, ids[i]);
     free(ids);
     s->dirty = 1;
     s->ckpt_maybe = 1;

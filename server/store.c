@@ -73,6 +73,10 @@ static void run(store *st, sqlite3_stmt *s) {
     sqlite3_reset(s);
 }
 
+/* Steps a write statement (its result code). */
+static int step_write(store *st, sqlite3_stmt *s) { return sqlite3_step(s); }
+static const char *store_fault_msg(store *st) { return sqlite3_errmsg(st->db); }
+
 static int exec(store *st, const char *sql, drq_err *err) {
     char *msg = NULL;
     if (sqlite3_exec(st->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
@@ -223,14 +227,31 @@ void store_close(store *st) {
 
 /* ---- sweeps ------------------------------------------------------------- */
 
+void store_spec_hash(const char *canonical, char out[17]) {
+    uint64_t h = UINT64_C(14695981039346656037);
+    for (const unsigned char *p = (const unsigned char *)canonical; *p; p++) {
+        h ^= *p;
+        h *= UINT64_C(1099511628211);
+    }
+    snprintf(out, 17, "%016llx", (unsigned long long)h);
+}
+
 int store_sweep_create(store *st, const drq_spec *spec, const char *canonical, int64_t *id, drq_err *err) {
+    return store_sweep_create_ex(st, spec, canonical, NULL, id, err);
+}
+
+int store_sweep_create_ex(store *st, const drq_spec *spec, const char *canonical, const char *submission,
+                          int64_t *id, drq_err *err) {
     static const char *q_base = "SELECT coalesce(max(job_base + njobs), 1) FROM sweeps";
-    static const char *q_ins = "INSERT INTO sweeps(name, spec, created, state, njobs, nrows, job_base) "
-                               "VALUES(?, ?, ?, 'expanding', ?, ?, ?)";
+    static const char *q_ins = "INSERT INTO sweeps(name, created, state, njobs, nrows, job_base, spec_hash, "
+                               "submission) VALUES(?1, ?3, 'expanding', ?4, ?5, ?6, ?7, ?8)";
+    static const char *q_spec = "INSERT INTO sweep_specs(sweep, spec) VALUES(?, ?)";
     sqlite3_stmt *s = ps(st, q_base);
     int64_t base = 1;
     if (sqlite3_step(s) == SQLITE_ROW) base = sqlite3_column_int64(s, 0);
     sqlite3_reset(s);
+    char hash[17];
+    store_spec_hash(canonical, hash);
     s = ps(st, q_ins);
     sqlite3_bind_text(s, 1, spec->name, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, 2, canonical, -1, SQLITE_STATIC);
@@ -238,19 +259,81 @@ int store_sweep_create(store *st, const drq_spec *spec, const char *canonical, i
     sqlite3_bind_int64(s, 4, drq_spec_njobs(spec));
     sqlite3_bind_int64(s, 5, drq_spec_nrows(spec));
     sqlite3_bind_int64(s, 6, base);
-    if (sqlite3_step(s) != SQLITE_DONE) {
+    sqlite3_bind_text(s, 7, hash, -1, SQLITE_TRANSIENT);
+    if (submission)
+        sqlite3_bind_text(s, 8, submission, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(s, 8);
+    if (step_write(st, s) != SQLITE_DONE) {
         sqlite3_reset(s);
-        return drq_errf(err, "creating sweep: %s", sqlite3_errmsg(st->db));
+        return drq_errf(err, "creating sweep: %s", store_fault_msg(st));
     }
     sqlite3_reset(s);
     *id = sqlite3_last_insert_rowid(st->db);
-    store_event(st, *id, 0, NULL, "submit", "%lld jobs, %lld rows", (long long)drq_spec_njobs(spec),
-                (long long)drq_spec_nrows(spec));
+    s = ps(st, q_spec);
+    sqlite3_bind_int64(s, 1, *id);
+    sqlite3_bind_text(s, 2, canonical, -1, SQLITE_STATIC);
+    if (step_write(st, s) != SQLITE_DONE) {
+        sqlite3_reset(s);
+        return drq_errf(err, "creating sweep: %s", store_fault_msg(st));
+    }
+    sqlite3_reset(s);
+    store_event(st, *id, 0, NULL, "submit", "%lld jobs, %lld rows%s%s", (long long)drq_spec_njobs(spec),
+                (long long)drq_spec_nrows(spec), submission ? ", submission " : "", submission ? submission : "");
     return 0;
 }
 
+int64_t store_sweep_dedup(store *st, const char *submission, const char *canonical, int again, int *by_submission) {
+    static const char *q_sub = "SELECT id FROM sweeps WHERE submission = ?";
+    static const char *q_spec = "SELECT w.id, p.spec FROM sweeps AS w JOIN sweep_specs AS p ON p.sweep = w.id "
+                                "WHERE w.state != 'cancelled' AND (w.spec_hash = ?1 OR w.spec_hash IS NULL) "
+                                "ORDER BY w.id";
+    *by_submission = 0;
+    int64_t found = 0;
+    if (submission) {
+        sqlite3_stmt *s = ps(st, q_sub);
+        sqlite3_bind_text(s, 1, submission, -1, SQLITE_STATIC);
+        if (sqlite3_step(s) == SQLITE_ROW) found = sqlite3_column_int64(s, 0);
+        sqlite3_reset(s);
+        if (found) {
+            *by_submission = 1;
+            return found;
+        }
+    }
+    if (again) return 0;
+    char hash[17];
+    store_spec_hash(canonical, hash);
+    sqlite3_stmt *s = ps(st, q_spec);
+    sqlite3_bind_text(s, 1, hash, -1, SQLITE_TRANSIENT);
+    while (sqlite3_step(s) == SQLITE_ROW) {
+        const char *text = (const char *)sqlite3_column_text(s, 1);
+        if (text && !strcmp(text, canonical)) {
+            found = sqlite3_column_int64(s, 0);
+            break;
+        }
+    }
+    sqlite3_reset(s);
+    return found;
+}
+
+int64_t *store_sweeps_unfinished(store *st, int *n) {
+    static const char *q = "SELECT id FROM sweeps WHERE state != 'cancelled' AND "
+                           "(jobs_created < njobs OR n_queued + n_leased > 0) ORDER BY id";
+    sqlite3_stmt *s = ps(st, q);
+    int cap = 8;
+    int64_t *ids = xmalloc(cap * sizeof *ids);
+    *n = 0;
+    while (sqlite3_step(s) == SQLITE_ROW) {
+        if (*n == cap) ids = xrealloc(ids, (size_t)(cap *= 2) * sizeof *ids);
+        ids[(*n)++] = sqlite3_column_int64(s, 0);
+    }
+    sqlite3_reset(s);
+    return ids;
+}
+
 int64_t store_sweep_find(store *st, const char *name, const char *canonical, drq_err *err) {
-    static const char *q = "SELECT id, spec, state FROM sweeps WHERE name = ? ORDER BY id DESC";
+    static const char *q = "SELECT w.id, p.spec, w.state FROM sweeps AS w JOIN sweep_specs AS p ON p.sweep = w.id "
+                           "WHERE w.name = ? ORDER BY w.id DESC";
     sqlite3_stmt *s = ps(st, q);
     sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
     int64_t found = 0;
@@ -330,7 +413,7 @@ int64_t *store_sweeps_expanding(store *st, int *n) {
 }
 
 char *store_sweep_spec(store *st, int64_t sweep) {
-    static const char *q = "SELECT spec FROM sweeps WHERE id = ?";
+    static const char *q = "SELECT spec FROM sweep_specs WHERE sweep = ?";
     sqlite3_stmt *s = ps(st, q);
     sqlite3_bind_int64(s, 1, sweep);
     char *out = NULL;

@@ -52,6 +52,18 @@ double wall_now(void);
 
 /* Creates a sweep in state "expanding" and reserves its job ids. */
 int store_sweep_create(store *st, const drq_spec *spec, const char *canonical, int64_t *id, drq_err *err);
+/* The same, recording the client's submission id (NULL: none). */
+int store_sweep_create_ex(store *st, const drq_spec *spec, const char *canonical, const char *submission,
+                          int64_t *id, drq_err *err);
+/* 64-bit FNV-1a of a canonical spec as 16 hex digits (sweeps.spec_hash). */
+void store_spec_hash(const char *canonical, char out[17]);
+/* Idempotent submit: the sweep this submission id created (*by_submission =
+ * 1), else, unless again, the first sweep that is not cancelled whose
+ * canonical spec equals this one; 0 when there is none. */
+int64_t store_sweep_dedup(store *st, const char *submission, const char *canonical, int again, int *by_submission);
+/* Ids of sweeps not cancelled with jobs still to insert, queued or leased
+ * (malloc'd array, *n). */
+int64_t *store_sweeps_unfinished(store *st, int *n);
 /* Id of the sweep with this name and canonical spec (0 none); -1 + err when a
  * sweep of this name exists with a different spec. */
 int64_t store_sweep_find(store *st, const char *name, const char *canonical, drq_err *err);

@@ -2,7 +2,8 @@
  * refusal, not-a-database), the job state machine (lease, back-off, max
  * attempts, dependencies, release, idempotent results, per-sweep counters),
  * result paging; and the noop job runner (checkpoint, preemption, resume with
- * identical rows; other kinds refuse clearly). */
+ * identical rows; other kinds refuse clearly); idempotent submit and the
+ * upgrade of a version-1 database. */
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -352,12 +353,83 @@ static void test_noop(void) {
     drq_spec_free(&sp);
 }
 
+/* Idempotent submit: dedup by submission id and by canonical spec, --again,
+ * cancelled sweeps; and a version-1 database upgraded in place (its spec moves
+ * to sweep_specs, its sweep is still found by text). */
+static void test_submit_dedup(void) {
+    char db[256], cmd[1200];
+    drq_err e;
+    drq_spec sp;
+    path_of(db, sizeof db, "v1.db");
+    CHECK_EQ_INT(drq_spec_parse_text(spec_text, &sp, &e), 0);
+    char *canon = drq_spec_canonical(&sp);
+    /* a database as schema 001 left it, with one sweep */
+    char sqlf[300];
+    path_of(sqlf, sizeof sqlf, "v1.sql");
+    FILE *f = fopen(sqlf, "w");
+    CHECK(f != NULL);
+    if (f) {
+        fprintf(f,
+                "insert into schema_version values(1, 0);\n"
+                "insert into sweeps(name, spec, created, state, njobs, nrows, job_base) "
+                "values('s', '%s', 0, 'active', 0, 0, 1);\n",
+                canon); /* the canonical spec holds no single quote */
+        fclose(f);
+    }
+    snprintf(cmd, sizeof cmd, "sqlite3 %s < schema/001_init.sql && sqlite3 %s < %s", db, db, sqlf);
+    CHECK_EQ_INT(sh(cmd), 0);
+    store *st = store_open(db, 0, &e);
+    CHECK(st != NULL);
+    if (!st) goto out;
+    CHECK_EQ_INT(store_schema_version(st), store_schema_latest());
+    char *text = store_sweep_spec(st, 1);
+    CHECK_EQ_STR(text, canon);
+    free(text);
+    int by_sub = -1;
+    CHECK_EQ_INT(store_sweep_dedup(st, NULL, canon, 0, &by_sub), 1); /* old sweep: no hash, found by text */
+    CHECK_EQ_INT(by_sub, 0);
+    CHECK_EQ_INT(store_sweep_dedup(st, NULL, canon, 1, &by_sub), 0); /* --again */
+    CHECK_EQ_INT(store_sweep_dedup(st, "abc", "{\"other\":1}", 0, &by_sub), 0);
+    int64_t id = 0;
+    CHECK_EQ_INT(store_begin(st, &e), 0);
+    CHECK_EQ_INT(store_sweep_create_ex(st, &sp, canon, "abc", &id, &e), 0);
+    CHECK_EQ_INT(store_commit(st, &e), 0);
+    CHECK_EQ_INT(id, 2);
+    CHECK_EQ_INT(store_sweep_dedup(st, "abc", canon, 1, &by_sub), 2); /* a retry, even with --again */
+    CHECK_EQ_INT(by_sub, 1);
+    CHECK_EQ_INT(store_sweep_dedup(st, "abd", canon, 0, &by_sub), 1); /* the first equal sweep */
+    /* a second submission with the same id is refused by the database itself */
+    CHECK_EQ_INT(store_begin(st, &e), 0);
+    CHECK(store_sweep_create_ex(st, &sp, canon, "abc", &id, &e) != 0);
+    store_rollback(st);
+    /* cancelled sweeps do not count */
+    int64_t *leased = NULL;
+    int nl = 0;
+    CHECK_EQ_INT(store_begin(st, &e), 0);
+    CHECK(store_sweep_cancel(st, 1, &leased, &nl, &e) >= 0);
+    free(leased);
+    CHECK(store_sweep_cancel(st, 2, &leased, &nl, &e) >= 0);
+    free(leased);
+    CHECK_EQ_INT(store_commit(st, &e), 0);
+    CHECK_EQ_INT(store_sweep_dedup(st, NULL, canon, 0, &by_sub), 0);
+    char h1[17], h2[17];
+    store_spec_hash(canon, h1);
+    store_spec_hash("{}", h2);
+    CHECK_EQ_INT(strlen(h1), 16);
+    CHECK(strcmp(h1, h2) != 0);
+    store_close(st);
+out:
+    free(canon);
+    drq_spec_free(&sp);
+}
+
 int main(void) {
     if (!mkdtemp(dir)) return 1;
     test_migrations();
     test_state_machine();
     test_results();
     test_noop();
+    test_submit_dedup();
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     sh(cmd);
