@@ -4,7 +4,9 @@
 #   tests/fuzz/run.sh BUILD_DIR SECONDS TARGET...
 #
 # Runs BUILD_DIR/fuzz_<target> on BUILD_DIR/corpus/<target> (which it grows)
-# for SECONDS with tests/fuzz/<target>.dict when present, and prints
+# for SECONDS with tests/fuzz/<target>.dict when present (inputs up to 4 KiB
+# for model_config, 8 KiB for spec and proto, 32 KiB for safetensors and
+# dataset; libFuzzer's -timeout=30 s per input, -rss_limit_mb=2048), and prints
 #   fuzz <target>: <execs> execs, cov <n>, crashes <n> (ft <n>, corpus <n>, <s> s, seeds cov <n>)
 # then "N passed, N failed".  A target fails when its harness is missing (did
 # not build), libFuzzer exits non-zero, or it left a crash/leak/timeout/oom
@@ -32,8 +34,16 @@ for t in "$@"; do
     mkdir -p "$art"
     dict=()
     [ -f "tests/fuzz/$t.dict" ] && dict=(-dict="tests/fuzz/$t.dict")
+    # largest input: enough for every seed of the target (the CIFAR-10 train
+    # seeds are 30 KiB) but no more, as the default (the largest corpus file)
+    # lets one big seed slow down every mutation
+    case $t in
+    safetensors | dataset) maxlen=32768 ;;
+    model_config) maxlen=4096 ;;
+    *) maxlen=8192 ;;
+    esac
     start=$(date +%s)
-    timeout -k 10 $((T + 300)) "$bin" "$corpus" -max_total_time="$T" -print_final_stats=1 -timeout=30 \
+    timeout -k 10 $((T + 300)) "$bin" "$corpus" -max_total_time="$T" -print_final_stats=1 -timeout=30 -max_len=$maxlen \
         -rss_limit_mb=2048 -artifact_prefix="$art/" "${dict[@]}" >"$log" 2>&1
     rc=$?
     secs=$(($(date +%s) - start))
