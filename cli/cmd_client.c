@@ -266,6 +266,9 @@ static void print_status(FILE *f, const json_t *st) {
         }
     }
     fprintf(f, "workers: %lld\n", (long long)ji(st, "workers"));
+    const char *fault = json_string_value(json_object_get(st, "storage_fault"));
+    if (fault)
+        fprintf(f, "coordinator: STORAGE FAULT, cannot write its database (%s); no new work until it can\n", fault);
 }
 
 int cmd_status(int argc, char **argv) {

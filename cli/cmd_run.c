@@ -8,7 +8,9 @@
  * of common/report.h.
  *
  * Exit status: 0 all jobs done, 1 usage/spec/database error, 3 finished with
- * failed jobs, 130 interrupted (run again to resume).
+ * failed jobs, 4 stopped on a storage fault (disk full, I/O error: every
+ * committed row is kept; free space and run again to resume), 130 interrupted
+ * (run again to resume).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -98,8 +100,10 @@ static int expand_all(store *st, int64_t sweep, const drq_spec *sp, drq_err *err
     }
 }
 
-/* Creates the sweep in the database, or finds it to resume.  Returns its id. */
-static int64_t prepare_sweep(const char *db, const drq_spec *sp, FILE *out, int quiet, drq_err *err) {
+/* Creates the sweep in the database, or finds it to resume.  Returns its id;
+ * -1 + err, with *storage set when the failure was a storage fault. */
+static int64_t prepare_sweep(const char *db, const drq_spec *sp, FILE *out, int quiet, int *storage, drq_err *err) {
+    *storage = 0;
     store *st = store_open(db, 0, err);
     if (!st) return -1;
     char *canon = drq_spec_canonical(sp);
@@ -135,6 +139,7 @@ static int64_t prepare_sweep(const char *db, const drq_spec *sp, FILE *out, int 
     }
     if (expand_all(st, id, sp, err)) id = -1;
 done:
+    if (id < 0) *storage = store_fault_is_storage(store_fault(st, NULL));
     free(canon);
     store_close(st);
     return id;
@@ -247,12 +252,16 @@ int cmd_run(int argc, char **argv) {
     close(logfd);
 
     attack_engine_register();
-    int64_t sweep = prepare_sweep(db, &sp, out, quiet, &err);
+    int storage = 0;
+    int64_t sweep = prepare_sweep(db, &sp, out, quiet, &storage, &err);
     if (sweep < 0) {
         fprintf(out, "drq: %s\n", err.msg);
+        if (storage)
+            fprintf(out, "drq: the database cannot be written (disk full or I/O error); nothing was lost: free "
+                         "space and run the same command again\n");
         drq_spec_free(&sp);
         fclose(out);
-        return 1;
+        return storage ? 4 : 1;
     }
 
     struct sigaction sa = {0}, old_int, old_term;
@@ -265,7 +274,7 @@ int cmd_run(int argc, char **argv) {
     char ep[64];
     snprintf(ep, sizeof ep, "inproc://drq-run-%d", (int)getpid());
     drq_server_opts so = {.db_path = db, .clients_ep = clients, .max_attempts = max_attempts, .zctx = zctx,
-                          .recover_leases = 1, .quiet = 1};
+                          .recover_leases = 1, .quiet = 1, .stop_on_storage_fault = 1};
     so.workers_ep[0] = ep;
     drq_server *srv = drq_server_new(&so, &err);
     if (!srv) {
@@ -352,6 +361,8 @@ int cmd_run(int argc, char **argv) {
     drq_server_stop(srv);
     pthread_join(stid, NULL);
     int fatal = st.rc;
+    char fault[800];
+    snprintf(fault, sizeof fault, "%s", drq_server_fault(srv));
     drq_server_free(srv);
     zmq_ctx_term(zctx);
     free(wt);
@@ -362,7 +373,14 @@ int cmd_run(int argc, char **argv) {
     store_close(ro);
 
     int rc = 0;
-    if (fatal) {
+    if (fatal == 2) {
+        fprintf(out,
+                "drq: stopped: the database %s cannot be written: %s\n"
+                "drq: %lld/%lld jobs done and every committed row is kept; free space (or fix the disk) and run the "
+                "same command again to resume\n",
+                db, fault, (long long)c.done, (long long)c.njobs);
+        rc = 4;
+    } else if (fatal) {
         fprintf(out, "drq: the coordinator stopped on a database error (see %s)\n", log_path);
         rc = 1;
     } else if (interrupted) {

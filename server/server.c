@@ -130,6 +130,11 @@ struct drq_server {
     int submits_inflight; /* SUBMITs being parsed on the thread pool */
     double last_tick;     /* monotonic time of the previous tick (loop-stall detector) */
     double max_tick_gap;
+    /* storage fault: the database cannot be written (disk full, I/O error) */
+    int degraded;
+    double degraded_since, degraded_logged;
+    int64_t n_deferred; /* worker messages left unacknowledged meanwhile */
+    char fault_msg[700];
     int64_t n_pumps, n_txns, n_msgs; /* statistics, logged at shutdown */
     char ident[96];
 };
@@ -164,12 +169,73 @@ static const char *hexid(const unsigned char *rid, size_t n) {
 /* ---- fatal errors: stop the loop, keep what is committed ------------------ */
 
 static void shutdown_loop(drq_server *s);
+static void queue_out(drq_server *s, int to_client, const unsigned char *rid, size_t rid_len, drq_msg_type t,
+                      json_t *body, void *bin, size_t binlen);
+static void flush_out(drq_server *s);
+static void drop_out(drq_server *s);
+static void worker_remove(drq_server *s, worker *w);
 
 static void fatal_db(drq_server *s, const char *what, const drq_err *e) {
     log_line("server", "fatal: %s: %s; stopping (committed state is safe)", what, e->msg);
     store_rollback(s->st);
     s->fatal = 1;
     shutdown_loop(s);
+}
+
+/* A write transaction failed.  A storage fault (disk full, I/O error) puts the
+ * coordinator into degraded mode: what the transaction did is rolled back and
+ * its replies (ACKs, JOBs) are never sent, so workers keep their results and
+ * resend them later; new work is refused until a write succeeds again (see
+ * on_tick).  `drq run` (stop_on_storage_fault) stops instead.  Any other
+ * database error stops the loop as before. */
+static void db_failed(drq_server *s, const char *what, const drq_err *e) {
+    const char *msg;
+    int rc = store_fault(s->st, &msg);
+    store_rollback(s->st);
+    drop_out(s);
+    if (!store_fault_is_storage(rc)) {
+        fatal_db(s, what, e);
+        return;
+    }
+    snprintf(s->fault_msg, sizeof s->fault_msg, "%.600s", *msg ? msg : e->msg);
+    if (s->o.stop_on_storage_fault) {
+        log_line("server", "storage fault: %s failed: %s; stopping (every committed row is kept)", what,
+                 s->fault_msg);
+        s->fatal = 2;
+        shutdown_loop(s);
+        return;
+    }
+    if (!s->degraded) {
+        log_line("server",
+                 "storage fault: %s failed: %s; refusing new work (submit, cancel, retry, new jobs) until the "
+                 "database can be written again; every committed row is kept, workers keep what is not "
+                 "acknowledged and resend it",
+                 what, s->fault_msg);
+        s->degraded = 1;
+        s->degraded_since = s->degraded_logged = now_s();
+        s->n_deferred = 0;
+    }
+    s->dirty = 0;
+}
+
+/* Leaves degraded mode after a successful write: every in-memory worker
+ * registration may disagree with the rolled-back database, so all of them are
+ * dropped and the workers asked to register again (as after a server
+ * restart): they list the jobs they hold and resend their unacknowledged
+ * messages, which are inserted idempotently. */
+static void storage_recovered(drq_server *s) {
+    log_line("server", "storage: the database can be written again after %.1f s (%lld worker messages deferred); "
+                       "resuming, workers re-register",
+             now_s() - s->degraded_since, (long long)s->n_deferred);
+    s->degraded = 0;
+    s->fault_msg[0] = 0;
+    while (s->nw) {
+        worker *w = s->w[0];
+        queue_out(s, 0, w->rid, w->rid_len, MSG_RESET, json_object(), NULL, 0);
+        worker_remove(s, w);
+    }
+    flush_out(s);
+    s->dirty = 1;
 }
 
 /* ---- outgoing messages ---------------------------------------------------- */
@@ -836,6 +902,12 @@ static void submit_done(uv_work_t *req, int status) {
         return;
     }
     drq_err e;
+    if (r->ok && s->degraded) {
+        submit_reply_error(s, r, "submit refused: the coordinator cannot write its database (%s); nothing was "
+                                 "created, submit again later",
+                           s->fault_msg);
+        goto out;
+    }
     if (!r->ok) {
         submit_reply_error(s, r, "%s", r->e.msg);
         log_line("server", "submit rejected: %s", r->e.msg);
@@ -865,13 +937,12 @@ static void submit_done(uv_work_t *req, int status) {
         submit_reply(s, r, sid, c.njobs, c.nrows, by_submission ? "submission" : "spec", note);
         goto out;
     }
-    if (store_sweep_create_ex(s->st, &r->sp, r->canon, r->submission[0] ? r->submission : NULL, &sid, &e)) {
-        store_rollback(s->st);
-        submit_reply_error(s, r, "%s", e.msg);
-        goto out;
-    }
-    if (store_commit(s->st, &e)) {
-        fatal_db(s, "commit", &e);
+    if (store_sweep_create_ex(s->st, &r->sp, r->canon, r->submission[0] ? r->submission : NULL, &sid, &e) ||
+        store_commit(s->st, &e)) {
+        db_failed(s, "submit", &e);
+        submit_reply_error(s, r, "submit refused: the coordinator cannot write its database (%s); nothing was "
+                                 "created, submit again later",
+                           e.msg);
         goto out;
     }
     log_line("server", "sweep %lld \"%s\" submitted: %lld jobs, %lld rows (parsed in %.2f s off the loop)",
@@ -935,6 +1006,13 @@ static void on_client_msg(drq_server *s, drq_msg *m) {
     const json_t *b = m->body;
     int64_t id = drq_jint(b, "id"), sweep = drq_jint(b, "sweep");
     drq_err e;
+    if (s->degraded && (m->type == MSG_SUBMIT || m->type == MSG_CANCEL_SWEEP || m->type == MSG_RETRY)) {
+        reply_error(s, m, id,
+                    "%s refused: the coordinator cannot write its database (%s); nothing was changed, try again "
+                    "when the disk has space",
+                    m->type == MSG_SUBMIT ? "submit" : m->type == MSG_RETRY ? "retry" : "cancel", s->fault_msg);
+        return;
+    }
     switch (m->type) {
     case MSG_SUBMIT:
         submit_start(s, m, id);
@@ -963,6 +1041,7 @@ static void on_client_msg(drq_server *s, drq_msg *m) {
         }
         json_object_set_new(r, "workers", json_integer(s->nw));
         json_object_set_new(r, "server", json_string(s->ident));
+        if (s->degraded) json_object_set_new(r, "storage_fault", json_string(s->fault_msg));
         reply_ok(s, m, id, r, NULL, 0);
         return;
     }
@@ -1008,7 +1087,9 @@ static void on_client_msg(drq_server *s, drq_msg *m) {
             return;
         }
         if (store_commit(s->st, &e)) {
-            fatal_db(s, "commit", &e);
+            db_failed(s, "cancel", &e);
+            reply_error(s, m, id, "cancel refused: the coordinator cannot write its database (%s); nothing was "
+                                  "changed", e.msg);
             free(leased);
             return;
         }
@@ -1034,7 +1115,9 @@ static void on_client_msg(drq_server *s, drq_msg *m) {
             return;
         }
         if (store_commit(s->st, &e)) {
-            fatal_db(s, "commit", &e);
+            db_failed(s, "retry", &e);
+            reply_error(s, m, id, "retry refused: the coordinator cannot write its database (%s); nothing was "
+                                  "changed", e.msg);
             return;
         }
         s->dirty = 1;
@@ -1060,7 +1143,7 @@ static void on_client_msg(drq_server *s, drq_msg *m) {
 /* Inserts one chunk of the first pending expansion; replies to its client
  * once the sweep is complete. */
 static void expand_step(drq_server *s) {
-    if (s->nexp == 0) return;
+    if (s->nexp == 0 || s->degraded) return;
     expansion *x = &s->exp[0];
     drq_err e;
     spec_entry *se = spec_get(s, x->sweep);
@@ -1077,6 +1160,10 @@ static void expand_step(drq_server *s) {
         left = store_sweep_expand(s->st, x->sweep, &se->spec, EXPAND_SUB, &e);
         done += EXPAND_SUB;
     } while (left > 0 && done < EXPAND_CHUNK && now_s() - t0 < EXPAND_BUDGET_S);
+    if (left < 0 && store_fault_is_storage(store_fault(s->st, NULL))) {
+        db_failed(s, "expansion", &e); /* kept: carries on when writes succeed again */
+        return;
+    }
     if (left < 0) {
         store_rollback(s->st);
         log_line("server", "sweep %lld: expansion failed: %s", (long long)x->sweep, e.msg);
@@ -1084,7 +1171,7 @@ static void expand_step(drq_server *s) {
         return;
     }
     if (store_commit(s->st, &e)) {
-        fatal_db(s, "commit", &e);
+        db_failed(s, "expansion", &e);
         return;
     }
     s->dirty = 1;
@@ -1105,13 +1192,31 @@ static int has_input(void *sock) {
     return (ev & ZMQ_POLLIN) != 0;
 }
 
+/* Degraded mode: worker messages are read but not applied (nothing can be
+ * committed, so nothing is acknowledged and the workers resend); they only
+ * prove that the worker is alive. */
+static void drain_degraded(drq_server *s) {
+    drq_err e;
+    for (int i = 0; i < BATCH && has_input(s->wsock); i++) {
+        drq_msg m;
+        int rc = drq_msg_recv(s->wsock, 1, ZMQ_DONTWAIT, &m, &e);
+        if (rc == 1) break;
+        if (rc < 0) continue;
+        worker *w = worker_by_rid(s, m.rid, m.rid_len);
+        if (w) w->last_seen = now_s();
+        if (m.type != MSG_HEARTBEAT) s->n_deferred++;
+        drq_msg_free(&m);
+    }
+}
+
 static void pump(drq_server *s) {
     if (s->stopping || s->in_pump) return;
     s->in_pump = 1;
     drq_err e;
     int in_txn = 0;
     /* 1. worker messages and dispatch: one transaction */
-    for (int i = 0; i < BATCH && has_input(s->wsock); i++) {
+    if (s->degraded) drain_degraded(s);
+    for (int i = 0; i < BATCH && !s->degraded && has_input(s->wsock); i++) {
         drq_msg m;
         int rc = drq_msg_recv(s->wsock, 1, ZMQ_DONTWAIT, &m, &e);
         if (rc == 1) break;
@@ -1133,7 +1238,7 @@ static void pump(drq_server *s) {
         drq_msg_free(&m);
         s->n_msgs++;
     }
-    if (s->dirty && !in_txn && s->nw > 0) {
+    if (s->dirty && !in_txn && s->nw > 0 && !s->degraded) {
         if (store_begin(s->st, &e) == 0) in_txn = 1;
     }
     s->n_pumps++;
@@ -1141,9 +1246,9 @@ static void pump(drq_server *s) {
         s->n_txns++;
         dispatch(s);
         if (store_commit(s->st, &e)) {
-            drop_out(s);
-            fatal_db(s, "commit", &e);
+            db_failed(s, "commit of worker messages", &e);
             s->in_pump = 0;
+            if (s->degraded && !s->stopping) pump(s); /* drain the rest in degraded mode */
             return;
         }
     }
@@ -1183,11 +1288,53 @@ static void pump(drq_server *s) {
 
 static void on_monitor(uv_poll_t *h, int status, int events);
 
+/* The tick in degraded mode: heartbeats only (in memory), then one small
+ * write transaction as a probe; when it commits, leases are pushed out so that
+ * workers can re-register before they lapse, and work resumes. */
+static void tick_degraded(drq_server *s) {
+    double now = now_s();
+    double dead_after = s->o.liveness * s->o.heartbeat_s;
+    s->last_tick = now;
+    for (int i = 0; i < s->nw; i++) {
+        worker *w = s->w[i];
+        if (now - w->last_seen > dead_after) {
+            log_line("server", "worker %s silent for %.1f s (storage fault: its jobs are requeued when their leases "
+                               "expire)", w->name, now - w->last_seen);
+            worker_remove(s, w);
+            i--;
+            continue;
+        }
+        queue_out(s, 0, w->rid, w->rid_len, MSG_HEARTBEAT, json_object(), NULL, 0);
+    }
+    flush_out(s);
+    drq_err e;
+    if (store_begin(s->st, &e) == 0) {
+        store_event(s->st, 0, 0, NULL, "storage", "database writable again after %.1f s: %s", now - s->degraded_since,
+                    s->fault_msg);
+        store_extend_all_leases(s->st, wall_now() + s->o.lease_s);
+        if (store_commit(s->st, &e) == 0) {
+            storage_recovered(s);
+            pump(s);
+            return;
+        }
+    }
+    store_rollback(s->st);
+    if (now - s->degraded_logged >= 10) {
+        log_line("server", "storage fault: still cannot write the database after %.0f s: %s", now - s->degraded_since,
+                 e.msg);
+        s->degraded_logged = now;
+    }
+}
+
 static void on_tick(uv_timer_t *t) {
     drq_server *s = t->data;
     if (s->stopping) return;
     for (int k = 0; k < s->nmon; k++) on_monitor(&s->mpoll[k], 0, 0); /* edge-triggered fd: drain anyway */
     drq_err e;
+    if (s->degraded) {
+        tick_degraded(s);
+        return;
+    }
     if (store_begin(s->st, &e)) {
         log_line("server", "tick skipped, database busy: %s", e.msg);
         return;
@@ -1257,8 +1404,7 @@ static void on_tick(uv_timer_t *t) {
     s->dirty = 1; /* back-offs may have elapsed */
     dispatch(s);
     if (store_commit(s->st, &e)) {
-        drop_out(s);
-        fatal_db(s, "commit", &e);
+        db_failed(s, "commit of the heartbeat tick", &e);
         return;
     }
     flush_out(s);
@@ -1504,6 +1650,8 @@ int drq_server_run(drq_server *s) {
 }
 
 void drq_server_stop(drq_server *s) { uv_async_send(&s->async_stop); }
+
+const char *drq_server_fault(drq_server *s) { return s->fault_msg; }
 
 void drq_server_free(drq_server *s) {
     if (!s) return;

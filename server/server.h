@@ -24,6 +24,7 @@ typedef struct {
     int recover_leases;        /* requeue every leased job at start (embedded: no worker survives) */
     int quiet;                 /* no per-job log lines */
     int handle_signals;        /* SIGINT/SIGTERM stop the loop */
+    int stop_on_storage_fault; /* stop (run returns 2) instead of waiting in degraded mode (drq run) */
 } drq_server_opts;
 
 typedef struct drq_server drq_server;
@@ -34,8 +35,13 @@ void drq_server_opts_defaults(drq_server_opts *o);
 /* Opens the database, binds the sockets; NULL + err. */
 drq_server *drq_server_new(const drq_server_opts *o, drq_err *err);
 /* Runs the loop until drq_server_stop or a signal; 0 on a clean stop,
- * 1 after a fatal database error. */
+ * 1 after a fatal database error, 2 after a storage fault (disk full, I/O
+ * error) with stop_on_storage_fault set.  Without it a storage fault does not
+ * stop the loop: the coordinator refuses new work until the database can be
+ * written again, then carries on (docs/robustness.md). */
 int drq_server_run(drq_server *s);
+/* The message of the last storage fault ("" none). */
+const char *drq_server_fault(drq_server *s);
 /* Asks the loop to stop (any thread). */
 void drq_server_stop(drq_server *s);
 void drq_server_free(drq_server *s);

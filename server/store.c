@@ -1,6 +1,8 @@
 /* store.c — see store.h. */
 #include "store.h"
 
+#include "faultvfs.h"
+
 #include <assert.h>
 #include <math.h>
 #include <pthread.h>
@@ -31,6 +33,15 @@ struct store {
         sqlite3_stmt *st;
     } cache[NSTMT];
     int ncache;
+    /* the open write transaction (store_begin .. store_commit/rollback) and
+     * its first failure: once a statement failed, no further statement of it
+     * runs (SQLite may already have rolled it back, and what follows would
+     * then commit on its own) and store_commit refuses */
+    int in_txn;
+    int fault_rc;
+    char fault_msg[600];
+    int wal_frames;     /* WAL size after the last commit (our WAL hook) */
+    int ckpt_failures;  /* consecutive failed checkpoints (logged once) */
 };
 
 double wall_now(void) {
@@ -64,18 +75,66 @@ static sqlite3_stmt *ps(store *st, const char *sql) {
     return s;
 }
 
-/* Steps a statement that returns no rows; dies on error (a broken database
- * is not something the coordinator can carry on with). */
-static void run(store *st, sqlite3_stmt *s) {
-    int rc = sqlite3_step(s);
-    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
-        DIE("sqlite step failed: %s\n  in: %s", sqlite3_errmsg(st->db), sqlite3_sql(s));
-    sqlite3_reset(s);
+int store_fault_is_storage(int rc) {
+    switch (rc & 0xff) {
+    case SQLITE_FULL:
+    case SQLITE_IOERR:
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+    case SQLITE_NOMEM:
+    case SQLITE_CANTOPEN:
+    case SQLITE_PROTOCOL:
+    case SQLITE_READONLY:
+    case SQLITE_ABORT:
+        return 1;
+    default:
+        return 0;
+    }
 }
 
-/* Steps a write statement (its result code). */
-static int step_write(store *st, sqlite3_stmt *s) { return sqlite3_step(s); }
-static const char *store_fault_msg(store *st) { return sqlite3_errmsg(st->db); }
+/* Records the first failure of the open transaction. */
+static void note_fault(store *st, int rc, const char *what) {
+    if (st->fault_rc) return;
+    st->fault_rc = rc ? rc : SQLITE_ERROR;
+    const char *m = (rc & 0xff) == SQLITE_FULL ? "database or disk is full" : sqlite3_errmsg(st->db);
+    snprintf(st->fault_msg, sizeof st->fault_msg, "%s%s%s (%s)", what ? what : "", what ? ": " : "", m,
+             sqlite3_errstr(st->fault_rc));
+}
+
+int store_fault(store *st, const char **msg) {
+    if (msg) *msg = st->fault_rc ? st->fault_msg : "";
+    return st->fault_rc;
+}
+
+/* Steps a statement.  Inside a transaction that already failed nothing runs;
+ * a transaction SQLite rolled back by itself (disk full, I/O error) is noticed
+ * here; a failure is recorded for store_commit, which then refuses. */
+static int step(store *st, sqlite3_stmt *s) {
+    if (st->in_txn) {
+        if (st->fault_rc) return st->fault_rc;
+        if (sqlite3_get_autocommit(st->db)) {
+            note_fault(st, SQLITE_ABORT, "the transaction was rolled back after an error");
+            return SQLITE_ABORT;
+        }
+    }
+    int rc = sqlite3_step(s);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+        int ext = sqlite3_extended_errcode(st->db);
+        if (st->in_txn)
+            note_fault(st, ext ? ext : rc, NULL);
+        else
+            log_line("store", "sqlite step failed: %s\n  in: %.200s", sqlite3_errmsg(st->db), sqlite3_sql(s));
+    }
+    return rc;
+}
+static int step_write(store *st, sqlite3_stmt *s) { return step(st, s); }
+static const char *store_fault_msg(store *st) { return st->fault_rc ? st->fault_msg : sqlite3_errmsg(st->db); }
+
+/* Steps a statement that returns no rows (errors: see step). */
+static void run(store *st, sqlite3_stmt *s) {
+    step(st, s);
+    sqlite3_reset(s);
+}
 
 static int exec(store *st, const char *sql, drq_err *err) {
     char *msg = NULL;
@@ -104,22 +163,64 @@ static void flush_pending(store *st) {
 
 int store_begin(store *st, drq_err *err) {
     st->npending = 0;
-    return exec(st, "BEGIN IMMEDIATE", err);
+    st->fault_rc = 0;
+    st->fault_msg[0] = 0;
+    if (sqlite3_exec(st->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+        note_fault(st, sqlite3_extended_errcode(st->db), "begin");
+        return drq_errf(err, "sqlite: %s", st->fault_msg);
+    }
+    st->in_txn = 1;
+    return 0;
 }
+
+/* A WAL checkpoint now and then, outside any transaction: its failure (it
+ * writes the database file) must not turn a durable COMMIT into an error, as
+ * SQLite's own auto-checkpoint would. */
+static void maybe_checkpoint(store *st) {
+    if (st->wal_frames < 1000) return;
+    int rc = sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    if (rc == SQLITE_OK) {
+        if (st->ckpt_failures) log_line("store", "WAL checkpoint succeeds again");
+        st->ckpt_failures = 0;
+        st->wal_frames = 0;
+    } else if (st->ckpt_failures++ == 0) {
+        log_line("store", "WAL checkpoint failed: %s (%s); committed data is safe in the WAL, retried later",
+                 sqlite3_errmsg(st->db), sqlite3_errstr(rc));
+    }
+}
+
+static int wal_hook(void *arg, sqlite3 *db, const char *name, int frames) {
+    ((store *)arg)->wal_frames = frames;
+    return SQLITE_OK;
+}
+
 int store_commit(store *st, drq_err *err) {
-    flush_pending(st);
-    return exec(st, "COMMIT", err);
+    if (!st->fault_rc) flush_pending(st);
+    if (!st->fault_rc && st->in_txn && sqlite3_get_autocommit(st->db))
+        note_fault(st, SQLITE_ABORT, "the transaction was rolled back after an error");
+    if (!st->fault_rc && sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+        note_fault(st, sqlite3_extended_errcode(st->db), "commit");
+    if (st->fault_rc) {
+        store_rollback(st);
+        return drq_errf(err, "sqlite: %s", st->fault_msg);
+    }
+    st->in_txn = 0;
+    maybe_checkpoint(st);
+    return 0;
 }
+
 void store_rollback(store *st) {
     st->npending = 0;
-    sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+    st->in_txn = 0;
+    if (!sqlite3_get_autocommit(st->db)) sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
 }
+
 
 static int table_exists(store *st, const char *name) {
     sqlite3_stmt *s;
     sqlite3_prepare_v2(st->db, "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", -1, &s, NULL);
     sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
-    int found = sqlite3_step(s) == SQLITE_ROW;
+    int found = step(st, s) == SQLITE_ROW;
     sqlite3_finalize(s);
     return found;
 }
@@ -129,7 +230,7 @@ int store_schema_version(store *st) {
     sqlite3_stmt *s;
     int v = 0;
     if (sqlite3_prepare_v2(st->db, "SELECT max(version) FROM schema_version", -1, &s, NULL) == SQLITE_OK) {
-        if (sqlite3_step(s) == SQLITE_ROW) v = sqlite3_column_int(s, 0);
+        if (step(st, s) == SQLITE_ROW) v = sqlite3_column_int(s, 0);
         sqlite3_finalize(s);
     }
     return v;
@@ -163,7 +264,7 @@ static int migrate(store *st, const char *path, drq_err *err) {
         sqlite3_prepare_v2(st->db, "INSERT INTO schema_version(version, applied) VALUES(?, ?)", -1, &s, NULL);
         sqlite3_bind_int(s, 1, drq_schema_versions[i]);
         sqlite3_bind_double(s, 2, wall_now());
-        int rc = sqlite3_step(s);
+        int rc = step(st, s);
         sqlite3_finalize(s);
         if (rc != SQLITE_DONE || store_commit(st, err)) {
             store_rollback(st);
@@ -176,7 +277,12 @@ static int migrate(store *st, const char *path, drq_err *err) {
 
 /* Process-wide SQLite settings, before its first use: no memory statistics
  * (they take a global mutex on every allocation). */
-static void sqlite_setup(void) { sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); }
+static void sqlite_setup(void) {
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+    const char *fault = getenv("DRQ_FAULT_VFS");
+    if (fault && *fault && drq_faultvfs_config(fault))
+        DIE("DRQ_FAULT_VFS=\"%s\": expected err=full|ioerr,op=write|sync|any,while=PATH|after=N,count=K", fault);
+}
 
 store *store_open(const char *path, int readonly, drq_err *err) {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -198,6 +304,7 @@ store *store_open(const char *path, int readonly, drq_err *err) {
         }
         /* a file that is not a database fails here, on its first real read */
         if (migrate(st, path, err)) goto fail;
+        sqlite3_wal_hook(st->db, wal_hook, st); /* replaces the auto-checkpoint: see maybe_checkpoint */
     } else {
         int have = store_schema_version(st);
         if (have > store_schema_latest()) {
@@ -248,7 +355,7 @@ int store_sweep_create_ex(store *st, const drq_spec *spec, const char *canonical
     static const char *q_spec = "INSERT INTO sweep_specs(sweep, spec) VALUES(?, ?)";
     sqlite3_stmt *s = ps(st, q_base);
     int64_t base = 1;
-    if (sqlite3_step(s) == SQLITE_ROW) base = sqlite3_column_int64(s, 0);
+    if (step(st, s) == SQLITE_ROW) base = sqlite3_column_int64(s, 0);
     sqlite3_reset(s);
     char hash[17];
     store_spec_hash(canonical, hash);
@@ -293,7 +400,7 @@ int64_t store_sweep_dedup(store *st, const char *submission, const char *canonic
     if (submission) {
         sqlite3_stmt *s = ps(st, q_sub);
         sqlite3_bind_text(s, 1, submission, -1, SQLITE_STATIC);
-        if (sqlite3_step(s) == SQLITE_ROW) found = sqlite3_column_int64(s, 0);
+        if (step(st, s) == SQLITE_ROW) found = sqlite3_column_int64(s, 0);
         sqlite3_reset(s);
         if (found) {
             *by_submission = 1;
@@ -305,7 +412,7 @@ int64_t store_sweep_dedup(store *st, const char *submission, const char *canonic
     store_spec_hash(canonical, hash);
     sqlite3_stmt *s = ps(st, q_spec);
     sqlite3_bind_text(s, 1, hash, -1, SQLITE_TRANSIENT);
-    while (sqlite3_step(s) == SQLITE_ROW) {
+    while (step(st, s) == SQLITE_ROW) {
         const char *text = (const char *)sqlite3_column_text(s, 1);
         if (text && !strcmp(text, canonical)) {
             found = sqlite3_column_int64(s, 0);
@@ -323,7 +430,7 @@ int64_t *store_sweeps_unfinished(store *st, int *n) {
     int cap = 8;
     int64_t *ids = xmalloc(cap * sizeof *ids);
     *n = 0;
-    while (sqlite3_step(s) == SQLITE_ROW) {
+    while (step(st, s) == SQLITE_ROW) {
         if (*n == cap) ids = xrealloc(ids, (size_t)(cap *= 2) * sizeof *ids);
         ids[(*n)++] = sqlite3_column_int64(s, 0);
     }
@@ -338,7 +445,7 @@ int64_t store_sweep_find(store *st, const char *name, const char *canonical, drq
     sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
     int64_t found = 0;
     int other = 0;
-    while (sqlite3_step(s) == SQLITE_ROW) {
+    while (step(st, s) == SQLITE_ROW) {
         if (!strcmp((const char *)sqlite3_column_text(s, 1), canonical) &&
             strcmp((const char *)sqlite3_column_text(s, 2), "cancelled")) {
             found = sqlite3_column_int64(s, 0);
@@ -361,7 +468,7 @@ int64_t store_sweep_expand(store *st, int64_t sweep, const drq_spec *spec, int64
                                "WHERE id = ?";
     sqlite3_stmt *s = ps(st, q_get);
     sqlite3_bind_int64(s, 1, sweep);
-    if (sqlite3_step(s) != SQLITE_ROW) {
+    if (step(st, s) != SQLITE_ROW) {
         sqlite3_reset(s);
         return drq_errf(err, "sweep %lld does not exist", (long long)sweep);
     }
@@ -395,6 +502,7 @@ int64_t store_sweep_expand(store *st, int64_t sweep, const drq_spec *spec, int64
     sqlite3_bind_int64(s, 3, end);
     sqlite3_bind_int64(s, 4, sweep);
     run(st, s);
+    if (st->fault_rc) return drq_errf(err, "sweep %lld: inserting jobs: %s", (long long)sweep, st->fault_msg);
     return njobs - end;
 }
 
@@ -404,7 +512,7 @@ int64_t *store_sweeps_expanding(store *st, int *n) {
     int cap = 8;
     int64_t *ids = xmalloc(cap * sizeof *ids);
     *n = 0;
-    while (sqlite3_step(s) == SQLITE_ROW) {
+    while (step(st, s) == SQLITE_ROW) {
         if (*n == cap) ids = xrealloc(ids, (size_t)(cap *= 2) * sizeof *ids);
         ids[(*n)++] = sqlite3_column_int64(s, 0);
     }
@@ -417,7 +525,7 @@ char *store_sweep_spec(store *st, int64_t sweep) {
     sqlite3_stmt *s = ps(st, q);
     sqlite3_bind_int64(s, 1, sweep);
     char *out = NULL;
-    if (sqlite3_step(s) == SQLITE_ROW) out = xstrdup((const char *)sqlite3_column_text(s, 0));
+    if (step(st, s) == SQLITE_ROW) out = xstrdup((const char *)sqlite3_column_text(s, 0));
     sqlite3_reset(s);
     return out;
 }
@@ -447,7 +555,7 @@ int store_sweep_counts(store *st, int64_t sweep, store_counts *c) {
     sqlite3_stmt *s = ps(st, q);
     sqlite3_bind_int64(s, 1, sweep);
     int rc = -1;
-    if (sqlite3_step(s) == SQLITE_ROW) {
+    if (step(st, s) == SQLITE_ROW) {
         read_counts(s, c);
         rc = 0;
     }
@@ -469,7 +577,7 @@ json_t *store_status(store *st, int64_t sweep, int nfail) {
     store_counts c;
     int64_t *ids = NULL;
     int n = 0;
-    while (sqlite3_step(s) == SQLITE_ROW) {
+    while (step(st, s) == SQLITE_ROW) {
         read_counts(s, &c);
         json_t *o = json_object();
         json_object_set_new(o, "id", json_integer(c.id));
@@ -497,7 +605,7 @@ json_t *store_status(store *st, int64_t sweep, int nfail) {
         sqlite3_bind_int64(s, 1, ids[i]);
         sqlite3_bind_int(s, 2, nfail);
         json_t *fa = json_array();
-        while (sqlite3_step(s) == SQLITE_ROW) {
+        while (step(st, s) == SQLITE_ROW) {
             json_t *f = json_object();
             json_object_set_new(f, "t", json_real(sqlite3_column_double(s, 0)));
             json_object_set_new(f, "job", json_integer(sqlite3_column_int64(s, 1)));
@@ -525,7 +633,7 @@ int64_t store_sweep_cancel(store *st, int64_t sweep, int64_t **leased, int *nlea
     static const char *q_state = "UPDATE sweeps SET state = 'cancelled' WHERE id = ?";
     sqlite3_stmt *s = ps(st, q_sw);
     sqlite3_bind_int64(s, 1, sweep);
-    if (sqlite3_step(s) != SQLITE_ROW) {
+    if (step(st, s) != SQLITE_ROW) {
         sqlite3_reset(s);
         return drq_errf(err, "no sweep %lld", (long long)sweep);
     }
@@ -536,7 +644,7 @@ int64_t store_sweep_cancel(store *st, int64_t sweep, int64_t **leased, int *nlea
     sqlite3_bind_int64(s, 2, base + nj);
     *leased = NULL;
     *nleased = 0;
-    while (sqlite3_step(s) == SQLITE_ROW) {
+    while (step(st, s) == SQLITE_ROW) {
         *leased = xrealloc(*leased, (size_t)(*nleased + 1) * sizeof **leased);
         (*leased)[(*nleased)++] = sqlite3_column_int64(s, 0);
     }
@@ -559,7 +667,7 @@ int64_t store_sweep_retry(store *st, int64_t sweep, drq_err *err) {
                                "WHERE id >= ? AND id < ? AND state = 'failed'";
     sqlite3_stmt *s = ps(st, q_sw);
     sqlite3_bind_int64(s, 1, sweep);
-    if (sqlite3_step(s) != SQLITE_ROW) {
+    if (step(st, s) != SQLITE_ROW) {
         sqlite3_reset(s);
         return drq_errf(err, "no sweep %lld", (long long)sweep);
     }
@@ -603,7 +711,7 @@ int store_job_get(store *st, int64_t id, store_job *j) {
     sqlite3_stmt *s = ps(st, q);
     sqlite3_bind_int64(s, 1, id);
     int rc = 1;
-    if (sqlite3_step(s) == SQLITE_ROW) {
+    if (step(st, s) == SQLITE_ROW) {
         read_job(s, j);
         rc = 0;
     }
@@ -624,9 +732,9 @@ int store_lease(store *st, const char *owner, double now, double lease_s, int n,
     sqlite3_bind_text(s, 3, owner, -1, SQLITE_STATIC);
     sqlite3_bind_double(s, 4, now + lease_s);
     int got = 0, rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+    while ((rc = step(st, s)) == SQLITE_ROW)
         if (got < n) read_job(s, &out[got++]);
-    if (rc != SQLITE_DONE) DIE("sqlite step failed: %s\n  in: %s", sqlite3_errmsg(st->db), sqlite3_sql(s));
+    if (rc != SQLITE_DONE) got = 0; /* recorded by step(): the transaction fails */
     sqlite3_reset(s);
     return got;
 }
@@ -670,7 +778,7 @@ static void fail_dependents(store *st, int64_t id) {
     sqlite3_bind_int64(s, 1, id);
     int64_t *ids = NULL;
     int n = 0;
-    while (sqlite3_step(s) == SQLITE_ROW) {
+    while (step(st, s) == SQLITE_ROW) {
         ids = xrealloc(ids, (size_t)(n + 1) * sizeof *ids);
         ids[n++] = sqlite3_column_int64(s, 0);
     }
@@ -744,12 +852,19 @@ int64_t *store_expired_leases(store *st, double now, int *n) {
     sqlite3_bind_double(s, 1, now);
     int64_t *ids = NULL;
     *n = 0;
-    while (sqlite3_step(s) == SQLITE_ROW) {
+    while (step(st, s) == SQLITE_ROW) {
         ids = xrealloc(ids, (size_t)(*n + 1) * sizeof *ids);
         ids[(*n)++] = sqlite3_column_int64(s, 0);
     }
     sqlite3_reset(s);
     return ids;
+}
+
+void store_extend_all_leases(store *st, double expires) {
+    static const char *q = "UPDATE jobs SET lease_expires = max(lease_expires, ?) WHERE state = 'leased'";
+    sqlite3_stmt *s = ps(st, q);
+    sqlite3_bind_double(s, 1, expires);
+    run(st, s);
 }
 
 int64_t store_requeue_all_leased(store *st) {
@@ -840,7 +955,7 @@ int64_t store_results_count(store *st, const store_job *job, const char *purifie
     sqlite3_bind_int64(s, 5, job->image_start);
     sqlite3_bind_int64(s, 6, job->image_start + job->image_count);
     int64_t n = 0;
-    if (sqlite3_step(s) == SQLITE_ROW) n = sqlite3_column_int64(s, 0);
+    if (step(st, s) == SQLITE_ROW) n = sqlite3_column_int64(s, 0);
     sqlite3_reset(s);
     return n;
 }
@@ -873,7 +988,7 @@ int64_t store_results_fetch(store *st, int64_t sweep, const char *after_p, const
     sqlite3_bind_int64(s, 6, limit);
     int64_t n = 0, cap = limit < 1024 ? limit + 1 : 1024;
     drq_row *out = xmalloc((size_t)cap * sizeof *out);
-    while (sqlite3_step(s) == SQLITE_ROW) {
+    while (step(st, s) == SQLITE_ROW) {
         if (n == cap) out = xrealloc(out, (size_t)(cap *= 2) * sizeof *out);
         drq_row *r = &out[n++];
         drq_row_init(r);
@@ -943,7 +1058,7 @@ int store_checkpoint_get(store *st, int64_t job, int64_t *step, void **blob, siz
     sqlite3_stmt *s = ps(st, q);
     sqlite3_bind_int64(s, 1, job);
     int found = 0;
-    if (sqlite3_step(s) == SQLITE_ROW) {
+    if (step_write(st, s) == SQLITE_ROW) {
         *step = sqlite3_column_int64(s, 0);
         *len = (size_t)sqlite3_column_bytes(s, 1);
         *blob = xmalloc(*len ? *len : 1);
@@ -960,7 +1075,7 @@ int64_t store_checkpoints_gc(store *st) {
     static const char *q_left = "SELECT count(*) FROM checkpoints";
     run(st, ps(st, q));
     sqlite3_stmt *s = ps(st, q_left);
-    int64_t left = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    int64_t left = step(st, s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
     sqlite3_reset(s);
     return left;
 }

@@ -42,8 +42,19 @@ void store_close(store *st);
 int store_schema_version(store *st);
 
 int store_begin(store *st, drq_err *err); /* BEGIN IMMEDIATE */
+/* Commits; fails (and rolls back) when any statement of the transaction
+ * failed: once one failed, the rest of the transaction did not run. */
 int store_commit(store *st, drq_err *err);
 void store_rollback(store *st);
+
+/* Storage faults.  No statement error ends the process: the first failure of
+ * a transaction is recorded, nothing more of that transaction runs, and
+ * store_commit refuses.  store_fault gives the SQLite (extended) result code
+ * of that failure (0: none) and a message; store_fault_is_storage says whether
+ * it is the storage's doing (disk full, I/O error, busy/locked, out of memory,
+ * read-only): the database is intact and a later transaction may succeed. */
+int store_fault(store *st, const char **msg);
+int store_fault_is_storage(int rc);
 
 /* Epoch seconds. */
 double wall_now(void);
@@ -114,6 +125,9 @@ void store_job_fail(store *st, int64_t id, const char *error);
 int store_job_release(store *st, int64_t id);
 /* Leased jobs whose lease expired before now (ids, malloc'd). */
 int64_t *store_expired_leases(store *st, double now, int *n);
+/* Pushes every lease's expiry to at least `expires` (after a storage fault,
+ * so that workers can re-register before their leases lapse). */
+void store_extend_all_leases(store *st, double expires);
 /* Every leased job back to queued (embedded start-up: no worker survives). */
 int64_t store_requeue_all_leased(store *st);
 

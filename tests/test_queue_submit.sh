@@ -120,5 +120,5 @@ check "spec hashes recorded" test "$(sql "$DB" "select count(distinct spec_hash)
 
 kill -TERM "$SERVER_PID"
 check "server stops cleanly" wait_exit "$SERVER_PID" 10
-[ "$FAIL" -gt 0 ] && { dump_logs; cat "$T"/submit3.err; cp "$T/server.log" /tmp/h3-server.log; }
+[ "$FAIL" -gt 0 ] && { dump_logs; cat "$T"/submit*.err; }
 finish

@@ -3,13 +3,15 @@
  * attempts, dependencies, release, idempotent results, per-sweep counters),
  * result paging; and the noop job runner (checkpoint, preemption, resume with
  * identical rows; other kinds refuse clearly); idempotent submit and the
- * upgrade of a version-1 database. */
+ * upgrade of a version-1 database; storage faults (full disk, I/O error)
+ * through the fault VFS. */
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "check.h"
 #include "common/spec.h"
+#include "server/faultvfs.h"
 #include "server/store.h"
 #include "worker/job.h"
 
@@ -423,6 +425,105 @@ out:
     drq_spec_free(&sp);
 }
 
+/* Storage faults through the fault VFS (server/faultvfs.c): a commit on a
+ * full disk fails and leaves nothing of its transaction behind, the store
+ * carries on when space returns, an I/O error likewise; a statement error
+ * (constraint) fails its transaction instead of ending the process. */
+static void test_storage_faults(void) {
+    char db[256], flag[256], cfg[600];
+    drq_err e;
+    drq_spec sp;
+    path_of(db, sizeof db, "fault.db");
+    path_of(flag, sizeof flag, "disk-full");
+    snprintf(cfg, sizeof cfg, "err=full,op=write,while=%s", flag);
+    CHECK_EQ_INT(drq_faultvfs_config(cfg), 0);
+    CHECK(drq_faultvfs_config("err=nonsense") != 0);
+    CHECK_EQ_INT(drq_faultvfs_config(cfg), 0);
+    store *st = store_open(db, 0, &e);
+    CHECK(st != NULL);
+    if (!st) return;
+    CHECK_EQ_INT(drq_spec_parse_text(spec_text, &sp, &e), 0);
+    char *canon = drq_spec_canonical(&sp);
+    int64_t sweep = 0;
+    CHECK_EQ_INT(store_begin(st, &e), 0);
+    CHECK_EQ_INT(store_sweep_create(st, &sp, canon, &sweep, &e), 0);
+    CHECK_EQ_INT(store_sweep_expand(st, sweep, &sp, 100, &e), 0);
+    CHECK_EQ_INT(store_commit(st, &e), 0);
+    store_job j;
+    CHECK_EQ_INT(store_begin(st, &e), 0);
+    CHECK_EQ_INT(store_lease(st, "w", wall_now(), 30, 1, &j), 1);
+    CHECK_EQ_INT(store_commit(st, &e), 0);
+    drq_row rows[10];
+    for (int i = 0; i < 10; i++) {
+        drq_row_init(&rows[i]);
+        rows[i].sweep = sweep;
+        rows[i].seed = j.seed;
+        rows[i].image = j.image_start + i;
+    }
+    /* the disk fills up: the transaction fails as a whole */
+    long inj0 = drq_faultvfs_injected();
+    FILE *f = fopen(flag, "w");
+    if (f) fclose(f);
+    CHECK_EQ_INT(store_begin(st, &e), 0);
+    CHECK_EQ_INT(store_results_insert(st, &j, "none", "a", rows, j.image_count), j.image_count);
+    CHECK_EQ_INT(store_job_done(st, j.id), 0);
+    CHECK(store_commit(st, &e) != 0);
+    CHECK_CONTAINS(e.msg, "full");
+    const char *msg;
+    int rc = store_fault(st, &msg);
+    CHECK_EQ_INT(rc & 0xff, 13 /* SQLITE_FULL */);
+    CHECK(store_fault_is_storage(rc));
+    CHECK(drq_faultvfs_injected() > inj0);
+    /* reads still work; nothing of the failed transaction is there */
+    store_counts c;
+    CHECK_EQ_INT(store_sweep_counts(st, sweep, &c), 0);
+    CHECK_EQ_INT(c.done, 0);
+    CHECK_EQ_INT(c.rows_done, 0);
+    CHECK_EQ_INT(store_results_count(st, &j, "none", "a"), 0);
+    store_job j2;
+    CHECK_EQ_INT(store_job_get(st, j.id, &j2), 0);
+    CHECK_EQ_STR(j2.state, "leased");
+    /* space returns: the same transaction commits, once */
+    unlink(flag);
+    CHECK_EQ_INT(store_begin(st, &e), 0);
+    CHECK_EQ_INT(store_results_insert(st, &j, "none", "a", rows, j.image_count), j.image_count);
+    CHECK_EQ_INT(store_job_done(st, j.id), 0);
+    CHECK_EQ_INT(store_commit(st, &e), 0);
+    CHECK_EQ_INT(store_fault(st, NULL), 0);
+    CHECK_EQ_INT(store_sweep_counts(st, sweep, &c), 0);
+    CHECK_EQ_INT(c.done, 1);
+    CHECK_EQ_INT(c.rows_done, j.image_count);
+    /* an I/O error on write: the same */
+    snprintf(cfg, sizeof cfg, "err=ioerr,op=write,while=%s", flag);
+    CHECK_EQ_INT(drq_faultvfs_config(cfg), 0);
+    f = fopen(flag, "w");
+    if (f) fclose(f);
+    CHECK_EQ_INT(store_begin(st, &e), 0);
+    store_event(st, sweep, 0, NULL, "test", "io");
+    CHECK(store_commit(st, &e) != 0);
+    CHECK_EQ_INT(store_fault(st, NULL) & 0xff, 10 /* SQLITE_IOERR */);
+    CHECK(store_fault_is_storage(store_fault(st, NULL)));
+    unlink(flag);
+    CHECK_EQ_INT(store_begin(st, &e), 0);
+    store_event(st, sweep, 0, NULL, "test", "io");
+    CHECK_EQ_INT(store_commit(st, &e), 0);
+    /* a logic error (a second sweep with the same submission id) fails the
+     * transaction, not the process, and is not a storage fault */
+    int64_t id2;
+    CHECK_EQ_INT(store_begin(st, &e), 0);
+    CHECK_EQ_INT(store_sweep_create_ex(st, &sp, canon, "dup", &id2, &e), 0);
+    CHECK(store_sweep_create_ex(st, &sp, canon, "dup", &id2, &e) != 0);
+    store_event(st, sweep, 0, NULL, "test", "after the error: not run");
+    CHECK(store_commit(st, &e) != 0);
+    CHECK(!store_fault_is_storage(store_fault(st, NULL)));
+    int by_sub;
+    CHECK_EQ_INT(store_sweep_dedup(st, "dup", canon, 1, &by_sub), 0); /* rolled back */
+    CHECK_EQ_INT(drq_faultvfs_config(NULL), 0);
+    store_close(st);
+    free(canon);
+    drq_spec_free(&sp);
+}
+
 int main(void) {
     if (!mkdtemp(dir)) return 1;
     test_migrations();
@@ -430,6 +531,7 @@ int main(void) {
     test_results();
     test_noop();
     test_submit_dedup();
+    test_storage_faults();
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     sh(cmd);
