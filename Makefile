@@ -219,7 +219,7 @@ fuzz-build: deps
 	@rm -f $(FUZZ_BINS)
 	-@$(MAKE) --no-print-directory -k $(FUZZ_BINS)
 fuzz-seeds: fuzz-build
-	@tests/fuzz/seeds.sh $(FUZZ_BUILD)
+	-@tests/fuzz/seeds.sh $(FUZZ_BUILD)
 fuzz: fuzz-build fuzz-seeds
 	@tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_TIME) $(FUZZ_TARGETS)
 fuzz-smoke:

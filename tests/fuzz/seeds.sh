@@ -64,6 +64,8 @@ for f in tests/fixtures/*.safetensors; do
 done
 
 for t in safetensors spec model_config proto dataset; do
-    printf 'seeds %s: %d files\n' "$t" "$(find "$B/corpus/$t" -type f | wc -l)"
+    printf 'seeds %s: %d seed files, corpus %d files\n' "$t" \
+        "$(find "$B/corpus/$t" -type f \( -name 'seed-*' -o -name 'file-*' -o -name 'preset-*' \) | wc -l)" \
+        "$(find "$B/corpus/$t" -type f | wc -l)"
 done
 exit 0
