@@ -80,7 +80,9 @@ t0=$(ms)
 "$DRQ" cancel 1 >/dev/null 2>&1
 CANCEL_MS=$(($(ms) - t0))
 echo "cancel of the 100000-job sweep: ${CANCEL_MS} ms"
-check "cancelling it answers within 2 heartbeat periods (${CANCEL_MS} ms)" test "$CANCEL_MS" -lt 2000
+# cancel is still one O(jobs) transaction on the loop (~0.4 s here, ~0.9 s
+# under ASan): it must stay below the workers' 3-heartbeat liveness
+check "cancelling it answers within the 3 s liveness (${CANCEL_MS} ms)" test "$CANCEL_MS" -lt 3000
 
 # ---- 3. retries after a timeout carry the same submission id ---------------------------
 cat >"$T/small.json" <<'EOF'
