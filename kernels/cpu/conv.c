@@ -77,13 +77,11 @@
         if (st_ != dnnl_success) DIE("oneDNN: %s failed (status %d)", #call, (int)st_); \
     } while (0)
 
-enum { LAYOUT_AUTO = 0, LAYOUT_NCHW, LAYOUT_BLOCKED, LAYOUT_REF };
-
 /* ---- process-wide state: engine, per-thread stream and scratch ---------- */
 typedef struct {
     dnnl_stream_t stream;
-    void *buf[2]; /* reordered input / output activations */
-    size_t cap[2];
+    void *buf[3]; /* reordered input / output activations, the primitive's scratchpad */
+    size_t cap[3];
 } ThreadState;
 
 static dnnl_engine_t g_eng;
@@ -94,8 +92,7 @@ static int g_verbose;
 static void thread_state_free(void *p) {
     ThreadState *ts = p;
     if (ts->stream) dnnl_stream_destroy(ts->stream);
-    free(ts->buf[0]);
-    free(ts->buf[1]);
+    for (int i = 0; i < 3; i++) free(ts->buf[i]);
     free(ts);
 }
 
@@ -127,12 +124,17 @@ static void *scratch(ThreadState *ts, int i, size_t bytes) {
     return ts->buf[i];
 }
 
-/* ---- per-Conv2d cache ---------------------------------------------------- */
+/* ---- per-Conv2d cache ----------------------------------------------------
+ * Every primitive is built for ONE image and ONE thread and run once per
+ * image, images spread over the OpenMP threads (see cpu_conv2d_forward).  An
+ * op holds descriptors, not memory objects, so that threads can run it at
+ * once: each call wraps its own pointers and its thread's scratch. */
 typedef struct {
     dnnl_primitive_t prim;
-    dnnl_memory_t in_user, out_user; /* nchw views of the caller's tensors */
-    dnnl_memory_t in_int, out_int;   /* primitive layouts, on thread scratch; NULL when nchw */
-    size_t in_bytes, out_bytes;
+    dnnl_memory_desc_t in_user, out_user; /* nchw, one image */
+    dnnl_memory_desc_t in_int, out_int;   /* the primitive's layouts */
+    size_t in_bytes, out_bytes, pad_bytes; /* in_/out_bytes 0: no reorder; pad_bytes: its scratchpad */
+    dnnl_memory_desc_t pad_md;
     dnnl_primitive_t in_re, out_re; /* reorders user -> in_int, out_int -> user */
     dnnl_memory_t wei;              /* owned by the weight store */
     dnnl_memory_t bias;             /* forward with bias only */
@@ -145,14 +147,14 @@ typedef struct {
 
 #define CONV_MAX_SHAPES 6
 typedef struct {
-    int n, h, w, threads; /* key; n == 0: empty slot */
+    int h, w; /* key; h == 0: empty slot */
     unsigned long stamp;
     int fwd_state, bwd_state; /* 0 not built, 1 built, -1 no oneDNN implementation (reference) */
     DnnlOp fwd, bwd;
 } ShapeEntry;
 
 typedef struct {
-    int layout;   /* LAYOUT_* from DRQ_CONV_IMPL */
+    int ref;      /* DRQ_CONV_IMPL=ref: the plain loops for every shape */
     int winograd; /* DRQ_CONV_ALG=winograd */
     unsigned long clock;
     ShapeEntry shapes[CONV_MAX_SHAPES];
@@ -196,15 +198,13 @@ static dnnl_memory_t weights_for(ConvCache *cc, const Conv2d *c, const dnnl_memo
     return mem;
 }
 
-/* The caller-side (nchw) memory of one primitive argument and, when the
- * primitive wants another layout, a scratch-backed memory plus its reorder.
+/* One side of a primitive: the caller's nchw descriptor and, when the
+ * primitive wants another layout, that layout, its size and the reorder.
  * to_prim: the data flows user -> primitive (an input). */
 static void op_side(const dnnl_memory_desc_t *user_md, const dnnl_memory_desc_t *prim_md, int to_prim,
-                    dnnl_memory_t *user, dnnl_memory_t *inter, size_t *bytes, dnnl_primitive_t *re) {
-    DNNL_CHK(dnnl_memory_create(user, user_md, g_eng, DNNL_MEMORY_NONE));
-    *inter = NULL, *re = NULL, *bytes = 0;
+                    dnnl_memory_desc_t *user, dnnl_memory_desc_t *inter, size_t *bytes, dnnl_primitive_t *re) {
+    *user = *user_md, *inter = *prim_md, *re = NULL, *bytes = 0;
     if (dnnl_memory_desc_equal(user_md, prim_md)) return;
-    DNNL_CHK(dnnl_memory_create(inter, prim_md, g_eng, DNNL_MEMORY_NONE));
     *bytes = dnnl_memory_desc_get_size(prim_md);
     dnnl_primitive_desc_t rpd;
     if (to_prim)
@@ -219,31 +219,58 @@ static void op_destroy(DnnlOp *op) {
     if (op->prim) dnnl_primitive_destroy(op->prim);
     if (op->in_re) dnnl_primitive_destroy(op->in_re);
     if (op->out_re) dnnl_primitive_destroy(op->out_re);
-    if (op->in_user) dnnl_memory_destroy(op->in_user);
-    if (op->out_user) dnnl_memory_destroy(op->out_user);
-    if (op->in_int) dnnl_memory_destroy(op->in_int);
-    if (op->out_int) dnnl_memory_destroy(op->out_int);
     if (op->bias) dnnl_memory_destroy(op->bias);
     memset(op, 0, sizeof *op);
 }
 
-/* The layout rule (see the top of this file). */
-static int blocked_layout(const ConvCache *cc, const Conv2d *c) {
-    if (cc->layout == LAYOUT_NCHW) return 0;
-    if (cc->layout == LAYOUT_BLOCKED) return 1;
-    return (c->kh > 1 || c->kw > 1) && c->cin >= 16;
+/* True for the implementations drq accepts: those whose reduction order per
+ * output element is fixed by the convolution's shape alone.  oneDNN's
+ * "gemm" convolutions (im2col + sgemm) are refused: sgemm blocks and splits
+ * its K dimension (cin·kh·kw) by M, N and the thread count, so an image's
+ * result would depend on the batch and on the threads (issue 9: 7e-7 apart
+ * on AVX2 machines).  The direct kernels (jit:*, jit_1x1:*, brgconv:*, and
+ * ref:any) partition only the outputs over threads and images; every output
+ * sums cin blocks × kh × kw in one order.  tests/test_batch_invariance.c
+ * checks every model shape at batch 1..13 and 1..4 threads. */
+static int impl_accepted(const char *name) {
+    return name && !strstr(name, "gemm:");
+}
+
+/* The first accepted implementation of op_desc (see impl_accepted), or NULL. */
+static dnnl_primitive_desc_t first_accepted(const_dnnl_op_desc_t op_desc, const_dnnl_primitive_desc_t hint) {
+    dnnl_primitive_attr_t attr; /* the scratchpad is the caller's (per thread), so threads can share a primitive */
+    DNNL_CHK(dnnl_primitive_attr_create(&attr));
+    DNNL_CHK(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user));
+    dnnl_primitive_desc_iterator_t it;
+    dnnl_status_t st = dnnl_primitive_desc_iterator_create(&it, op_desc, attr, g_eng, hint);
+    dnnl_primitive_attr_destroy(attr);
+    if (st != dnnl_success) return NULL;
+    dnnl_primitive_desc_t found = NULL;
+    do {
+        dnnl_primitive_desc_t pd = dnnl_primitive_desc_iterator_fetch(it);
+        const char *name = NULL;
+        if (pd && dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &name) == dnnl_success &&
+            impl_accepted(name)) {
+            found = pd;
+            break;
+        }
+        if (pd) dnnl_primitive_desc_destroy(pd);
+    } while (dnnl_primitive_desc_iterator_next(it) == dnnl_success);
+    dnnl_primitive_desc_iterator_destroy(it);
+    return found;
 }
 
 /* Builds the forward (fwd = 1) or backward-data primitive for one input
- * shape.  Returns -1 when oneDNN has no implementation for it. */
+ * shape.  Activations are handed over in the layout the implementation asks
+ * for ("any"), reordered from and to the caller's NCHW around it.  Returns
+ * -1 when oneDNN has no accepted implementation for it. */
 static int op_build_alg(ConvCache *cc, const Conv2d *c, int n, int h, int w, int oh, int ow, int fwd,
                         dnnl_alg_kind_t alg, DnnlOp *op) {
-    dnnl_format_tag_t act = blocked_layout(cc, c) ? dnnl_format_tag_any : dnnl_nchw;
     dnnl_memory_desc_t src_user, dst_user, src_q, dst_q, wei_q, bias_md;
     md4(&src_user, n, c->cin, h, w, dnnl_nchw);
     md4(&dst_user, n, c->cout, oh, ow, dnnl_nchw);
-    md4(&src_q, n, c->cin, h, w, act);
-    md4(&dst_q, n, c->cout, oh, ow, act);
+    md4(&src_q, n, c->cin, h, w, dnnl_format_tag_any);
+    md4(&dst_q, n, c->cout, oh, ow, dnnl_format_tag_any);
     md4(&wei_q, c->cout, c->cin, c->kh, c->kw, dnnl_format_tag_any);
     dnnl_dims_t bdims = {c->cout};
     DNNL_CHK(dnnl_memory_desc_init_by_tag(&bias_md, 1, bdims, dnnl_f32, dnnl_a));
@@ -253,18 +280,19 @@ static int op_build_alg(ConvCache *cc, const Conv2d *c, int n, int h, int w, int
     DNNL_CHK(dnnl_convolution_forward_desc_init(&fd, fwd ? dnnl_forward_inference : dnnl_forward_training,
                                                 alg, &src_q, &wei_q,
                                                 (fwd && c->b) ? &bias_md : NULL, &dst_q, strides, pad_l, pad_r));
-    dnnl_primitive_desc_t fpd, pd;
-    if (dnnl_primitive_desc_create(&fpd, &fd, NULL, g_eng, NULL) != dnnl_success) return -1;
+    dnnl_primitive_desc_t pd;
     if (fwd) {
-        pd = fpd;
-    } else { /* the forward pd is the required hint */
+        pd = first_accepted(&fd, NULL);
+    } else { /* a forward pd is the required hint */
+        dnnl_primitive_desc_t fpd = first_accepted(&fd, NULL);
+        if (!fpd) return -1;
         dnnl_convolution_desc_t bd;
         DNNL_CHK(dnnl_convolution_backward_data_desc_init(&bd, alg, &src_q, &wei_q, &dst_q,
                                                           strides, pad_l, pad_r));
-        dnnl_status_t st = dnnl_primitive_desc_create(&pd, &bd, NULL, g_eng, fpd);
+        pd = first_accepted(&bd, fpd);
         dnnl_primitive_desc_destroy(fpd);
-        if (st != dnnl_success) return -1;
     }
+    if (!pd) return -1;
     if (g_verbose) {
         const char *name = NULL;
         dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &name);
@@ -276,6 +304,8 @@ static int op_build_alg(ConvCache *cc, const Conv2d *c, int n, int h, int w, int
     const dnnl_memory_desc_t *psrc = dnnl_primitive_desc_query_md(pd, fwd ? dnnl_query_src_md : dnnl_query_diff_src_md, 0);
     const dnnl_memory_desc_t *pdst = dnnl_primitive_desc_query_md(pd, fwd ? dnnl_query_dst_md : dnnl_query_diff_dst_md, 0);
     const dnnl_memory_desc_t *pwei = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    op->pad_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    op->pad_bytes = dnnl_memory_desc_get_size(&op->pad_md);
     if (fwd) {
         op_side(&src_user, psrc, 1, &op->in_user, &op->in_int, &op->in_bytes, &op->in_re);
         op_side(&dst_user, pdst, 0, &op->out_user, &op->out_int, &op->out_bytes, &op->out_re);
@@ -299,41 +329,64 @@ static int op_build_alg(ConvCache *cc, const Conv2d *c, int n, int h, int w, int
  * then depends on the batch size at the 1e-6 level, and drq promises rows
  * that are bit-identical for any batch size (tests/test_engine.c).  Read
  * when a Conv2d's cache is created, like DRQ_CONV_IMPL. */
-static int op_build(ConvCache *cc, const Conv2d *c, int n, int h, int w, int oh, int ow, int fwd, DnnlOp *op) {
-    if (cc->winograd && c->kh == 3 && c->kw == 3 && c->stride == 1 && blocked_layout(cc, c) &&
-        op_build_alg(cc, c, n, h, w, oh, ow, fwd, dnnl_convolution_winograd, op) == 0)
-        return 0;
-    return op_build_alg(cc, c, n, h, w, oh, ow, fwd, dnnl_convolution_direct, op);
+static int op_build(ConvCache *cc, const Conv2d *c, int h, int w, int oh, int ow, int fwd, DnnlOp *op) {
+    /* Built for one image and one thread: oneDNN chooses its blocking (and so
+     * the order of each output's sum) from the thread count it sees at
+     * creation, so the threads are hidden from it here and given to the
+     * images instead (cpu_conv2d_forward). */
+#ifdef _OPENMP
+    int threads = omp_get_max_threads();
+    omp_set_num_threads(1);
+#endif
+    int rc = -1;
+    if (cc->winograd && c->kh == 3 && c->kw == 3 && c->stride == 1)
+        rc = op_build_alg(cc, c, 1, h, w, oh, ow, fwd, dnnl_convolution_winograd, op);
+    if (rc != 0) rc = op_build_alg(cc, c, 1, h, w, oh, ow, fwd, dnnl_convolution_direct, op);
+#ifdef _OPENMP
+    omp_set_num_threads(threads);
+#endif
+    return rc;
 }
 
-static void op_run(DnnlOp *op, int fwd, const float *in, float *out) {
+/* Wraps ptr (NULL: none) as a memory object of md. */
+static dnnl_memory_t wrap(const dnnl_memory_desc_t *md, void *ptr) {
+    dnnl_memory_t m;
+    DNNL_CHK(dnnl_memory_create(&m, md, g_eng, ptr));
+    return m;
+}
+
+/* Runs a one-image primitive on the calling thread: in and out point at one
+ * image's nchw planes; reorders and scratchpad use this thread's scratch. */
+static void op_run(const DnnlOp *op, int fwd, const float *in, float *out) {
     ThreadState *ts = thread_state();
     dnnl_stream_t s = ts->stream;
-    DNNL_CHK(dnnl_memory_set_data_handle(op->in_user, (void *)in));
-    DNNL_CHK(dnnl_memory_set_data_handle(op->out_user, out));
-    dnnl_memory_t pin = op->in_user, pout = op->out_user;
+    dnnl_memory_t in_user = wrap(&op->in_user, (void *)in), out_user = wrap(&op->out_user, out);
+    dnnl_memory_t pin = in_user, pout = out_user, in_int = NULL, out_int = NULL, pad = NULL;
     if (op->in_re) {
-        DNNL_CHK(dnnl_memory_set_data_handle(op->in_int, scratch(ts, 0, op->in_bytes)));
-        dnnl_exec_arg_t a[2] = {{DNNL_ARG_FROM, op->in_user}, {DNNL_ARG_TO, op->in_int}};
+        in_int = pin = wrap(&op->in_int, scratch(ts, 0, op->in_bytes));
+        dnnl_exec_arg_t a[2] = {{DNNL_ARG_FROM, in_user}, {DNNL_ARG_TO, in_int}};
         DNNL_CHK(dnnl_primitive_execute(op->in_re, s, 2, a));
-        pin = op->in_int;
     }
-    if (op->out_re) {
-        DNNL_CHK(dnnl_memory_set_data_handle(op->out_int, scratch(ts, 1, op->out_bytes)));
-        pout = op->out_int;
-    }
-    dnnl_exec_arg_t a[4];
+    if (op->out_re) out_int = pout = wrap(&op->out_int, scratch(ts, 1, op->out_bytes));
+    dnnl_exec_arg_t a[5];
     int na = 0;
     a[na++] = (dnnl_exec_arg_t){fwd ? DNNL_ARG_SRC : DNNL_ARG_DIFF_DST, pin};
     a[na++] = (dnnl_exec_arg_t){DNNL_ARG_WEIGHTS, op->wei};
     a[na++] = (dnnl_exec_arg_t){fwd ? DNNL_ARG_DST : DNNL_ARG_DIFF_SRC, pout};
     if (op->bias) a[na++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, op->bias};
+    if (op->pad_bytes) {
+        pad = wrap(&op->pad_md, scratch(ts, 2, op->pad_bytes));
+        a[na++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, pad};
+    }
     DNNL_CHK(dnnl_primitive_execute(op->prim, s, na, a));
     if (op->out_re) {
-        dnnl_exec_arg_t b[2] = {{DNNL_ARG_FROM, op->out_int}, {DNNL_ARG_TO, op->out_user}};
+        dnnl_exec_arg_t b[2] = {{DNNL_ARG_FROM, out_int}, {DNNL_ARG_TO, out_user}};
         DNNL_CHK(dnnl_primitive_execute(op->out_re, s, 2, b));
     }
     DNNL_CHK(dnnl_stream_wait(s));
+    dnnl_memory_t all[5] = {in_user, out_user, in_int, out_int, pad};
+    for (int i = 0; i < 5; i++)
+        if (all[i]) dnnl_memory_destroy(all[i]);
 }
 
 /* ---- plain reference (direct loops; DRQ_CONV_IMPL=ref and fallback) ----- */
@@ -402,28 +455,19 @@ static ConvCache *cache_of(Conv2d *c) {
         const char *alg = getenv("DRQ_CONV_ALG");
         cc->winograd = alg && !strcmp(alg, "winograd");
         const char *e = getenv("DRQ_CONV_IMPL");
-        cc->layout = !e || !*e || !strcmp(e, "auto") ? LAYOUT_AUTO
-                     : !strcmp(e, "nchw")            ? LAYOUT_NCHW
-                     : !strcmp(e, "blocked")         ? LAYOUT_BLOCKED
-                     : !strcmp(e, "ref")             ? LAYOUT_REF
-                                                     : -1;
-        if (cc->layout < 0) DIE("DRQ_CONV_IMPL=%s: expected auto, nchw, blocked or ref", e);
+        if (e && *e && strcmp(e, "auto") && strcmp(e, "ref")) DIE("DRQ_CONV_IMPL=%s: expected auto or ref", e);
+        cc->ref = e && !strcmp(e, "ref");
         c->impl[DRQ_CPU] = cc;
     }
     return cc;
 }
 
-static ShapeEntry *shape_entry(ConvCache *cc, int n, int h, int w) {
-#ifdef _OPENMP
-    int threads = omp_get_max_threads();
-#else
-    int threads = 1;
-#endif
+static ShapeEntry *shape_entry(ConvCache *cc, int h, int w) {
     ShapeEntry *lru = &cc->shapes[0];
     cc->clock++;
     for (int i = 0; i < CONV_MAX_SHAPES; i++) {
         ShapeEntry *e = &cc->shapes[i];
-        if (e->n == n && e->h == h && e->w == w && e->threads == threads) {
+        if (e->h == h && e->w == w) {
             e->stamp = cc->clock;
             return e;
         }
@@ -432,7 +476,7 @@ static ShapeEntry *shape_entry(ConvCache *cc, int n, int h, int w) {
     op_destroy(&lru->fwd);
     op_destroy(&lru->bwd);
     memset(lru, 0, sizeof *lru);
-    lru->n = n, lru->h = h, lru->w = w, lru->threads = threads, lru->stamp = cc->clock;
+    lru->h = h, lru->w = w, lru->stamp = cc->clock;
     return lru;
 }
 
@@ -444,47 +488,56 @@ static void check_shapes(const Conv2d *c, const Tensor *x, const Tensor *y, cons
             c->cout, c->kh, c->kw, c->stride, x->n, x->c, x->h, x->w, y->n, y->c, y->h, y->w);
 }
 
-static void fallback_note(const Conv2d *c, const char *what, int n, int h, int w) {
-    log_line("conv", "oneDNN has no %s implementation for %d>%d k%dx%d s%d on %dx%dx%d; using the reference loops",
-             what, c->cin, c->cout, c->kh, c->kw, c->stride, n, h, w);
+static void fallback_note(const Conv2d *c, const char *what, int h, int w) {
+    log_line("conv", "oneDNN has no accepted %s implementation for %d>%d k%dx%d s%d on %dx%d; using the reference loops",
+             what, c->cin, c->cout, c->kh, c->kw, c->stride, h, w);
+}
+
+/* Runs op on each of n images, the images spread over the OpenMP threads
+ * (static schedule; each image is computed whole by one thread, so neither
+ * the batch size nor the thread count changes any image's result). */
+static void run_images(const DnnlOp *op, int fwd, int n, const float *in, size_t in_per, float *out, size_t out_per) {
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < n; i++) op_run(op, fwd, in + (size_t)i * in_per, out + (size_t)i * out_per);
 }
 
 void cpu_conv2d_forward(Conv2d *c, const Tensor *x, Tensor *y) {
     check_shapes(c, x, y, "cpu_conv2d_forward");
     if (x->n == 0) return;
     ConvCache *cc = cache_of(c);
-    if (cc->layout == LAYOUT_REF) {
+    if (cc->ref) {
         ref_forward(c, x, y);
         return;
     }
-    ShapeEntry *e = shape_entry(cc, x->n, x->h, x->w);
+    ShapeEntry *e = shape_entry(cc, x->h, x->w);
     if (!e->fwd_state) {
-        e->fwd_state = op_build(cc, c, x->n, x->h, x->w, y->h, y->w, 1, &e->fwd) == 0 ? 1 : -1;
-        if (e->fwd_state < 0) fallback_note(c, "forward", x->n, x->h, x->w);
+        e->fwd_state = op_build(cc, c, x->h, x->w, y->h, y->w, 1, &e->fwd) == 0 ? 1 : -1;
+        if (e->fwd_state < 0) fallback_note(c, "forward", x->h, x->w);
     }
     if (e->fwd_state < 0)
         ref_forward(c, x, y);
     else
-        op_run(&e->fwd, 1, x->data, y->data);
+        run_images(&e->fwd, 1, x->n, x->data, (size_t)x->c * x->h * x->w, y->data, (size_t)y->c * y->h * y->w);
 }
 
 void cpu_conv2d_backward_input(Conv2d *c, const Tensor *gy, Tensor *gx) {
     check_shapes(c, gx, gy, "cpu_conv2d_backward_input");
     if (gx->n == 0) return;
     ConvCache *cc = cache_of(c);
-    if (cc->layout == LAYOUT_REF) {
+    if (cc->ref) {
         ref_backward(c, gy, gx);
         return;
     }
-    ShapeEntry *e = shape_entry(cc, gx->n, gx->h, gx->w);
+    ShapeEntry *e = shape_entry(cc, gx->h, gx->w);
     if (!e->bwd_state) {
-        e->bwd_state = op_build(cc, c, gx->n, gx->h, gx->w, gy->h, gy->w, 0, &e->bwd) == 0 ? 1 : -1;
-        if (e->bwd_state < 0) fallback_note(c, "backward-data", gx->n, gx->h, gx->w);
+        e->bwd_state = op_build(cc, c, gx->h, gx->w, gy->h, gy->w, 0, &e->bwd) == 0 ? 1 : -1;
+        if (e->bwd_state < 0) fallback_note(c, "backward-data", gx->h, gx->w);
     }
     if (e->bwd_state < 0)
         ref_backward(c, gy, gx);
     else
-        op_run(&e->bwd, 0, gy->data, gx->data);
+        run_images(&e->bwd, 0, gx->n, gy->data, (size_t)gy->c * gy->h * gy->w, gx->data,
+                   (size_t)gx->c * gx->h * gx->w);
 }
 
 void cpu_conv2d_release(Conv2d *c) {

@@ -23,14 +23,33 @@ static void sgemm(char ta, char tb, int M, int N, int K, float alpha, const floa
     if (st != dnnl_success) DIE("dnnl_sgemm(%c%c, %d×%d×%d) failed with status %d", ta, tb, M, N, K, (int)st);
 }
 
+/* The same GEMM, cut into blocks of GEMM_ROWS rows of C, the blocks spread
+ * over the OpenMP threads.  Inside a parallel region oneDNN's sgemm runs on
+ * the calling thread alone, so every block is one single-threaded call of a
+ * shape fixed by M, N, K: no element's sum depends on the thread count (a
+ * multi-threaded sgemm splits K, and so the sums, by the threads it has). */
+#define GEMM_ROWS 32
+static void sgemm_rows(char ta, char tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+                       int ldb, float beta, float *C, int ldc) {
+    int blocks = (M + GEMM_ROWS - 1) / GEMM_ROWS;
+#pragma omp parallel for schedule(static)
+    for (int bi = 0; bi < blocks; bi++) {
+        int r0 = bi * GEMM_ROWS, m = M - r0 < GEMM_ROWS ? M - r0 : GEMM_ROWS;
+        const float *Ab = ta == 'N' ? A + (size_t)r0 * lda : A + r0; /* rows r0.. of op(A) */
+        sgemm(ta, tb, m, N, K, alpha, Ab, lda, B, ldb, beta, C + (size_t)r0 * ldc, ldc);
+    }
+}
+
 /* =====================================================================
  * linear: y[n,out] = x[n,in] · Wᵀ + b
- * One GEMM per sample: sgemm picks its kernel by M, so a batched call would
- * round differently at batch 1 and batch 3, and drq's rows must not depend on
- * the batch size.  (The linears are the timestep MLP and the classifier head:
- * tiny next to the convolutions.)
+ * One single-threaded GEMM per sample (M = 1), the samples over the threads:
+ * sgemm picks its kernel by M and splits K by its threads, so a batched or
+ * multi-threaded call would round differently at batch 1 and batch 3 or at
+ * 1 and 2 threads.  (The linears are the timestep MLP and the classifier
+ * head: tiny next to the convolutions.)
  * ===================================================================== */
 static void cpu_linear_forward(const float *w, const float *b, int in, int out, const Tensor *x, Tensor *y) {
+#pragma omp parallel for schedule(static)
     for (int i = 0; i < x->n; i++) {
         float *yi = y->data + (size_t)i * out;
         if (b) memcpy(yi, b, sizeof(float) * out);
@@ -40,6 +59,7 @@ static void cpu_linear_forward(const float *w, const float *b, int in, int out, 
 
 /* gx[n,in] = gy[n,out] · W */
 static void cpu_linear_backward_input(const float *w, int in, int out, const Tensor *gy, Tensor *gx) {
+#pragma omp parallel for schedule(static)
     for (int i = 0; i < gy->n; i++)
         sgemm('N', 'N', 1, in, out, 1.0f, gy->data + (size_t)i * out, out, w, in, 0.0f, gx->data + (size_t)i * in, in);
 }
@@ -256,7 +276,7 @@ static void cpu_attention_forward(const Tensor *q, const Tensor *k, const Tensor
         const float *qi = q->data + (size_t)i * C * L, *ki = k->data + (size_t)i * C * L;
         const float *vi = v->data + (size_t)i * C * L;
         float *pi = p->data + (size_t)i * L * L, *hi = h->data + (size_t)i * C * L;
-        sgemm('T', 'N', L, L, C, scale, qi, L, ki, L, 0.0f, pi, L);
+        sgemm_rows('T', 'N', L, L, C, scale, qi, L, ki, L, 0.0f, pi, L);
 #pragma omp parallel for schedule(static)
         for (int r = 0; r < L; r++) {
             float *row = pi + (size_t)r * L, mx = row[0];
@@ -266,7 +286,7 @@ static void cpu_attention_forward(const Tensor *q, const Tensor *k, const Tensor
             float inv = (float)(1.0 / s);
             for (int j = 0; j < L; j++) row[j] *= inv;
         }
-        sgemm('N', 'T', C, L, L, 1.0f, vi, L, pi, L, 0.0f, hi, L);
+        sgemm_rows('N', 'T', C, L, L, 1.0f, vi, L, pi, L, 0.0f, hi, L);
     }
 }
 
@@ -278,8 +298,8 @@ static void cpu_attention_backward_input(const Tensor *q, const Tensor *k, const
     for (int i = 0; i < q->n; i++) {
         size_t o = (size_t)i * C * L;
         const float *pi = p->data + (size_t)i * L * L, *ghi = gh->data + o;
-        sgemm('N', 'N', C, L, L, 1.0f, ghi, L, pi, L, 0.0f, gv->data + o, L);
-        sgemm('T', 'N', L, L, C, 1.0f, ghi, L, v->data + o, L, 0.0f, gs, L);
+        sgemm_rows('N', 'N', C, L, L, 1.0f, ghi, L, pi, L, 0.0f, gv->data + o, L);
+        sgemm_rows('T', 'N', L, L, C, 1.0f, ghi, L, v->data + o, L, 0.0f, gs, L);
 #pragma omp parallel for schedule(static)
         for (int r = 0; r < L; r++) {
             float *g = gs + (size_t)r * L;
@@ -288,8 +308,8 @@ static void cpu_attention_backward_input(const Tensor *q, const Tensor *k, const
             for (int j = 0; j < L; j++) dot += (double)g[j] * pr[j];
             for (int j = 0; j < L; j++) g[j] = pr[j] * (g[j] - (float)dot) * scale;
         }
-        sgemm('N', 'T', C, L, L, 1.0f, k->data + o, L, gs, L, 0.0f, gq->data + o, L);
-        sgemm('N', 'N', C, L, L, 1.0f, q->data + o, L, gs, L, 0.0f, gk->data + o, L);
+        sgemm_rows('N', 'T', C, L, L, 1.0f, k->data + o, L, gs, L, 0.0f, gq->data + o, L);
+        sgemm_rows('N', 'N', C, L, L, 1.0f, q->data + o, L, gs, L, 0.0f, gk->data + o, L);
     }
     free(gs);
 }
