@@ -53,12 +53,10 @@ typedef struct {
     drq_worker_opts o;
     atomic_int *stop;
     char name[64];
-    int omp_threads;
 } worker_thread;
 
 static void *worker_main(void *arg) {
     worker_thread *w = arg;
-    omp_set_num_threads(w->omp_threads); /* this thread's share of the cores */
     drq_worker_run(&w->o, w->stop);
     return NULL;
 }
@@ -300,10 +298,10 @@ int cmd_run(int argc, char **argv) {
     worker_thread *wt = xcalloc((size_t)workers, sizeof *wt);
     pthread_t *wtid = xcalloc((size_t)workers, sizeof *wtid);
     for (int i = 0; i < workers; i++) {
-        wt[i].omp_threads = threads / workers > 0 ? threads / workers : 1;
         snprintf(wt[i].name, sizeof wt[i].name, "local-%d", i + 1);
         wt[i].o = (drq_worker_opts){.server = ep, .name = wt[i].name, .device = device, .checkpoint_every = ckpt_every,
-                                    .prefetch = 1, .zctx = zctx, .quiet = 1};
+                                    .prefetch = 1, .zctx = zctx, .quiet = 1,
+                                    .threads = threads / workers > 0 ? threads / workers : 1}; /* its share of the cores */
         wt[i].stop = &wstop;
         pthread_create(&wtid[i], NULL, worker_main, &wt[i]);
     }

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cpu/cpu.h"
 #ifdef DRQ_HAVE_CUDA
 #include "cuda/cuda.h"
 #endif
@@ -51,7 +52,14 @@ void drq_device_describe(const drq_device_sel *d, char *buf, size_t n) {
     }
 #endif
     int t = drq_get_threads();
-    snprintf(buf, n, "cpu (%d thread%s)", t, t == 1 ? "" : "s");
+    snprintf(buf, n, "cpu, %s kernels (%d thread%s)", cpu_isa_name(), t, t == 1 ? "" : "s");
+}
+
+void drq_device_tag(const drq_device_sel *d, char *buf, size_t n) {
+    if (d->kind == DRQ_CPU)
+        snprintf(buf, n, "cpu:%s", cpu_isa_name());
+    else
+        snprintf(buf, n, "cuda:%d", d->ordinal);
 }
 
 int drq_device_set_precision(const char *name) {

@@ -25,6 +25,10 @@ int drq_device_bind(const drq_device_sel *d, drq_err *err);
 void drq_device_sync(const drq_device_sel *d);
 /* One line describing d ("cpu (N threads)" / the GPU's name and memory). */
 void drq_device_describe(const drq_device_sel *d, char *buf, size_t n);
+/* What a result row records as its device: "cpu:ISA" (oneDNN's effective
+ * instruction set, e.g. cpu:avx2, cpu:avx512_core) or "cuda:N".  Rows are
+ * bit-identical only between devices with the same tag (docs/seeds.md). */
+void drq_device_tag(const drq_device_sel *d, char *buf, size_t n);
 /* GPU convolution precision, "tf32" or "fp32" (-1 on another name or no CUDA). */
 int drq_device_set_precision(const char *name);
 

@@ -11,12 +11,12 @@
  *       -o build/bench_conv -ldnnl -lpthread -lm
  *
  *   /usr/bin/python3 tests/ref/bench_conv_torch.py --threads 2 > /tmp/torch_conv.tsv
- *   build/bench_conv --threads 2 --torch /tmp/torch_conv.tsv [--impl default,blocked,nchw] [--min-time 0.3]
+ *   build/bench_conv --threads 2 --torch /tmp/torch_conv.tsv [--impl default,ref] [--min-time 0.3]
  *
  * --impl takes a comma list of conv.c variants, each selected through
- * DRQ_CONV_IMPL when its Conv2d's cache is created: "default" (unset: the
- * layout rule conv.c ships), "blocked" / "nchw" (oneDNN forced to one
- * activation layout), "ref" (the plain loops; slow).  On a shared machine run
+ * DRQ_CONV_IMPL when its Conv2d's cache is created: "default" (unset: what
+ * conv.c ships, oneDNN's direct kernels one image per call), "ref" (the plain
+ * loops; slow).  On a shared machine run
  * each variant in its own process a few times and keep the best per cell.
  * Prints a markdown table: best-of-reps time per call, GFLOP/s
  * (2·n·cout·oh·ow·cin·kh·kw per call, the same for forward and

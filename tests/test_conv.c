@@ -11,10 +11,9 @@
  *     x, so central differences are exact up to rounding): relative 2e-3 per
  *     coordinate with an absolute floor of 1e-3·|grad|_inf.
  * Every check runs for each variant conv.c offers (DRQ_CONV_IMPL, read when a
- * Conv2d's cache is created): the default layout rule, oneDNN forced to plain
- * nchw, oneDNN forced to its own ("blocked") layout, Winograd (DRQ_CONV_ALG),
- * and the plain reference
- * loops "ref", so every oneDNN kernel family is covered on every shape.
+ * Conv2d's cache is created): the default (oneDNN's direct kernels, one image
+ * per call), Winograd (DRQ_CONV_ALG) and the plain reference loops "ref", so
+ * every kernel family drq uses is covered on every shape.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -57,7 +56,7 @@ static const ConvCase cases[] = {
 };
 #define NCASES ((int)(sizeof cases / sizeof cases[0]))
 
-static const char *impls[] = {"default", "ref", "nchw", "blocked", "winograd"};
+static const char *impls[] = {"default", "ref", "winograd"};
 #define NIMPLS ((int)(sizeof impls / sizeof impls[0]))
 static const char *cur_impl = "default";
 

@@ -94,7 +94,11 @@ static void test_unet_fd_and_batch(void) {
     if (!u) { CHECK_MSG(0, "unet_load: %s", err.msg); return; }
     float t[3] = {3.0f, 250.5f, 999.0f};
     model m = {.u = u, .out_c = 2, .out_hw = 8, .t = t};
-    fd_check(&m, "unet", 3, 2, 8, 8, -1.0f, 1.0f, 2e-2f, 2e-3);
+    /* 4e-3: the float32 forward's rounding at this step leaves 0.5–2.1e-3 of
+     * noise in the difference, by kernel choice (2.1e-3 under AVX2 kernels,
+     * with the same analytic VJP to all digits); the tight check of this VJP
+     * is the float64 PyTorch parity (tests/test_parity.sh). */
+    fd_check(&m, "unet", 3, 2, 8, 8, -1.0f, 1.0f, 2e-2f, 4e-3);
 
     /* batch invariance: the batch of 3 against each image alone */
     Tensor x = tensor_new(3, 2, 8, 8), y = tensor_new(3, 2, 8, 8), y1 = tensor_new(1, 2, 8, 8);

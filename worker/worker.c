@@ -18,10 +18,14 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 #include <zmq.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "common/proto.h"
 #include "common/row.h"
 #include "common/spec.h"
+#include "kernels/device.h"
 #include "job.h"
 
 #define RESEND_AFTER_S 10.0
@@ -63,6 +67,7 @@ typedef struct {
 typedef struct {
     drq_worker_opts o;
     char name[DRQ_TAG_MAX];
+    char device_tag[DRQ_TAG_MAX]; /* what rows record: "cpu:ISA" or "cuda:N" (drq_device_tag) */
     void *zctx;
     int own_ctx;
     void *sock;
@@ -161,6 +166,9 @@ static void *compute_main(void *arg) {
     sigset_t all;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, NULL); /* signals go to the I/O thread */
+    /* A new thread starts from OpenMP's default (every core), not from its
+     * creator's setting: the kernels run here, so the count is set here. */
+    drq_set_threads(w->o.threads);
     for (;;) {
         pthread_mutex_lock(&w->mu);
         while (!w->qhead && !atomic_load(&w->stop_compute)) pthread_cond_wait(&w->cv, &w->mu);
@@ -443,7 +451,7 @@ static void on_job(wk *w, drq_msg *m) {
         .seed = drq_jint(b, "seed"),
         .image_start = drq_jint(b, "start"),
         .image_count = drq_jint(b, "count"),
-        .device = w->o.device,
+        .device = w->device_tag,
         .worker = w->name,
     };
     if (m->nbin == 1) {
@@ -546,6 +554,15 @@ int drq_worker_run(const drq_worker_opts *opts, atomic_int *stop) {
     if (!(w->o.max_backoff_s > 0)) w->o.max_backoff_s = 32;
     if (!(w->o.stop_grace_s > 0)) w->o.stop_grace_s = 5;
     if (!w->o.device) w->o.device = "cpu";
+    drq_device_sel sel;
+    drq_err derr;
+    if (drq_device_parse(w->o.device, &sel, &derr)) DIE("%s", derr.msg); /* validated before, by engine_set_device */
+    drq_device_tag(&sel, w->device_tag, sizeof w->device_tag);
+#ifdef _OPENMP
+    if (w->o.threads <= 0) w->o.threads = omp_get_max_threads();
+#else
+    w->o.threads = 1;
+#endif
     if (w->o.prefetch < 0) w->o.prefetch = 0;
     w->capacity = 1 + w->o.prefetch;
     if (w->o.name) {

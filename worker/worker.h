@@ -30,6 +30,7 @@ typedef struct {
     double max_backoff_s; /* default 32 */
     double stop_grace_s;  /* default 5 */
     int quiet;            /* no per-job log lines */
+    int threads;          /* OpenMP threads of the job thread (0: those of the calling thread) */
 } drq_worker_opts;
 
 /* Runs until *stop becomes nonzero; returns 0 after a clean stop. */

@@ -80,8 +80,8 @@
 /* ---- process-wide state: engine, per-thread stream and scratch ---------- */
 typedef struct {
     dnnl_stream_t stream;
-    void *buf[3]; /* reordered input / output activations, the primitive's scratchpad */
-    size_t cap[3];
+    void *buf[4]; /* reordered input / output activations, the primitive's scratchpad, a batch's inputs */
+    size_t cap[4];
 } ThreadState;
 
 static dnnl_engine_t g_eng;
@@ -92,7 +92,7 @@ static int g_verbose;
 static void thread_state_free(void *p) {
     ThreadState *ts = p;
     if (ts->stream) dnnl_stream_destroy(ts->stream);
-    for (int i = 0; i < 3; i++) free(ts->buf[i]);
+    for (int i = 0; i < 4; i++) free(ts->buf[i]);
     free(ts);
 }
 
@@ -125,13 +125,17 @@ static void *scratch(ThreadState *ts, int i, size_t bytes) {
 }
 
 /* ---- per-Conv2d cache ----------------------------------------------------
- * Every primitive is built for ONE image and ONE thread and run once per
- * image, images spread over the OpenMP threads (see cpu_conv2d_forward).  An
- * op holds descriptors, not memory objects, so that threads can run it at
- * once: each call wraps its own pointers and its thread's scratch. */
+ * Every primitive is built for ONE image and ONE thread.  A convolution of
+ * one image is cut into a fixed number of channel groups (conv_groups: output
+ * channels forward, input channels backward-data), each its own primitive;
+ * the (image, group) pairs are spread over the OpenMP threads (run_set).  The
+ * cut depends on the shape alone, so no image's sums depend on the batch size
+ * or the thread count.  An op holds descriptors, not memory objects, so that
+ * threads can run it at once: each call wraps its own pointers and its
+ * thread's scratch. */
 typedef struct {
     dnnl_primitive_t prim;
-    dnnl_memory_desc_t in_user, out_user; /* nchw, one image */
+    dnnl_memory_desc_t in_user, out_user; /* nchw, one image (out: this group's channels) */
     dnnl_memory_desc_t in_int, out_int;   /* the primitive's layouts */
     size_t in_bytes, out_bytes, pad_bytes; /* in_/out_bytes 0: no reorder; pad_bytes: its scratchpad */
     dnnl_memory_desc_t pad_md;
@@ -140,17 +144,25 @@ typedef struct {
     dnnl_memory_t bias;             /* forward with bias only */
 } DnnlOp;
 
+#define CONV_MAX_GROUPS 4
 typedef struct {
-    dnnl_memory_desc_t md;
-    dnnl_memory_t mem; /* reordered copy, or a view of c->w when the layout is oihw */
+    int state;     /* 0 not built, 1 built, -1 no accepted oneDNN implementation (reference loops) */
+    int groups;    /* conv_groups() of the split dimension */
+    int shared_in; /* every group takes the same input layout: reorder once per image */
+    DnnlOp op[CONV_MAX_GROUPS];
+} OpSet;
+
+typedef struct {
+    dnnl_memory_desc_t user_md, md; /* the caller's view (oihw, maybe strided) and the primitive's layout */
+    const float *src;               /* first weight of the view */
+    dnnl_memory_t mem;              /* reordered copy, or a view of the caller's array */
 } WeiEntry;
 
 #define CONV_MAX_SHAPES 6
 typedef struct {
     int h, w; /* key; h == 0: empty slot */
     unsigned long stamp;
-    int fwd_state, bwd_state; /* 0 not built, 1 built, -1 no oneDNN implementation (reference) */
-    DnnlOp fwd, bwd;
+    OpSet fwd, bwd;
 } ShapeEntry;
 
 typedef struct {
@@ -162,26 +174,40 @@ typedef struct {
     int nwei;
 } ConvCache;
 
+/* How many channel groups a convolution of one image is cut into along a
+ * dimension of C channels: the largest G <= CONV_MAX_GROUPS whose groups hold
+ * a multiple of 16 channels, at least 32 (oneDNN's kernels block channels by
+ * 8 or 16; smaller groups run slower than they parallelise).  A function of C
+ * only: it must never see the batch or the threads. */
+static int conv_groups(int C) {
+    for (int g = CONV_MAX_GROUPS; g > 1; g--)
+        if (C % g == 0 && (C / g) % 16 == 0 && C / g >= 32) return g;
+    return 1;
+}
+
 static void md4(dnnl_memory_desc_t *md, int a, int b, int c, int d, dnnl_format_tag_t tag) {
     dnnl_dims_t dims = {a, b, c, d};
     DNNL_CHK(dnnl_memory_desc_init_by_tag(md, 4, dims, dnnl_f32, tag));
 }
 
-static dnnl_memory_t weights_for(ConvCache *cc, const Conv2d *c, const dnnl_memory_desc_t *md) {
+/* The weights in layout md, from the caller's array viewed as user_md at src
+ * (a group's rows or columns of the oihw array); reordered once and cached. */
+static dnnl_memory_t weights_for(ConvCache *cc, const dnnl_memory_desc_t *user_md, const float *src,
+                                 const dnnl_memory_desc_t *md) {
     for (int i = 0; i < cc->nwei; i++)
-        if (dnnl_memory_desc_equal(&cc->wei[i].md, md)) return cc->wei[i].mem;
-    dnnl_memory_desc_t user_md;
-    md4(&user_md, c->cout, c->cin, c->kh, c->kw, dnnl_oihw);
+        if (cc->wei[i].src == src && dnnl_memory_desc_equal(&cc->wei[i].md, md) &&
+            dnnl_memory_desc_equal(&cc->wei[i].user_md, user_md))
+            return cc->wei[i].mem;
     dnnl_memory_t mem;
-    if (dnnl_memory_desc_equal(&user_md, md)) {
-        DNNL_CHK(dnnl_memory_create(&mem, md, g_eng, (void *)c->w)); /* borrowed */
+    if (dnnl_memory_desc_equal(user_md, md)) {
+        DNNL_CHK(dnnl_memory_create(&mem, md, g_eng, (void *)src)); /* borrowed */
     } else {
         dnnl_memory_t user;
         dnnl_primitive_desc_t rpd;
         dnnl_primitive_t re;
-        DNNL_CHK(dnnl_memory_create(&user, &user_md, g_eng, (void *)c->w));
+        DNNL_CHK(dnnl_memory_create(&user, user_md, g_eng, (void *)src));
         DNNL_CHK(dnnl_memory_create(&mem, md, g_eng, DNNL_MEMORY_ALLOCATE));
-        DNNL_CHK(dnnl_reorder_primitive_desc_create(&rpd, &user_md, g_eng, md, g_eng, NULL));
+        DNNL_CHK(dnnl_reorder_primitive_desc_create(&rpd, user_md, g_eng, md, g_eng, NULL));
         DNNL_CHK(dnnl_primitive_create(&re, rpd));
         dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, user}, {DNNL_ARG_TO, mem}};
         dnnl_stream_t s = thread_state()->stream;
@@ -192,8 +218,7 @@ static dnnl_memory_t weights_for(ConvCache *cc, const Conv2d *c, const dnnl_memo
         dnnl_memory_destroy(user);
     }
     cc->wei = xrealloc(cc->wei, (size_t)(cc->nwei + 1) * sizeof *cc->wei);
-    cc->wei[cc->nwei].md = *md;
-    cc->wei[cc->nwei].mem = mem;
+    cc->wei[cc->nwei] = (WeiEntry){.user_md = *user_md, .md = *md, .src = src, .mem = mem};
     cc->nwei++;
     return mem;
 }
@@ -264,8 +289,8 @@ static dnnl_primitive_desc_t first_accepted(const_dnnl_op_desc_t op_desc, const_
  * shape.  Activations are handed over in the layout the implementation asks
  * for ("any"), reordered from and to the caller's NCHW around it.  Returns
  * -1 when oneDNN has no accepted implementation for it. */
-static int op_build_alg(ConvCache *cc, const Conv2d *c, int n, int h, int w, int oh, int ow, int fwd,
-                        dnnl_alg_kind_t alg, DnnlOp *op) {
+static int op_build_alg(ConvCache *cc, const Conv2d *c, const dnnl_memory_desc_t *wei_user, int n, int h, int w,
+                        int oh, int ow, int fwd, dnnl_alg_kind_t alg, DnnlOp *op) {
     dnnl_memory_desc_t src_user, dst_user, src_q, dst_q, wei_q, bias_md;
     md4(&src_user, n, c->cin, h, w, dnnl_nchw);
     md4(&dst_user, n, c->cout, oh, ow, dnnl_nchw);
@@ -314,38 +339,74 @@ static int op_build_alg(ConvCache *cc, const Conv2d *c, int n, int h, int w, int
         op_side(&dst_user, pdst, 1, &op->in_user, &op->in_int, &op->in_bytes, &op->in_re);
         op_side(&src_user, psrc, 0, &op->out_user, &op->out_int, &op->out_bytes, &op->out_re);
     }
-    op->wei = weights_for(cc, c, pwei);
+    op->wei = weights_for(cc, wei_user, c->w, pwei);
     dnnl_primitive_desc_destroy(pd);
     return 0;
 }
 
 /* Direct convolution by default; with DRQ_CONV_ALG=winograd, Winograd
- * F(4×4, 3×3) for 3×3 stride-1 convolutions in the blocked layout (direct
- * wherever oneDNN has no Winograd kernel).  Measured on the CIFAR-10 UNet,
- * 2 threads: forward at batch 8 0.036 against 0.050 s per image (−28%);
- * relative L2 error against the float64 PyTorch oracle 1.8e-6 (forward) /
- * 2.6e-6 (VJP) against 1.0e-6 / 1.3e-6 for direct.  It is not the default
- * because oneDNN's Winograd batches tiles across images: an image's output
- * then depends on the batch size at the 1e-6 level, and drq promises rows
- * that are bit-identical for any batch size (tests/test_engine.c).  Read
- * when a Conv2d's cache is created, like DRQ_CONV_IMPL. */
-static int op_build(ConvCache *cc, const Conv2d *c, int h, int w, int oh, int ow, int fwd, DnnlOp *op) {
-    /* Built for one image and one thread: oneDNN chooses its blocking (and so
-     * the order of each output's sum) from the thread count it sees at
-     * creation, so the threads are hidden from it here and given to the
-     * images instead (cpu_conv2d_forward). */
+ * F(4×4, 3×3) for 3×3 stride-1 convolutions (direct wherever oneDNN has no
+ * Winograd kernel).  Measured on the CIFAR-10 UNet, 2 threads (before the
+ * one-image primitives): forward at batch 8 0.036 against 0.050 s per image
+ * (−28%); relative L2 error against the float64 PyTorch oracle 1.8e-6
+ * (forward) / 2.6e-6 (VJP) against 1.0e-6 / 1.3e-6 for direct.  It stays
+ * opt-in: its rows are not the default's, and it is not in the invariance
+ * tests.  Read when a Conv2d's cache is created, like DRQ_CONV_IMPL.
+ *
+ * Builds group gi of set for one image: forward, output channels
+ * [gi·g, (gi+1)·g) (a contiguous block of oihw rows and of the bias);
+ * backward-data, input channels [gi·g, (gi+1)·g) (a strided block of oihw
+ * columns). */
+static int op_build(ConvCache *cc, const Conv2d *c, int h, int w, int oh, int ow, int fwd, int groups, int gi,
+                    DnnlOp *op) {
+    Conv2d sub = *c;
+    dnnl_memory_desc_t wei_user;
+    size_t khw = (size_t)c->kh * c->kw;
+    if (fwd) {
+        sub.cout = c->cout / groups;
+        sub.w = c->w + (size_t)gi * sub.cout * c->cin * khw;
+        sub.b = c->b ? c->b + (size_t)gi * sub.cout : NULL;
+        md4(&wei_user, sub.cout, c->cin, c->kh, c->kw, dnnl_oihw);
+    } else {
+        sub.cin = c->cin / groups;
+        sub.w = c->w + (size_t)gi * sub.cin * khw;
+        dnnl_dims_t dims = {c->cout, sub.cin, c->kh, c->kw};
+        dnnl_dims_t strides = {(dnnl_dim_t)(c->cin * khw), (dnnl_dim_t)khw, c->kw, 1};
+        DNNL_CHK(dnnl_memory_desc_init_by_strides(&wei_user, 4, dims, dnnl_f32, strides));
+    }
+    int rc = -1;
+    if (cc->winograd && c->kh == 3 && c->kw == 3 && c->stride == 1)
+        rc = op_build_alg(cc, &sub, &wei_user, 1, h, w, oh, ow, fwd, dnnl_convolution_winograd, op);
+    if (rc != 0) rc = op_build_alg(cc, &sub, &wei_user, 1, h, w, oh, ow, fwd, dnnl_convolution_direct, op);
+    return rc;
+}
+
+/* Builds every group of a forward or backward-data set for one image shape.
+ * oneDNN chooses its blocking (and so the order of each output's sum) from
+ * the thread count it sees at creation, so the threads are hidden from it
+ * here and given to the (image, group) pairs instead (run_set). */
+static void set_build(ConvCache *cc, const Conv2d *c, int h, int w, int oh, int ow, int fwd, OpSet *set) {
 #ifdef _OPENMP
     int threads = omp_get_max_threads();
     omp_set_num_threads(1);
 #endif
-    int rc = -1;
-    if (cc->winograd && c->kh == 3 && c->kw == 3 && c->stride == 1)
-        rc = op_build_alg(cc, c, 1, h, w, oh, ow, fwd, dnnl_convolution_winograd, op);
-    if (rc != 0) rc = op_build_alg(cc, c, 1, h, w, oh, ow, fwd, dnnl_convolution_direct, op);
+    set->groups = conv_groups(fwd ? c->cout : c->cin);
+    set->state = 1;
+    for (int gi = 0; gi < set->groups && set->state > 0; gi++)
+        if (op_build(cc, c, h, w, oh, ow, fwd, set->groups, gi, &set->op[gi])) set->state = -1;
+    if (set->state < 0)
+        for (int gi = 0; gi < set->groups; gi++) op_destroy(&set->op[gi]);
+    set->shared_in = set->state > 0 && set->op[0].in_re != NULL;
+    for (int gi = 1; gi < set->groups && set->shared_in; gi++)
+        set->shared_in = dnnl_memory_desc_equal(&set->op[gi].in_int, &set->op[0].in_int);
 #ifdef _OPENMP
     omp_set_num_threads(threads);
 #endif
-    return rc;
+}
+
+static void set_destroy(OpSet *set) {
+    for (int gi = 0; gi < CONV_MAX_GROUPS; gi++) op_destroy(&set->op[gi]);
+    memset(set, 0, sizeof *set);
 }
 
 /* Wraps ptr (NULL: none) as a memory object of md. */
@@ -355,17 +416,24 @@ static dnnl_memory_t wrap(const dnnl_memory_desc_t *md, void *ptr) {
     return m;
 }
 
-/* Runs a one-image primitive on the calling thread: in and out point at one
- * image's nchw planes; reorders and scratchpad use this thread's scratch. */
-static void op_run(const DnnlOp *op, int fwd, const float *in, float *out) {
+/* Runs a one-image primitive on the calling thread: in points at one image's
+ * nchw planes, or pre (not NULL) at that image already in the primitive's
+ * layout; out at this group's output planes.  Reorders and scratchpad use
+ * this thread's scratch. */
+static void op_run(const DnnlOp *op, int fwd, const float *in, const void *pre, float *out) {
     ThreadState *ts = thread_state();
     dnnl_stream_t s = ts->stream;
-    dnnl_memory_t in_user = wrap(&op->in_user, (void *)in), out_user = wrap(&op->out_user, out);
-    dnnl_memory_t pin = in_user, pout = out_user, in_int = NULL, out_int = NULL, pad = NULL;
-    if (op->in_re) {
-        in_int = pin = wrap(&op->in_int, scratch(ts, 0, op->in_bytes));
-        dnnl_exec_arg_t a[2] = {{DNNL_ARG_FROM, in_user}, {DNNL_ARG_TO, in_int}};
-        DNNL_CHK(dnnl_primitive_execute(op->in_re, s, 2, a));
+    dnnl_memory_t in_user = NULL, out_user = wrap(&op->out_user, out);
+    dnnl_memory_t pin, pout = out_user, in_int = NULL, out_int = NULL, pad = NULL;
+    if (pre) {
+        in_int = pin = wrap(&op->in_int, (void *)pre);
+    } else {
+        in_user = pin = wrap(&op->in_user, (void *)in);
+        if (op->in_re) {
+            in_int = pin = wrap(&op->in_int, scratch(ts, 0, op->in_bytes));
+            dnnl_exec_arg_t a[2] = {{DNNL_ARG_FROM, in_user}, {DNNL_ARG_TO, in_int}};
+            DNNL_CHK(dnnl_primitive_execute(op->in_re, s, 2, a));
+        }
     }
     if (op->out_re) out_int = pout = wrap(&op->out_int, scratch(ts, 1, op->out_bytes));
     dnnl_exec_arg_t a[5];
@@ -387,6 +455,40 @@ static void op_run(const DnnlOp *op, int fwd, const float *in, float *out) {
     dnnl_memory_t all[5] = {in_user, out_user, in_int, out_int, pad};
     for (int i = 0; i < 5; i++)
         if (all[i]) dnnl_memory_destroy(all[i]);
+}
+
+/* Reorders image i of in (nchw) into pre, in op's input layout. */
+static void pre_reorder(const DnnlOp *op, const float *in, void *pre) {
+    ThreadState *ts = thread_state();
+    dnnl_memory_t from = wrap(&op->in_user, (void *)in), to = wrap(&op->in_int, pre);
+    dnnl_exec_arg_t a[2] = {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}};
+    DNNL_CHK(dnnl_primitive_execute(op->in_re, ts->stream, 2, a));
+    DNNL_CHK(dnnl_stream_wait(ts->stream));
+    dnnl_memory_destroy(from);
+    dnnl_memory_destroy(to);
+}
+
+/* Runs a built set on n images: in_per / out_per floats per image, each
+ * group writing out_per / groups of them.  When the groups share an input
+ * layout, each image is reordered once into the calling thread's scratch
+ * first.  Static schedules: every (image, group) is computed whole by one
+ * thread, so neither the batch size nor the thread count changes a result. */
+static void run_set(const OpSet *set, int fwd, int n, const float *in, size_t in_per, float *out, size_t out_per) {
+    const int G = set->groups;
+    char *pre = NULL;
+    size_t pre_per = set->op[0].in_bytes;
+    if (set->shared_in) {
+        pre = scratch(thread_state(), 3, pre_per * (size_t)n);
+#pragma omp parallel for schedule(static)
+        for (int i = 0; i < n; i++) pre_reorder(&set->op[0], in + (size_t)i * in_per, pre + (size_t)i * pre_per);
+    }
+    size_t gout = out_per / (size_t)G;
+#pragma omp parallel for schedule(static)
+    for (int k = 0; k < n * G; k++) {
+        int i = k / G, gi = k % G;
+        op_run(&set->op[gi], fwd, in + (size_t)i * in_per, pre ? pre + (size_t)i * pre_per : NULL,
+               out + (size_t)i * out_per + (size_t)gi * gout);
+    }
 }
 
 /* ---- plain reference (direct loops; DRQ_CONV_IMPL=ref and fallback) ----- */
@@ -446,6 +548,23 @@ static void ref_backward(const Conv2d *c, const Tensor *gy, Tensor *gx) {
         }
 }
 
+/* ---- the instruction set ------------------------------------------------ */
+const char *cpu_isa_name(void) {
+    switch (dnnl_get_effective_cpu_isa()) {
+    case dnnl_cpu_isa_sse41: return "sse41";
+    case dnnl_cpu_isa_avx: return "avx";
+    case dnnl_cpu_isa_avx2: return "avx2";
+    case dnnl_cpu_isa_avx2_vnni: return "avx2_vnni";
+    case dnnl_cpu_isa_avx512_mic: return "avx512_mic";
+    case dnnl_cpu_isa_avx512_mic_4ops: return "avx512_mic_4ops";
+    case dnnl_cpu_isa_avx512_core: return "avx512_core";
+    case dnnl_cpu_isa_avx512_core_vnni: return "avx512_core_vnni";
+    case dnnl_cpu_isa_avx512_core_bf16: return "avx512_core_bf16";
+    case dnnl_cpu_isa_avx512_core_amx: return "avx512_core_amx";
+    default: return "x86_64";
+    }
+}
+
 /* ---- cache and entry points -------------------------------------------- */
 static ConvCache *cache_of(Conv2d *c) {
     ConvCache *cc = c->impl[DRQ_CPU];
@@ -473,8 +592,8 @@ static ShapeEntry *shape_entry(ConvCache *cc, int h, int w) {
         }
         if (e->stamp < lru->stamp) lru = e;
     }
-    op_destroy(&lru->fwd);
-    op_destroy(&lru->bwd);
+    set_destroy(&lru->fwd);
+    set_destroy(&lru->bwd);
     memset(lru, 0, sizeof *lru);
     lru->h = h, lru->w = w, lru->stamp = cc->clock;
     return lru;
@@ -493,14 +612,6 @@ static void fallback_note(const Conv2d *c, const char *what, int h, int w) {
              what, c->cin, c->cout, c->kh, c->kw, c->stride, h, w);
 }
 
-/* Runs op on each of n images, the images spread over the OpenMP threads
- * (static schedule; each image is computed whole by one thread, so neither
- * the batch size nor the thread count changes any image's result). */
-static void run_images(const DnnlOp *op, int fwd, int n, const float *in, size_t in_per, float *out, size_t out_per) {
-#pragma omp parallel for schedule(static)
-    for (int i = 0; i < n; i++) op_run(op, fwd, in + (size_t)i * in_per, out + (size_t)i * out_per);
-}
-
 void cpu_conv2d_forward(Conv2d *c, const Tensor *x, Tensor *y) {
     check_shapes(c, x, y, "cpu_conv2d_forward");
     if (x->n == 0) return;
@@ -510,14 +621,14 @@ void cpu_conv2d_forward(Conv2d *c, const Tensor *x, Tensor *y) {
         return;
     }
     ShapeEntry *e = shape_entry(cc, x->h, x->w);
-    if (!e->fwd_state) {
-        e->fwd_state = op_build(cc, c, x->h, x->w, y->h, y->w, 1, &e->fwd) == 0 ? 1 : -1;
-        if (e->fwd_state < 0) fallback_note(c, "forward", x->h, x->w);
+    if (!e->fwd.state) {
+        set_build(cc, c, x->h, x->w, y->h, y->w, 1, &e->fwd);
+        if (e->fwd.state < 0) fallback_note(c, "forward", x->h, x->w);
     }
-    if (e->fwd_state < 0)
+    if (e->fwd.state < 0)
         ref_forward(c, x, y);
     else
-        run_images(&e->fwd, 1, x->n, x->data, (size_t)x->c * x->h * x->w, y->data, (size_t)y->c * y->h * y->w);
+        run_set(&e->fwd, 1, x->n, x->data, (size_t)x->c * x->h * x->w, y->data, (size_t)y->c * y->h * y->w);
 }
 
 void cpu_conv2d_backward_input(Conv2d *c, const Tensor *gy, Tensor *gx) {
@@ -529,14 +640,14 @@ void cpu_conv2d_backward_input(Conv2d *c, const Tensor *gy, Tensor *gx) {
         return;
     }
     ShapeEntry *e = shape_entry(cc, gx->h, gx->w);
-    if (!e->bwd_state) {
-        e->bwd_state = op_build(cc, c, gx->h, gx->w, gy->h, gy->w, 0, &e->bwd) == 0 ? 1 : -1;
-        if (e->bwd_state < 0) fallback_note(c, "backward-data", gx->h, gx->w);
+    if (!e->bwd.state) {
+        set_build(cc, c, gx->h, gx->w, gy->h, gy->w, 0, &e->bwd);
+        if (e->bwd.state < 0) fallback_note(c, "backward-data", gx->h, gx->w);
     }
-    if (e->bwd_state < 0)
+    if (e->bwd.state < 0)
         ref_backward(c, gy, gx);
     else
-        run_images(&e->bwd, 0, gx->n, gy->data, (size_t)gy->c * gy->h * gy->w, gx->data,
+        run_set(&e->bwd, 0, gx->n, gy->data, (size_t)gy->c * gy->h * gy->w, gx->data,
                    (size_t)gx->c * gx->h * gx->w);
 }
 
@@ -544,8 +655,8 @@ void cpu_conv2d_release(Conv2d *c) {
     ConvCache *cc = c->impl[DRQ_CPU];
     if (!cc) return;
     for (int i = 0; i < CONV_MAX_SHAPES; i++) {
-        op_destroy(&cc->shapes[i].fwd);
-        op_destroy(&cc->shapes[i].bwd);
+        set_destroy(&cc->shapes[i].fwd);
+        set_destroy(&cc->shapes[i].bwd);
     }
     for (int i = 0; i < cc->nwei; i++) dnnl_memory_destroy(cc->wei[i].mem);
     free(cc->wei);

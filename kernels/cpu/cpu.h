@@ -10,4 +10,9 @@ void cpu_conv2d_forward(Conv2d *c, const Tensor *x, Tensor *y);
 void cpu_conv2d_backward_input(Conv2d *c, const Tensor *gy, Tensor *gx);
 void cpu_conv2d_release(Conv2d *c);
 
+/* oneDNN's effective instruction set on this machine ("avx2",
+ * "avx512_core", …; lowered by ONEDNN_MAX_CPU_ISA): the kernels, and so the
+ * last bits of every result, follow it. */
+const char *cpu_isa_name(void);
+
 #endif
