@@ -17,7 +17,13 @@ CC       ?= gcc
 SAN      ?= 0
 PYTHON   ?= /usr/bin/python3
 THREADS  ?= 2
-ARCHFLAGS ?= -march=native
+# Portable by default: x86-64-v2 (SSE4.2, every x86-64 server of the last
+# decade), so a binary built on one node runs on every node of a cluster;
+# oneDNN picks its AVX2 / AVX-512 kernels at run time, and drq's own loops
+# are pointwise or normalisation passes (docs/bench.md "Portable build").
+# ARCH=native builds for this machine only.
+ARCH     ?= x86-64-v2
+ARCHFLAGS ?= -march=$(ARCH)
 
 # CUDA backend (kernels/cuda): built when nvcc and cuDNN's header are found;
 # CUDA=0 forces a CPU-only build (into build-cpu/), SAN=1 defaults to CPU-only
@@ -95,7 +101,16 @@ $(BUILD)/obj/%.o: %.cu
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVFLAGS) -c $< -o $@
 
-$(LIB_KERNELS): $(call obj,$(KERNELS_SRC)) $(patsubst %.cu,$(BUILD)/obj/%.o,$(KERNELS_CU))
+# drq's own CPU loops, built once more for AVX2 and for AVX-512; the backend
+# matching oneDNN's run-time instruction set is chosen at start (kernels/cpu/isa.c)
+CPU_ISA_OBJ := $(BUILD)/obj/kernels/cpu/ops_cpu_avx2.o $(BUILD)/obj/kernels/cpu/ops_cpu_avx512.o
+$(BUILD)/obj/kernels/cpu/ops_cpu_avx2.o: kernels/cpu/ops_cpu.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -march=x86-64-v3 -DCPU_OPS_TABLE=drq_backend_cpu_avx2 -c $< -o $@
+$(BUILD)/obj/kernels/cpu/ops_cpu_avx512.o: kernels/cpu/ops_cpu.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -march=x86-64-v4 -DCPU_OPS_TABLE=drq_backend_cpu_avx512 -c $< -o $@
+$(LIB_KERNELS): $(call obj,$(KERNELS_SRC)) $(CPU_ISA_OBJ) $(patsubst %.cu,$(BUILD)/obj/%.o,$(KERNELS_CU))
 $(LIB_WORKER): $(call obj,$(WORKER_SRC))
 $(LIB_SERVER): $(call obj,$(SERVER_SRC))
 # schema/NNN_*.sql migrations, embedded into the server library by schema/embed.sh

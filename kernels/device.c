@@ -52,7 +52,7 @@ void drq_device_describe(const drq_device_sel *d, char *buf, size_t n) {
     }
 #endif
     int t = drq_get_threads();
-    snprintf(buf, n, "cpu, %s kernels (%d thread%s)", cpu_isa_name(), t, t == 1 ? "" : "s");
+    snprintf(buf, n, "cpu (%s, %d thread%s)", cpu_isa_name(), t, t == 1 ? "" : "s");
 }
 
 void drq_device_tag(const drq_device_sel *d, char *buf, size_t n) {

@@ -6,13 +6,18 @@
 #include <math.h>
 
 #include "../common/util.h"
+#include "cpu/cpu.h"
 
 static const drq_backend *backends[DRQ_NUM_DEVICES] = {
-    [DRQ_CPU] = &drq_backend_cpu,
+    [DRQ_CPU] = &drq_backend_cpu_base, /* replaced before main by pick_cpu_backend */
 #ifdef DRQ_HAVE_CUDA
     [DRQ_CUDA] = &drq_backend_cuda,
 #endif
 };
+
+/* The CPU slot follows oneDNN's instruction set (ONEDNN_MAX_CPU_ISA
+ * included); chosen once, before main, so no op call pays for it. */
+__attribute__((constructor)) static void pick_cpu_backend(void) { backends[DRQ_CPU] = cpu_backend_select(); }
 
 const drq_backend *drq_backend_for(drq_device dev) { return (unsigned)dev < DRQ_NUM_DEVICES ? backends[dev] : NULL; }
 

@@ -176,7 +176,8 @@ typedef struct drq_backend {
     void (*normal_fill)(const uint64_t *keys, Tensor *y);
 } drq_backend;
 
-extern const drq_backend drq_backend_cpu;
+/* The CPU backend is the build of kernels/cpu/ops_cpu.c for this machine's
+ * instruction set (kernels/cpu/isa.c): drq_backend_for(DRQ_CPU). */
 #ifdef DRQ_HAVE_CUDA
 extern const drq_backend drq_backend_cuda;
 #endif

@@ -81,7 +81,7 @@ static void dp(const char *op, const void *p, const char *name, int want_device)
 #define DT(op, t) dt(op, t, #t)
 #define DP(op, p) dp(op, p, #p, 1)
 #define HP(op, p) dp(op, p, #p, 0)
-#define CPU drq_backend_cpu
+#define CPU (*drq_backend_for(DRQ_CPU))
 
 static void s_conv_f(Conv2d *c, const Tensor *x, Tensor *y) {
     device_ops++, DT("conv", x), DT("conv", y), DP("conv", c->w), DP("conv", c->b);

@@ -548,23 +548,6 @@ static void ref_backward(const Conv2d *c, const Tensor *gy, Tensor *gx) {
         }
 }
 
-/* ---- the instruction set ------------------------------------------------ */
-const char *cpu_isa_name(void) {
-    switch (dnnl_get_effective_cpu_isa()) {
-    case dnnl_cpu_isa_sse41: return "sse41";
-    case dnnl_cpu_isa_avx: return "avx";
-    case dnnl_cpu_isa_avx2: return "avx2";
-    case dnnl_cpu_isa_avx2_vnni: return "avx2_vnni";
-    case dnnl_cpu_isa_avx512_mic: return "avx512_mic";
-    case dnnl_cpu_isa_avx512_mic_4ops: return "avx512_mic_4ops";
-    case dnnl_cpu_isa_avx512_core: return "avx512_core";
-    case dnnl_cpu_isa_avx512_core_vnni: return "avx512_core_vnni";
-    case dnnl_cpu_isa_avx512_core_bf16: return "avx512_core_bf16";
-    case dnnl_cpu_isa_avx512_core_amx: return "avx512_core_amx";
-    default: return "x86_64";
-    }
-}
-
 /* ---- cache and entry points -------------------------------------------- */
 static ConvCache *cache_of(Conv2d *c) {
     ConvCache *cc = c->impl[DRQ_CPU];

@@ -15,4 +15,10 @@ void cpu_conv2d_release(Conv2d *c);
  * last bits of every result, follow it. */
 const char *cpu_isa_name(void);
 
+/* ops_cpu.c built for x86-64-v2, -v3 (AVX2) and -v4 (AVX-512) (the Makefile
+ * names each table through CPU_OPS_TABLE); cpu_backend_select returns the
+ * one matching oneDNN's instruction set (isa.c). */
+extern const drq_backend drq_backend_cpu_base, drq_backend_cpu_avx2, drq_backend_cpu_avx512;
+const drq_backend *cpu_backend_select(void);
+
 #endif

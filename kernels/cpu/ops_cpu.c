@@ -472,7 +472,10 @@ static void cpu_normal_fill(const uint64_t *keys, Tensor *y) {
     for (int i = 0; i < y->n; i++) drq_normal(keys[i], per, y->data + (size_t)i * per);
 }
 
-const drq_backend drq_backend_cpu = {
+#ifndef CPU_OPS_TABLE
+#define CPU_OPS_TABLE drq_backend_cpu_base
+#endif
+const drq_backend CPU_OPS_TABLE = {
     .name = "cpu",
     .conv2d_forward = cpu_conv2d_forward,
     .conv2d_backward_input = cpu_conv2d_backward_input,
