@@ -2,14 +2,20 @@
 # run.sh — runs each test program or script given, sums the "RESULT p f"
 # lines they print, and ends with "N passed, N failed".  A test that exits
 # non-zero without reporting a failure counts as one failure (a crash).
+# An argument ISA:PATH runs PATH with ONEDNN_MAX_CPU_ISA=ISA (e.g. AVX2:…),
+# which lowers oneDNN's kernels and drq's own loops alike (kernels/cpu/isa.c).
 set -u
 passed=0
 failed=0
-for t in "$@"; do
-    name=$(basename "$t")
+for arg in "$@"; do
+    t=$arg isa=
+    if [[ "$arg" =~ ^([A-Z0-9_]+):(.*)$ ]]; then isa=${BASH_REMATCH[1]} t=${BASH_REMATCH[2]}; fi
+    name=$(basename "$t")${isa:+ [$isa]}
     start=$(date +%s.%N)
     out=$(mktemp)
-    if [[ "$t" == *.sh ]]; then bash "$t" >"$out" 2>&1; rc=$?; else "$t" >"$out" 2>&1; rc=$?; fi
+    run=()
+    [ -n "$isa" ] && run=(env ONEDNN_MAX_CPU_ISA="$isa")
+    if [[ "$t" == *.sh ]]; then "${run[@]}" bash "$t" >"$out" 2>&1; rc=$?; else "${run[@]}" "$t" >"$out" 2>&1; rc=$?; fi
     p=0; f=0
     while read -r _ a b; do p=$((p + a)); f=$((f + b)); done < <(grep -E '^RESULT [0-9]+ [0-9]+$' "$out")
     if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
