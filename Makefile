@@ -10,7 +10,8 @@
 #   make demo       the main job (see README)
 #
 # Sources are discovered per folder: adding a .c file to common/, kernels/,
-# worker/, server/ or cli/ needs no Makefile change; each tests/test_*.c is
+# worker/ (and its rooms worker/models/, worker/eval/), server/ or cli/ needs
+# no Makefile change; each tests/test_*.c is
 # a test program and each tests/test_*.sh a test script.
 
 CC       ?= gcc
@@ -70,7 +71,7 @@ LDLIBS      += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudnn -lcubl
 KERNELS_SRC += $(wildcard kernels/cuda/*.c)
 KERNELS_CU  := $(wildcard kernels/cuda/*.cu)
 endif
-WORKER_SRC  := $(filter-out worker/main.c,$(wildcard worker/*.c))
+WORKER_SRC  := $(filter-out worker/main.c,$(wildcard worker/*.c worker/models/*.c worker/eval/*.c))
 SERVER_SRC  := $(filter-out server/main.c,$(wildcard server/*.c))
 CLI_SRC     := $(wildcard cli/*.c)
 TEST_C      := $(filter-out $(if $(filter 1,$(CUDA_FOUND)),,tests/test_cuda_host.c),$(wildcard tests/test_*.c))
@@ -233,7 +234,7 @@ FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -O1 -g -fno-omit-frame-pointer $(FUZZ_SAN) \
                 -Wall -Wextra -Wno-unused-parameter -MMD -MP -I.
 FUZZ_LIBSRC  := common/util.c common/safetensors.c common/spec.c common/proto.c common/row.c \
-                common/dataset.c worker/model_config.c
+                common/dataset.c worker/models/model_config.c
 FUZZ_LIBOBJ  := $(patsubst %.c,$(FUZZ_BUILD)/obj/%.o,$(FUZZ_LIBSRC))
 FUZZ_BINS    := $(patsubst %,$(FUZZ_BUILD)/fuzz_%,$(FUZZ_TARGETS))
 .SECONDARY: $(FUZZ_LIBOBJ) $(patsubst %,$(FUZZ_BUILD)/obj/tests/fuzz/fuzz_%.o,$(FUZZ_TARGETS))

@@ -13,7 +13,7 @@
 
 #include "../common/safetensors.h"
 #include "../kernels/device.h"
-#include "../worker/models.h"
+#include "worker/models/models.h"
 #include "cli.h"
 
 typedef struct {

@@ -9,7 +9,7 @@
 
 #include "../common/safetensors.h"
 #include "../common/spec.h"
-#include "../worker/engine.h"
+#include "worker/eval/engine.h"
 #include "cli.h"
 
 static int usage(void) {

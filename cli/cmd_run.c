@@ -30,7 +30,7 @@
 #include "common/spec.h"
 #include "server/server.h"
 #include "server/store.h"
-#include "worker/engine.h"
+#include "worker/eval/engine.h"
 #include "worker/worker.h"
 
 static atomic_int g_interrupt;

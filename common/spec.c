@@ -248,7 +248,7 @@ static int parse_dataset(const json_t *v, drq_dataset_spec *d, drq_err *err) {
     return 0;
 }
 
-/* The architectures the engine builds (worker/models.h), per role. */
+/* The architectures the engine builds (worker/models/models.h), per role. */
 static const char *const classifier_archs[] = {"wrn", NULL};
 static const char *const diffusion_archs[] = {"ddpm-unet", NULL};
 

@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "../kernels/device.h"
-#include "../worker/attack.h"
+#include "worker/eval/attack.h"
 
 int main(int argc, char **argv) {
     const char *device = "cpu", *prec = "tf32";

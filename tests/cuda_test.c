@@ -31,7 +31,7 @@
 #include "../common/safetensors.h"
 #include "../kernels/device.h"
 #include "../kernels/ops.h"
-#include "../worker/attack.h"
+#include "worker/eval/attack.h"
 
 #ifndef DRQ_HAVE_CUDA
 int main(void) {

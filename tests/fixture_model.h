@@ -8,7 +8,7 @@
 #include <stdio.h>
 
 #include "../common/safetensors.h"
-#include "../worker/models.h"
+#include "worker/models/models.h"
 
 /* A UNet (is_unet) or a WRN bound to the tensors of *w (keep w until the model is freed). */
 static void *fixture_model(const char *name, int is_unet, st_file *w, drq_device dev) {

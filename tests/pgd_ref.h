@@ -15,7 +15,7 @@
 #include <math.h>
 #include <stdio.h>
 
-#include "../worker/attack.h"
+#include "worker/eval/attack.h"
 
 typedef struct {
     const char *name; /* fixture tensors xadv_<name>_<step> */

@@ -25,7 +25,7 @@
 
 #include "../common/util.h"
 #include "../kernels/ops.h"
-#include "../worker/models.h"
+#include "worker/models/models.h"
 #include "check.h"
 
 typedef struct {

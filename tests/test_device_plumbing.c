@@ -21,7 +21,7 @@
 #include "../common/safetensors.h"
 #include "../common/util.h"
 #include "../kernels/ops.h"
-#include "../worker/attack.h"
+#include "worker/eval/attack.h"
 #include "check.h"
 #include "fixture_model.h"
 #include "rand.h"

@@ -15,8 +15,8 @@
 #include <unistd.h>
 
 #include "../common/spec.h"
-#include "../worker/attack.h"
-#include "../worker/engine.h"
+#include "worker/eval/attack.h"
+#include "worker/eval/engine.h"
 #include "check.h"
 
 static char dir[64];

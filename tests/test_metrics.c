@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "../worker/metrics.h"
+#include "worker/eval/metrics.h"
 #include "check.h"
 
 static uint64_t rs = 42;

@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "../common/safetensors.h"
-#include "../worker/models.h"
+#include "worker/models/models.h"
 #include "check.h"
 #include "fd.h"
 

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 
 #include "../common/safetensors.h"
-#include "../worker/attack.h"
+#include "worker/eval/attack.h"
 #include "check.h"
 #include "fixture_model.h"
 #include "pgd_ref.h"

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../worker/purify.h"
+#include "worker/eval/purify.h"
 #include "check.h"
 #include "fd.h"
 

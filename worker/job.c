@@ -1,5 +1,5 @@
 /* job.c — see job.h.  The noop workload is documented in docs/queue.md. */
-#include "job.h"
+#include "worker/job.h"
 
 #include <math.h>
 #include <stdio.h>

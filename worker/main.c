@@ -21,7 +21,7 @@
 #include <string.h>
 
 #include "common/util.h"
-#include "worker/engine.h"
+#include "worker/eval/engine.h"
 #include "worker/worker.h"
 #ifdef DRQ_HAVE_CUDA
 #include "kernels/cuda/cuda.h"

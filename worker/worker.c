@@ -7,7 +7,7 @@
  * credit, and a new HELLO recounts from scratch, so credit is neither lost nor
  * counted twice across reconnects.
  */
-#include "worker.h"
+#include "worker/worker.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -26,7 +26,7 @@
 #include "common/row.h"
 #include "common/spec.h"
 #include "kernels/device.h"
-#include "job.h"
+#include "worker/job.h"
 
 #define RESEND_AFTER_S 10.0
 

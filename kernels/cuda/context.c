@@ -6,7 +6,7 @@
 
 #include "internal.h"
 
-/* per thread: each job thread applies its spec's precision (worker/engine.c);
+/* per thread: each job thread applies its spec's precision (worker/eval/engine.c);
  * PyTorch's default is TF32 convolutions, float32 GEMMs */
 static _Thread_local int g_tf32 = 1;
 static cudaError_t g_init_error = cudaSuccess;

@@ -1,5 +1,5 @@
 /* fuzz_model_config.c — libFuzzer harness for the model size configs of
- * --config (worker/model_config.c: unet_config_parse, wrn_config_parse).
+ * --config (worker/models/model_config.c: unet_config_parse, wrn_config_parse).
  *
  * Input: the --config argument.  Text that starts with '{' (or the preset
  * "cifar10") is passed inline as is; anything else is written to a temporary
@@ -7,7 +7,7 @@
  * run on every input; an accepted config must satisfy the documented limits.
  */
 #include "tests/fuzz/fuzz_common.h"
-#include "worker/models.h"
+#include "worker/models/models.h"
 
 static void fail(const char *what, const char *arg) {
     fprintf(stderr, "config invariant broken: %s\n%s\n", what, arg);

@@ -20,8 +20,8 @@
 
 #include <stdint.h>
 
-#include "../kernels/tensor.h"
-#include "models.h"
+#include "kernels/tensor.h"
+#include "worker/models/models.h"
 
 #define DIFF_T 1000 /* steps of the linear β schedule */
 

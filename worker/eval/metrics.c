@@ -1,10 +1,10 @@
 /* metrics.c — see metrics.h. */
-#include "metrics.h"
+#include "worker/eval/metrics.h"
 
 #include <math.h>
 #include <stdlib.h>
 
-#include "../common/util.h"
+#include "common/util.h"
 
 double diff_l2(const float *a, const float *b, size_t n) {
     double s = 0;

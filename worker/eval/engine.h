@@ -13,9 +13,9 @@
 #ifndef DRQ_ENGINE_H
 #define DRQ_ENGINE_H
 
-#include "job.h"
-#include "models.h"
-#include "purify.h"
+#include "worker/job.h"
+#include "worker/models/models.h"
+#include "worker/eval/purify.h"
 
 void attack_engine_register(void); /* installs the pgd and bpda runners */
 void engine_set_batch(int batch);  /* images per batch (default 8) */

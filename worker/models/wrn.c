@@ -10,9 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../kernels/ops.h"
-#include "models.h"
-#include "params.h"
+#include "kernels/ops.h"
+#include "worker/models/models.h"
+#include "worker/models/params.h"
 
 #define BN_EPS 1e-5f
 

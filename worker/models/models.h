@@ -2,10 +2,10 @@
  * an explicit tape (llm.c style): forward saves what backward needs; backward
  * computes the input-VJP only (parameter gradients are never needed).
  *
- *   DDPM UNet (Ho et al. 2020)          worker/unet.c   DESIGN §2.1
- *   WideResNet (RobustBench "Standard")  worker/wrn.c    DESIGN §2.2
+ *   DDPM UNet (Ho et al. 2020)          worker/models/unet.c   DESIGN §2.1
+ *   WideResNet (RobustBench "Standard")  worker/models/wrn.c    DESIGN §2.2
  *
- * Weights bind by their original state_dict names (worker/params.h); a
+ * Weights bind by their original state_dict names (worker/models/params.h); a
  * missing, extra or mis-shaped tensor is an error naming it.  Any batch size
  * works; buffers are sized on the first call for a shape and reused, so a
  * sampler loop does not allocate.
@@ -13,8 +13,8 @@
 #ifndef DRQ_MODELS_H
 #define DRQ_MODELS_H
 
-#include "../common/safetensors.h"
-#include "../kernels/tensor.h"
+#include "common/safetensors.h"
+#include "kernels/tensor.h"
 
 #define UNET_MAX_LEVELS 8
 #define UNET_MAX_ATTN 8

@@ -1,5 +1,5 @@
 /* params.c — see params.h. */
-#include "params.h"
+#include "worker/models/params.h"
 
 #include <math.h>
 #include <stdarg.h>

@@ -11,9 +11,9 @@
 #ifndef DRQ_PARAMS_H
 #define DRQ_PARAMS_H
 
-#include "../common/safetensors.h"
-#include "../common/util.h"
-#include "../kernels/tensor.h"
+#include "common/safetensors.h"
+#include "common/util.h"
+#include "kernels/tensor.h"
 
 typedef enum { P_WEIGHT, P_BIAS, P_ONE, P_ZERO, P_VAR } param_init;
 

@@ -1,14 +1,14 @@
 /* attack.c — see attack.h. */
-#include "attack.h"
+#include "worker/eval/attack.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../common/rng.h"
-#include "../common/util.h"
-#include "../kernels/ops.h"
-#include "metrics.h"
+#include "common/rng.h"
+#include "common/util.h"
+#include "kernels/ops.h"
+#include "worker/eval/metrics.h"
 
 /* Scratch of one gradient or evaluation pass.  The models may live on a GPU:
  * x is copied there, the logits come back to the host for the loss, and the

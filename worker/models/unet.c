@@ -13,9 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../kernels/ops.h"
-#include "models.h"
-#include "params.h"
+#include "kernels/ops.h"
+#include "worker/models/models.h"
+#include "worker/models/params.h"
 
 #define GN_GROUPS 32
 #define GN_EPS 1e-6f

@@ -1,14 +1,14 @@
 /* purify.c — see purify.h.  Coefficients are computed in double from the
  * float64 schedule and applied in float32. */
-#include "purify.h"
+#include "worker/eval/purify.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../common/rng.h"
-#include "../common/util.h"
-#include "../kernels/ops.h"
+#include "common/rng.h"
+#include "common/util.h"
+#include "kernels/ops.h"
 
 
 struct purifier {

@@ -1,6 +1,6 @@
 /* attack.h — PGD with foolbox semantics against "classifier ∘ purifier",
  * DESIGN §4, on a batch of images.  Knows tensors, models and seeds; nothing
- * of jobs or specs (worker/engine.c maps a spec onto this).
+ * of jobs or specs (worker/eval/engine.c maps a spec onto this).
  *
  * Loss: cross-entropy of the classifier's logits on P_ω(x), per image.
  * Gradient: full (exact VJP through the sampler and the UNet) or bpda
@@ -17,8 +17,8 @@
 
 #include <stdint.h>
 
-#include "models.h"
-#include "purify.h"
+#include "worker/models/models.h"
+#include "worker/eval/purify.h"
 
 typedef enum { OMEGA_FIXED, OMEGA_FRESH, OMEGA_EOT, OMEGA_TRANSFER } omega_mode;
 

@@ -1,15 +1,15 @@
 /* engine.c — see engine.h. */
-#include "engine.h"
+#include "worker/eval/engine.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../common/dataset.h"
-#include "../common/rng.h"
-#include "../kernels/device.h"
-#include "attack.h"
-#include "metrics.h"
+#include "common/dataset.h"
+#include "common/rng.h"
+#include "kernels/device.h"
+#include "worker/eval/attack.h"
+#include "worker/eval/metrics.h"
 
 static int g_batch = 8;
 void engine_set_batch(int batch) { g_batch = batch > 0 ? batch : 1; }

@@ -4,7 +4,7 @@
 #include <jansson.h>
 #include <string.h>
 
-#include "models.h"
+#include "worker/models/models.h"
 
 /* Loads ARG as JSON: inline when it starts with '{', else a file path. */
 static json_t *config_json(const char *arg, drq_err *err) {
