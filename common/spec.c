@@ -202,13 +202,6 @@ static int first_duplicate(key_ref *refs, int n, int *first) {
     return dup;
 }
 
-/* a·b for a, b >= 0, saturating at INT64_MAX instead of overflowing: a
- * product that does not fit is above every limit anyway. */
-static int64_t mul_sat(int64_t a, int64_t b) {
-    int64_t r;
-    return __builtin_mul_overflow(a, b, &r) ? INT64_MAX : r;
-}
-
 /* ---- objects ------------------------------------------------------------ */
 
 static const char *const dataset_kinds[] = {"none", "cifar10", "mnist", "fashion-mnist", NULL};
@@ -514,7 +507,8 @@ int drq_spec_parse(const json_t *root, drq_spec *s, drq_err *err) {
     }
     s->nattacks = (int)json_array_size(atk);
     /* The job count is known now: refuse a sweep that is too large before
-     * parsing its attacks.  mul_sat keeps the product from wrapping around. */
+     * parsing its attacks.  drq_spec_njobs (common/expand.c) saturates instead
+     * of wrapping around. */
     int64_t njobs = drq_spec_njobs(s);
     if (njobs > DRQ_SPEC_MAX_JOBS) {
         char total[64];
@@ -668,42 +662,4 @@ char *drq_spec_canonical(const drq_spec *s) {
     json_decref(j);
     assert(text);
     return text;
-}
-
-/* ---- expansion ---------------------------------------------------------- */
-
-int64_t drq_spec_shards(const drq_spec *s) { return (s->dataset.count + s->shard_images - 1) / s->shard_images; }
-
-int64_t drq_spec_njobs(const drq_spec *s) {
-    return mul_sat(mul_sat(mul_sat(s->npurifiers, s->nattacks), s->nseeds), drq_spec_shards(s));
-}
-
-int64_t drq_spec_nrows(const drq_spec *s) {
-    return mul_sat(mul_sat(mul_sat(s->npurifiers, s->nattacks), s->nseeds), s->dataset.count);
-}
-
-void drq_spec_job(const drq_spec *s, int64_t seq, drq_job_desc *d) {
-    int64_t nsh = drq_spec_shards(s);
-    assert(seq >= 0 && seq < drq_spec_njobs(s));
-    d->seq = seq;
-    int64_t shard = seq % nsh, r = seq / nsh;
-    d->seed_index = (int)(r % s->nseeds);
-    r /= s->nseeds;
-    d->attack = (int)(r % s->nattacks);
-    d->purifier = (int)(r / s->nattacks);
-    d->seed = s->seeds[d->seed_index];
-    d->image_start = s->dataset.start + shard * s->shard_images;
-    int64_t end = s->dataset.start + s->dataset.count;
-    d->image_count = d->image_start + s->shard_images <= end ? s->shard_images : end - d->image_start;
-    d->depends_on_seq = -1;
-    const drq_attack_spec *a = &s->attacks[d->attack];
-    if (a->randomness == RND_TRANSFER && a->transfer_seed != d->seed) {
-        int src = a->transfer_index; /* set by the parser; searched for in a spec built by hand */
-        if (src < 0 || src >= s->nseeds || s->seeds[src] != a->transfer_seed) {
-            src = 0;
-            for (int i = 0; i < s->nseeds; i++)
-                if (s->seeds[i] == a->transfer_seed) src = i;
-        }
-        d->depends_on_seq = (((int64_t)d->purifier * s->nattacks + d->attack) * s->nseeds + src) * nsh + shard;
-    }
 }

@@ -1,4 +1,5 @@
-/* spec.h — the sweep spec: parsing, validation, defaults, expansion into jobs.
+/* spec.h — the sweep spec: parsing, validation, defaults (spec.c), and its
+ * expansion into jobs (expand.c).
  *
  * A spec is one JSON object (docs/spec.md).  drq_spec_parse validates every
  * field; each error names the JSON path and what was expected, e.g.
@@ -106,7 +107,8 @@ json_t *drq_spec_to_json(const drq_spec *s);
 /* Canonical compact text with sorted keys (malloc'd). */
 char *drq_spec_canonical(const drq_spec *s);
 
-/* One job of the expansion. */
+/* ---- expansion (common/expand.c) ----------------------------------------
+ * One job of the expansion. */
 typedef struct {
     int64_t seq;
     int purifier, attack, seed_index;
