@@ -4,9 +4,6 @@
 
 #include "../kernels/device.h"
 #include "cli.h"
-#ifdef DRQ_HAVE_CUDA
-#include "../kernels/cuda/cuda.h"
-#endif
 
 int cmd_devices(int argc, char **argv) {
     (void)argc, (void)argv;
@@ -14,8 +11,11 @@ int cmd_devices(int argc, char **argv) {
     drq_device_sel cpu = {DRQ_CPU, 0};
     drq_device_describe(&cpu, buf, sizeof buf);
     printf("cpu: %s\n", buf);
-#ifdef DRQ_HAVE_CUDA
-    int n = drq_cuda_device_count();
+    if (!drq_device_cuda_built()) {
+        printf("cuda: not built (make CUDA=1 where nvcc and cuDNN are installed)\n");
+        return 0;
+    }
+    int n = drq_device_gpu_count();
     if (!n) printf("cuda: backend built, no GPU visible to this process\n");
     for (int i = 0; i < n; i++) {
         drq_device_sel g = {DRQ_CUDA, i};
@@ -27,8 +27,5 @@ int cmd_devices(int argc, char **argv) {
         drq_device_describe(&g, buf, sizeof buf);
         printf("cuda:%d: %s\n", i, buf);
     }
-#else
-    printf("cuda: not built (make CUDA=1 where nvcc and cuDNN are installed)\n");
-#endif
     return 0;
 }

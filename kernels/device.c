@@ -70,3 +70,19 @@ int drq_device_set_precision(const char *name) {
     return -1;
 #endif
 }
+
+int drq_device_cuda_built(void) {
+#ifdef DRQ_HAVE_CUDA
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+int drq_device_gpu_count(void) {
+#ifdef DRQ_HAVE_CUDA
+    return drq_cuda_device_count();
+#else
+    return 0;
+#endif
+}

@@ -29,6 +29,12 @@ void drq_device_describe(const drq_device_sel *d, char *buf, size_t n);
  * instruction set, e.g. cpu:avx2, cpu:avx512_core) or "cuda:N".  Rows are
  * bit-identical only between devices with the same tag (docs/seeds.md). */
 void drq_device_tag(const drq_device_sel *d, char *buf, size_t n);
+/* 1 when this build has the CUDA backend (nvcc and cuDNN were found at build
+ * time), 0 in a CPU-only build. */
+int drq_device_cuda_built(void);
+/* GPUs visible to this process: 0 without a driver or device, and always 0
+ * in a CPU-only build. */
+int drq_device_gpu_count(void);
 /* GPU convolution precision, "tf32" or "fp32" (-1 on another name or no CUDA). */
 int drq_device_set_precision(const char *name);
 

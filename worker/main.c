@@ -21,11 +21,9 @@
 #include <string.h>
 
 #include "common/util.h"
+#include "kernels/device.h"
 #include "worker/eval/engine.h"
 #include "worker/worker.h"
-#ifdef DRQ_HAVE_CUDA
-#include "kernels/cuda/cuda.h"
-#endif
 
 static atomic_int g_stop;
 static pid_t g_children[64];
@@ -41,17 +39,11 @@ static void on_signal(int sig) {
 static int parse_devices(const char *v, int *gpus) {
     int n = 0;
     if (!strcmp(v, "all")) {
-#ifdef DRQ_HAVE_CUDA
-        n = drq_cuda_device_count();
-#endif
+        n = drq_device_gpu_count();
         if (n < 1) {
             fprintf(stderr, "drq-worker: --devices all: no GPU visible to this process (%s)\n",
-#ifdef DRQ_HAVE_CUDA
-                    "check nvidia-smi and CUDA_VISIBLE_DEVICES"
-#else
-                    "this build has no CUDA backend"
-#endif
-            );
+                    drq_device_cuda_built() ? "check nvidia-smi and CUDA_VISIBLE_DEVICES"
+                                            : "this build has no CUDA backend");
             return -1;
         }
         if (n > 64) n = 64;
