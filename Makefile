@@ -212,7 +212,7 @@ bench-queue: deps all
 	@BUILD=$(BUILD) tests/bench_queue.sh
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-cpu
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
 
