@@ -67,13 +67,13 @@ int cmd_purify(int argc, char **argv) {
     int64_t *im = xmalloc(sizeof(int64_t) * n);
     for (int i = 0; i < n; i++) om[i] = (uint64_t)seed, im[i] = offset + i;
     Tensor y = tensor_new(x.n, x.c, x.h, x.w), gx = {0};
-    purify_forward(p, &x, om, im, tg != NULL, &y, NULL);
+    purifier_forward(p, &x, om, im, tg != NULL, &y, NULL);
     st_out outs[2] = {{"y", 4, {x.n, x.c, x.h, x.w}, y.data}};
     int nout = 1;
     if (tg) {
         gx = tensor_new(x.n, x.c, x.h, x.w);
         Tensor gy = tensor_wrap(tg->data, x.n, x.c, x.h, x.w);
-        purify_backward(p, &gy, &gx);
+        purifier_backward(p, &gy, &gx);
         outs[nout++] = (st_out){"grad_x", 4, {x.n, x.c, x.h, x.w}, gx.data};
     }
     rc = st_save(out, outs, nout, &err) ? 1 : 0;

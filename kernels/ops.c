@@ -161,7 +161,7 @@ void add_channel_backward_input(const Tensor *gy, Tensor *gx, Tensor *gv) {
     backend_of(gy)->add_channel_backward_input(gy, gx, gv);
 }
 
-void axpy(float a, const Tensor *x, Tensor *y) {
+void tensor_axpy(float a, const Tensor *x, Tensor *y) {
     SAME("axpy", x, y);
     backend_of(x)->axpy(a, x, y);
 }
@@ -252,7 +252,7 @@ void affine_clamp_backward_input(const Tensor *x, const Tensor *gy, float a, flo
     backend_of(x)->affine_clamp_backward_input(x, gy, a, b, lo, hi, gx);
 }
 
-void axpby(float a, const Tensor *x, float b, Tensor *y) {
+void tensor_axpby(float a, const Tensor *x, float b, Tensor *y) {
     SAME("axpby", x, y);
     backend_of(x)->axpby(a, x, b, y);
 }

@@ -79,7 +79,7 @@ void add_forward(const Tensor *a, const Tensor *b, Tensor *y); /* y may alias a 
 void add_channel_forward(const Tensor *x, const Tensor *v, Tensor *y);
 void add_channel_backward_input(const Tensor *gy, Tensor *gx, Tensor *gv);
 /* y += a·x (gradient accumulation). */
-void axpy(float a, const Tensor *x, Tensor *y);
+void tensor_axpy(float a, const Tensor *x, Tensor *y);
 
 /* ---- attention: single head over L = H·W positions ---------------------
  * q, k, v: n × C × H × W.  p (n × L × L × 1, saved) = softmax_keys(qᵀk · C^-½);
@@ -108,7 +108,7 @@ void timestep_embedding_backward_input(const float *t, int n, int dim, const Ten
 void affine_clamp_forward(const Tensor *x, float a, float b, float lo, float hi, Tensor *y);
 void affine_clamp_backward_input(const Tensor *x, const Tensor *gy, float a, float b, float lo, float hi, Tensor *gx);
 /* y = a·x + b·y. */
-void axpby(float a, const Tensor *x, float b, Tensor *y);
+void tensor_axpby(float a, const Tensor *x, float b, Tensor *y);
 /* One reverse step, elementwise:
  *   x0 = a·x − b·eps, clamped to [−1, 1] when clamp_x0;
  *   y  = cx0·x0 + cx·x + ceps·eps + cz·z          (z may be NULL: no noise)

@@ -203,9 +203,9 @@ static void r_pointwise(side *s) {
 static void r_add(side *s) {
     add_forward(&s->in[0], &s->in[1], &s->out[0]);
     tensor_copy(&s->out[1], &s->in[1]);
-    axpy(0.37f, &s->in[0], &s->out[1]);
+    tensor_axpy(0.37f, &s->in[0], &s->out[1]);
     tensor_copy(&s->out[2], &s->in[1]);
-    axpby(-1.5f, &s->in[0], 0.25f, &s->out[2]);
+    tensor_axpby(-1.5f, &s->in[0], 0.25f, &s->out[2]);
     add_channel_forward(&s->in[0], &s->in[2], &s->out[3]);
 }
 static void r_addc_bwd(side *s) {
@@ -348,7 +348,7 @@ static double fd_loss_gpu(void *vc, const Tensor *x) {
     else {
         uint64_t om[8] = {5, 5, 5, 5, 5, 5, 5, 5};
         int64_t im[8] = {0, 1, 2, 3, 4, 5, 6, 7};
-        purify_forward(c->p, &xd, om, im, 0, &yd, NULL);
+        purifier_forward(c->p, &xd, om, im, 0, &yd, NULL);
     }
     Tensor y = tensor_clone_on(DRQ_CPU, &yd);
     double s = 0;
@@ -522,16 +522,16 @@ static void test_purifier(void) {
     uint64_t om[2] = {5, 5};
     int64_t im[2] = {0, 1};
     Tensor gx = tensor_new(2, 1, 16, 16);
-    purify_forward(p, &x, om, im, 1, &y, NULL);
-    purify_backward(p, &gy, &gx);
+    purifier_forward(p, &x, om, im, 1, &y, NULL);
+    purifier_backward(p, &gy, &gx);
     fd_ctx c = {NULL, NULL, NULL, &gy, p};
     fd_check_directions("gpu ddpm purifier t*=3", fd_loss_gpu, &c, &x, &gx, frand, 3, 1e-2f, 2e-2);
     size_t free0 = 0, free1 = 0, total = 0;
-    purify_forward(p, &x, om, im, 1, &y, NULL), purify_backward(p, &gy, &gx); /* warm: buffers at this shape */
+    purifier_forward(p, &x, om, im, 1, &y, NULL), purifier_backward(p, &gy, &gx); /* warm: buffers at this shape */
     drq_cuda_synchronize();
     long a0 = drq_cuda_alloc_count();
     cudaMemGetInfo(&free0, &total);
-    for (int r = 0; r < 3; r++) purify_forward(p, &x, om, im, 1, &y, NULL), purify_backward(p, &gy, &gx);
+    for (int r = 0; r < 3; r++) purifier_forward(p, &x, om, im, 1, &y, NULL), purifier_backward(p, &gy, &gx);
     drq_cuda_synchronize();
     cudaMemGetInfo(&free1, &total);
     CHECK_MSG(drq_cuda_alloc_count() == a0, "cudaMalloc calls during 3 repeated purify forward+backward: %ld",

@@ -76,11 +76,11 @@ static void test_pointwise(void) {
     /* axpy / axpby update y in place */
     memcpy(k.data, b.data, n * sizeof(float)), memcpy(r.data, b.data, n * sizeof(float));
     RUN_PW(K_axpy, ((pw_args){x.data, NULL, NULL, k.data, 0.37f, 0, 0}), n);
-    axpy(0.37f, &x, &r);
+    tensor_axpy(0.37f, &x, &r);
     CHECK_CLOSE("axpy", &k, &r, TOL);
     memcpy(k.data, b.data, n * sizeof(float)), memcpy(r.data, b.data, n * sizeof(float));
     RUN_PW(K_axpby, ((pw_args){x.data, NULL, NULL, k.data, -1.5f, 0.25f, 0}), n);
-    axpby(-1.5f, &x, 0.25f, &r);
+    tensor_axpby(-1.5f, &x, 0.25f, &r);
     CHECK_CLOSE("axpby", &k, &r, TOL);
     /* average pool backward: gy is n × c */
     RUN_PW(K_avgpool_bwd, ((pw_args){NULL, NULL, v.data, k.data, 0, 0, hw}), n);

@@ -265,13 +265,13 @@ static void test_purifiers(unet *uc, unet *ud) {
         purifier *pd = purifier_new(pcs[c].kind == PURIFY_NONE ? NULL : ud, &pcs[c]);
         Tensor y = tensor_new(2, 1, 16, 16), xm = tensor_new(2, 1, 16, 16), g = tensor_new(2, 1, 16, 16);
         Tensor y2 = tensor_new(2, 1, 16, 16), xm2 = tensor_new(2, 1, 16, 16), g2 = tensor_new(2, 1, 16, 16);
-        purify_forward(pc, &x, om, im, 1, &y, &xm), purify_backward(pc, &gy, &g);
-        purify_forward(pd, &x, om, im, 1, &y2, &xm2), purify_backward(pd, &gy, &g2); /* host tensors in and out */
+        purifier_forward(pc, &x, om, im, 1, &y, &xm), purifier_backward(pc, &gy, &g);
+        purifier_forward(pd, &x, om, im, 1, &y2, &xm2), purifier_backward(pd, &gy, &g2); /* host tensors in and out */
         CHECK_MSG(same_bits(&y, &y2) && same_bits(&xm, &xm2) && same_bits(&g, &g2),
                   "purifier %zu (kind %d), host tensors: stand-in device differs from the cpu", c, (int)pcs[c].kind);
         Tensor xd = tensor_clone_on(DRQ_CUDA, &x), gyd = tensor_clone_on(DRQ_CUDA, &gy), yd = tensor_new_on(DRQ_CUDA, 2, 1, 16, 16);
         Tensor gd = tensor_new_on(DRQ_CUDA, 2, 1, 16, 16);
-        purify_forward(pd, &xd, om, im, 1, &yd, NULL), purify_backward(pd, &gyd, &gd); /* device tensors */
+        purifier_forward(pd, &xd, om, im, 1, &yd, NULL), purifier_backward(pd, &gyd, &gd); /* device tensors */
         CHECK_MSG(same_bits(&y, &yd) && same_bits(&g, &gd),
                   "purifier %zu (kind %d), device tensors: stand-in device differs from the cpu", c, (int)pcs[c].kind);
         Tensor *ts[] = {&y, &xm, &g, &y2, &xm2, &g2, &xd, &gyd, &yd, &gd};

@@ -208,7 +208,7 @@ static void test_bpda_gradient(void) {
     int64_t image[2] = {0, 1};
     uint64_t om[2] = {5, 5};
     attack_gradient(&ac, &am, &x, label, image, 5, &g, NULL);
-    purify_forward(p, &x, om, image, 0, &px, NULL);
+    purifier_forward(p, &x, om, image, 0, &px, NULL);
     wrn_forward(em.clf, &px, &lg);
     for (int i = 0; i < 2; i++) {
         double z = 0;

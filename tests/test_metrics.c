@@ -46,24 +46,24 @@ int main(void) {
     for (int i = 0; i < 3 * 28 * 28; i++) a[i] = urand(), b[i] = fminf(1, fmaxf(0, a[i] + 0.2f * (urand() - 0.5f)));
     struct { int c, h, w; } shapes[] = {{1, 28, 28}, {3, 17, 23}, {1, 11, 11}, {3, 28, 13}};
     for (int k = 0; k < 4; k++) {
-        double got = ssim(a, b, shapes[k].c, shapes[k].h, shapes[k].w);
+        double got = metrics_ssim(a, b, shapes[k].c, shapes[k].h, shapes[k].w);
         double want = ssim_ref(a, b, shapes[k].c, shapes[k].h, shapes[k].w);
         char what[96];
         snprintf(what, sizeof what, "ssim %dx%dx%d: %.12f vs reference %.12f", shapes[k].c, shapes[k].h, shapes[k].w,
                  got, want);
         CHECK_LE(fabs(got - want), 1e-12, what);
     }
-    CHECK_LE(fabs(ssim(a, a, 3, 28, 28) - 1.0), 1e-12, "ssim(x, x) = 1");
-    CHECK(isnan(ssim(a, b, 1, 10, 28)));                             /* smaller than the window */
-    CHECK_LE(ssim(a, b, 1, 28, 28), 0.999, "ssim of a perturbed image < 1");
+    CHECK_LE(fabs(metrics_ssim(a, a, 3, 28, 28) - 1.0), 1e-12, "metrics_ssim(x, x) = 1");
+    CHECK(isnan(metrics_ssim(a, b, 1, 10, 28)));                             /* smaller than the window */
+    CHECK_LE(metrics_ssim(a, b, 1, 28, 28), 0.999, "ssim of a perturbed image < 1");
     float c0[64] = {0}, c1[64];
     for (int i = 0; i < 64; i++) c1[i] = i == 5 ? -3.0f : i == 9 ? 4.0f : 0.0f;
-    CHECK_LE(fabs(diff_l2(c1, c0, 64) - 5.0), 1e-12, "‖(3,4)‖₂ = 5");
-    CHECK_LE(fabs(diff_l2(c1, NULL, 64) - 5.0), 1e-12, "norm of a (b NULL)");
-    CHECK_LE(fabs(diff_linf(c1, c0, 64) - 4.0), 1e-12, "‖·‖∞ = 4");
-    CHECK_EQ_INT(argmax(c1, 64), 9);
+    CHECK_LE(fabs(metrics_diff_l2(c1, c0, 64) - 5.0), 1e-12, "‖(3,4)‖₂ = 5");
+    CHECK_LE(fabs(metrics_diff_l2(c1, NULL, 64) - 5.0), 1e-12, "norm of a (b NULL)");
+    CHECK_LE(fabs(metrics_diff_linf(c1, c0, 64) - 4.0), 1e-12, "‖·‖∞ = 4");
+    CHECK_EQ_INT(metrics_argmax(c1, 64), 9);
     double v[4] = {1, 2, 3, 4}, m, s;
-    mean_std(v, 4, &m, &s);
+    metrics_mean_std(v, 4, &m, &s);
     CHECK_LE(fabs(m - 2.5) + fabs(s - sqrt(1.25)), 1e-12, "mean/std (population)");
     return CHECK_DONE();
 }

@@ -365,7 +365,7 @@ static void p_aff(const OpCase *k, float *x, size_t n) {
 static void f_axpby(const OpCase *k, const Tensor *in, Tensor *y) {
     Tensor o = tensor_wrap(k->p0, k->n, k->c, k->h, k->w);
     memcpy(y->data, k->which ? in->data : k->p0, tensor_numel(y) * sizeof(float)); /* y is overwritten */
-    axpby(k->a, k->which ? &o : in, k->b, y);
+    tensor_axpby(k->a, k->which ? &o : in, k->b, y);
 }
 static void b_axpby(const OpCase *k, const Tensor *x, const Tensor *gy, Tensor *gx) {
     for (size_t e = 0; e < tensor_numel(gy); e++) gx->data[e] = (k->which ? k->b : k->a) * gy->data[e]; /* by definition */

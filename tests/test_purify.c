@@ -43,7 +43,7 @@ typedef struct {
 static double loss(void *ctx, const Tensor *x) {
     fd_ctx *c = ctx;
     Tensor y = tensor_new(x->n, x->c, x->h, x->w);
-    purify_forward(c->p, x, c->om, c->im, 0, &y, NULL);
+    purifier_forward(c->p, x, c->om, c->im, 0, &y, NULL);
     double s = 0;
     for (size_t i = 0; i < tensor_numel(&y); i++) s += (double)y.data[i] * c->gy->data[i];
     tensor_free(&y);
@@ -62,8 +62,8 @@ static void fd_case(unet *u, const char *name, purify_config c) {
     Tensor gx = tensor_new(n, 1, 8, 8);
     size_t N = tensor_numel(&x);
     for (size_t i = 0; i < N; i++) x.data[i] = 0.2f + 0.6f * urand(), gy.data[i] = urand() - 0.5f;
-    purify_forward(p, &x, om, im, 1, &y, NULL);
-    purify_backward(p, &gy, &gx);
+    purifier_forward(p, &x, om, im, 1, &y, NULL);
+    purifier_backward(p, &gy, &gx);
     fd_ctx ctx = {p, om, im, &gy};
     fd_check_directions(name, loss, &ctx, &x, &gx, centered, 3, 2e-2f, 3e-3);
     /* each UNet evaluation is counted per image: forward t* steps + backward t* recomputes + 12 FD forwards */
@@ -80,16 +80,16 @@ static void test_batch_and_omega(unet *u) {
     for (size_t i = 0; i < tensor_numel(&x); i++) x.data[i] = urand();
     uint64_t om[3] = {1, 2, 3};
     int64_t im[3] = {100, 101, 102};
-    purify_forward(p, &x, om, im, 0, &y, NULL);
+    purifier_forward(p, &x, om, im, 0, &y, NULL);
     for (int i = 0; i < 3; i++) {
         Tensor xi = tensor_wrap(x.data + 64 * i, 1, 1, 8, 8);
-        purify_forward(p, &xi, &om[i], &im[i], 0, &y1, NULL);
+        purifier_forward(p, &xi, &om[i], &im[i], 0, &y1, NULL);
         CHECK_LE(rel_l2(y1.data, y.data + 64 * i, 64), 1e-6, "purify: batch of 1 vs batch of 3");
     }
-    purify_forward(p, &x, om, im, 0, &y2, NULL);
+    purifier_forward(p, &x, om, im, 0, &y2, NULL);
     CHECK_MSG(memcmp(y.data, y2.data, 3 * 64 * sizeof(float)) == 0, "purify: same ω, same input → bit-identical");
     uint64_t om2[3] = {1, 2, 4};
-    purify_forward(p, &x, om2, im, 0, &y2, NULL);
+    purifier_forward(p, &x, om2, im, 0, &y2, NULL);
     CHECK_MSG(memcmp(y.data, y2.data, 2 * 64 * sizeof(float)) == 0, "purify: images 0,1 keep their ω");
     CHECK_LE(1e-3, rel_l2(y.data + 128, y2.data + 128, 64), "purify: image 2 with another ω differs");
     tensor_free(&x), tensor_free(&y), tensor_free(&y1), tensor_free(&y2);
@@ -99,8 +99,8 @@ static void test_batch_and_omega(unet *u) {
     p = purifier_new(NULL, &none);
     Tensor a = tensor_new(2, 1, 8, 8), b = tensor_new(2, 1, 8, 8), g = tensor_new(2, 1, 8, 8);
     for (size_t i = 0; i < 128; i++) a.data[i] = urand();
-    purify_forward(p, &a, om, im, 1, &b, NULL);
-    purify_backward(p, &a, &g);
+    purifier_forward(p, &a, om, im, 1, &b, NULL);
+    purifier_backward(p, &a, &g);
     CHECK(memcmp(a.data, b.data, 128 * sizeof(float)) == 0 && memcmp(a.data, g.data, 128 * sizeof(float)) == 0);
     tensor_free(&a), tensor_free(&b), tensor_free(&g);
     purifier_free(p);
@@ -122,8 +122,8 @@ static size_t heap_after(unet *u, int t_star) {
     Tensor x = tensor_new(2, 1, 8, 8), y = tensor_new(2, 1, 8, 8), g = tensor_new(2, 1, 8, 8);
     uint64_t om[2] = {1, 2};
     int64_t im[2] = {0, 1};
-    purify_forward(p, &x, om, im, 1, &y, NULL);
-    purify_backward(p, &y, &g);
+    purifier_forward(p, &x, om, im, 1, &y, NULL);
+    purifier_backward(p, &y, &g);
     size_t used = mallinfo2().uordblks;
     tensor_free(&x), tensor_free(&y), tensor_free(&g);
     purifier_free(p);

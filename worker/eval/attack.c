@@ -61,14 +61,14 @@ void attack_gradient(const attack_config *a, attack_models *m, const Tensor *x, 
                      const int64_t *image, uint64_t omega, Tensor *g, int *pred) {
     pass *s = pass_get(x, m);
     for (int i = 0; i < x->n; i++) s->omega[i] = omega;
-    purify_forward(m->pur, &s->x, s->omega, image, !a->bpda, &s->px, NULL);
+    purifier_forward(m->pur, &s->x, s->omega, image, !a->bpda, &s->px, NULL);
     wrn_forward(m->clf, &s->px, &s->logits);
     const float *hl = host_logits(s);
     for (int i = 0; i < x->n; i++) { /* ∂CE/∂logits = softmax − onehot */
         const float *l = hl + (size_t)i * m->classes;
         float *gl = s->hgl + (size_t)i * m->classes;
-        if (pred) pred[i] = argmax(l, m->classes);
-        float mx = l[argmax(l, m->classes)];
+        if (pred) pred[i] = metrics_argmax(l, m->classes);
+        float mx = l[metrics_argmax(l, m->classes)];
         double z = 0;
         for (int k = 0; k < m->classes; k++) z += exp((double)l[k] - mx);
         for (int k = 0; k < m->classes; k++) gl[k] = (float)(exp((double)l[k] - mx) / z) - (k == label[i]);
@@ -77,7 +77,7 @@ void attack_gradient(const attack_config *a, attack_models *m, const Tensor *x, 
     wrn_backward(m->clf, &s->glogits, &s->gpx);
     if (a->bpda) tensor_copy(g, &s->gpx);
     else {
-        purify_backward(m->pur, &s->gpx, &s->gx);
+        purifier_backward(m->pur, &s->gpx, &s->gx);
         tensor_copy(g, &s->gx);
     }
 }
@@ -100,7 +100,7 @@ void attack_begin(const attack_config *a, const Tensor *x, const int64_t *image,
             float u;
             drq_normal(key, per, d);
             drq_uniform(drq_key(a->seed, (uint64_t)image[i], DRQ_STREAM_PGD_START_RADIUS), 1, 0.0f, 1.0f, &u);
-            double nrm = diff_l2(d, NULL, per), r = a->eps * pow((double)u, 1.0 / (double)per);
+            double nrm = metrics_diff_l2(d, NULL, per), r = a->eps * pow((double)u, 1.0 / (double)per);
             for (size_t e = 0; e < per; e++) d[e] = (float)(d[e] * (nrm > 0 ? r / nrm : 0.0));
         }
         float *xa = st->xadv.data + i * per;
@@ -121,7 +121,7 @@ void attack_step(const attack_config *a, attack_models *m, const Tensor *x, cons
             /* draw 0 is fresh's ω: EOT with K = 1 is exactly fresh (docs/seeds.md) */
             uint64_t om = drq_derived_seed(a->seed, DRQ_PURPOSE_FRESH, (uint64_t)k, (uint64_t)j);
             attack_gradient(a, m, &st->xadv, label, image, om, &gk, j == 0 ? pred : NULL);
-            axpy(1.0f / (float)a->eot_k, &gk, &g);
+            tensor_axpy(1.0f / (float)a->eot_k, &gk, &g);
         }
     } else {
         uint64_t om = a->mode == OMEGA_FRESH ? drq_derived_seed(a->seed, DRQ_PURPOSE_FRESH, (uint64_t)k, 0) : a->seed;
@@ -139,10 +139,10 @@ void attack_step(const attack_config *a, attack_models *m, const Tensor *x, cons
                 xa[e] = fminf(1.0f, fmaxf(0.0f, v));
             }
         } else {
-            double gn = diff_l2(gi, NULL, per);
+            double gn = metrics_diff_l2(gi, NULL, per);
             float sc = gn > 0 ? (float)(a->stepsize / gn) : 0.0f;
             for (size_t e = 0; e < per; e++) xa[e] += sc * gi[e];
-            double dn = diff_l2(xa, x0, per);
+            double dn = metrics_diff_l2(xa, x0, per);
             float f = dn > a->eps ? (float)(a->eps / dn) : 1.0f;
             for (size_t e = 0; e < per; e++) xa[e] = fminf(1.0f, fmaxf(0.0f, x0[e] + f * (xa[e] - x0[e])));
         }
@@ -162,10 +162,10 @@ void attack_state_free(attack_state *st) {
 static void predict(attack_models *m, const Tensor *x, const int64_t *image, uint64_t omega, int *pred) {
     pass *s = pass_get(x, m);
     for (int i = 0; i < x->n; i++) s->omega[i] = omega;
-    purify_forward(m->pur, &s->x, s->omega, image, 0, &s->px, NULL);
+    purifier_forward(m->pur, &s->x, s->omega, image, 0, &s->px, NULL);
     wrn_forward(m->clf, &s->px, &s->logits);
     const float *hl = host_logits(s);
-    for (int i = 0; i < x->n; i++) pred[i] = argmax(hl + (size_t)i * m->classes, m->classes);
+    for (int i = 0; i < x->n; i++) pred[i] = metrics_argmax(hl + (size_t)i * m->classes, m->classes);
 }
 
 void attack_evaluate(const attack_config *a, attack_models *m, const Tensor *x, const int64_t *image, int *pred) {

@@ -248,8 +248,8 @@ static void measure(const drq_job *job, const attack_config *ac, attack_models *
     Tensor pu = tensor_new(n, x->c, x->h, x->w);
     uint64_t *om = xmalloc(sizeof(uint64_t) * n);
     for (int i = 0; i < n; i++) om[i] = ac->seed;
-    purify_forward(am->pur, &st->xadv, om, image, 0, &pa, &xmax);
-    purify_forward(am->pur, x, om, image, 0, &p0, NULL);
+    purifier_forward(am->pur, &st->xadv, om, image, 0, &pa, &xmax);
+    purifier_forward(am->pur, x, om, image, 0, &p0, NULL);
     int nu = as->n_uniform;
     double *cu = xmalloc(sizeof(double) * (size_t)(nu > 0 ? nu : 1) * n);
     /* uniform δ: U[−a, a] per pixel, a = eps (L∞) or eps·sqrt(3/d) (L2: E‖δ‖₂² = eps²) */
@@ -261,10 +261,10 @@ static void measure(const drq_job *job, const attack_config *ac, attack_models *
             drq_uniform(drq_key(ac->seed, (uint64_t)image[i], drq_stream_uniform_delta((unsigned)j)), per, -amp, amp, d);
             for (size_t e = 0; e < per; e++) d[e] = fminf(1.0f, fmaxf(0.0f, xi[e] + d[e]));
         }
-        purify_forward(am->pur, &xu, om, image, 0, &pu, NULL);
+        purifier_forward(am->pur, &xu, om, image, 0, &pu, NULL);
         for (int i = 0; i < n; i++) {
-            double dn = diff_l2(xu.data + i * per, x->data + i * per, per);
-            cu[(size_t)i * nu + j] = dn > 0 ? diff_l2(pu.data + i * per, p0.data + i * per, per) / dn : NAN;
+            double dn = metrics_diff_l2(xu.data + i * per, x->data + i * per, per);
+            cu[(size_t)i * nu + j] = dn > 0 ? metrics_diff_l2(pu.data + i * per, p0.data + i * per, per) / dn : NAN;
         }
     }
     double secs = (now_s() - t0) / n;
@@ -284,16 +284,16 @@ static void measure(const drq_job *job, const attack_config *ac, attack_models *
         r->clean_correct = clean[i] == label[i];
         r->robust = adv[i] == label[i];
         r->success_step = st->success_step[i];
-        r->delta_l2 = r->dist_init_l2 = diff_l2(xa, xi, per);
-        r->delta_linf = r->dist_init_linf = diff_linf(xa, xi, per);
-        r->dist_max_l2 = diff_l2(xmax.data + i * per, xi, per);
-        r->dist_max_linf = diff_linf(xmax.data + i * per, xi, per);
-        r->dist_end_l2 = diff_l2(pa.data + i * per, xi, per);
-        r->dist_end_linf = diff_linf(pa.data + i * per, xi, per);
-        r->ssim_adv = ssim(xa, xi, x->c, x->h, x->w);
-        r->ssim_pur = ssim(pa.data + i * per, xi, x->c, x->h, x->w);
-        r->comp_adv = r->delta_l2 > 0 ? diff_l2(pa.data + i * per, p0.data + i * per, per) / r->delta_l2 : NAN;
-        if (nu > 0) mean_std(cu + (size_t)i * nu, nu, &r->comp_unif_mean, &r->comp_unif_std);
+        r->delta_l2 = r->dist_init_l2 = metrics_diff_l2(xa, xi, per);
+        r->delta_linf = r->dist_init_linf = metrics_diff_linf(xa, xi, per);
+        r->dist_max_l2 = metrics_diff_l2(xmax.data + i * per, xi, per);
+        r->dist_max_linf = metrics_diff_linf(xmax.data + i * per, xi, per);
+        r->dist_end_l2 = metrics_diff_l2(pa.data + i * per, xi, per);
+        r->dist_end_linf = metrics_diff_linf(pa.data + i * per, xi, per);
+        r->ssim_adv = metrics_ssim(xa, xi, x->c, x->h, x->w);
+        r->ssim_pur = metrics_ssim(pa.data + i * per, xi, x->c, x->h, x->w);
+        r->comp_adv = r->delta_l2 > 0 ? metrics_diff_l2(pa.data + i * per, p0.data + i * per, per) / r->delta_l2 : NAN;
+        if (nu > 0) metrics_mean_std(cu + (size_t)i * nu, nu, &r->comp_unif_mean, &r->comp_unif_std);
         r->seconds = secs;
         r->unet_evals = evals;
         snprintf(r->device, sizeof r->device, "%s", job->device ? job->device : "cpu");

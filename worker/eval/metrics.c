@@ -6,7 +6,7 @@
 
 #include "common/util.h"
 
-double diff_l2(const float *a, const float *b, size_t n) {
+double metrics_diff_l2(const float *a, const float *b, size_t n) {
     double s = 0;
     for (size_t i = 0; i < n; i++) {
         double d = (double)a[i] - (b ? (double)b[i] : 0.0);
@@ -15,7 +15,7 @@ double diff_l2(const float *a, const float *b, size_t n) {
     return sqrt(s);
 }
 
-double diff_linf(const float *a, const float *b, size_t n) {
+double metrics_diff_linf(const float *a, const float *b, size_t n) {
     double m = 0;
     for (size_t i = 0; i < n; i++) {
         double d = fabs((double)a[i] - (b ? (double)b[i] : 0.0));
@@ -24,14 +24,14 @@ double diff_linf(const float *a, const float *b, size_t n) {
     return m;
 }
 
-int argmax(const float *v, int n) {
+int metrics_argmax(const float *v, int n) {
     int best = 0;
     for (int i = 1; i < n; i++)
         if (v[i] > v[best]) best = i;
     return best;
 }
 
-void mean_std(const double *v, int n, double *mean, double *std) {
+void metrics_mean_std(const double *v, int n, double *mean, double *std) {
     double s = 0, ss = 0;
     for (int i = 0; i < n; i++) s += v[i];
     *mean = n ? s / n : NAN;
@@ -59,7 +59,7 @@ static void gauss_valid(const double *in, int h, int w, const double *g, double 
         }
 }
 
-double ssim(const float *a, const float *b, int c, int h, int w) {
+double metrics_ssim(const float *a, const float *b, int c, int h, int w) {
     if (h < WIN || w < WIN) return NAN;
     const double C1 = 0.01 * 0.01, C2 = 0.03 * 0.03;
     double g[WIN], gs = 0;

@@ -132,7 +132,7 @@ static void ensure_batch(purifier *p, int n) {
     p->tcap = n;
 }
 
-void purify_forward(purifier *p, const Tensor *x_in, const uint64_t *omega, const int64_t *image, int keep, Tensor *y,
+void purifier_forward(purifier *p, const Tensor *x_in, const uint64_t *omega, const int64_t *image, int keep, Tensor *y,
                     Tensor *xmax) {
     p->kept = keep;
     if (p->c.kind == PURIFY_NONE) { /* identity, on whatever device x and y live */
@@ -149,7 +149,7 @@ void purify_forward(purifier *p, const Tensor *x_in, const uint64_t *omega, cons
         float a = (float)sqrt(p->abar[p->c.t_star - 1]), b = (float)sqrt(1.0 - p->abar[p->c.t_star - 1]);
         ENSURE(&p->g, x); /* scratch for ε */
         noise(p, omega, image, DRQ_STREAM_FORWARD_EPS, &p->g);
-        axpby(b, &p->g, a, s);
+        tensor_axpby(b, &p->g, a, s);
     }
     if (xmax) {
         ENSURE(&p->gx0, x);
@@ -174,8 +174,8 @@ void purify_forward(purifier *p, const Tensor *x_in, const uint64_t *omega, cons
     to_out(&p->yout, y);
 }
 
-void purify_backward(purifier *p, const Tensor *gy_in, Tensor *gx) {
-    if (!p->kept) DIE("purify_backward: the last purify_forward did not keep its states (keep = 0)");
+void purifier_backward(purifier *p, const Tensor *gy_in, Tensor *gx) {
+    if (!p->kept) DIE("purifier_backward: the last purifier_forward did not keep its states (keep = 0)");
     if (p->c.kind == PURIFY_NONE) {
         to_out(gy_in, gx);
         return;

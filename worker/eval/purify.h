@@ -43,12 +43,12 @@ void purifier_free(purifier *p);
 
 /* y = P_ω(x) for x in [0,1] (n×C×H×W).  omega[i], image[i]: the noise seed
  * and dataset index of image i.  With `keep`, the states needed by
- * purify_backward are stored.  xmax (optional, n×C×H×W): the forward-noised
+ * purifier_backward are stored.  xmax (optional, n×C×H×W): the forward-noised
  * state mapped back to [0,1] (for ddpm/ddim; x itself for reverse/none). */
-void purify_forward(purifier *p, const Tensor *x, const uint64_t *omega, const int64_t *image, int keep, Tensor *y,
+void purifier_forward(purifier *p, const Tensor *x, const uint64_t *omega, const int64_t *image, int keep, Tensor *y,
                     Tensor *xmax);
 /* gx = (∂P/∂x)ᵀ gy at the last forward (which must have had keep = 1). */
-void purify_backward(purifier *p, const Tensor *gy, Tensor *gx);
+void purifier_backward(purifier *p, const Tensor *gy, Tensor *gx);
 /* UNet evaluations since creation (cost accounting). */
 long purifier_unet_evals(const purifier *p);
 /* Number of UNet calls of one forward (t*, or the DDIM step count). */
