@@ -233,8 +233,8 @@ FUZZ_TARGETS := safetensors spec model_config proto dataset
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -O1 -g -fno-omit-frame-pointer $(FUZZ_SAN) \
                 -Wall -Wextra -Wno-unused-parameter -MMD -MP -I.
-FUZZ_LIBSRC  := common/util.c common/safetensors.c common/spec.c common/expand.c common/proto.c common/row.c \
-                common/dataset.c worker/models/model_config.c
+FUZZ_LIBSRC  := common/util.c common/json_get.c common/safetensors.c common/spec.c common/expand.c common/proto.c \
+                common/row.c common/dataset.c worker/models/model_config.c
 FUZZ_LIBOBJ  := $(patsubst %.c,$(FUZZ_BUILD)/obj/%.o,$(FUZZ_LIBSRC))
 FUZZ_BINS    := $(patsubst %,$(FUZZ_BUILD)/fuzz_%,$(FUZZ_TARGETS))
 .SECONDARY: $(FUZZ_LIBOBJ) $(patsubst %,$(FUZZ_BUILD)/obj/tests/fuzz/fuzz_%.o,$(FUZZ_TARGETS))

@@ -4,6 +4,8 @@
 #ifndef DRQ_CLI_H
 #define DRQ_CLI_H
 
+#include <stddef.h>
+
 int cmd_model(int argc, char **argv);  /* cli/cmd_model.c */
 int cmd_purify(int argc, char **argv); /* cli/cmd_purify.c */
 
@@ -18,5 +20,9 @@ int cmd_workers(int argc, char **argv);
 int cmd_devices(int argc, char **argv); /* cli/cmd_devices.c */
 /* cli/cmd_run.c: coordinator + local workers in one process */
 int cmd_run(int argc, char **argv);
+
+/* A duration for people: "42s", "3m07s", "2h05m"; "-" when s is negative,
+ * not a number or beyond 10^8 s (an ETA that means "unknown").  cli/main.c */
+void cli_fmt_duration(char *buf, size_t n, double s);
 
 #endif

@@ -32,7 +32,7 @@ typedef struct {
 /* Common options: --server EP (removed from argv).  Returns the new argc. */
 static int take_server_opt(int argc, char **argv, const char **ep) {
     *ep = getenv("DRQ_SERVER");
-    if (!*ep || !**ep) *ep = "tcp://127.0.0.1:5556";
+    if (!*ep || !**ep) *ep = DRQ_DEFAULT_CLIENTS_EP;
     int out = 0;
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--server") && i + 1 < argc) {
@@ -210,17 +210,6 @@ int cmd_submit(int argc, char **argv) {
 
 /* ---- status ------------------------------------------------------------------- */
 
-static void fmt_duration(char *buf, size_t n, double s) {
-    if (s < 0 || !isfinite(s))
-        snprintf(buf, n, "-");
-    else if (s < 120)
-        snprintf(buf, n, "%.0fs", s);
-    else if (s < 7200)
-        snprintf(buf, n, "%.0fm%02.0fs", floor(s / 60), fmod(s, 60));
-    else
-        snprintf(buf, n, "%.0fh%02.0fm", floor(s / 3600), floor(fmod(s, 3600) / 60));
-}
-
 static int64_t ji(const json_t *o, const char *k) { return json_integer_value(json_object_get(o, k)); }
 static double jr(const json_t *o, const char *k) { return json_number_value(json_object_get(o, k)); }
 
@@ -244,7 +233,7 @@ static void print_status(FILE *f, const json_t *st) {
                             : !strcmp(state, "expanding") ? "expanding"
                                                           : "running";
         char eta[32];
-        fmt_duration(eta, sizeof eta, json_is_number(json_object_get(o, "eta_s")) ? jr(o, "eta_s") : -1);
+        cli_fmt_duration(eta, sizeof eta, json_is_number(json_object_get(o, "eta_s")) ? jr(o, "eta_s") : -1);
         fprintf(f, "sweep %lld \"%s\"  %s\n", (long long)ji(o, "id"), json_string_value(json_object_get(o, "name")),
                 shown);
         fprintf(f, "  [%s] %5.1f%%  %lld/%lld jobs\n", bar, 100 * frac, (long long)finished, (long long)jobs);

@@ -73,22 +73,11 @@ static int usage(void) {
     return 1;
 }
 
-static void fmt_eta(char *buf, size_t n, double s) {
-    if (!(s >= 0) || s > 1e8)
-        snprintf(buf, n, "-");
-    else if (s < 120)
-        snprintf(buf, n, "%.0fs", s);
-    else if (s < 7200)
-        snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)s % 60);
-    else
-        snprintf(buf, n, "%dh%02dm", (int)(s / 3600), ((int)s % 3600) / 60);
-}
-
 /* Inserts the jobs of an expanding sweep, in committed chunks. */
 static int expand_all(store *st, int64_t sweep, const drq_spec *sp, drq_err *err) {
     for (;;) {
         if (store_begin(st, err)) return -1;
-        int64_t left = store_sweep_expand(st, sweep, sp, 50000, err);
+        int64_t left = store_sweep_expand(st, sweep, sp, STORE_EXPAND_CHUNK_BATCH, err);
         if (left < 0) {
             store_rollback(st);
             return -1;
@@ -288,7 +277,8 @@ int cmd_run(int argc, char **argv) {
     sigset_t all, prev;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &prev);
-    pthread_create(&stid, NULL, server_main, &st);
+    int prc = pthread_create(&stid, NULL, server_main, &st);
+    if (prc) DIE("drq run: cannot start the coordinator thread: %s", strerror(prc));
     atomic_int wstop = 0;
     /* --threads cores in all, shared by --workers job threads (default: one
      * worker per core, single-threaded kernels: per-image parallelism beats
@@ -303,7 +293,10 @@ int cmd_run(int argc, char **argv) {
                                     .prefetch = 1, .zctx = zctx, .quiet = 1,
                                     .threads = threads / workers > 0 ? threads / workers : 1}; /* its share of the cores */
         wt[i].stop = &wstop;
-        pthread_create(&wtid[i], NULL, worker_main, &wt[i]);
+        prc = pthread_create(&wtid[i], NULL, worker_main, &wt[i]);
+        /* nothing is lost: every committed row stays, and running the same
+         * command again resumes the sweep */
+        if (prc) DIE("drq run: cannot start worker thread %d of %d: %s", i + 1, workers, strerror(prc));
     }
     pthread_sigmask(SIG_SETMASK, &prev, NULL);
 
@@ -338,7 +331,7 @@ int cmd_run(int argc, char **argv) {
             finished = c.jobs_created == c.njobs && c.queued == 0 && c.leased == 0;
             if (!quiet && (tty || now - last_line >= 5 || finished)) {
                 char eta[32], bar[31];
-                fmt_eta(eta, sizeof eta, rate > 0 ? (double)(c.njobs - fin) / rate : -1);
+                cli_fmt_duration(eta, sizeof eta, rate > 0 ? (double)(c.njobs - fin) / rate : -1);
                 double frac = c.njobs ? (double)fin / (double)c.njobs : 1;
                 for (int k = 0; k < 30; k++) bar[k] = k < (int)(frac * 30) ? '#' : '-';
                 bar[30] = 0;

@@ -4,6 +4,17 @@
 
 #include "cli.h"
 
+void cli_fmt_duration(char *buf, size_t n, double s) {
+    if (!(s >= 0) || s > 1e8)
+        snprintf(buf, n, "-");
+    else if (s < 120)
+        snprintf(buf, n, "%.0fs", s);
+    else if (s < 7200)
+        snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)s % 60);
+    else
+        snprintf(buf, n, "%dh%02dm", (int)(s / 3600), ((int)s % 3600) / 60);
+}
+
 static const struct {
     const char *name;
     int (*fn)(int argc, char **argv);

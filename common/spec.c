@@ -1,8 +1,9 @@
 /* spec.c — see spec.h and docs/spec.md.
  *
  * Validation is table-free on purpose: each object is read by one function
- * that first rejects unknown keys (check_keys) and then reads every known key
- * with a typed getter that fills in the default.  To add a field: add its name
+ * that first rejects unknown keys (drq_json_check_keys, common/json_get.c)
+ * and then reads every known key with a typed getter that fills in the
+ * default.  To add a field: add its name
  * to the object's key list, read it with a getter, write it in the *_json
  * function, and document it in docs/spec.md.
  */
@@ -15,47 +16,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/json_get.h"
+
 /* ---- typed getters ------------------------------------------------------ */
-
-/* "path.key" (or "key" at the root). */
-static void join(char *dst, size_t cap, const char *path, const char *key) {
-    size_t n = 0, k = strlen(key);
-    if (path && *path) {
-        n = strlen(path);
-        if (n > cap - 2) n = cap - 2;
-        memcpy(dst, path, n);
-        dst[n++] = '.';
-    }
-    if (k > cap - 1 - n) k = cap - 1 - n;
-    memcpy(dst + n, key, k);
-    dst[n + k] = 0;
-}
-
-static int check_keys(const json_t *obj, const char *path, const char *const *allowed, drq_err *err) {
-    const char *key;
-    json_t *v;
-    json_object_foreach((json_t *)obj, key, v) {
-        int ok = 0;
-        for (const char *const *a = allowed; *a; a++)
-            if (!strcmp(*a, key)) ok = 1;
-        if (!ok) {
-            char p[256], list[512] = "";
-            join(p, sizeof p, path, key);
-            for (const char *const *a = allowed; *a; a++) {
-                if (a != allowed) strncat(list, ", ", sizeof list - strlen(list) - 1);
-                strncat(list, *a, sizeof list - strlen(list) - 1);
-            }
-            return drq_errf(err, "%s: unknown key (expected one of: %s)", p, list);
-        }
-    }
-    return 0;
-}
 
 /* Returns 1 and *out when present, 0 when absent (and not required), -1 on error. */
 static int get_str(const json_t *obj, const char *path, const char *key, int required, const char **out,
                    drq_err *err) {
     char p[256];
-    join(p, sizeof p, path, key);
+    drq_json_path(p, sizeof p, path, key);
     json_t *v = json_object_get(obj, key);
     if (!v) return required ? drq_errf(err, "%s: required (expected a string)", p) : 0;
     if (!json_is_string(v) || json_string_length(v) == 0)
@@ -64,26 +33,10 @@ static int get_str(const json_t *obj, const char *path, const char *key, int req
     return 1;
 }
 
-static int get_int(const json_t *obj, const char *path, const char *key, int required, int64_t lo, int64_t hi,
-                   int64_t dflt, int64_t *out, drq_err *err) {
-    char p[256];
-    join(p, sizeof p, path, key);
-    json_t *v = json_object_get(obj, key);
-    if (!v) {
-        if (required) return drq_errf(err, "%s: required (expected an integer in [%lld,%lld])", p, (long long)lo, (long long)hi);
-        *out = dflt;
-        return 0;
-    }
-    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
-        return drq_errf(err, "%s: expected an integer in [%lld,%lld]", p, (long long)lo, (long long)hi);
-    *out = json_integer_value(v);
-    return 1;
-}
-
 static int get_int32(const json_t *obj, const char *path, const char *key, int lo, int hi, int dflt, int *out,
                      drq_err *err) {
     int64_t v = 0;
-    int rc = get_int(obj, path, key, 0, lo, hi, dflt, &v, err);
+    int rc = drq_json_get_int(obj, path, key, 0, lo, hi, dflt, &v, err);
     if (rc >= 0) *out = (int)v;
     return rc;
 }
@@ -92,7 +45,7 @@ static int get_int32(const json_t *obj, const char *path, const char *key, int l
 static int get_num(const json_t *obj, const char *path, const char *key, double lo, int lo_open, double hi,
                    double dflt, double *out, drq_err *err) {
     char p[256];
-    join(p, sizeof p, path, key);
+    drq_json_path(p, sizeof p, path, key);
     json_t *v = json_object_get(obj, key);
     if (!v) {
         *out = dflt;
@@ -107,7 +60,7 @@ static int get_num(const json_t *obj, const char *path, const char *key, double 
 
 static int get_bool(const json_t *obj, const char *path, const char *key, int dflt, int *out, drq_err *err) {
     char p[256];
-    join(p, sizeof p, path, key);
+    drq_json_path(p, sizeof p, path, key);
     json_t *v = json_object_get(obj, key);
     if (!v) {
         *out = dflt;
@@ -122,7 +75,7 @@ static int get_bool(const json_t *obj, const char *path, const char *key, int df
 static int get_enum(const json_t *obj, const char *path, const char *key, int required, const char *const *names,
                     int dflt, int *out, drq_err *err) {
     char p[256], list[256] = "";
-    join(p, sizeof p, path, key);
+    drq_json_path(p, sizeof p, path, key);
     for (const char *const *a = names; *a; a++) {
         if (a != names) strncat(list, "|", sizeof list - strlen(list) - 1);
         strncat(list, *a, sizeof list - strlen(list) - 1);
@@ -148,7 +101,7 @@ static int get_name(const json_t *obj, const char *path, const char *key, char o
     int rc = get_str(obj, path, key, 1, &s, err);
     if (rc < 0) return -1;
     char p[256];
-    join(p, sizeof p, path, key);
+    drq_json_path(p, sizeof p, path, key);
     size_t n = strlen(s);
     int ok = n >= 1 && n < DRQ_NAME_MAX;
     for (size_t i = 0; ok && i < n; i++) {
@@ -216,7 +169,6 @@ static const char *const precisions[] = {"tf32", "fp32", NULL};
 const char *drq_precision_name(drq_precision p) { return precisions[p]; }
 
 const char *drq_attack_kind_name(drq_attack_kind k) { return attack_kinds[k]; }
-const char *drq_purifier_kind_name(drq_purifier_kind k) { return purifier_kinds[k]; }
 const char *drq_dataset_kind_name(drq_dataset_kind k) { return dataset_kinds[k]; }
 
 /* Test-split sizes, the default image count of a real dataset. */
@@ -225,7 +177,7 @@ const char *drq_dataset_kind_name(drq_dataset_kind k) { return dataset_kinds[k];
 static int parse_dataset(const json_t *v, drq_dataset_spec *d, drq_err *err) {
     static const char *const keys[] = {"kind", "path", "start", "count", NULL};
     const char *path = "dataset";
-    if (need_object(v, path, err) || check_keys(v, path, keys, err)) return -1;
+    if (need_object(v, path, err) || drq_json_check_keys(v, path, keys, err)) return -1;
     int kind;
     if (get_enum(v, path, "kind", 1, dataset_kinds, 0, &kind, err) < 0) return -1;
     d->kind = (drq_dataset_kind)kind;
@@ -234,8 +186,8 @@ static int parse_dataset(const json_t *v, drq_dataset_spec *d, drq_err *err) {
     if (rc < 0) return -1;
     if (rc && d->kind == DS_NONE) return drq_errf(err, "dataset.path: not allowed for dataset kind \"none\"");
     d->path = p ? xstrdup(p) : NULL;
-    if (get_int(v, path, "start", 0, 0, INT64_C(1000000000), 0, &d->start, err) < 0) return -1;
-    if (get_int(v, path, "count", d->kind == DS_NONE, 1, INT64_C(1000000000),
+    if (drq_json_get_int(v, path, "start", 0, 0, INT64_C(1000000000), 0, &d->start, err) < 0) return -1;
+    if (drq_json_get_int(v, path, "count", d->kind == DS_NONE, 1, INT64_C(1000000000),
                 d->start < DATASET_DEFAULT_SIZE ? DATASET_DEFAULT_SIZE - d->start : 1, &d->count, err) < 0)
         return -1;
     return 0;
@@ -253,7 +205,7 @@ static int parse_model(const json_t *root, const char *key, int required, const 
         if (required) return drq_errf(err, "%s: required (%s)", key, why);
         return 0;
     }
-    if (need_object(v, key, err) || check_keys(v, key, keys, err)) return -1;
+    if (need_object(v, key, err) || drq_json_check_keys(v, key, keys, err)) return -1;
     const char *weights;
     int a;
     if (get_enum(v, key, "arch", 1, archs, 0, &a, err) < 0) return -1;
@@ -270,7 +222,7 @@ static int parse_model(const json_t *root, const char *key, int required, const 
 
 static int parse_purifier(const json_t *v, const char *path, drq_purifier_spec *p, drq_err *err) {
     static const char *const keys[] = {"name", "kind", "t_star", "var", "stride", "clamp_x0", "clamp_out", NULL};
-    if (need_object(v, path, err) || check_keys(v, path, keys, err)) return -1;
+    if (need_object(v, path, err) || drq_json_check_keys(v, path, keys, err)) return -1;
     int k;
     if (get_name(v, path, "name", p->name, err) < 0) return -1;
     if (get_enum(v, path, "kind", 1, purifier_kinds, 0, &k, err) < 0) return -1;
@@ -283,7 +235,7 @@ static int parse_purifier(const json_t *v, const char *path, drq_purifier_spec *
     if (get_bool(v, path, "clamp_out", 1, &p->clamp_out, err) < 0) return -1;
     if (p->stride > 1 && p->kind != PUR_DDIM) {
         char q[256];
-        join(q, sizeof q, path, "stride");
+        drq_json_path(q, sizeof q, path, "stride");
         return drq_errf(err, "%s: only valid for kind \"ddim\"", q);
     }
     return 0;
@@ -297,7 +249,7 @@ static int parse_attack(const json_t *v, const char *path, const drq_spec *s, co
                                        "votes",       "transfer_seed", "n_uniform", "ms_per_image", "grad",
                                        "fail_images", NULL};
     char q[256];
-    if (need_object(v, path, err) || check_keys(v, path, keys, err)) return -1;
+    if (need_object(v, path, err) || drq_json_check_keys(v, path, keys, err)) return -1;
     int k;
     if (get_name(v, path, "name", a->name, err) < 0) return -1;
     if (get_enum(v, path, "kind", 1, attack_kinds, 0, &k, err) < 0) return -1;
@@ -312,7 +264,7 @@ static int parse_attack(const json_t *v, const char *path, const drq_spec *s, co
     if (get_int32(v, path, "steps", 0, 100000, 40, &a->steps, err) < 0) return -1;
     int has_rel = json_object_get(v, "rel_stepsize") != NULL, has_abs = json_object_get(v, "abs_stepsize") != NULL;
     if (has_rel && has_abs) {
-        join(q, sizeof q, path, "abs_stepsize");
+        drq_json_path(q, sizeof q, path, "abs_stepsize");
         return drq_errf(err, "%s: give rel_stepsize or abs_stepsize, not both", q);
     }
     if (get_num(v, path, "rel_stepsize", 0, 1, 1000.0, has_abs ? 0 : 0.01 / 0.3, &a->rel_stepsize, err) < 0)
@@ -323,9 +275,9 @@ static int parse_attack(const json_t *v, const char *path, const drq_spec *s, co
     a->randomness = (drq_randomness)k;
     if (get_int32(v, path, "eot_k", 1, 100000, 15, &a->eot_k, err) < 0) return -1;
     if (get_int32(v, path, "votes", 1, 100000, 1, &a->votes, err) < 0) return -1;
-    int rc = get_int(v, path, "transfer_seed", 0, 0, INT64_MAX, -1, &a->transfer_seed, err);
+    int rc = drq_json_get_int(v, path, "transfer_seed", 0, 0, INT64_MAX, -1, &a->transfer_seed, err);
     if (rc < 0) return -1;
-    join(q, sizeof q, path, "transfer_seed");
+    drq_json_path(q, sizeof q, path, "transfer_seed");
     if (a->randomness == RND_TRANSFER && !rc) return drq_errf(err, "%s: required with randomness \"transfer\"", q);
     if (a->randomness != RND_TRANSFER && rc) return drq_errf(err, "%s: only valid with randomness \"transfer\"", q);
     if (rc) {
@@ -345,15 +297,15 @@ static int parse_attack(const json_t *v, const char *path, const drq_spec *s, co
     if (get_int32(v, path, "n_uniform", 0, 100000, 1, &a->n_uniform, err) < 0) return -1;
     rc = get_num(v, path, "ms_per_image", 0, 0, 3600000.0, 0, &a->ms_per_image, err);
     if (rc < 0) return -1;
-    join(q, sizeof q, path, "ms_per_image");
+    drq_json_path(q, sizeof q, path, "ms_per_image");
     if (rc && a->kind != ATK_NOOP) return drq_errf(err, "%s: only valid for kind \"noop\"", q);
     rc = get_enum(v, path, "grad", 0, grads, a->kind == ATK_BPDA ? GRAD_BPDA : GRAD_FULL, &k, err);
     if (rc < 0) return -1;
     a->grad = (drq_grad)k;
-    join(q, sizeof q, path, "grad");
+    drq_json_path(q, sizeof q, path, "grad");
     if (a->kind == ATK_BPDA && a->grad != GRAD_BPDA) return drq_errf(err, "%s: kind \"bpda\" implies grad \"bpda\"", q);
     json_t *fi = json_object_get(v, "fail_images");
-    join(q, sizeof q, path, "fail_images");
+    drq_json_path(q, sizeof q, path, "fail_images");
     if (fi) {
         if (a->kind != ATK_NOOP) return drq_errf(err, "%s: only valid for kind \"noop\"", q);
         if (!json_is_array(fi)) return drq_errf(err, "%s: expected an array of image indices", q);
@@ -370,7 +322,7 @@ static int parse_attack(const json_t *v, const char *path, const drq_spec *s, co
         }
     }
     if (a->kind != ATK_NOOP && s->dataset.kind == DS_NONE) {
-        join(q, sizeof q, path, "kind");
+        drq_json_path(q, sizeof q, path, "kind");
         return drq_errf(err, "%s: \"%s\" needs a dataset (dataset.kind is \"none\")", q, attack_kinds[a->kind]);
     }
     return 0;
@@ -430,7 +382,7 @@ int drq_spec_parse(const json_t *root, drq_spec *s, drq_err *err) {
     memset(s, 0, sizeof *s);
     key_ref *sorted_seeds = NULL;
     char q[256];
-    if (need_object(root, "", err) || check_keys(root, "", keys, err)) goto fail;
+    if (need_object(root, "", err) || drq_json_check_keys(root, "", keys, err)) goto fail;
     if (get_name(root, "", "name", s->name, err) < 0) goto fail;
     json_t *ds = json_object_get(root, "dataset");
     if (!ds) {
@@ -457,8 +409,8 @@ int drq_spec_parse(const json_t *root, drq_spec *s, drq_err *err) {
     s->shard_images = 10;
     if (sh) {
         static const char *const shard_keys[] = {"images", NULL};
-        if (need_object(sh, "shard", err) || check_keys(sh, "shard", shard_keys, err)) goto fail;
-        if (get_int(sh, "shard", "images", 0, 1, INT64_C(1000000000), 10, &s->shard_images, err) < 0) goto fail;
+        if (need_object(sh, "shard", err) || drq_json_check_keys(sh, "shard", shard_keys, err)) goto fail;
+        if (drq_json_get_int(sh, "shard", "images", 0, 1, INT64_C(1000000000), 10, &s->shard_images, err) < 0) goto fail;
     }
 
     json_t *pur = json_object_get(root, "purifiers");

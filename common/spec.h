@@ -126,7 +126,6 @@ int64_t drq_spec_nrows(const drq_spec *s); /* result rows of the whole sweep */
 void drq_spec_job(const drq_spec *s, int64_t seq, drq_job_desc *d);
 
 const char *drq_attack_kind_name(drq_attack_kind k);
-const char *drq_purifier_kind_name(drq_purifier_kind k);
 const char *drq_dataset_kind_name(drq_dataset_kind k); /* the spec spelling, as dataset_load takes it */
 
 const char *drq_precision_name(drq_precision p);

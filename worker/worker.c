@@ -268,7 +268,7 @@ static void send_msg(wk *w, drq_msg_type t, json_t *body, const void *bin, size_
 
 static void open_socket(wk *w) {
     w->sock = zmq_socket(w->zctx, ZMQ_DEALER);
-    int linger = 0, hwm = 100000;
+    int linger = 0, hwm = DRQ_DEALER_HWM;
     zmq_setsockopt(w->sock, ZMQ_LINGER, &linger, sizeof linger);
     zmq_setsockopt(w->sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
     zmq_setsockopt(w->sock, ZMQ_RCVHWM, &hwm, sizeof hwm);
@@ -549,8 +549,8 @@ static void send_heartbeat(wk *w) {
 int drq_worker_run(const drq_worker_opts *opts, atomic_int *stop) {
     wk *w = xcalloc(1, sizeof *w);
     w->o = *opts;
-    if (!(w->o.heartbeat_s > 0)) w->o.heartbeat_s = 1;
-    if (!w->o.liveness) w->o.liveness = 3;
+    if (!(w->o.heartbeat_s > 0)) w->o.heartbeat_s = DRQ_HEARTBEAT_S;
+    if (!w->o.liveness) w->o.liveness = DRQ_LIVENESS;
     if (!(w->o.max_backoff_s > 0)) w->o.max_backoff_s = 32;
     if (!(w->o.stop_grace_s > 0)) w->o.stop_grace_s = 5;
     if (!w->o.device) w->o.device = "cpu";
@@ -579,6 +579,7 @@ int drq_worker_run(const drq_worker_opts *opts, atomic_int *stop) {
         w->own_ctx = 1;
     }
     w->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (w->efd < 0) DIE("worker: eventfd: %s (out of file descriptors? see ulimit -n)", strerror(errno));
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cv, NULL);
     w->backoff = 1;
@@ -586,7 +587,8 @@ int drq_worker_run(const drq_worker_opts *opts, atomic_int *stop) {
     send_hello(w);
     log_line(w->name, "worker %s on %s, device %s, capacity %d, checkpoint every %d", DRQ_SOFTWARE_VERSION,
              w->o.server, w->o.device, w->capacity, w->o.checkpoint_every);
-    pthread_create(&w->compute, NULL, compute_main, w);
+    int prc = pthread_create(&w->compute, NULL, compute_main, w);
+    if (prc) DIE("worker: cannot start the compute thread: %s", strerror(prc));
     w->next_hb = now_s() + w->o.heartbeat_s;
 
     int stopping = 0;

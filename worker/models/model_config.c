@@ -1,9 +1,11 @@
 /* model_config.c — parsing the UNet / WRN size configs of `--config`:
  * a preset name, a JSON file, or inline JSON.  Strict: unknown keys, wrong
- * types and out-of-range sizes are errors naming the key. */
+ * types and out-of-range sizes are errors naming the key (the JSON-field
+ * helpers are common/json_get.h's, shared with the sweep spec). */
 #include <jansson.h>
 #include <string.h>
 
+#include "common/json_get.h"
 #include "worker/models/models.h"
 
 /* Loads ARG as JSON: inline when it starts with '{', else a file path. */
@@ -22,12 +24,12 @@ static json_t *config_json(const char *arg, drq_err *err) {
     return j;
 }
 
-static int get_int(json_t *j, const char *key, int lo, int hi, int *out, drq_err *err) {
-    json_t *v = json_object_get(j, key);
-    if (!v) return drq_errf(err, "config.%s: missing (expected an integer in [%d, %d])", key, lo, hi);
-    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
-        return drq_errf(err, "config.%s: expected an integer in [%d, %d]", key, lo, hi);
-    *out = (int)json_integer_value(v);
+/* An integer in [lo,hi] at config.KEY; every config key is required. */
+static int config_int(json_t *j, const char *key, int lo, int hi, int *out, drq_err *err) {
+    if (!json_object_get(j, key)) return drq_errf(err, "config.%s: missing (expected an integer in [%d, %d])", key, lo, hi);
+    int64_t v = 0;
+    if (drq_json_get_int(j, "config", key, 1, lo, hi, 0, &v, err) < 0) return -1;
+    *out = (int)v;
     return 0;
 }
 
@@ -47,17 +49,6 @@ static int get_int_list(json_t *j, const char *key, int lo, int hi, int maxn, in
     return 0;
 }
 
-static int check_keys(json_t *j, const char *const *keys, drq_err *err) {
-    const char *k;
-    json_t *v;
-    json_object_foreach(j, k, v) {
-        int known = 0;
-        for (int i = 0; keys[i]; i++) known |= !strcmp(k, keys[i]);
-        if (!known) return drq_errf(err, "config.%s: unknown key", k);
-    }
-    return 0;
-}
-
 int unet_config_parse(const char *arg, unet_config *c, drq_err *err) {
     memset(c, 0, sizeof *c);
     if (!strcmp(arg, "cifar10")) { /* DESIGN §2.1: 35,746,307 parameters */
@@ -70,13 +61,13 @@ int unet_config_parse(const char *arg, unet_config *c, drq_err *err) {
                                        "num_res_blocks", "attn_resolutions", NULL};
     json_t *j = config_json(arg, err);
     if (!j) return -1;
-    int rc = check_keys(j, keys, err);
-    if (!rc) rc = get_int(j, "resolution", 1, 4096, &c->resolution, err);
-    if (!rc) rc = get_int(j, "in_channels", 1, 64, &c->in_channels, err);
-    if (!rc) rc = get_int(j, "out_ch", 1, 64, &c->out_ch, err);
-    if (!rc) rc = get_int(j, "ch", 32, 4096, &c->ch, err);
+    int rc = drq_json_check_keys(j, "config", keys, err);
+    if (!rc) rc = config_int(j, "resolution", 1, 4096, &c->resolution, err);
+    if (!rc) rc = config_int(j, "in_channels", 1, 64, &c->in_channels, err);
+    if (!rc) rc = config_int(j, "out_ch", 1, 64, &c->out_ch, err);
+    if (!rc) rc = config_int(j, "ch", 32, 4096, &c->ch, err);
     if (!rc) rc = get_int_list(j, "ch_mult", 1, 64, UNET_MAX_LEVELS, 0, c->ch_mult, &c->n_levels, err);
-    if (!rc) rc = get_int(j, "num_res_blocks", 1, 16, &c->num_res_blocks, err);
+    if (!rc) rc = config_int(j, "num_res_blocks", 1, 16, &c->num_res_blocks, err);
     if (!rc) rc = get_int_list(j, "attn_resolutions", 1, 4096, UNET_MAX_ATTN, 1, c->attn_resolutions, &c->n_attn, err);
     json_decref(j);
     if (rc) return rc;
@@ -96,11 +87,11 @@ int wrn_config_parse(const char *arg, wrn_config *c, drq_err *err) {
     static const char *const keys[] = {"depth", "widen", "num_classes", "in_channels", NULL};
     json_t *j = config_json(arg, err);
     if (!j) return -1;
-    int rc = check_keys(j, keys, err);
-    if (!rc) rc = get_int(j, "depth", 10, 1000, &c->depth, err);
-    if (!rc) rc = get_int(j, "widen", 1, 64, &c->widen, err);
-    if (!rc) rc = get_int(j, "num_classes", 2, 100000, &c->num_classes, err);
-    if (!rc) rc = get_int(j, "in_channels", 1, 64, &c->in_channels, err);
+    int rc = drq_json_check_keys(j, "config", keys, err);
+    if (!rc) rc = config_int(j, "depth", 10, 1000, &c->depth, err);
+    if (!rc) rc = config_int(j, "widen", 1, 64, &c->widen, err);
+    if (!rc) rc = config_int(j, "num_classes", 2, 100000, &c->num_classes, err);
+    if (!rc) rc = config_int(j, "in_channels", 1, 64, &c->in_channels, err);
     json_decref(j);
     if (rc) return rc;
     if ((c->depth - 4) % 6) return drq_errf(err, "config.depth: %d is not 6n+4", c->depth);
