@@ -1,6 +1,9 @@
 /* ops.c — shape/device validation and the one dispatch point of the op
  * interface.  A shape mismatch here is a programming error in a model, so it
- * dies with file:line of the caller's op and both shapes. */
+ * dies with file:line of the caller's op and both shapes: each checked op is
+ * defined as NAME_at(file, line, ...), and ops.h's macro NAME(...) passes the
+ * call site (as llm.c's cudaCheck does). */
+#define DRQ_OPS_BACKEND /* the table members keep the op names: no call-site macros here */
 #include "ops.h"
 
 #include <math.h>
@@ -37,9 +40,12 @@ static const drq_backend *backend_of(const Tensor *t) {
 
 #define SHAPE_FMT "%dx%dx%dx%d"
 #define SHAPE(t) (t)->n, (t)->c, (t)->h, (t)->w
-#define REQUIRE(cond, op, a, b)                                                                         \
-    do {                                                                                                \
-        if (!(cond)) DIE("%s: bad shapes " SHAPE_FMT " vs " SHAPE_FMT " (%s)", op, SHAPE(a), SHAPE(b), #cond); \
+/* file, line: the caller's, passed by the macros of ops.h */
+#define REQUIRE(cond, op, a, b)                                                                          \
+    do {                                                                                                 \
+        if (!(cond))                                                                                     \
+            die_(file, line, "%s: bad shapes " SHAPE_FMT " vs " SHAPE_FMT " (%s)", op, SHAPE(a), SHAPE(b), \
+                 #cond);                                                                                 \
     } while (0)
 #define SAME_DEV(op, a, b) REQUIRE((a)->dev == (b)->dev, op, a, b)
 #define SAME(op, a, b)              \
@@ -48,7 +54,7 @@ static const drq_backend *backend_of(const Tensor *t) {
         REQUIRE(tensor_same_shape(a, b), op, a, b); \
     } while (0)
 
-void conv2d_forward(Conv2d *c, const Tensor *x, Tensor *y) {
+void conv2d_forward_at(const char *file, int line, Conv2d *c, const Tensor *x, Tensor *y) {
     int oh, ow;
     conv2d_out_hw(c, x->h, x->w, &oh, &ow);
     SAME_DEV("conv2d_forward", x, y);
@@ -56,7 +62,7 @@ void conv2d_forward(Conv2d *c, const Tensor *x, Tensor *y) {
     backend_of(x)->conv2d_forward(c, x, y);
 }
 
-void conv2d_backward_input(Conv2d *c, const Tensor *gy, Tensor *gx) {
+void conv2d_backward_input_at(const char *file, int line, Conv2d *c, const Tensor *gy, Tensor *gx) {
     int oh, ow;
     conv2d_out_hw(c, gx->h, gx->w, &oh, &ow);
     SAME_DEV("conv2d_backward_input", gy, gx);
@@ -70,27 +76,27 @@ void conv2d_release(Conv2d *c) {
         if (c->impl[d] && backends[d]) backends[d]->conv2d_release(c);
 }
 
-void linear_forward(const float *w, const float *b, int in, int out, const Tensor *x, Tensor *y) {
+void linear_forward_at(const char *file, int line, const float *w, const float *b, int in, int out, const Tensor *x, Tensor *y) {
     SAME_DEV("linear_forward", x, y);
     REQUIRE(x->c * x->h * x->w == in && y->n == x->n && y->c * y->h * y->w == out, "linear_forward", x, y);
     backend_of(x)->linear_forward(w, b, in, out, x, y);
 }
 
-void linear_backward_input(const float *w, int in, int out, const Tensor *gy, Tensor *gx) {
+void linear_backward_input_at(const char *file, int line, const float *w, int in, int out, const Tensor *gy, Tensor *gx) {
     SAME_DEV("linear_backward_input", gy, gx);
     REQUIRE(gx->c * gx->h * gx->w == in && gy->n == gx->n && gy->c * gy->h * gy->w == out,
             "linear_backward_input", gy, gx);
     backend_of(gy)->linear_backward_input(w, in, out, gy, gx);
 }
 
-void group_norm_forward(const Tensor *x, int groups, float eps, const float *gamma, const float *beta, Tensor *y,
+void group_norm_forward_at(const char *file, int line, const Tensor *x, int groups, float eps, const float *gamma, const float *beta, Tensor *y,
                         float *stats) {
     SAME("group_norm_forward", x, y);
     REQUIRE(groups > 0 && x->c % groups == 0, "group_norm_forward", x, y);
     backend_of(x)->group_norm_forward(x, groups, eps, gamma, beta, y, stats);
 }
 
-void group_norm_backward_input(const Tensor *x, const Tensor *gy, int groups, const float *gamma, const float *stats,
+void group_norm_backward_input_at(const char *file, int line, const Tensor *x, const Tensor *gy, int groups, const float *gamma, const float *stats,
                                Tensor *gx) {
     SAME("group_norm_backward_input", x, gy);
     SAME("group_norm_backward_input", x, gx);
@@ -107,52 +113,52 @@ void batch_norm_fold(int c, const float *weight, const float *bias, const float 
     }
 }
 
-void batch_norm_forward(const Tensor *x, const float *scale, const float *shift, Tensor *y) {
+void batch_norm_forward_at(const char *file, int line, const Tensor *x, const float *scale, const float *shift, Tensor *y) {
     SAME("batch_norm_forward", x, y);
     backend_of(x)->batch_norm_forward(x, scale, shift, y);
 }
 
-void batch_norm_backward_input(const Tensor *gy, const float *scale, Tensor *gx) {
+void batch_norm_backward_input_at(const char *file, int line, const Tensor *gy, const float *scale, Tensor *gx) {
     SAME("batch_norm_backward_input", gy, gx);
     backend_of(gy)->batch_norm_backward_input(gy, scale, gx);
 }
 
-void swish_forward(const Tensor *x, Tensor *y) {
+void swish_forward_at(const char *file, int line, const Tensor *x, Tensor *y) {
     SAME("swish_forward", x, y);
     backend_of(x)->swish_forward(x, y);
 }
 
-void swish_backward_input(const Tensor *x, const Tensor *gy, Tensor *gx) {
+void swish_backward_input_at(const char *file, int line, const Tensor *x, const Tensor *gy, Tensor *gx) {
     SAME("swish_backward_input", x, gy);
     SAME("swish_backward_input", x, gx);
     backend_of(x)->swish_backward_input(x, gy, gx);
 }
 
-void relu_forward(const Tensor *x, Tensor *y) {
+void relu_forward_at(const char *file, int line, const Tensor *x, Tensor *y) {
     SAME("relu_forward", x, y);
     backend_of(x)->relu_forward(x, y);
 }
 
-void relu_backward_input(const Tensor *x, const Tensor *gy, Tensor *gx) {
+void relu_backward_input_at(const char *file, int line, const Tensor *x, const Tensor *gy, Tensor *gx) {
     SAME("relu_backward_input", x, gy);
     SAME("relu_backward_input", x, gx);
     backend_of(x)->relu_backward_input(x, gy, gx);
 }
 
-void add_forward(const Tensor *a, const Tensor *b, Tensor *y) {
+void add_forward_at(const char *file, int line, const Tensor *a, const Tensor *b, Tensor *y) {
     SAME("add_forward", a, b);
     SAME("add_forward", a, y);
     backend_of(a)->add_forward(a, b, y);
 }
 
-void add_channel_forward(const Tensor *x, const Tensor *v, Tensor *y) {
+void add_channel_forward_at(const char *file, int line, const Tensor *x, const Tensor *v, Tensor *y) {
     SAME("add_channel_forward", x, y);
     SAME_DEV("add_channel_forward", x, v);
     REQUIRE(v->n == x->n && v->c * v->h * v->w == x->c, "add_channel_forward", x, v);
     backend_of(x)->add_channel_forward(x, v, y);
 }
 
-void add_channel_backward_input(const Tensor *gy, Tensor *gx, Tensor *gv) {
+void add_channel_backward_input_at(const char *file, int line, const Tensor *gy, Tensor *gx, Tensor *gv) {
     if (gx) SAME("add_channel_backward_input", gy, gx);
     if (gv) {
         SAME_DEV("add_channel_backward_input", gy, gv);
@@ -161,12 +167,12 @@ void add_channel_backward_input(const Tensor *gy, Tensor *gx, Tensor *gv) {
     backend_of(gy)->add_channel_backward_input(gy, gx, gv);
 }
 
-void tensor_axpy(float a, const Tensor *x, Tensor *y) {
+void tensor_axpy_at(const char *file, int line, float a, const Tensor *x, Tensor *y) {
     SAME("axpy", x, y);
     backend_of(x)->axpy(a, x, y);
 }
 
-void attention_forward(const Tensor *q, const Tensor *k, const Tensor *v, Tensor *p, Tensor *h) {
+void attention_forward_at(const char *file, int line, const Tensor *q, const Tensor *k, const Tensor *v, Tensor *p, Tensor *h) {
     int L = q->h * q->w;
     SAME("attention_forward", q, k);
     SAME("attention_forward", q, v);
@@ -176,7 +182,7 @@ void attention_forward(const Tensor *q, const Tensor *k, const Tensor *v, Tensor
     backend_of(q)->attention_forward(q, k, v, p, h);
 }
 
-void attention_backward_input(const Tensor *q, const Tensor *k, const Tensor *v, const Tensor *p, const Tensor *gh,
+void attention_backward_input_at(const char *file, int line, const Tensor *q, const Tensor *k, const Tensor *v, const Tensor *p, const Tensor *gh,
                               Tensor *gq, Tensor *gk, Tensor *gv) {
     int L = q->h * q->w;
     SAME("attention_backward_input", q, k);
@@ -189,32 +195,32 @@ void attention_backward_input(const Tensor *q, const Tensor *k, const Tensor *v,
     backend_of(q)->attention_backward_input(q, k, v, p, gh, gq, gk, gv);
 }
 
-void upsample2x_forward(const Tensor *x, Tensor *y) {
+void upsample2x_forward_at(const char *file, int line, const Tensor *x, Tensor *y) {
     SAME_DEV("upsample2x_forward", x, y);
     REQUIRE(y->n == x->n && y->c == x->c && y->h == 2 * x->h && y->w == 2 * x->w, "upsample2x_forward", x, y);
     backend_of(x)->upsample2x_forward(x, y);
 }
 
-void upsample2x_backward_input(const Tensor *gy, Tensor *gx) {
+void upsample2x_backward_input_at(const char *file, int line, const Tensor *gy, Tensor *gx) {
     SAME_DEV("upsample2x_backward_input", gy, gx);
     REQUIRE(gy->n == gx->n && gy->c == gx->c && gy->h == 2 * gx->h && gy->w == 2 * gx->w,
             "upsample2x_backward_input", gy, gx);
     backend_of(gy)->upsample2x_backward_input(gy, gx);
 }
 
-void avgpool_global_forward(const Tensor *x, Tensor *y) {
+void avgpool_global_forward_at(const char *file, int line, const Tensor *x, Tensor *y) {
     SAME_DEV("avgpool_global_forward", x, y);
     REQUIRE(y->n == x->n && y->c == x->c && y->h == 1 && y->w == 1, "avgpool_global_forward", x, y);
     backend_of(x)->avgpool_global_forward(x, y);
 }
 
-void avgpool_global_backward_input(const Tensor *gy, Tensor *gx) {
+void avgpool_global_backward_input_at(const char *file, int line, const Tensor *gy, Tensor *gx) {
     SAME_DEV("avgpool_global_backward_input", gy, gx);
     REQUIRE(gy->n == gx->n && gy->c == gx->c && gy->h == 1 && gy->w == 1, "avgpool_global_backward_input", gy, gx);
     backend_of(gy)->avgpool_global_backward_input(gy, gx);
 }
 
-void concat_forward(const Tensor *a, const Tensor *b, Tensor *y) {
+void concat_forward_at(const char *file, int line, const Tensor *a, const Tensor *b, Tensor *y) {
     SAME_DEV("concat_forward", a, b);
     SAME_DEV("concat_forward", a, y);
     REQUIRE(a->n == b->n && a->h == b->h && a->w == b->w, "concat_forward", a, b);
@@ -222,7 +228,7 @@ void concat_forward(const Tensor *a, const Tensor *b, Tensor *y) {
     backend_of(a)->concat_forward(a, b, y);
 }
 
-void concat_backward_input(const Tensor *gy, Tensor *ga, Tensor *gb) {
+void concat_backward_input_at(const char *file, int line, const Tensor *gy, Tensor *ga, Tensor *gb) {
     SAME_DEV("concat_backward_input", gy, ga);
     SAME_DEV("concat_backward_input", gy, gb);
     REQUIRE(ga->n == gb->n && ga->h == gb->h && ga->w == gb->w, "concat_backward_input", ga, gb);
@@ -231,40 +237,40 @@ void concat_backward_input(const Tensor *gy, Tensor *ga, Tensor *gb) {
     backend_of(gy)->concat_backward_input(gy, ga, gb);
 }
 
-void timestep_embedding_forward(const float *t, int n, int dim, Tensor *y) {
+void timestep_embedding_forward_at(const char *file, int line, const float *t, int n, int dim, Tensor *y) {
     REQUIRE(y->n == n && y->c * y->h * y->w == dim && dim >= 4, "timestep_embedding_forward", y, y);
     backend_of(y)->timestep_embedding_forward(t, n, dim, y);
 }
 
-void timestep_embedding_backward_input(const float *t, int n, int dim, const Tensor *gy, float *gt) {
+void timestep_embedding_backward_input_at(const char *file, int line, const float *t, int n, int dim, const Tensor *gy, float *gt) {
     REQUIRE(gy->n == n && gy->c * gy->h * gy->w == dim && dim >= 4, "timestep_embedding_backward_input", gy, gy);
     backend_of(gy)->timestep_embedding_backward_input(t, n, dim, gy, gt);
 }
 
-void affine_clamp_forward(const Tensor *x, float a, float b, float lo, float hi, Tensor *y) {
+void affine_clamp_forward_at(const char *file, int line, const Tensor *x, float a, float b, float lo, float hi, Tensor *y) {
     SAME("affine_clamp_forward", x, y);
     backend_of(x)->affine_clamp_forward(x, a, b, lo, hi, y);
 }
 
-void affine_clamp_backward_input(const Tensor *x, const Tensor *gy, float a, float b, float lo, float hi, Tensor *gx) {
+void affine_clamp_backward_input_at(const char *file, int line, const Tensor *x, const Tensor *gy, float a, float b, float lo, float hi, Tensor *gx) {
     SAME("affine_clamp_backward_input", x, gy);
     SAME("affine_clamp_backward_input", x, gx);
     backend_of(x)->affine_clamp_backward_input(x, gy, a, b, lo, hi, gx);
 }
 
-void tensor_axpby(float a, const Tensor *x, float b, Tensor *y) {
+void tensor_axpby_at(const char *file, int line, float a, const Tensor *x, float b, Tensor *y) {
     SAME("axpby", x, y);
     backend_of(x)->axpby(a, x, b, y);
 }
 
-void sampler_step_forward(const Tensor *x, const Tensor *eps, const Tensor *z, const sampler_coef *k, Tensor *y) {
+void sampler_step_forward_at(const char *file, int line, const Tensor *x, const Tensor *eps, const Tensor *z, const sampler_coef *k, Tensor *y) {
     SAME("sampler_step_forward", x, eps);
     SAME("sampler_step_forward", x, y);
     if (z) SAME("sampler_step_forward", x, z);
     backend_of(x)->sampler_step_forward(x, eps, z, k, y);
 }
 
-void sampler_step_backward_input(const Tensor *x, const Tensor *eps, const Tensor *g, const sampler_coef *k, Tensor *gx,
+void sampler_step_backward_input_at(const char *file, int line, const Tensor *x, const Tensor *eps, const Tensor *g, const sampler_coef *k, Tensor *gx,
                                  Tensor *geps) {
     SAME("sampler_step_backward_input", x, eps);
     SAME("sampler_step_backward_input", x, g);

@@ -25,6 +25,14 @@
 extern "C" {
 #endif
 
+/* Call sites.  Each op that checks shapes is declared as NAME_at(file, line,
+ * ...) and called as NAME(...): the macro NAME passes __FILE__/__LINE__, so a
+ * bad shape dies naming the model line that called the op, not ops.c's
+ * (the macros are at the end of this file).  Code that implements a backend
+ * defines DRQ_OPS_BACKEND before including this header: its table members
+ * have the op names, and b->NAME(...) must not become a macro call. */
+#define DRQ_OP_SITE const char *file, int line
+
 /* ---- convolution ------------------------------------------------------- */
 typedef struct Conv2d {
     int cin, cout, kh, kw, stride;
@@ -47,68 +55,68 @@ static inline void conv2d_out_hw(const Conv2d *c, int h, int w, int *oh, int *ow
     *oh = (h + c->pad_t + c->pad_b - c->kh) / c->stride + 1;
     *ow = (w + c->pad_l + c->pad_r - c->kw) / c->stride + 1;
 }
-void conv2d_forward(Conv2d *c, const Tensor *x, Tensor *y);
-void conv2d_backward_input(Conv2d *c, const Tensor *gy, Tensor *gx); /* gx has x's shape */
+void conv2d_forward_at(DRQ_OP_SITE, Conv2d *c, const Tensor *x, Tensor *y);
+void conv2d_backward_input_at(DRQ_OP_SITE, Conv2d *c, const Tensor *gy, Tensor *gx); /* gx has x's shape */
 void conv2d_release(Conv2d *c); /* frees backend caches, not the weights */
 
 /* ---- linear: y = x Wᵀ + b, W is [out, in] ------------------------------ */
-void linear_forward(const float *w, const float *b, int in, int out, const Tensor *x, Tensor *y);
-void linear_backward_input(const float *w, int in, int out, const Tensor *gy, Tensor *gx);
+void linear_forward_at(DRQ_OP_SITE, const float *w, const float *b, int in, int out, const Tensor *x, Tensor *y);
+void linear_backward_input_at(DRQ_OP_SITE, const float *w, int in, int out, const Tensor *gy, Tensor *gx);
 
 /* ---- normalisation ----------------------------------------------------- */
 /* stats: caller-owned, n*groups*2 floats (mean, 1/std) saved for backward. */
-void group_norm_forward(const Tensor *x, int groups, float eps, const float *gamma, const float *beta,
+void group_norm_forward_at(DRQ_OP_SITE, const Tensor *x, int groups, float eps, const float *gamma, const float *beta,
                         Tensor *y, float *stats);
-void group_norm_backward_input(const Tensor *x, const Tensor *gy, int groups, const float *gamma,
+void group_norm_backward_input_at(DRQ_OP_SITE, const Tensor *x, const Tensor *gy, int groups, const float *gamma,
                                const float *stats, Tensor *gx);
 /* Inference batch norm as a per-channel affine map; batch_norm_fold turns
  * (weight, bias, running_mean, running_var, eps) into (scale, shift). */
 void batch_norm_fold(int c, const float *weight, const float *bias, const float *mean, const float *var,
                      float eps, float *scale, float *shift);
-void batch_norm_forward(const Tensor *x, const float *scale, const float *shift, Tensor *y);
-void batch_norm_backward_input(const Tensor *gy, const float *scale, Tensor *gx);
+void batch_norm_forward_at(DRQ_OP_SITE, const Tensor *x, const float *scale, const float *shift, Tensor *y);
+void batch_norm_backward_input_at(DRQ_OP_SITE, const Tensor *gy, const float *scale, Tensor *gx);
 
 /* ---- pointwise (y may alias x; gx may alias gy) ------------------------ */
-void swish_forward(const Tensor *x, Tensor *y);
-void swish_backward_input(const Tensor *x, const Tensor *gy, Tensor *gx);
-void relu_forward(const Tensor *x, Tensor *y);
-void relu_backward_input(const Tensor *x, const Tensor *gy, Tensor *gx);
-void add_forward(const Tensor *a, const Tensor *b, Tensor *y); /* y may alias a or b */
+void swish_forward_at(DRQ_OP_SITE, const Tensor *x, Tensor *y);
+void swish_backward_input_at(DRQ_OP_SITE, const Tensor *x, const Tensor *gy, Tensor *gx);
+void relu_forward_at(DRQ_OP_SITE, const Tensor *x, Tensor *y);
+void relu_backward_input_at(DRQ_OP_SITE, const Tensor *x, const Tensor *gy, Tensor *gx);
+void add_forward_at(DRQ_OP_SITE, const Tensor *a, const Tensor *b, Tensor *y); /* y may alias a or b */
 /* y = x + v broadcast over H,W (v is n × c); backward sums gy over H,W into gv
  * and passes gy through to gx (gx may be NULL, gx may alias gy). */
-void add_channel_forward(const Tensor *x, const Tensor *v, Tensor *y);
-void add_channel_backward_input(const Tensor *gy, Tensor *gx, Tensor *gv);
+void add_channel_forward_at(DRQ_OP_SITE, const Tensor *x, const Tensor *v, Tensor *y);
+void add_channel_backward_input_at(DRQ_OP_SITE, const Tensor *gy, Tensor *gx, Tensor *gv);
 /* y += a·x (gradient accumulation). */
-void tensor_axpy(float a, const Tensor *x, Tensor *y);
+void tensor_axpy_at(DRQ_OP_SITE, float a, const Tensor *x, Tensor *y);
 
 /* ---- attention: single head over L = H·W positions ---------------------
  * q, k, v: n × C × H × W.  p (n × L × L × 1, saved) = softmax_keys(qᵀk · C^-½);
  * h[c, i] = Σ_j v[c, j] p[i, j]. */
-void attention_forward(const Tensor *q, const Tensor *k, const Tensor *v, Tensor *p, Tensor *h);
-void attention_backward_input(const Tensor *q, const Tensor *k, const Tensor *v, const Tensor *p,
+void attention_forward_at(DRQ_OP_SITE, const Tensor *q, const Tensor *k, const Tensor *v, Tensor *p, Tensor *h);
+void attention_backward_input_at(DRQ_OP_SITE, const Tensor *q, const Tensor *k, const Tensor *v, const Tensor *p,
                               const Tensor *gh, Tensor *gq, Tensor *gk, Tensor *gv);
 
 /* ---- resampling, pooling, concat -------------------------------------- */
-void upsample2x_forward(const Tensor *x, Tensor *y);     /* nearest */
-void upsample2x_backward_input(const Tensor *gy, Tensor *gx);
-void avgpool_global_forward(const Tensor *x, Tensor *y); /* y: n × c × 1 × 1 */
-void avgpool_global_backward_input(const Tensor *gy, Tensor *gx);
-void concat_forward(const Tensor *a, const Tensor *b, Tensor *y); /* along channels */
-void concat_backward_input(const Tensor *gy, Tensor *ga, Tensor *gb);
+void upsample2x_forward_at(DRQ_OP_SITE, const Tensor *x, Tensor *y);     /* nearest */
+void upsample2x_backward_input_at(DRQ_OP_SITE, const Tensor *gy, Tensor *gx);
+void avgpool_global_forward_at(DRQ_OP_SITE, const Tensor *x, Tensor *y); /* y: n × c × 1 × 1 */
+void avgpool_global_backward_input_at(DRQ_OP_SITE, const Tensor *gy, Tensor *gx);
+void concat_forward_at(DRQ_OP_SITE, const Tensor *a, const Tensor *b, Tensor *y); /* along channels */
+void concat_backward_input_at(DRQ_OP_SITE, const Tensor *gy, Tensor *ga, Tensor *gb);
 
 /* ---- sinusoidal timestep embedding -------------------------------------
  * y[i] = [sin(t_i f_0..f_{half-1}), cos(t_i f_0..)], f_k = exp(-k ln(10000)/(half-1));
  * dim even.  The backward gives d/dt (t is a float step index). */
-void timestep_embedding_forward(const float *t, int n, int dim, Tensor *y);
-void timestep_embedding_backward_input(const float *t, int n, int dim, const Tensor *gy, float *gt);
+void timestep_embedding_forward_at(DRQ_OP_SITE, const float *t, int n, int dim, Tensor *y);
+void timestep_embedding_backward_input_at(DRQ_OP_SITE, const float *t, int n, int dim, const Tensor *gy, float *gt);
 
 /* ---- sampler arithmetic (purification, DESIGN §3) -----------------------
  * y = clamp(a·x + b, lo, hi) (lo = -INFINITY, hi = INFINITY: no clamp; y may
  * alias x); the backward passes a·gy where lo < a·x + b < hi, else 0. */
-void affine_clamp_forward(const Tensor *x, float a, float b, float lo, float hi, Tensor *y);
-void affine_clamp_backward_input(const Tensor *x, const Tensor *gy, float a, float b, float lo, float hi, Tensor *gx);
+void affine_clamp_forward_at(DRQ_OP_SITE, const Tensor *x, float a, float b, float lo, float hi, Tensor *y);
+void affine_clamp_backward_input_at(DRQ_OP_SITE, const Tensor *x, const Tensor *gy, float a, float b, float lo, float hi, Tensor *gx);
 /* y = a·x + b·y. */
-void tensor_axpby(float a, const Tensor *x, float b, Tensor *y);
+void tensor_axpby_at(DRQ_OP_SITE, float a, const Tensor *x, float b, Tensor *y);
 /* One reverse step, elementwise:
  *   x0 = a·x − b·eps, clamped to [−1, 1] when clamp_x0;
  *   y  = cx0·x0 + cx·x + ceps·eps + cz·z          (z may be NULL: no noise)
@@ -121,12 +129,47 @@ typedef struct {
     int clamp_x0;
     float cx0, cx, ceps, cz;
 } sampler_coef;
-void sampler_step_forward(const Tensor *x, const Tensor *eps, const Tensor *z, const sampler_coef *k, Tensor *y);
-void sampler_step_backward_input(const Tensor *x, const Tensor *eps, const Tensor *g, const sampler_coef *k, Tensor *gx,
+void sampler_step_forward_at(DRQ_OP_SITE, const Tensor *x, const Tensor *eps, const Tensor *z, const sampler_coef *k, Tensor *y);
+void sampler_step_backward_input_at(DRQ_OP_SITE, const Tensor *x, const Tensor *eps, const Tensor *g, const sampler_coef *k, Tensor *gx,
                                  Tensor *geps);
 /* Image i of y (c·h·w elements) ← standard normals 0, 1, … of keys[i]
  * (common/rng.h: Philox4x32-10 + Box–Muller; keys: y->n host integers). */
 void normal_fill(const uint64_t *keys, Tensor *y);
+
+/* ---- call-site macros (see the top of this file) ----------------------- */
+#ifndef DRQ_OPS_BACKEND
+#define conv2d_forward(...) conv2d_forward_at(__FILE__, __LINE__, __VA_ARGS__)
+#define conv2d_backward_input(...) conv2d_backward_input_at(__FILE__, __LINE__, __VA_ARGS__)
+#define linear_forward(...) linear_forward_at(__FILE__, __LINE__, __VA_ARGS__)
+#define linear_backward_input(...) linear_backward_input_at(__FILE__, __LINE__, __VA_ARGS__)
+#define group_norm_forward(...) group_norm_forward_at(__FILE__, __LINE__, __VA_ARGS__)
+#define group_norm_backward_input(...) group_norm_backward_input_at(__FILE__, __LINE__, __VA_ARGS__)
+#define batch_norm_forward(...) batch_norm_forward_at(__FILE__, __LINE__, __VA_ARGS__)
+#define batch_norm_backward_input(...) batch_norm_backward_input_at(__FILE__, __LINE__, __VA_ARGS__)
+#define swish_forward(...) swish_forward_at(__FILE__, __LINE__, __VA_ARGS__)
+#define swish_backward_input(...) swish_backward_input_at(__FILE__, __LINE__, __VA_ARGS__)
+#define relu_forward(...) relu_forward_at(__FILE__, __LINE__, __VA_ARGS__)
+#define relu_backward_input(...) relu_backward_input_at(__FILE__, __LINE__, __VA_ARGS__)
+#define add_forward(...) add_forward_at(__FILE__, __LINE__, __VA_ARGS__)
+#define add_channel_forward(...) add_channel_forward_at(__FILE__, __LINE__, __VA_ARGS__)
+#define add_channel_backward_input(...) add_channel_backward_input_at(__FILE__, __LINE__, __VA_ARGS__)
+#define tensor_axpy(...) tensor_axpy_at(__FILE__, __LINE__, __VA_ARGS__)
+#define attention_forward(...) attention_forward_at(__FILE__, __LINE__, __VA_ARGS__)
+#define attention_backward_input(...) attention_backward_input_at(__FILE__, __LINE__, __VA_ARGS__)
+#define upsample2x_forward(...) upsample2x_forward_at(__FILE__, __LINE__, __VA_ARGS__)
+#define upsample2x_backward_input(...) upsample2x_backward_input_at(__FILE__, __LINE__, __VA_ARGS__)
+#define avgpool_global_forward(...) avgpool_global_forward_at(__FILE__, __LINE__, __VA_ARGS__)
+#define avgpool_global_backward_input(...) avgpool_global_backward_input_at(__FILE__, __LINE__, __VA_ARGS__)
+#define concat_forward(...) concat_forward_at(__FILE__, __LINE__, __VA_ARGS__)
+#define concat_backward_input(...) concat_backward_input_at(__FILE__, __LINE__, __VA_ARGS__)
+#define timestep_embedding_forward(...) timestep_embedding_forward_at(__FILE__, __LINE__, __VA_ARGS__)
+#define timestep_embedding_backward_input(...) timestep_embedding_backward_input_at(__FILE__, __LINE__, __VA_ARGS__)
+#define affine_clamp_forward(...) affine_clamp_forward_at(__FILE__, __LINE__, __VA_ARGS__)
+#define affine_clamp_backward_input(...) affine_clamp_backward_input_at(__FILE__, __LINE__, __VA_ARGS__)
+#define tensor_axpby(...) tensor_axpby_at(__FILE__, __LINE__, __VA_ARGS__)
+#define sampler_step_forward(...) sampler_step_forward_at(__FILE__, __LINE__, __VA_ARGS__)
+#define sampler_step_backward_input(...) sampler_step_backward_input_at(__FILE__, __LINE__, __VA_ARGS__)
+#endif
 
 /* ---- the backend table ---------------------------------------------------
  * One instance per device.  ops.c validates, then calls through this table. */

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define DRQ_OPS_BACKEND /* a stand-in backend: CPU.NAME(...) are table calls (kernels/ops.h) */
 #include "../common/safetensors.h"
 #include "../common/util.h"
 #include "../kernels/ops.h"
