@@ -1,9 +1,13 @@
 /* check.h — the tiny assertion library of drq's C tests.
  *
  * Every CHECK prints both operands when it fails and counts; a test program
- * ends with CHECK_DONE(), which prints "RESULT <passed> <failed>" for
- * tests/run.sh and returns the exit status.  Checks never abort, so one run
- * shows every difference.
+ * ends with CHECK_DONE(), which prints "RESULT <passed> <failed> <skipped>"
+ * for tests/run.sh and returns the exit status.  Checks never abort, so one
+ * run shows every difference.  SKIP("reason", ...) counts a check that could
+ * not run here (no GPU, no dataset, ASan) and prints "SKIP file:line: reason";
+ * a skip is neither a pass nor a failure, and tests/run.sh reports the count.
+ * Use CHECK_EQ_INT / CHECK_EQ_STR / CHECK_LE / CHECK_MSG wherever there are
+ * operands to print; bare CHECK(cond) prints only the expression.
  */
 #ifndef DRQ_CHECK_H
 #define DRQ_CHECK_H
@@ -12,7 +16,7 @@
 #include <stdio.h>
 #include <string.h>
 
-static int check_passed_, check_failed_;
+static int check_passed_, check_failed_, check_skipped_;
 
 #define CHECK_(ok, ...)                                                      \
     do {                                                                     \
@@ -52,8 +56,18 @@ static int check_passed_, check_failed_;
         CHECK_(h_ && strstr(h_, n_), "expected \"%s\" in \"%s\"", n_, h_ ? h_ : "(null)"); \
     } while (0)
 
-#define CHECK_DONE()                                                         \
-    (printf("RESULT %d %d\n", check_passed_, check_failed_), fflush(stdout), \
+/* a check that cannot run here: counted and said, never silent */
+#define SKIP(...)                                                            \
+    do {                                                                     \
+        check_skipped_++;                                                    \
+        printf("SKIP %s:%d: ", __FILE__, __LINE__);                          \
+        printf(__VA_ARGS__);                                                 \
+        putchar('\n');                                                       \
+        fflush(stdout);                                                      \
+    } while (0)
+
+#define CHECK_DONE()                                                                            \
+    (printf("RESULT %d %d %d\n", check_passed_, check_failed_, check_skipped_), fflush(stdout), \
      check_failed_ ? 1 : 0)
 
 /* Relative L2 error ‖a−b‖/max(‖b‖, tiny), accumulated in double. */

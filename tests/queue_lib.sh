@@ -3,8 +3,9 @@
 # Each test gets its own temp dir ($T, removed on exit) and its own ports
 # (random in 20000-59999, re-picked when a bind fails).  Every process started
 # through start_server / start_worker is recorded and killed on exit, even when
-# the test fails.  check / check_eq count results; finish prints
-# "RESULT <passed> <failed>" for tests/run.sh.
+# the test fails.  check / check_eq count results, skip counts a check that
+# cannot run here (with its reason); finish prints
+# "RESULT <passed> <failed> <skipped>" for tests/run.sh.
 set -u
 B=${BUILD:-build}
 DRQ=$B/drq
@@ -14,6 +15,7 @@ T=$(mktemp -d /tmp/drq-queue-test.XXXXXX)
 PIDS=()
 PASS=0
 FAIL=0
+SKIPPED=0
 
 cleanup() {
     for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
@@ -40,6 +42,10 @@ check_eq() { # check_eq DESCRIPTION GOT WANT
         echo "FAIL: $1: got '$2', want '$3'"
     fi
 }
+skip() { # skip REASON: a check that cannot run here, counted and said
+    SKIPPED=$((SKIPPED + 1))
+    echo "SKIP: $1"
+}
 finish() {
     # sanitizer builds (SAN=1): any report in a process log is a failure
     if grep -l -E "ERROR: (Address|Leak)Sanitizer|runtime error:" "$T"/*.log 2>/dev/null; then
@@ -48,7 +54,7 @@ finish() {
     else
         PASS=$((PASS + 1))
     fi
-    echo "RESULT $PASS $FAIL"
+    echo "RESULT $PASS $FAIL $SKIPPED"
     [ "$FAIL" -eq 0 ]
 }
 
@@ -148,15 +154,28 @@ make_reference() {
     norm_csv "$T/ref.csv" >"$T/ref.txt"
 }
 
-# same_rows_as_reference DB: exported rows equal the reference row for row.
+# same_rows_as_reference DB CSV: exports DB's rows to CSV (removed first, so a
+# failed export never leaves an earlier file behind) and compares them with the
+# reference row for row.  Pass the same CSV to no_duplicate_rows afterwards.
 same_rows_as_reference() {
-    "$DRQ" results "$1" --out "$T/got.csv" 2>/dev/null || return 1
-    norm_csv "$T/got.csv" >"$T/got.txt"
-    cmp -s "$T/got.txt" "$T/ref.txt" || { diff "$T/got.txt" "$T/ref.txt" | head -5; return 1; }
+    local db=$1 csv=$2
+    rm -f "$csv" "$csv.txt"
+    "$DRQ" results "$db" --out "$csv" 2>/dev/null || { echo "same_rows_as_reference: drq results $db failed"; return 1; }
+    norm_csv "$csv" >"$csv.txt"
+    cmp -s "$csv.txt" "$T/ref.txt" || { diff "$csv.txt" "$T/ref.txt" | head -5; return 1; }
 }
 
+# no_duplicate_rows CSV: the exported CSV has a header and at least one row,
+# and no two rows share their key columns (sweep, purifier, attack, seed,
+# image).  A missing or empty file fails (an export that did not happen proves
+# nothing), so pass the file the caller has just exported, never a left-over.
 no_duplicate_rows() {
-    [ -z "$(cut -d, -f1-5 "$T/got.csv" | sort | uniq -d | head -1)" ]
+    local csv=$1
+    [ -s "$csv" ] || { echo "no_duplicate_rows: $csv is missing or empty"; return 1; }
+    [ "$(wc -l <"$csv")" -ge 2 ] || { echo "no_duplicate_rows: $csv has no row"; return 1; }
+    local dup
+    dup=$(tail -n +2 "$csv" | cut -d, -f1-5 | LC_ALL=C sort | uniq -d | head -1)
+    [ -z "$dup" ] || { echo "no_duplicate_rows: $csv: row key $dup appears more than once"; return 1; }
 }
 
 # dump logs on failure to help diagnosis

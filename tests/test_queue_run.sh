@@ -21,7 +21,7 @@ DB=$T/emb.db
 "$DRQ" run "$T/spec.json" --db "$DB" --threads 2 --checkpoint-every 2 >"$T/run1.log" 2>&1 &
 RUN=$!
 PIDS+=("$RUN")
-wait_for 20 jobs_done_at_least "$DB" 3
+check "3 jobs done before the SIGINT" wait_for 20 jobs_done_at_least "$DB" 3
 kill -INT "$RUN"
 wait "$RUN"
 check_eq "interrupted run exits 130" $? 130
@@ -33,8 +33,8 @@ check "released jobs kept checkpoints" test "$(sql "$DB" "select count(*) from c
 check_eq "second run exits 0" $? 0
 check "second run resumed the sweep" grep -q "resuming sweep 1" "$T/run2.log"
 check "a job resumed from its checkpoint" test "$(sql "$DB" "select count(*) from events where kind = 'resume'")" -ge 1
-check "rows equal the uninterrupted run" same_rows_as_reference "$DB"
-check "no row doubled" no_duplicate_rows
+check "rows equal the uninterrupted run" same_rows_as_reference "$DB" "$T/emb.csv"
+check "no row doubled" no_duplicate_rows "$T/emb.csv"
 
 # ---- finished: run again does nothing ------------------------------------------------------
 BEFORE=$(sql "$DB" "select count(*) from events")
@@ -57,13 +57,13 @@ DB2=$T/emb2.db
 "$DRQ" run "$T/spec.json" --db "$DB2" --threads 2 --checkpoint-every 2 >"$T/run4.log" 2>&1 &
 RUN=$!
 PIDS+=("$RUN")
-wait_for 20 jobs_done_at_least "$DB2" 3
+check "3 jobs done before the kill" wait_for 20 jobs_done_at_least "$DB2" 3
 kill -9 "$RUN"
 wait "$RUN" 2>/dev/null
 "$DRQ" run "$T/spec.json" --db "$DB2" --threads 2 >"$T/run5.log" 2>&1
 check_eq "run after kill -9 exits 0" $? 0
-check "rows equal the uninterrupted run (after kill -9)" same_rows_as_reference "$DB2"
-check "no row doubled (after kill -9)" no_duplicate_rows
+check "rows equal the uninterrupted run (after kill -9)" same_rows_as_reference "$DB2" "$T/emb2.csv"
+check "no row doubled (after kill -9)" no_duplicate_rows "$T/emb2.csv"
 
 # ---- served later by drq-server --------------------------------------------------------------
 check "drq-server serves the drq run database" start_server "$DB"

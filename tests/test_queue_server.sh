@@ -8,8 +8,18 @@
 #   4. garbage on both sockets is logged and dropped, the server keeps serving;
 #   5. client errors: spec errors name the JSON path (exit 1), unreachable
 #      server (exit 2), unknown sweep (exit 1), cancel.
+# Sweep ids are read from drq submit's output, never assumed from the order of
+# the sections; every wait is checked.
 cd "$(dirname "$0")/.." || exit 1
 source tests/queue_lib.sh
+
+is_id() { [[ "$1" =~ ^[1-9][0-9]*$ ]]; }
+new_id() { # new_id ID OTHER...: ID is a sweep id none of the others
+    local id=$1
+    shift
+    is_id "$id" || return 1
+    for o in "$@"; do [ "$id" != "$o" ] || return 1; done
+}
 
 cat >"$T/spec.json" <<'EOF'
 {"name": "srv", "dataset": {"kind": "none", "count": 100},
@@ -21,21 +31,25 @@ check "reference run (drq run)" make_reference "$T/spec.json"
 # ---- 1. kill -9 the server mid-sweep --------------------------------------------------
 DB=$T/srv.db
 check "server starts" start_server "$DB" --lease-s 20
-check "submit" "$DRQ" submit "$T/spec.json" >/dev/null
+S1=$("$DRQ" submit "$T/spec.json")
+check_eq "submit exits 0" $? 0
+check "submit prints a sweep id" is_id "$S1"
 start_worker w1 --checkpoint-every 3
 start_worker w2 --checkpoint-every 3
-wait_for 20 jobs_done_at_least "$DB" 4
+check "4 jobs done before the kill" wait_for 20 jobs_done_at_least "$DB" 4 "$S1"
 kill -9 "$SERVER_PID"
-DONE_AT_KILL=$(sql "$DB" "select n_done from sweeps")
-check "killed mid-sweep" test "${DONE_AT_KILL:-0}" -lt 20
+DONE_AT_KILL=$(sql "$DB" "select n_done from sweeps where id = ${S1:-0}")
+# at least the 4 waited for were committed, and not all 20 yet; a failed query fails both
+check "killed mid-sweep (4 <= done at kill '$DONE_AT_KILL' < 20)" \
+    bash -c "[[ '$DONE_AT_KILL' =~ ^[0-9]+\$ ]] && [ '$DONE_AT_KILL' -ge 4 ] && [ '$DONE_AT_KILL' -lt 20 ]"
 sleep 1
 check "server restarts on the same db" start_server "$DB" --lease-s 20
-check "sweep completes after kill -9 of the server" wait_for 60 sweep_finished "$DB"
+check "sweep completes after kill -9 of the server" wait_for 60 sweep_finished "$DB" "$S1"
 check "workers re-registered" test "$(grep -c "worker w[12] joined" "$T/server.log")" -ge 4
-check "rows equal the uninterrupted run" same_rows_as_reference "$DB"
-check "no row doubled" no_duplicate_rows
-check_eq "rows counted once" "$(sql "$DB" "select count(*) || ' ' || (select rows_done from sweeps) from results")" "200 200"
-check_eq "all jobs done" "$(sql "$DB" "select n_done || ' ' || n_failed from sweeps")" "20 0"
+check "rows equal the uninterrupted run" same_rows_as_reference "$DB" "$T/srv.csv"
+check "no row doubled" no_duplicate_rows "$T/srv.csv"
+check_eq "rows counted once" "$(sql "$DB" "select count(*) || ' ' || (select rows_done from sweeps where id = ${S1:-0}) from results")" "200 200"
+check_eq "all jobs done" "$(sql "$DB" "select n_done || ' ' || n_failed from sweeps where id = ${S1:-0}")" "20 0"
 
 # ---- 2. clean shutdown ------------------------------------------------------------------
 kill -TERM "$SERVER_PID"
@@ -52,23 +66,26 @@ cat >"$T/poison.json" <<'EOF'
  "seeds": [0], "shard": {"images": 10}}
 EOF
 check "server starts (poison)" start_server "$DB" --backoff-s 0.2 --max-attempts 3
-check "submit poison" "$DRQ" submit "$T/poison.json" >/dev/null
-check "poison sweep finishes" wait_for 30 sweep_finished "$DB"
-check_eq "one job failed, the rest done" "$(sql "$DB" "select n_done || ' ' || n_failed from sweeps")" "3 1"
+P=$("$DRQ" submit "$T/poison.json")
+check "submit poison prints a sweep id" is_id "$P"
+P=${P:-0}
+check "poison sweep finishes" wait_for 30 sweep_finished "$DB" "$P"
+check_eq "one job failed, the rest done" "$(sql "$DB" "select n_done || ' ' || n_failed from sweeps where id = $P")" "3 1"
 check_eq "the poison job used max attempts" "$(sql "$DB" "select attempts from jobs where state = 'failed'")" 3
 ERR=$(sql "$DB" "select last_error from jobs where state = 'failed'")
 check "its last error says why" bash -c "[[ '$ERR' == *'image 15 is listed in fail_images'*'after 3 attempts'* ]]"
-"$DRQ" status 1 >"$T/status.txt" 2>&1
+"$DRQ" status "$P" >"$T/status.txt" 2>&1
 check_eq "drq status exit code" $? 0
 check "status shows the failure" grep -q "failed 1" "$T/status.txt"
 check "status shows the error" grep -q "fail_images" "$T/status.txt"
 "$DRQ" status --json >"$T/status.json"
 check "status --json parses" sqlite3 :memory: "select json('$(tr -d '\n' <"$T/status.json" | sed "s/'/''/g")') is not null"
-check "retry requeues it" bash -c "'$DRQ' retry 1 | grep -q '1 jobs requeued'"
+check "retry requeues it" bash -c "'$DRQ' retry $P | grep -q '1 jobs requeued'"
 check "it fails again" wait_for 20 events_at_least "$DB" fail 2
-wait_for 20 sweep_finished "$DB"
-check_eq "still one failed after retry" "$(sql "$DB" "select n_done || ' ' || n_failed from sweeps")" "3 1"
-"$DRQ" results 1 --out "$T/poison.csv" 2>/dev/null
+check "poison sweep finishes again" wait_for 20 sweep_finished "$DB" "$P"
+check_eq "still one failed after retry" "$(sql "$DB" "select n_done || ' ' || n_failed from sweeps where id = $P")" "3 1"
+"$DRQ" results "$P" --out "$T/poison.csv" 2>/dev/null
+check_eq "drq results exits 0" $? 0
 check_eq "rows of the good jobs exported" "$(tail -n +2 "$T/poison.csv" | wc -l)" 30
 
 # ---- 4. garbage on both sockets -----------------------------------------------------------
@@ -81,9 +98,10 @@ check "client garbage logged and dropped" test "$(grep -c "clients: dropped malf
 check "wrong protocol version named" grep -q "protocol version 99 not supported" "$T/server.log"
 check "bad rows named" grep -q "malformed result rows" "$T/server.log"
 check "oversized frame / non-ZMTP bytes: connection drops logged" grep -q "workers: a handshake failed" "$T/server.log"
-check "status still answers" "$DRQ" status 1 >/dev/null
-check "submit after garbage" "$DRQ" submit "$T/spec.json" >/dev/null
-check "a sweep still completes after garbage" wait_for 30 sweep_finished "$DB" 2
+check "status still answers" "$DRQ" status "$P" >/dev/null
+S2=$("$DRQ" submit "$T/spec.json")
+check "submit after garbage prints a new sweep id" new_id "$S2" "$P"
+check "a sweep still completes after garbage" wait_for 30 sweep_finished "$DB" "${S2:-0}"
 
 # ---- 5. client errors and cancel -----------------------------------------------------------
 echo '{"name":"e","dataset":{"kind":"none","count":10},"attacks":[{"name":"a","kind":"pgd","eps":2}]}' >"$T/bad1.json"
@@ -103,11 +121,12 @@ check "unknown sweep is said" grep -q "no sweep 999" "$T/err4.txt"
 check_eq "unknown command exits 1" $? 1
 sed 's/"ms_per_image": 40/"ms_per_image": 200/' "$T/spec.json" >"$T/slow.json"
 SW=$("$DRQ" submit "$T/slow.json" 2>/dev/null)
-check_eq "submit prints the sweep id" "$SW" 3
+check "submit prints a new sweep id" new_id "$SW" "$P" "${S2:-0}"
+SW=${SW:-0}
 
-wait_for 10 has_leased "$DB" 3
-check "cancel" bash -c "'$DRQ' cancel 3 | grep -q 'jobs cancelled'"
-check_eq "nothing left queued or running" "$(sql "$DB" "select n_queued + n_leased from sweeps where id = 3")" 0
+check "a job of the slow sweep is leased" wait_for 10 has_leased "$DB" "$SW"
+check "cancel" bash -c "'$DRQ' cancel $SW | grep -q 'jobs cancelled'"
+check_eq "nothing left queued or running" "$(sql "$DB" "select n_queued + n_leased from sweeps where id = $SW")" 0
 check "workers were told to cancel" wait_for 5 grep -q "cancelled" "$T/w1.log" "$T/w2.log"
 check "drq workers lists both" bash -c "'$DRQ' workers | grep -c '^w[12] ' | grep -q 2"
 check "drq workers --json" bash -c "'$DRQ' workers --json | grep -q '\"name\": \"w1\"'"

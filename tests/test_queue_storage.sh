@@ -28,8 +28,8 @@ check "reference run (drq run)" make_reference "$T/spec.json"
 jobs_dispatched() { grep -c " -> w[12] (attempt" "$T/server.log"; }
 all_good() { # all_good DB WHAT: the sweep finished with every row once
     local db=$1 what=$2
-    check "$what: rows equal the uninterrupted run" same_rows_as_reference "$db"
-    check "$what: no row doubled" no_duplicate_rows
+    check "$what: rows equal the uninterrupted run" same_rows_as_reference "$db" "$db.csv"
+    check "$what: no row doubled" no_duplicate_rows "$db.csv"
     check_eq "$what: rows counted once" "$(sql "$db" "select count(*) || ' ' || (select rows_done from sweeps where id = 1) from results")" "200 200"
     check_eq "$what: all jobs done" "$(sql "$db" "select n_done || ' ' || n_failed from sweeps where id = 1")" "20 0"
     check_eq "$what: database intact" "$(sql "$db" "pragma integrity_check")" ok
@@ -45,7 +45,7 @@ for KIND in full ioerr; do
     check "$KIND: submit" "$DRQ" submit "$T/spec.json" >/dev/null
     start_worker w1 --checkpoint-every 3
     start_worker w2 --checkpoint-every 3
-    wait_for 30 jobs_done_at_least "$DB" 4
+    check "$KIND: 4 jobs done before the fault" wait_for 30 jobs_done_at_least "$DB" 4
     touch "$FLAG"
     check "$KIND: the fault is logged" wait_for 10 grep -q "storage fault: .* failed: .*refusing new work" "$T/server.log"
     if [ "$KIND" == full ]; then
@@ -110,7 +110,7 @@ DRQ_FAULT_VFS="err=full,while=$FLAG" start_server "$DB" --lease-s 10
 check "kill: submit" "$DRQ" submit "$T/spec.json" >/dev/null
 start_worker w1 --checkpoint-every 3
 start_worker w2 --checkpoint-every 3
-wait_for 30 jobs_done_at_least "$DB" 4
+check "kill: 4 jobs done before the fault" wait_for 30 jobs_done_at_least "$DB" 4
 touch "$FLAG"
 check "kill: the fault is logged" wait_for 10 grep -q "storage fault" "$T/server.log"
 kill -9 "$SERVER_PID"
@@ -128,7 +128,7 @@ FLAG=$T/run.flag
 (DRQ_FAULT_VFS="err=full,while=$FLAG" "$DRQ" run "$T/spec.json" --db "$DB" --threads 2 --quiet >"$T/run1.out" 2>"$T/run1.err"
  echo $? >"$T/run1.rc") &
 RUN_SUBSHELL=$!
-wait_for 60 jobs_done_at_least "$DB" 4
+check "run: 4 jobs done before the fault" wait_for 60 jobs_done_at_least "$DB" 4
 touch "$FLAG"
 wait "$RUN_SUBSHELL"
 check_eq "run: stops with exit 4" "$(cat "$T/run1.rc")" 4

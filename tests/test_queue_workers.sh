@@ -24,7 +24,7 @@ check "submit" "$DRQ" submit "$T/spec.json" >/dev/null
 start_worker w1 --checkpoint-every 3
 W1=$WORKER_PID
 # w1 alone until it is in the middle of its second job
-wait_for 20 jobs_done_at_least "$DB" 1
+check "w1 finished a job" wait_for 20 jobs_done_at_least "$DB" 1
 sleep 0.25
 start_worker w2 --checkpoint-every 3
 kill -9 "$W1"
@@ -35,8 +35,8 @@ check "the killed worker's job was requeued" \
     test "$(sql "$DB" "select count(*) from events where kind = 'requeue' and job = ${JOB:-0} and detail like '%w1 lost%'")" -ge 1
 check_eq "the job is done" "$(sql "$DB" "select state from jobs where id = ${JOB:-0}")" done
 check "w2 finished it" test "$(sql "$DB" "select count(*) from results r join jobs j on r.seed = j.seed and r.image >= j.image_start and r.image < j.image_start + j.image_count where j.id = ${JOB:-0} and r.worker = 'w2'")" -ge 1
-check "rows equal the uninterrupted run" same_rows_as_reference "$DB"
-check "no row doubled" no_duplicate_rows
+check "rows equal the uninterrupted run" same_rows_as_reference "$DB" "$T/kill.csv"
+check "no row doubled" no_duplicate_rows "$T/kill.csv"
 check_eq "rows counted once" "$(sql "$DB" "select count(*) || ' ' || (select rows_done from sweeps) from results")" "200 200"
 [ "$FAIL" -gt 0 ] && dump_logs; FAIL0=$FAIL
 kill -9 "$SERVER_PID" "$WORKER_PID" 2>/dev/null
@@ -49,7 +49,7 @@ check "server starts (2)" start_server "$DB"
 check "submit (2)" "$DRQ" submit "$T/spec.json" >/dev/null
 start_worker t1 --checkpoint-every 0
 T1=$WORKER_PID
-wait_for 20 jobs_done_at_least "$DB" 1
+check "t1 finished a job" wait_for 20 jobs_done_at_least "$DB" 1
 sleep 0.2
 JOB=$(sql "$DB" "select id from jobs where state = 'leased' and lease_owner = 't1' order by id limit 1")
 kill -TERM "$T1"
@@ -64,8 +64,8 @@ check "the job resumed from its checkpoint" \
     test "$(sql "$DB" "select count(*) from events where kind = 'resume' and job = ${JOB:-0} and worker = 't2'")" -ge 1
 check "the new worker used the checkpoint" grep -q "job ${JOB:-0}: resumed from checkpoint step" "$T/t2.log"
 check_eq "release is not a failed attempt" "$(sql "$DB" "select attempts from jobs where id = ${JOB:-0}")" 0
-check "rows equal the uninterrupted run (2)" same_rows_as_reference "$DB"
-check "no row doubled (2)" no_duplicate_rows
+check "rows equal the uninterrupted run (2)" same_rows_as_reference "$DB" "$T/term.csv"
+check "no row doubled (2)" no_duplicate_rows "$T/term.csv"
 check_eq "checkpoints cleaned up" "$(sql "$DB" "select count(*) from checkpoints")" 0
 [ "$FAIL" -gt 0 ] && dump_logs; FAIL0=$FAIL
 finish
