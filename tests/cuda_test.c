@@ -16,9 +16,9 @@
  *   7. a short PGD trajectory (DDIM and DDPM purifiers) against the float64
  *      PyTorch reference fixture and against the CPU run.
  * Every comparison prints its value.  Without a CUDA build or without a GPU
- * it says so and exits 0 without a RESULT line: nothing was tested, nothing
- * is claimed — except where /dev/nvidiactl exists (or DRQ_REQUIRE_GPU=1):
- * there a CUDA that cannot start is a failure (exit 1).
+ * it reports one SKIP with the reason ("RESULT 0 0 1", exit 0): nothing was
+ * tested, nothing is claimed — except where /dev/nvidiactl exists (or
+ * DRQ_REQUIRE_GPU=1): there a CUDA that cannot start is a failure (exit 1).
  */
 #include <float.h>
 #include <math.h>
@@ -32,18 +32,18 @@
 #include "../kernels/device.h"
 #include "../kernels/ops.h"
 #include "worker/eval/attack.h"
+#include "check.h"
 
 #ifndef DRQ_HAVE_CUDA
 int main(void) {
-    printf("cuda_test: this build has no CUDA backend (CUDA=0, or nvcc/cuDNN missing at build time): nothing "
-           "tested\n");
-    return 0;
+    SKIP("cuda_test: this build has no CUDA backend (CUDA=0, or nvcc/cuDNN missing at build time): nothing "
+         "tested");
+    return CHECK_DONE();
 }
 #else
 #include <cuda_runtime.h>
 
 #include "../kernels/cuda/cuda.h"
-#include "check.h"
 #include "rand.h"
 #include "fd.h"
 #include "fixture_model.h"
@@ -601,13 +601,14 @@ int main(void) {
     int n = drq_cuda_device_count();
     if (n < 1) {
         const char *why = drq_cuda_init_error(), *req = getenv("DRQ_REQUIRE_GPU");
-        printf("cuda_test: no GPU visible to this process (%s): nothing tested\n", why ? why : "0 devices");
         /* a machine with an NVIDIA device node where CUDA cannot start is a failure, not a skip */
         if (access("/dev/nvidiactl", F_OK) == 0 || (req && !strcmp(req, "1"))) {
-            printf("cuda_test: FAIL — a GPU was expected here (/dev/nvidiactl exists or DRQ_REQUIRE_GPU=1)\n");
-            return 1;
+            CHECK_MSG(0, "cuda_test: no GPU visible (%s), but a GPU was expected here (/dev/nvidiactl exists or "
+                         "DRQ_REQUIRE_GPU=1)", why ? why : "0 devices");
+            return CHECK_DONE();
         }
-        return 0;
+        SKIP("cuda_test: no GPU visible to this process (%s): nothing tested", why ? why : "0 devices");
+        return CHECK_DONE();
     }
     drq_err err;
     drq_device_sel d = {DRQ_CUDA, 0};
