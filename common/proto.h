@@ -1,4 +1,4 @@
-/* proto.h — the drq wire protocol (DESIGN §6, docs/queue.md).
+/* proto.h — the drq wire protocol (docs/design.md §Protocol, docs/queue.md).
  *
  * Every message is a ZeroMQ multipart message [type][json][binary…]:
  *   type   the message name in ASCII ("HELLO", "JOB", …);

@@ -1,5 +1,5 @@
 /* report.h — aggregates per-image result rows into the summary table of a
- * sweep (DESIGN §5 "Aggregates"), one line per purifier × attack:
+ * sweep (docs/design.md §Metrics "Aggregates"), one line per purifier × attack:
  *   clean and robust accuracy, mean ± std over seeds;
  *   mean ‖δ‖₂; distances to the clean image (L2) init / max / end, mean ± std;
  *   SSIM of x_adv and of P(x_adv), mean ± std;

@@ -3,7 +3,7 @@
  * Every random number drq draws is a pure function of (seed, image index,
  * stream, element index).  Nothing depends on the batch an image sits in, on
  * the shard, on the worker, or on how many numbers were drawn before — see
- * docs/seeds.md for the whole scheme and DESIGN.md §3.
+ * docs/seeds.md for the whole scheme and docs/design.md §Seeds.
  *
  * Generator.  Philox4x32-10 (Salmon, Moraes, Dror, Shaw, "Parallel random
  * numbers: as easy as 1, 2, 3", SC'11; Random123), checked against the
@@ -71,7 +71,7 @@ static inline uint64_t drq_stream_uniform_delta(unsigned j) { return DRQ_STREAM_
 /* Philox4x32-10 block function (Random123 philox4x32_R with R = 10). */
 void philox4x32_10(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4]);
 
-/* Per-image noise key (DESIGN.md §3): (seed·83492791) ^ (image·73856093) ^ (stream·19349663). */
+/* Per-image noise key (docs/design.md §Seeds): (seed·83492791) ^ (image·73856093) ^ (stream·19349663). */
 uint64_t drq_key(uint64_t seed, uint64_t image_index, uint64_t stream);
 
 /* splitmix64 finalizer (Steele, Lea, Flood 2014; Vigna's splitmix64.c):

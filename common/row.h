@@ -1,4 +1,4 @@
-/* row.h — one per-image result row (DESIGN §5), shared by worker, server and CLI.
+/* row.h — one per-image result row (docs/design.md §Metrics), shared by worker, server and CLI.
  *
  * A row is identified by (sweep, purifier, attack, seed, image); everything
  * else is a metric.  "Not available" is NaN for real metrics and DRQ_NA for

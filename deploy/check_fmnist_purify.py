@@ -4,7 +4,7 @@
   /usr/bin/python3 deploy/check_fmnist_purify.py --models examples/models
 
 Loads fmnist-wrn and fmnist-ddpm (safetensors + json, through tests/ref/ref_models.py) and
-runs DDPM purification (DESIGN §3) on the first --n test images for each t* in --tstar:
+runs DDPM purification (docs/design.md §Purification) on the first --n test images for each t* in --tstar:
 
   x_d = 2x - 1;  x = sqrt(ᾱ_{t*-1}) x_d + sqrt(1-ᾱ_{t*-1}) ε            (forward noising)
   for i = t*-1 .. 0:                                                    (ancestral reverse)

@@ -5,7 +5,7 @@ set -euo pipefail
 PKGS=(
   build-essential pkg-config bc
   libdnnl-dev                                        # CPU math: oneDNN (convolutions and GEMM)
-  libopenblas0-pthread                               # only for benchmarks: PyTorch's BLAS (DESIGN §7)
+  libopenblas0-pthread                               # only for benchmarks: PyTorch's BLAS (docs/design.md §Numerics)
   libjansson-dev libzmq3-dev libuv1-dev libsqlite3-dev zlib1g-dev sqlite3
   python3-torch python3-numpy                        # test oracle and training only
   dataset-fashion-mnist                              # demo dataset

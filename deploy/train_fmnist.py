@@ -8,7 +8,7 @@ writes, under --out:
   fmnist-ddpm.safetensors + fmnist-ddpm.json   DDPM UNet ε-predictor at native 28×28 (EMA weights)
 
 The architectures are the PyTorch definitions in tests/ref/ref_models.py (written from
-DESIGN.md §2), so the state_dict keys are exactly the ones drq's C loader binds; tensors are
+docs/design.md §Models), so the state_dict keys are exactly the ones drq's C loader binds; tensors are
 written as float32 without num_batches_tracked.  PyTorch is a training tool only: nothing in
 the C code depends on it.
 
@@ -137,7 +137,7 @@ def train_wrn(args, xtr, ytr, xte, yte, log):
 # --------------------------------------------------------------------------- DDPM UNet
 
 def linear_schedule():
-    """DESIGN §3: β = linspace(1e-4, 0.02, 1000) in float64, ᾱ_i = Π_{j≤i} (1-β_j)."""
+    """docs/design.md §Purification: β = linspace(1e-4, 0.02, 1000) in float64, ᾱ_i = Π_{j≤i} (1-β_j)."""
     betas = np.linspace(1e-4, 0.02, 1000, dtype=np.float64)
     abar = np.cumprod(1.0 - betas)
     return betas, abar

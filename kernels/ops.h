@@ -110,7 +110,7 @@ void concat_backward_input_at(DRQ_OP_SITE, const Tensor *gy, Tensor *ga, Tensor 
 void timestep_embedding_forward_at(DRQ_OP_SITE, const float *t, int n, int dim, Tensor *y);
 void timestep_embedding_backward_input_at(DRQ_OP_SITE, const float *t, int n, int dim, const Tensor *gy, float *gt);
 
-/* ---- sampler arithmetic (purification, DESIGN §3) -----------------------
+/* ---- sampler arithmetic (docs/design.md §Purification) -----------------
  * y = clamp(a·x + b, lo, hi) (lo = -INFINITY, hi = INFINITY: no clamp; y may
  * alias x); the backward passes a·gy where lo < a·x + b < hi, else 0. */
 void affine_clamp_forward_at(DRQ_OP_SITE, const Tensor *x, float a, float b, float lo, float hi, Tensor *y);

@@ -1,5 +1,5 @@
 /* attack.h — PGD with foolbox semantics against "classifier ∘ purifier",
- * DESIGN §4, on a batch of images.  Knows tensors, models and seeds; nothing
+ * docs/design.md §Attacks, on a batch of images.  Knows tensors, models and seeds; nothing
  * of jobs or specs (worker/eval/engine.c maps a spec onto this).
  *
  * Loss: cross-entropy of the classifier's logits on P_ω(x), per image.

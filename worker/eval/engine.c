@@ -232,7 +232,7 @@ static attack_config make_attack(const drq_attack_spec *a, int64_t seed) {
     return c;
 }
 
-/* Fills the rows of one finished batch (DESIGN §5). */
+/* Fills the rows of one finished batch (docs/design.md §Metrics). */
 static void measure(const drq_job *job, const attack_config *ac, attack_models *am, const drq_attack_spec *as,
                     const Tensor *x, const int *label, const int64_t *image, const attack_state *st, double t0,
                     long evals0, drq_row *out) {

@@ -1,6 +1,6 @@
 /* engine.h — the purification engine: runs pgd / bpda jobs (job.h's
  * runner interface) by loading the spec's dataset and models, attacking
- * the job's images in batches and measuring every DESIGN §5 metric.
+ * the job's images in batches and measuring every metric of docs/design.md §Metrics.
  *
  * Models are loaded once per thread and reused while the spec's model
  * files stay the same.  Images are attacked in batches (engine_set_batch);

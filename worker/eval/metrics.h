@@ -1,4 +1,4 @@
-/* metrics.h — per-image measurements of DESIGN §5 (pixels in [0,1]). */
+/* metrics.h — per-image measurements of docs/design.md §Metrics (pixels in [0,1]). */
 #ifndef DRQ_METRICS_H
 #define DRQ_METRICS_H
 

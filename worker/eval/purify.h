@@ -1,5 +1,5 @@
 /* purify.h — diffusion purification P_ω(x) and its exact input-VJP,
- * DESIGN §3.
+ * docs/design.md §Purification.
  *
  *   ddpm     forward-noise x_d to t*, then ancestral reverse steps t*−1 … 0
  *   reverse  the same reverse chain started from x_d itself (no noising)

@@ -51,7 +51,7 @@ static int get_int_list(json_t *j, const char *key, int lo, int hi, int maxn, in
 
 int unet_config_parse(const char *arg, unet_config *c, drq_err *err) {
     memset(c, 0, sizeof *c);
-    if (!strcmp(arg, "cifar10")) { /* DESIGN §2.1: 35,746,307 parameters */
+    if (!strcmp(arg, "cifar10")) { /* docs/design.md §Models: 35,746,307 parameters */
         *c = (unet_config){.resolution = 32, .in_channels = 3, .out_ch = 3, .ch = 128,
                            .ch_mult = {1, 2, 2, 2}, .n_levels = 4, .num_res_blocks = 2,
                            .attn_resolutions = {16}, .n_attn = 1};
@@ -80,7 +80,7 @@ int unet_config_parse(const char *arg, unet_config *c, drq_err *err) {
 
 int wrn_config_parse(const char *arg, wrn_config *c, drq_err *err) {
     memset(c, 0, sizeof *c);
-    if (!strcmp(arg, "cifar10")) { /* WRN-28-10, DESIGN §2.2: 36,479,194 parameters */
+    if (!strcmp(arg, "cifar10")) { /* WRN-28-10, docs/design.md §Models: 36,479,194 parameters */
         *c = (wrn_config){.depth = 28, .widen = 10, .num_classes = 10, .in_channels = 3};
         return 0;
     }

@@ -2,8 +2,8 @@
  * an explicit tape (llm.c style): forward saves what backward needs; backward
  * computes the input-VJP only (parameter gradients are never needed).
  *
- *   DDPM UNet (Ho et al. 2020)          worker/models/unet.c   DESIGN §2.1
- *   WideResNet (RobustBench "Standard")  worker/models/wrn.c    DESIGN §2.2
+ *   DDPM UNet (Ho et al. 2020)          worker/models/unet.c   docs/design.md §Models
+ *   WideResNet (RobustBench "Standard")  worker/models/wrn.c    docs/design.md §Models
  *
  * Weights bind by their original state_dict names (worker/models/params.h); a
  * missing, extra or mis-shaped tensor is an error naming it.  Any batch size

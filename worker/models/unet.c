@@ -1,4 +1,4 @@
-/* unet.c — the DDPM UNet (Ho et al. 2020), DESIGN §2.1: forward ε_θ(x, t)
+/* unet.c — the DDPM UNet (Ho et al. 2020), docs/design.md §Models: forward ε_θ(x, t)
  * and its input-VJP, layer by layer.
  *
  * The network is flattened at load time into a list of nodes (conv_in,

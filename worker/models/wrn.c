@@ -1,5 +1,5 @@
 /* wrn.c — the WideResNet of RobustBench's CIFAR-10 "Standard" model,
- * DESIGN §2.2: forward logits and their input-VJP.
+ * docs/design.md §Models: forward logits and their input-VJP.
  *
  * Input in [0,1], no normalisation.  conv1 (3×3, 16 ch) → three groups of
  * (depth−4)/6 pre-activation BasicBlocks (16k, 32k, 64k channels; strides
