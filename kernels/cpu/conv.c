@@ -1,63 +1,53 @@
 /* conv.c — CPU convolution: forward and backward-data (input VJP) on oneDNN.
  *
- * CHOICE (by measurement, see tests/bench_conv.c and docs/bench.md "CPU convolution"):
- * every convolution goes to oneDNN 2.6.3 (C API, OpenMP runtime, so it follows
- * omp_get_max_threads() / drq_set_threads()).  The activation layout handed to
- * oneDNN depends on the shape class:
- *   - spatial kernels (3×3, any stride/padding) on >= 16 input channels:
- *     format "any" — oneDNN picks its blocked/nhwc layout (brgconv:avx512_core
- *     forward, jit:avx512_core backward-data); the NCHW tensors are reordered in
- *     and out around the primitive (the reorder is included in every number);
- *   - 1×1 kernels (stride 1 or 2) and first layers (cin < 16, e.g. RGB input):
- *     plain nchw — oneDNN runs these as a GEMM (gemm:jit) with no reorder; for
- *     cin = 3 the blocked kernels are 1.3–3× slower (backward-data 51 vs 165 GF/s).
- * Weights are reordered once per layout oneDNN asks for and cached (a plain
- * oihw request borrows c->w); primitives are cached per (n, h, w, threads),
- * CONV_MAX_SHAPES shapes per Conv2d, least recently used evicted.
+ * THE RULE: an image's result never depends on the batch size, the thread
+ * count or which oneDNN kernel family a CPU of the same instruction set picks
+ * (issue 9; docs/seeds.md "What is reproducible").  oneDNN alone does not give
+ * that: its "gemm" convolutions (im2col + sgemm) split the reduction by batch
+ * and threads, and even its direct kernels choose their channel blocking (the
+ * order of each output's sum) from the thread count they see at creation.  So:
+ *   1. only implementations with a shape-fixed reduction order are accepted
+ *      (impl_accepted: every family but "gemm"; the activations are handed
+ *      over in the layout the kernel asks for, format "any", and reordered
+ *      from / to the caller's NCHW around it);
+ *   2. every primitive is built for ONE image and ONE thread (set_build hides
+ *      the threads from oneDNN at creation);
+ *   3. one image's convolution is cut into a fixed number of channel groups,
+ *      a function of the channel count alone (conv_groups: output channels
+ *      forward, input channels backward-data, up to 4 groups of >= 32);
+ *   4. the (image, group) pairs are spread over the OpenMP threads (run_set),
+ *      each computed whole by one thread.
+ * tests/test_batch_invariance.c checks every conv shape of the demo and the
+ * CIFAR-10 models at batch 1…13 × 1…4 threads, bit for bit, and CI runs it
+ * under ONEDNN_MAX_CPU_ISA=AVX2 too.
  *
- * Measured 2026-11-25, Intel Xeon (Sapphire Rapids, AVX-512), 2 threads, nominal
- * GFLOP/s (2·n·cout·oh·ow·cin·kh·kw per call, best of repetitions, best over
- * several runs since the machine was shared) against torch 1.13 with
- * torch.set_num_threads(2) (its conv is oneDNN 2.6.3 too) on the same shapes:
+ * Speed (docs/bench.md "Same rows on every machine"): at batch 8 the cut
+ * costs nothing measurable (the per-image calls keep both cores busy); at
+ * batch 1 the channel groups keep the threads busy (without them batch-1
+ * passes took 2× as long on 2 threads).  Beyond 4 threads per worker a
+ * batch-1 convolution cannot use every thread: run more workers or larger
+ * batches there.
  *
- *                                forward b1/b8         backward-data b1/b8
- *   shape                       drq       torch       drq       torch
- *   DDPM 128>128 3x3 32x32     382/389   376/334     337/337   299/275
- *   DDPM up 256>128 3x3 32     385/366   382/369     346/323   312/238
- *   DDPM 256>256 3x3 16x16     416/372   334/357     388/357   302/348
- *   DDPM 256>256 3x3 8x8       422/428   134/386     401/415    95/349
- *   DDPM 256>256 3x3 4x4       383/338    67/320     414/503    42/290
- *   DDPM down 3x3 s2 (0,0,1,1) 345/367   254/306     312/294   235/267
- *   DDPM nin 256>128 1x1 32    363/326   244/282     373/401   210/110
- *   DDPM q/k/v 256 1x1 16      386/392   239/301     372/373   223/278
- *   DDPM conv_in 3>128 3x3     144/225    84/28      175/180    57/50
- *   DDPM conv_out 128>3 3x3     57/55     41/48       53/55     39/46
- *   WRN 160>320 3x3 s2 p1      361/332   289/340     312/300   244/263
- *   WRN shortcut 1x1 s2        235/289   183/224     276/269   142/183
- *   (torch's weak batch-1 numbers on 8×8 / 4×4 are its native im2col path, which it
- *   picks for inputs under 20480 elements; full table and every variant: docs/bench.md)
+ * History (measured 2026-11-25, Xeon Sapphire Rapids, 2 threads; the full
+ * table is in docs/bench.md "CPU convolution"): oneDNN's blocked direct
+ * kernels ran the 3×3 shapes at 340–420 GF/s against torch's 130–380; the
+ * 1×1 and cin < 3 shapes ran faster as nchw gemm:jit (10–25%) — which is
+ * what broke batch invariance on AVX2 machines and is now refused; im2col +
+ * OpenBLAS was 2–3× slower and is gone.
  *
- * Candidates measured and dropped (GF/s over the same shapes, batch 1 and 8):
- *   - im2col + OpenBLAS cblas_sgemm (col2im for backward-data; several images
- *     per GEMM when oh·ow < 1024): 110–210 on the 3×3 shapes, 115–290 on 1×1,
- *     never the fastest in any cell; the code is gone.
- *   - oneDNN with plain nchw activations for the 3×3 shapes (gemm:jit inside):
- *     180–330, 10–60 % behind "any" + reorders (284 vs 382 on 128>128 32×32);
- *     kept only for 1×1 and cin < 16.
- *   - oneDNN "any" for 1×1: 180–340, behind nchw gemm:jit (230–400).
  * Algorithm: direct; DRQ_CONV_ALG=winograd opts into Winograd for 3×3
- * stride-1 (faster, but not batch-invariant: see op_build).
- * DRQ_CONV_IMPL=nchw|blocked forces one layout for every shape (to re-measure
- * the rule) and DRQ_CONV_IMPL=ref selects the plain reference loops below (also
- * the fallback if oneDNN has no implementation for a shape); it is read when a
- * Conv2d's cache is created.  DRQ_CONV_VERBOSE=1 (read once per process) prints
- * the oneDNN implementation chosen for each new shape.
+ * stride-1 (see op_build).  DRQ_CONV_IMPL=ref selects the plain reference
+ * loops below (also the fallback if oneDNN has no accepted implementation
+ * for a shape); it is read when a Conv2d's cache is created.
+ * DRQ_CONV_VERBOSE=1 (read once per process) prints the oneDNN
+ * implementation chosen for each new shape and group.
  *
- * Memory: the reordered activations live in per-thread scratch buffers shared
- * by all convolutions (grown on demand), not per cached shape.  The weight
- * copies (one per layout: typically one for forward, one for backward-data)
- * stay until cpu_conv2d_release.  A Conv2d must not be used by two threads at
- * once (its cache is not locked); different Conv2d may run concurrently.
+ * Memory: the reordered activations and scratchpads live in per-thread
+ * scratch buffers shared by all convolutions (grown on demand), not per
+ * cached shape.  The weight copies (one per layout and group: typically one
+ * set for forward, one for backward-data) stay until cpu_conv2d_release.  A
+ * Conv2d must not be used by two threads at once (its cache is not locked);
+ * different Conv2d may run concurrently.
  */
 #include <dnnl.h>
 #include <pthread.h>
