@@ -27,6 +27,19 @@
 #define DRQ_MAX_BIN 1
 #define DRQ_MAX_RID 256
 
+/* Defaults and limits both sides share (drq-server, drq-worker, drq run, the
+ * client commands); docs/queue.md. */
+#define DRQ_WORKERS_PORT "5555" /* drq-server's workers socket */
+#define DRQ_CLIENTS_PORT "5556" /* drq-server's clients socket */
+#define DRQ_DEFAULT_WORKERS_EP "tcp://127.0.0.1:" DRQ_WORKERS_PORT
+#define DRQ_DEFAULT_CLIENTS_EP "tcp://127.0.0.1:" DRQ_CLIENTS_PORT
+#define DRQ_HEARTBEAT_S 1.0 /* heartbeat period, both ways (the server's WELCOME tells the worker) */
+#define DRQ_LIVENESS 3      /* heartbeat periods of silence after which the peer counts as dead */
+/* ZeroMQ high water marks: a server ROUTER carries every worker's traffic,
+ * a worker's DEALER only its own */
+#define DRQ_ROUTER_HWM 200000
+#define DRQ_DEALER_HWM 100000
+
 typedef enum {
     /* worker -> server */
     MSG_HELLO,

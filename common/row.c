@@ -11,30 +11,44 @@
 #error "drq's packed row format assumes a little-endian host"
 #endif
 
-const char *const drq_row_columns[] = {
-    "sweep", "purifier", "attack", "seed", "image",
-    "label", "clean_pred", "adv_pred", "clean_correct", "robust", "success_step",
-    "delta_l2", "delta_linf", "dist_init_l2", "dist_init_linf", "dist_max_l2", "dist_max_linf",
-    "dist_end_l2", "dist_end_linf", "ssim_adv", "ssim_pur", "comp_adv", "comp_unif_mean",
-    "comp_unif_std", "seconds", "unet_evals", "device", "worker", "extra",
-};
+#define NAME_(n, k) #n,
+const char *const drq_row_columns[] = {DRQ_ROW_COLUMNS(NAME_, NAME_)};
+#undef NAME_
 const int drq_row_ncolumns = (int)(sizeof drq_row_columns / sizeof drq_row_columns[0]);
+_Static_assert(sizeof drq_row_columns / sizeof drq_row_columns[0] == DRQ_ROW_NCOLUMNS, "one name per column");
 
-/* The 14 double metrics, in column order, as pointers into one row. */
-#define NDBL 14
+/* Pointers into one row, generated from DRQ_ROW_COLUMNS: the DBL columns and
+ * the I32 columns, each in column order. */
+#define DBLP_DBL(n) &r->n,
+#define I32P_I32(n) &r->n,
+#define DBLP_KEY_I64(n)
+#define DBLP_KEY_STR(n)
+#define DBLP_I32(n)
+#define DBLP_I64(n)
+#define DBLP_STR(n)
+#define DBLP_JSON(n)
+#define I32P_KEY_I64(n)
+#define I32P_KEY_STR(n)
+#define I32P_DBL(n)
+#define I32P_I64(n)
+#define I32P_STR(n)
+#define I32P_JSON(n)
+#define DBL_PTR_(n, k) DBLP_##k(n)
+#define I32_PTR_(n, k) I32P_##k(n)
+#define NDBL DRQ_ROW_NDBL
+#define NINT DRQ_ROW_NI32
 static double *dbl_fields(drq_row *r, double *out[NDBL]) {
-    double *p[NDBL] = {&r->delta_l2,    &r->delta_linf,    &r->dist_init_l2, &r->dist_init_linf,
-                       &r->dist_max_l2, &r->dist_max_linf, &r->dist_end_l2,  &r->dist_end_linf,
-                       &r->ssim_adv,    &r->ssim_pur,      &r->comp_adv,     &r->comp_unif_mean,
-                       &r->comp_unif_std, &r->seconds};
+    double *p[NDBL] = {DRQ_ROW_COLUMNS(DBL_PTR_, DBL_PTR_)};
     memcpy(out, p, sizeof p);
     return out[0];
 }
-#define NINT 6
 static void int_fields(drq_row *r, int32_t *out[NINT]) {
-    int32_t *p[NINT] = {&r->label, &r->clean_pred, &r->adv_pred, &r->clean_correct, &r->robust, &r->success_step};
+    int32_t *p[NINT] = {DRQ_ROW_COLUMNS(I32_PTR_, I32_PTR_)};
     memcpy(out, p, sizeof p);
 }
+
+_Static_assert(DRQ_COL_success_step - DRQ_COL_label + 1 == NINT, "the I32 columns are contiguous");
+_Static_assert(DRQ_COL_seconds - DRQ_COL_delta_l2 + 1 == NDBL, "the DBL columns are contiguous");
 
 void drq_row_init(drq_row *r) {
     memset(r, 0, sizeof *r);
@@ -127,8 +141,9 @@ static int get_str16(rbuf *b, char *dst, size_t cap) {
 int drq_rows_unpack(const void *buf, size_t len, int64_t expect, drq_row **rows, int64_t *n, drq_err *err) {
     rbuf b = {buf, len, 0};
     int64_t cap = expect >= 0 ? expect : 16, cnt = 0;
-    /* each row takes at least 4*8 + 6*4 + 14*8 + 4*2 + 4 bytes */
-    const size_t min_row = 32 + 24 + 112 + 8 + 4;
+    /* each row takes at least 4 int64, the int32 and double metrics, 4 string
+     * lengths and the extra's length */
+    const size_t min_row = 4 * 8 + NINT * 4 + NDBL * 8 + 4 * 2 + 4;
     if (expect >= 0 && (uint64_t)expect > len / min_row + 1) {
         return drq_errf(err, "rows: %lld rows announced but only %zu bytes", (long long)expect, len);
     }
@@ -261,9 +276,9 @@ void drq_row_jsonl(FILE *f, const drq_row *rc) {
     int_fields(r, ip);
     dbl_fields(r, dp);
     for (int i = 0; i < NINT; i++)
-        json_object_set_new(o, drq_row_columns[5 + i], *ip[i] == DRQ_NA ? json_null() : json_integer(*ip[i]));
+        json_object_set_new(o, drq_row_columns[DRQ_COL_label + i], *ip[i] == DRQ_NA ? json_null() : json_integer(*ip[i]));
     for (int i = 0; i < NDBL; i++)
-        json_object_set_new(o, drq_row_columns[5 + NINT + i], isnan(*dp[i]) ? json_null() : json_real(*dp[i]));
+        json_object_set_new(o, drq_row_columns[DRQ_COL_delta_l2 + i], isnan(*dp[i]) ? json_null() : json_real(*dp[i]));
     json_object_set_new(o, "unet_evals", json_integer(r->unet_evals));
     json_object_set_new(o, "device", json_string(r->device));
     json_object_set_new(o, "worker", json_string(r->worker));

@@ -49,6 +49,50 @@ typedef struct {
     char *extra; /* JSON object text or NULL; owned (drq_rows_free) */
 } drq_row;
 
+/* Every column of a row in export order (CSV header, JSON keys, the SQL
+ * columns of the results table, server/store.c), as X(name, kind) for every
+ * column but the last and L(name, kind) for the last (extra), so that a list
+ * can be built without a trailing separator.  kind says how it is stored:
+ *   KEY_I64, KEY_STR  identity (sweep, seed, image; purifier, attack)
+ *   I32               integer metric, DRQ_NA when not available
+ *   DBL               real metric, NaN when not available
+ *   I64               unet_evals
+ *   STR               device, worker
+ *   JSON              extra (JSON object text or NULL)
+ * The packed form (drq_rows_pack) keeps its own fixed order. */
+#define DRQ_ROW_COLUMNS(X, L)                                                                                 \
+    X(sweep, KEY_I64) X(purifier, KEY_STR) X(attack, KEY_STR) X(seed, KEY_I64) X(image, KEY_I64)             \
+    X(label, I32) X(clean_pred, I32) X(adv_pred, I32) X(clean_correct, I32) X(robust, I32)                   \
+    X(success_step, I32)                                                                                      \
+    X(delta_l2, DBL) X(delta_linf, DBL) X(dist_init_l2, DBL) X(dist_init_linf, DBL) X(dist_max_l2, DBL)      \
+    X(dist_max_linf, DBL) X(dist_end_l2, DBL) X(dist_end_linf, DBL) X(ssim_adv, DBL) X(ssim_pur, DBL)        \
+    X(comp_adv, DBL) X(comp_unif_mean, DBL) X(comp_unif_std, DBL) X(seconds, DBL)                           \
+    X(unet_evals, I64) X(device, STR) X(worker, STR) L(extra, JSON)
+
+/* Column indices (DRQ_COL_sweep … DRQ_COL_extra) and counts per kind. */
+#define DRQ_ROW_COL_ENUM_(n, k) DRQ_COL_##n,
+enum { DRQ_ROW_COLUMNS(DRQ_ROW_COL_ENUM_, DRQ_ROW_COL_ENUM_) DRQ_ROW_NCOLUMNS };
+#define DRQ_ROW_IS_I32_KEY_I64 0
+#define DRQ_ROW_IS_I32_KEY_STR 0
+#define DRQ_ROW_IS_I32_I32 1
+#define DRQ_ROW_IS_I32_DBL 0
+#define DRQ_ROW_IS_I32_I64 0
+#define DRQ_ROW_IS_I32_STR 0
+#define DRQ_ROW_IS_I32_JSON 0
+#define DRQ_ROW_IS_DBL_KEY_I64 0
+#define DRQ_ROW_IS_DBL_KEY_STR 0
+#define DRQ_ROW_IS_DBL_I32 0
+#define DRQ_ROW_IS_DBL_DBL 1
+#define DRQ_ROW_IS_DBL_I64 0
+#define DRQ_ROW_IS_DBL_STR 0
+#define DRQ_ROW_IS_DBL_JSON 0
+#define DRQ_ROW_COUNT_I32_(n, k) +DRQ_ROW_IS_I32_##k
+#define DRQ_ROW_COUNT_DBL_(n, k) +DRQ_ROW_IS_DBL_##k
+enum {
+    DRQ_ROW_NI32 = 0 DRQ_ROW_COLUMNS(DRQ_ROW_COUNT_I32_, DRQ_ROW_COUNT_I32_), /* integer metrics (6) */
+    DRQ_ROW_NDBL = 0 DRQ_ROW_COLUMNS(DRQ_ROW_COUNT_DBL_, DRQ_ROW_COUNT_DBL_)  /* real metrics (14) */
+};
+
 /* Column names in export order (CSV header, JSON keys, SQL columns). */
 extern const char *const drq_row_columns[];
 extern const int drq_row_ncolumns;

@@ -37,6 +37,7 @@ static void rate_get(drq_server *s, int64_t sweep, double *jobs_s, double *rows_
     *rows_s = (double)(r->rows[newest] - r->rows[oldest]) / dt;
 }
 
+/* The WORKERS reply: every registered worker with the jobs it holds and their progress. */
 static json_t *workers_json(drq_server *s) {
     json_t *arr = json_array();
     double now = now_s();
@@ -64,15 +65,33 @@ static json_t *workers_json(drq_server *s) {
     }
     return arr;
 }
+
+/* CANCEL_SWEEP in the transaction: arg is a cancel_arg. */
+typedef struct {
+    int64_t sweep;
+    int64_t *leased; /* jobs that were leased (malloc'd) */
+    int nleased;
+} cancel_arg;
+
+static int64_t cancel_op(drq_server *s, void *arg, int *write, drq_err *e) {
+    cancel_arg *a = arg;
+    return store_sweep_cancel(s->st, a->sweep, &a->leased, &a->nleased, e);
+}
+
+/* RETRY in the transaction: arg points to the sweep id. */
+static int64_t retry_op(drq_server *s, void *arg, int *write, drq_err *e) {
+    return store_sweep_retry(s->st, *(int64_t *)arg, e);
+}
+
+/* Answers one client request; SUBMIT goes on in sweeps.c.  In degraded mode
+ * the requests that write are refused at once. */
 void srv_on_client_msg(drq_server *s, drq_msg *m) {
     const json_t *b = m->body;
     int64_t id = drq_jint(b, "id"), sweep = drq_jint(b, "sweep");
-    drq_err e;
     if (s->degraded && (m->type == MSG_SUBMIT || m->type == MSG_CANCEL_SWEEP || m->type == MSG_RETRY)) {
-        srv_reply_error(s, m, id,
-                    "%s refused: the coordinator cannot write its database (%s); nothing was changed, try again "
-                    "when the disk has space",
-                    m->type == MSG_SUBMIT ? "submit" : m->type == MSG_RETRY ? "retry" : "cancel", s->fault_msg);
+        srv_refuse(s, m->rid, m->rid_len, id,
+                   m->type == MSG_SUBMIT ? "submit" : m->type == MSG_RETRY ? "retry" : "cancel", s->fault_msg,
+                   "nothing was changed, try again when the disk has space");
         return;
     }
     switch (m->type) {
@@ -85,7 +104,7 @@ void srv_on_client_msg(drq_server *s, drq_msg *m) {
         json_t *sw = json_object_get(r, "sweeps");
         if (sweep > 0 && json_array_size(sw) == 0) {
             json_decref(r);
-            srv_reply_error(s, m, id, "no sweep %lld", (long long)sweep);
+            srv_reply_error(s, m->rid, m->rid_len, id, "no sweep %lld", (long long)sweep);
             return;
         }
         size_t k;
@@ -110,7 +129,7 @@ void srv_on_client_msg(drq_server *s, drq_msg *m) {
     case MSG_FETCH: {
         store_counts c;
         if (store_sweep_counts(s->st, sweep, &c)) {
-            srv_reply_error(s, m, id, "no sweep %lld", (long long)sweep);
+            srv_reply_error(s, m->rid, m->rid_len, id, "no sweep %lld", (long long)sweep);
             return;
         }
         int64_t limit = drq_jint(b, "limit");
@@ -136,27 +155,13 @@ void srv_on_client_msg(drq_server *s, drq_msg *m) {
         return;
     }
     case MSG_CANCEL_SWEEP: {
-        int64_t *leased = NULL;
-        int nl = 0;
-        if (store_begin(s->st, &e)) {
-            srv_reply_error(s, m, id, "database busy: %s", e.msg);
-            return;
-        }
-        int64_t n = store_sweep_cancel(s->st, sweep, &leased, &nl, &e);
-        if (n < 0) {
-            store_rollback(s->st);
-            srv_reply_error(s, m, id, "%s", e.msg);
-            return;
-        }
-        if (store_commit(s->st, &e)) {
-            srv_db_failed(s, "cancel", &e);
-            srv_reply_error(s, m, id, "cancel refused: the coordinator cannot write its database (%s); nothing was "
-                                  "changed", e.msg);
-            free(leased);
-            return;
-        }
-        for (int i = 0; i < nl; i++) srv_cancel_on_workers(s, leased[i], NULL, "sweep cancelled");
-        free(leased);
+        cancel_arg a = {.sweep = sweep};
+        int64_t n;
+        int rc = srv_client_txn(s, m->rid, m->rid_len, id, "cancel", "nothing was changed", cancel_op, &a, &n);
+        if (rc == 0)
+            for (int i = 0; i < a.nleased; i++) srv_cancel_on_workers(s, a.leased[i], NULL, "sweep cancelled");
+        free(a.leased);
+        if (rc) return;
         for (int i = 0; i < s->nexp; i++)
             if (s->exp[i].sweep == sweep) s->exp[i--] = s->exp[--s->nexp];
         log_line("server", "sweep %lld cancelled: %lld jobs", (long long)sweep, (long long)n);
@@ -166,22 +171,8 @@ void srv_on_client_msg(drq_server *s, drq_msg *m) {
         return;
     }
     case MSG_RETRY: {
-        if (store_begin(s->st, &e)) {
-            srv_reply_error(s, m, id, "database busy: %s", e.msg);
-            return;
-        }
-        int64_t n = store_sweep_retry(s->st, sweep, &e);
-        if (n < 0) {
-            store_rollback(s->st);
-            srv_reply_error(s, m, id, "%s", e.msg);
-            return;
-        }
-        if (store_commit(s->st, &e)) {
-            srv_db_failed(s, "retry", &e);
-            srv_reply_error(s, m, id, "retry refused: the coordinator cannot write its database (%s); nothing was "
-                                  "changed", e.msg);
-            return;
-        }
+        int64_t n;
+        if (srv_client_txn(s, m->rid, m->rid_len, id, "retry", "nothing was changed", retry_op, &sweep, &n)) return;
         s->dirty = 1;
         log_line("server", "sweep %lld: %lld failed jobs requeued", (long long)sweep, (long long)n);
         json_t *r = json_object();

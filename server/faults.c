@@ -55,6 +55,34 @@ void srv_db_failed(drq_server *s, const char *what, const drq_err *e) {
     s->dirty = 0;
 }
 
+int srv_client_txn(drq_server *s, const unsigned char *rid, size_t rid_len, int64_t id, const char *what,
+                   const char *nothing, srv_txn_op op, void *arg, int64_t *value) {
+    drq_err e;
+    if (store_begin(s->st, &e)) {
+        srv_reply_error(s, rid, rid_len, id, "database busy: %s", e.msg);
+        return -1;
+    }
+    int write = 1;
+    int64_t v = op(s, arg, &write, &e);
+    if (v < 0 && !store_fault(s->st, NULL)) { /* refused by the request itself ("no sweep 7") */
+        store_rollback(s->st);
+        srv_reply_error(s, rid, rid_len, id, "%s", e.msg);
+        return -1;
+    }
+    if (v >= 0 && !write) {
+        store_rollback(s->st); /* nothing written */
+        *value = v;
+        return 0;
+    }
+    if (v < 0 || store_commit(s->st, &e)) {
+        srv_db_failed(s, what, &e);
+        srv_refuse(s, rid, rid_len, id, what, e.msg, nothing);
+        return -1;
+    }
+    *value = v;
+    return 0;
+}
+
 /* Leaves degraded mode after a successful write: every in-memory worker
  * registration may disagree with the rolled-back database, so all of them are
  * dropped and the workers asked to register again (as after a server

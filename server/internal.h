@@ -28,12 +28,13 @@
 
 #define BATCH 512            /* worker messages per transaction */
 #define CLIENT_BATCH 16      /* client requests per pump */
-#define EXPAND_CHUNK 20000   /* at most this many jobs inserted per pump while a sweep expands, */
+#define EXPAND_CHUNK STORE_EXPAND_CHUNK_LOOP /* at most this many jobs inserted per pump while a sweep expands, */
 #define EXPAND_BUDGET_S 0.05 /* and for at most about this long (then the loop serves others) */
 #define EXPAND_SUB 500
 #define MAX_LEASE_PER_PUMP 64
 #define RATE_SAMPLES 64
 #define MAX_FETCH 100000
+#define MAX_CREDIT 1000 /* credit a worker may hold (what it announces is capped to it) */
 
 typedef struct {
     int64_t id, done, total;
@@ -132,6 +133,7 @@ struct drq_server {
     char ident[96];
 };
 
+/* A per-job log line, unless the server is quiet. */
 #define JLOG(s, ...)                                          \
     do {                                                      \
         if (!(s)->o.quiet) log_line("server", __VA_ARGS__); \
@@ -150,8 +152,12 @@ void srv_queue_out(drq_server *s, int to_client, const unsigned char *rid, size_
 void srv_flush_out(drq_server *s);
 /* Discards every queued message (the transaction that queued them failed). */
 void srv_drop_out(drq_server *s);
-/* ERROR to a client request. */
-void srv_reply_error(drq_server *s, const drq_msg *m, int64_t id, const char *fmt, ...) DRQ_PRINTF(4, 5);
+/* ERROR to the client request id of peer rid. */
+void srv_reply_error(drq_server *s, const unsigned char *rid, size_t rid_len, int64_t id, const char *fmt, ...)
+    DRQ_PRINTF(5, 6);
+/* ERROR "WHAT refused: the coordinator cannot write its database (WHY); NOTHING". */
+void srv_refuse(drq_server *s, const unsigned char *rid, size_t rid_len, int64_t id, const char *what,
+                const char *why, const char *nothing);
 /* REPLY to a client request: body r (gets the request's id), optional payload. */
 void srv_reply_ok(drq_server *s, const drq_msg *m, int64_t id, json_t *r, void *payload, size_t len);
 
@@ -160,6 +166,17 @@ void srv_reply_ok(drq_server *s, const drq_msg *m, int64_t id, json_t *r, void *
 /* A write transaction failed: roll back, drop its replies, then degraded mode
  * (storage fault) or stop (anything else, or drq run). */
 void srv_db_failed(drq_server *s, const char *what, const drq_err *e);
+/* The body of a client request's write transaction: returns its result (>= 0)
+ * or -1 + e; sets *write = 0 when it wrote nothing (rolled back, not committed). */
+typedef int64_t (*srv_txn_op)(drq_server *s, void *arg, int *write, drq_err *e);
+/* Runs op in one write transaction for a client request (submit, cancel,
+ * retry): BEGIN IMMEDIATE (busy: "database busy" to the client), op (refused,
+ * with nothing failed in the database: rolled back, op's message to the
+ * client), COMMIT (a failed statement or commit: srv_db_failed and
+ * srv_refuse(what, …, nothing)).  0 with op's result in *value, or -1 when the
+ * client already got its ERROR. */
+int srv_client_txn(drq_server *s, const unsigned char *rid, size_t rid_len, int64_t id, const char *what,
+                   const char *nothing, srv_txn_op op, void *arg, int64_t *value);
 /* Degraded mode: reads worker messages without applying them. */
 void srv_drain_degraded(drq_server *s);
 /* Degraded mode: the tick (heartbeats in memory, one probe write). */
@@ -192,6 +209,8 @@ rate_ring *srv_rate_for(drq_server *s, int64_t sweep);
 spec_entry *srv_spec_get(drq_server *s, int64_t sweep);
 /* Starts a SUBMIT: parsed on the thread pool, answered on the loop. */
 void srv_submit_start(drq_server *s, drq_msg *m, int64_t id);
+/* Queues the expansion of a sweep (its jobs inserted by later pumps). */
+void srv_expansion_add(drq_server *s, int64_t sweep);
 /* Inserts one bounded chunk of the first pending expansion. */
 void srv_expand_step(drq_server *s);
 
@@ -207,6 +226,9 @@ void srv_add_monitor(drq_server *s, void *sock, const char *name);
 void srv_pump(drq_server *s);
 /* Whether a ZeroMQ socket has a message waiting (ZMQ_EVENTS). */
 int srv_has_input(void *sock);
+/* zmq_setsockopt, checked: -1 + err "NAME socket: zmq_setsockopt(OPT) failed: …". */
+int srv_sockopt(void *sock, int opt, const char *opt_name, const void *val, size_t len, const char *name,
+                drq_err *err);
 /* Closes every handle so that uv_run returns (idempotent). */
 void srv_shutdown_loop(drq_server *s);
 

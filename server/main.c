@@ -1,17 +1,19 @@
 /* main.c — drq-server: the coordinator daemon (server/server.h).
  *
  *   drq-server --db PATH [--workers tcp://127.0.0.1:5555] [--clients tcp://127.0.0.1:5556]
+ *   (defaults: DRQ_DEFAULT_WORKERS_EP, DRQ_DEFAULT_CLIENTS_EP in common/proto.h)
  *              [--max-attempts 3] [--lease-s 30] [--backoff-s 1] [--quiet]
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/proto.h"
 #include "common/util.h"
 #include "server/server.h"
 
 static int usage(FILE *f) {
-    fprintf(f, "usage: drq-server --db PATH [--workers tcp://127.0.0.1:5555] [--clients tcp://127.0.0.1:5556]\n"
+    fprintf(f, "usage: drq-server --db PATH [--workers " DRQ_DEFAULT_WORKERS_EP "] [--clients " DRQ_DEFAULT_CLIENTS_EP "]\n"
                "                  [--max-attempts N] [--lease-s S] [--backoff-s S] [--quiet]\n");
     return f == stdout ? 0 : 1;
 }
@@ -25,8 +27,8 @@ static double pos_arg(const char *s) {
 
 int main(int argc, char **argv) {
     drq_server_opts o = {0};
-    o.workers_ep[0] = "tcp://127.0.0.1:5555";
-    o.clients_ep = "tcp://127.0.0.1:5556";
+    o.workers_ep[0] = DRQ_DEFAULT_WORKERS_EP;
+    o.clients_ep = DRQ_DEFAULT_CLIENTS_EP;
     o.handle_signals = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];

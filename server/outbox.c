@@ -61,8 +61,8 @@ void srv_drop_out(drq_server *s) {
     s->nout = 0;
 }
 
-void srv_reply_error(drq_server *s, const drq_msg *m, int64_t id, const char *fmt, ...) DRQ_PRINTF(4, 5);
-void srv_reply_error(drq_server *s, const drq_msg *m, int64_t id, const char *fmt, ...) {
+/* An ERROR to the client request id of peer rid. */
+void srv_reply_error(drq_server *s, const unsigned char *rid, size_t rid_len, int64_t id, const char *fmt, ...) {
     char buf[1024];
     va_list ap;
     va_start(ap, fmt);
@@ -71,7 +71,13 @@ void srv_reply_error(drq_server *s, const drq_msg *m, int64_t id, const char *fm
     json_t *b = json_object();
     json_object_set_new(b, "id", json_integer(id));
     json_object_set_new(b, "error", json_string(buf));
-    srv_queue_out(s, 1, m->rid, m->rid_len, MSG_ERROR, b, NULL, 0);
+    srv_queue_out(s, 1, rid, rid_len, MSG_ERROR, b, NULL, 0);
+}
+
+void srv_refuse(drq_server *s, const unsigned char *rid, size_t rid_len, int64_t id, const char *what,
+                const char *why, const char *nothing) {
+    srv_reply_error(s, rid, rid_len, id, "%s refused: the coordinator cannot write its database (%s); %s", what, why,
+                    nothing);
 }
 
 /* Replies to a client request with body r (which gets the request's id) and an

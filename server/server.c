@@ -27,8 +27,8 @@ void drq_server_opts_defaults(drq_server_opts *o) {
     if (!o->max_attempts) o->max_attempts = 3;
     if (!(o->lease_s > 0)) o->lease_s = 30;
     if (!(o->backoff_s > 0)) o->backoff_s = 1;
-    if (!(o->heartbeat_s > 0)) o->heartbeat_s = 1;
-    if (!o->liveness) o->liveness = 3;
+    if (!(o->heartbeat_s > 0)) o->heartbeat_s = DRQ_HEARTBEAT_S;
+    if (!o->liveness) o->liveness = DRQ_LIVENESS;
 }
 
 /* ---- the pump --------------------------------------------------------------------- */
@@ -162,19 +162,30 @@ static void on_signal(uv_signal_t *h, int signum) {
 
 /* ---- life cycle ------------------------------------------------------------------------ */
 
-static void *router(drq_server *s, drq_err *err) {
+/* A ROUTER socket with the server's limits (message size, no linger, high
+ * water marks); NULL + err when ZeroMQ refuses any of it. */
+static void *router(drq_server *s, const char *name, drq_err *err) {
     void *sock = zmq_socket(s->zctx, ZMQ_ROUTER);
     if (!sock) {
-        drq_errf(err, "zmq_socket: %s", zmq_strerror(errno));
+        drq_errf(err, "%s socket: zmq_socket: %s", name, zmq_strerror(errno));
         return NULL;
     }
     int64_t maxsz = DRQ_MAX_MSG_BYTES;
-    int linger = 0, hwm = 200000;
-    zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &maxsz, sizeof maxsz);
-    zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
-    zmq_setsockopt(sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
-    zmq_setsockopt(sock, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    int linger = 0, hwm = DRQ_ROUTER_HWM;
+    if (srv_sockopt(sock, ZMQ_MAXMSGSIZE, "ZMQ_MAXMSGSIZE", &maxsz, sizeof maxsz, name, err) ||
+        srv_sockopt(sock, ZMQ_LINGER, "ZMQ_LINGER", &linger, sizeof linger, name, err) ||
+        srv_sockopt(sock, ZMQ_SNDHWM, "ZMQ_SNDHWM", &hwm, sizeof hwm, name, err) ||
+        srv_sockopt(sock, ZMQ_RCVHWM, "ZMQ_RCVHWM", &hwm, sizeof hwm, name, err)) {
+        zmq_close(sock);
+        return NULL;
+    }
     return sock;
+}
+
+int srv_sockopt(void *sock, int opt, const char *opt_name, const void *val, size_t len, const char *name,
+                drq_err *err) {
+    if (zmq_setsockopt(sock, opt, val, len) == 0) return 0;
+    return drq_errf(err, "%s socket: zmq_setsockopt(%s) failed: %s", name, opt_name, zmq_strerror(errno));
 }
 
 drq_server *drq_server_new(const drq_server_opts *o, drq_err *err) {
@@ -197,7 +208,7 @@ drq_server *drq_server_new(const drq_server_opts *o, drq_err *err) {
         s->zctx = zmq_ctx_new();
         s->own_ctx = 1;
     }
-    s->wsock = router(s, err);
+    s->wsock = router(s, "workers", err);
     if (!s->wsock) goto fail;
     for (int i = 0; i < 4 && o->workers_ep[i]; i++)
         if (zmq_bind(s->wsock, o->workers_ep[i])) {
@@ -205,7 +216,7 @@ drq_server *drq_server_new(const drq_server_opts *o, drq_err *err) {
             goto fail;
         }
     if (o->clients_ep) {
-        s->csock = router(s, err);
+        s->csock = router(s, "clients", err);
         if (!s->csock) goto fail;
         if (zmq_bind(s->csock, o->clients_ep)) {
             drq_errf(err, "cannot bind clients socket to %s: %s", o->clients_ep, zmq_strerror(errno));
@@ -229,11 +240,7 @@ drq_server *drq_server_new(const drq_server_opts *o, drq_err *err) {
     int n;
     int64_t *ids = store_sweeps_expanding(s->st, &n);
     for (int i = 0; i < n; i++) {
-        s->exp = xrealloc(s->exp, (size_t)(s->nexp + 1) * sizeof *s->exp);
-        memset(&s->exp[s->nexp], 0, sizeof s->exp[0]);
-        s->exp[s->nexp].sweep = ids[i];
-        s->exp[s->nexp].t0 = now_s();
-        s->nexp++;
+        srv_expansion_add(s, ids[i]);
         log_line("server", "sweep %lld: resuming its expansion", (long long)ids[i]);
     }
     free(ids);
@@ -245,7 +252,11 @@ drq_server *drq_server_new(const drq_server_opts *o, drq_err *err) {
     s->dirty = 1;
     s->ckpt_maybe = 1;
 
-    uv_loop_init(&s->loop);
+    int uvrc = uv_loop_init(&s->loop);
+    if (uvrc) {
+        drq_errf(err, "uv_loop_init: %s", uv_strerror(uvrc));
+        goto fail;
+    }
     int fd;
     size_t fdsz = sizeof fd;
     zmq_getsockopt(s->wsock, ZMQ_FD, &fd, &fdsz);
@@ -304,7 +315,8 @@ const char *drq_server_fault(drq_server *s) { return s->fault_msg; }
 
 void drq_server_free(drq_server *s) {
     if (!s) return;
-    uv_loop_close(&s->loop);
+    int rc = uv_loop_close(&s->loop);
+    if (rc) log_line("server", "uv_loop_close: %s (a handle is still open)", uv_strerror(rc));
     srv_drop_out(s);
     free(s->out);
     while (s->nw) srv_worker_remove(s, s->w[0]);

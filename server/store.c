@@ -127,7 +127,7 @@ static int step(store *st, sqlite3_stmt *s) {
     }
     return rc;
 }
-static int step_write(store *st, sqlite3_stmt *s) { return step(st, s); }
+/* The message of the transaction's first failure, else SQLite's last one. */
 static const char *store_fault_msg(store *st) { return st->fault_rc ? st->fault_msg : sqlite3_errmsg(st->db); }
 
 /* Steps a statement that returns no rows (errors: see step). */
@@ -136,6 +136,7 @@ static void run(store *st, sqlite3_stmt *s) {
     sqlite3_reset(s);
 }
 
+/* Runs SQL text (pragmas, migrations) outside the statement cache; -1 + err. */
 static int exec(store *st, const char *sql, drq_err *err) {
     char *msg = NULL;
     if (sqlite3_exec(st->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
@@ -145,9 +146,6 @@ static int exec(store *st, const char *sql, drq_err *err) {
     }
     return 0;
 }
-
-static void run(store *st, sqlite3_stmt *s);
-static sqlite3_stmt *ps(store *st, const char *sql);
 
 /* Writes the accumulated rows_done increments (one UPDATE per sweep, not per result). */
 static void flush_pending(store *st) {
@@ -162,6 +160,7 @@ static void flush_pending(store *st) {
 }
 
 int store_begin(store *st, drq_err *err) {
+    assert(!st->in_txn); /* transactions do not nest: every begin ends in commit or rollback */
     st->npending = 0;
     st->fault_rc = 0;
     st->fault_msg[0] = 0;
@@ -189,6 +188,7 @@ static void maybe_checkpoint(store *st) {
     }
 }
 
+/* SQLite's WAL hook: remembers the WAL size for maybe_checkpoint. */
 static int wal_hook(void *arg, sqlite3 *db, const char *name, int frames) {
     ((store *)arg)->wal_frames = frames;
     return SQLITE_OK;
@@ -216,6 +216,7 @@ void store_rollback(store *st) {
 }
 
 
+/* Whether the database has a table of this name (schema_version before the first migration). */
 static int table_exists(store *st, const char *name) {
     sqlite3_stmt *s;
     sqlite3_prepare_v2(st->db, "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", -1, &s, NULL);
@@ -371,7 +372,7 @@ int store_sweep_create_ex(store *st, const drq_spec *spec, const char *canonical
         sqlite3_bind_text(s, 8, submission, -1, SQLITE_STATIC);
     else
         sqlite3_bind_null(s, 8);
-    if (step_write(st, s) != SQLITE_DONE) {
+    if (step(st, s) != SQLITE_DONE) {
         sqlite3_reset(s);
         return drq_errf(err, "creating sweep: %s", store_fault_msg(st));
     }
@@ -380,7 +381,7 @@ int store_sweep_create_ex(store *st, const drq_spec *spec, const char *canonical
     s = ps(st, q_spec);
     sqlite3_bind_int64(s, 1, *id);
     sqlite3_bind_text(s, 2, canonical, -1, SQLITE_STATIC);
-    if (step_write(st, s) != SQLITE_DONE) {
+    if (step(st, s) != SQLITE_DONE) {
         sqlite3_reset(s);
         return drq_errf(err, "creating sweep: %s", store_fault_msg(st));
     }
@@ -423,10 +424,9 @@ int64_t store_sweep_dedup(store *st, const char *submission, const char *canonic
     return found;
 }
 
-int64_t *store_sweeps_unfinished(store *st, int *n) {
-    static const char *q = "SELECT id FROM sweeps WHERE state != 'cancelled' AND "
-                           "(jobs_created < njobs OR n_queued + n_leased > 0) ORDER BY id";
-    sqlite3_stmt *s = ps(st, q);
+/* The first column of every row of a bound statement, as a malloc'd array
+ * (never NULL) of *n ids; resets the statement. */
+static int64_t *read_ids(store *st, sqlite3_stmt *s, int *n) {
     int cap = 8;
     int64_t *ids = xmalloc(cap * sizeof *ids);
     *n = 0;
@@ -436,6 +436,12 @@ int64_t *store_sweeps_unfinished(store *st, int *n) {
     }
     sqlite3_reset(s);
     return ids;
+}
+
+int64_t *store_sweeps_unfinished(store *st, int *n) {
+    static const char *q = "SELECT id FROM sweeps WHERE state != 'cancelled' AND "
+                           "(jobs_created < njobs OR n_queued + n_leased > 0) ORDER BY id";
+    return read_ids(st, ps(st, q), n);
 }
 
 int64_t store_sweep_find(store *st, const char *name, const char *canonical, drq_err *err) {
@@ -508,16 +514,7 @@ int64_t store_sweep_expand(store *st, int64_t sweep, const drq_spec *spec, int64
 
 int64_t *store_sweeps_expanding(store *st, int *n) {
     static const char *q = "SELECT id FROM sweeps WHERE state = 'expanding' ORDER BY id";
-    sqlite3_stmt *s = ps(st, q);
-    int cap = 8;
-    int64_t *ids = xmalloc(cap * sizeof *ids);
-    *n = 0;
-    while (step(st, s) == SQLITE_ROW) {
-        if (*n == cap) ids = xrealloc(ids, (size_t)(cap *= 2) * sizeof *ids);
-        ids[(*n)++] = sqlite3_column_int64(s, 0);
-    }
-    sqlite3_reset(s);
-    return ids;
+    return read_ids(st, ps(st, q), n);
 }
 
 char *store_sweep_spec(store *st, int64_t sweep) {
@@ -530,9 +527,16 @@ char *store_sweep_spec(store *st, int64_t sweep) {
     return out;
 }
 
-static const char *q_counts = "SELECT id, njobs, nrows, jobs_created, n_queued, n_leased, n_done, n_failed, "
-                              "n_cancelled, rows_done, name, state, created FROM sweeps";
+/* The columns read_counts reads, in its order; the queries are built at
+ * compile time (no first-use initialisation: stores are opened on several
+ * threads by drq run). */
+#define COUNT_COLS                                                                                          \
+    "id, njobs, nrows, jobs_created, n_queued, n_leased, n_done, n_failed, n_cancelled, rows_done, name, " \
+    "state, created"
+static const char q_counts_one[] = "SELECT " COUNT_COLS " FROM sweeps WHERE id = ?";
+static const char q_counts_all[] = "SELECT " COUNT_COLS " FROM sweeps ORDER BY id";
 
+/* One row of a COUNT_COLS query into c. */
 static void read_counts(sqlite3_stmt *s, store_counts *c) {
     c->id = sqlite3_column_int64(s, 0);
     c->njobs = sqlite3_column_int64(s, 1);
@@ -550,9 +554,7 @@ static void read_counts(sqlite3_stmt *s, store_counts *c) {
 }
 
 int store_sweep_counts(store *st, int64_t sweep, store_counts *c) {
-    static char q[512];
-    if (!q[0]) snprintf(q, sizeof q, "%s WHERE id = ?", q_counts);
-    sqlite3_stmt *s = ps(st, q);
+    sqlite3_stmt *s = ps(st, q_counts_one);
     sqlite3_bind_int64(s, 1, sweep);
     int rc = -1;
     if (step(st, s) == SQLITE_ROW) {
@@ -564,14 +566,9 @@ int store_sweep_counts(store *st, int64_t sweep, store_counts *c) {
 }
 
 json_t *store_status(store *st, int64_t sweep, int nfail) {
-    static char q_all[512], q_one[512];
     static const char *q_fail = "SELECT t, job, worker, kind, detail FROM events WHERE sweep = ? AND kind IN "
                                 "('fail', 'requeue') ORDER BY id DESC LIMIT ?";
-    if (!q_all[0]) {
-        snprintf(q_all, sizeof q_all, "%s ORDER BY id", q_counts);
-        snprintf(q_one, sizeof q_one, "%s WHERE id = ?", q_counts);
-    }
-    sqlite3_stmt *s = ps(st, sweep > 0 ? q_one : q_all);
+    sqlite3_stmt *s = ps(st, sweep > 0 ? q_counts_one : q_counts_all);
     if (sweep > 0) sqlite3_bind_int64(s, 1, sweep);
     json_t *arr = json_array();
     store_counts c;
@@ -688,6 +685,7 @@ int64_t store_sweep_retry(store *st, int64_t sweep, drq_err *err) {
     "id, sweep, seq, purifier, attack, seed, image_start, image_count, state, attempts, lease_owner, " \
     "lease_expires, not_before, depends_on"
 
+/* One row of a JOB_COLS query into j. */
 static void read_job(sqlite3_stmt *s, store_job *j) {
     j->id = sqlite3_column_int64(s, 0);
     j->sweep = sqlite3_column_int64(s, 1);
@@ -719,6 +717,10 @@ int store_job_get(store *st, int64_t id, store_job *j) {
     return rc;
 }
 
+int store_job_leased_to(const store_job *j, const char *owner) {
+    return !strcmp(j->state, "leased") && !strcmp(j->lease_owner, owner);
+}
+
 int store_lease(store *st, const char *owner, double now, double lease_s, int n, store_job *out) {
     /* one statement: pick by the dispatch index, lease, and return them */
     static const char *q =
@@ -733,7 +735,11 @@ int store_lease(store *st, const char *owner, double now, double lease_s, int n,
     sqlite3_bind_double(s, 4, now + lease_s);
     int got = 0, rc;
     while ((rc = step(st, s)) == SQLITE_ROW)
-        if (got < n) read_job(s, &out[got++]);
+        if (got < n) {
+            read_job(s, &out[got]);
+            assert(store_job_leased_to(&out[got], owner));
+            got++;
+        }
     if (rc != SQLITE_DONE) got = 0; /* recorded by step(): the transaction fails */
     sqlite3_reset(s);
     return got;
@@ -776,13 +782,8 @@ static void fail_dependents(store *st, int64_t id) {
     static const char *q_sel = "SELECT id FROM jobs WHERE depends_on = ? AND state = 'queued'";
     sqlite3_stmt *s = ps(st, q_sel);
     sqlite3_bind_int64(s, 1, id);
-    int64_t *ids = NULL;
-    int n = 0;
-    while (step(st, s) == SQLITE_ROW) {
-        ids = xrealloc(ids, (size_t)(n + 1) * sizeof *ids);
-        ids[n++] = sqlite3_column_int64(s, 0);
-    }
-    sqlite3_reset(s);
+    int n;
+    int64_t *ids = read_ids(st, s, &n);
     for (int i = 0; i < n; i++) {
         char msg[128];
         snprintf(msg, sizeof msg, "dependency job %lld failed", (long long)id);
@@ -850,14 +851,7 @@ int64_t *store_expired_leases(store *st, double now, int *n) {
     static const char *q = "SELECT id FROM jobs WHERE state = 'leased' AND lease_expires < ?";
     sqlite3_stmt *s = ps(st, q);
     sqlite3_bind_double(s, 1, now);
-    int64_t *ids = NULL;
-    *n = 0;
-    while (step(st, s) == SQLITE_ROW) {
-        ids = xrealloc(ids, (size_t)(*n + 1) * sizeof *ids);
-        ids[(*n)++] = sqlite3_column_int64(s, 0);
-    }
-    sqlite3_reset(s);
-    return ids;
+    return read_ids(st, s, n);
 }
 
 void store_extend_all_leases(store *st, double expires) {
@@ -876,6 +870,7 @@ int64_t store_requeue_all_leased(store *st) {
 
 /* ---- results ------------------------------------------------------------ */
 
+/* Binds a metric, "not available" (DRQ_NA, NaN) as SQL NULL. */
 static void bind_int_na(sqlite3_stmt *s, int i, int32_t v) {
     if (v == DRQ_NA)
         sqlite3_bind_null(s, i);
@@ -889,41 +884,46 @@ static void bind_dbl_na(sqlite3_stmt *s, int i, double v) {
         sqlite3_bind_double(s, i, v);
 }
 
+/* The SQL column list and placeholders of a result row, from DRQ_ROW_COLUMNS
+ * (common/row.h): column i of the results queries is DRQ_COL_… = i. */
+#define SQL_COL_(n, k) #n ", "
+#define SQL_LAST_(n, k) #n
+#define SQL_QMARK_(n, k) "?, "
+#define SQL_QLAST_(n, k) "?"
+#define RESULT_COLS DRQ_ROW_COLUMNS(SQL_COL_, SQL_LAST_)
+
+/* Binds the metric columns of r (identity columns are bound by the caller). */
+#define BIND_KEY_I64(n)
+#define BIND_KEY_STR(n)
+#define BIND_I32(n) bind_int_na(s, DRQ_COL_##n + 1, r->n);
+#define BIND_DBL(n) bind_dbl_na(s, DRQ_COL_##n + 1, r->n);
+#define BIND_I64(n) sqlite3_bind_int64(s, DRQ_COL_##n + 1, r->n);
+#define BIND_STR(n) sqlite3_bind_text(s, DRQ_COL_##n + 1, r->n, -1, SQLITE_STATIC);
+#define BIND_JSON(n)                                                     \
+    if (r->n)                                                            \
+        sqlite3_bind_text(s, DRQ_COL_##n + 1, r->n, -1, SQLITE_STATIC); \
+    else                                                                 \
+        sqlite3_bind_null(s, DRQ_COL_##n + 1);
+#define BIND_METRIC_(n, k) BIND_##k(n)
+
 int64_t store_results_insert(store *st, const store_job *job, const char *purifier, const char *attack,
                              const drq_row *rows, int64_t n) {
-    static const char *q =
-        "INSERT OR IGNORE INTO results(sweep, purifier, attack, seed, image, label, clean_pred, adv_pred, "
-        "clean_correct, robust, success_step, delta_l2, delta_linf, dist_init_l2, dist_init_linf, dist_max_l2, "
-        "dist_max_linf, dist_end_l2, dist_end_linf, ssim_adv, ssim_pur, comp_adv, comp_unif_mean, comp_unif_std, "
-        "seconds, unet_evals, device, worker, extra) "
-        "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
+    static const char *q = "INSERT OR IGNORE INTO results(" RESULT_COLS ") VALUES("
+                           DRQ_ROW_COLUMNS(SQL_QMARK_, SQL_QLAST_) ")";
+    /* the rows_done increments below are written by store_commit */
+    assert(st->in_txn);
     sqlite3_stmt *s = ps(st, q);
     int64_t added = 0;
     for (int64_t k = 0; k < n; k++) {
         const drq_row *r = &rows[k];
         sqlite3_reset(s);
-        sqlite3_bind_int64(s, 1, job->sweep);
-        sqlite3_bind_text(s, 2, purifier, -1, SQLITE_STATIC);
-        sqlite3_bind_text(s, 3, attack, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(s, 4, job->seed);
-        sqlite3_bind_int64(s, 5, r->image);
-        bind_int_na(s, 6, r->label);
-        bind_int_na(s, 7, r->clean_pred);
-        bind_int_na(s, 8, r->adv_pred);
-        bind_int_na(s, 9, r->clean_correct);
-        bind_int_na(s, 10, r->robust);
-        bind_int_na(s, 11, r->success_step);
-        const double d[14] = {r->delta_l2,     r->delta_linf,    r->dist_init_l2, r->dist_init_linf, r->dist_max_l2,
-                              r->dist_max_linf, r->dist_end_l2, r->dist_end_linf, r->ssim_adv,    r->ssim_pur,
-                              r->comp_adv,     r->comp_unif_mean, r->comp_unif_std, r->seconds};
-        for (int i = 0; i < 14; i++) bind_dbl_na(s, 12 + i, d[i]);
-        sqlite3_bind_int64(s, 26, r->unet_evals);
-        sqlite3_bind_text(s, 27, r->device, -1, SQLITE_STATIC);
-        sqlite3_bind_text(s, 28, r->worker, -1, SQLITE_STATIC);
-        if (r->extra)
-            sqlite3_bind_text(s, 29, r->extra, -1, SQLITE_STATIC);
-        else
-            sqlite3_bind_null(s, 29);
+        /* identity from the job (the caller checked that the rows match it) */
+        sqlite3_bind_int64(s, DRQ_COL_sweep + 1, job->sweep);
+        sqlite3_bind_text(s, DRQ_COL_purifier + 1, purifier, -1, SQLITE_STATIC);
+        sqlite3_bind_text(s, DRQ_COL_attack + 1, attack, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s, DRQ_COL_seed + 1, job->seed);
+        sqlite3_bind_int64(s, DRQ_COL_image + 1, r->image);
+        DRQ_ROW_COLUMNS(BIND_METRIC_, BIND_METRIC_)
         run(st, s);
         added += sqlite3_changes(st->db);
     }
@@ -960,6 +960,7 @@ int64_t store_results_count(store *st, const store_job *job, const char *purifie
     return n;
 }
 
+/* Reads a metric, SQL NULL as "not available" (DRQ_NA, NaN); strings NULL as "". */
 static int32_t col_int_na(sqlite3_stmt *s, int i) {
     return sqlite3_column_type(s, i) == SQLITE_NULL ? DRQ_NA : sqlite3_column_int(s, i);
 }
@@ -971,14 +972,25 @@ static void col_str(sqlite3_stmt *s, int i, char *dst, size_t cap) {
     snprintf(dst, cap, "%s", v ? v : "");
 }
 
+/* Reads column DRQ_COL_<name> of a RESULT_COLS query into r. */
+#define READ_KEY_I64(n) r->n = sqlite3_column_int64(s, DRQ_COL_##n);
+#define READ_KEY_STR(n) col_str(s, DRQ_COL_##n, r->n, sizeof r->n);
+#define READ_I32(n) r->n = col_int_na(s, DRQ_COL_##n);
+#define READ_DBL(n) r->n = col_dbl_na(s, DRQ_COL_##n);
+#define READ_I64(n) r->n = sqlite3_column_int64(s, DRQ_COL_##n);
+#define READ_STR(n) col_str(s, DRQ_COL_##n, r->n, sizeof r->n);
+#define READ_JSON(n)                                                     \
+    {                                                                    \
+        const char *v_ = (const char *)sqlite3_column_text(s, DRQ_COL_##n); \
+        r->n = v_ ? xstrdup(v_) : NULL;                                  \
+    }
+#define READ_COL_(n, k) READ_##k(n)
+
 int64_t store_results_fetch(store *st, int64_t sweep, const char *after_p, const char *after_a, int64_t after_seed,
                             int64_t after_image, int64_t limit, drq_row **rows) {
-    static const char *q =
-        "SELECT sweep, purifier, attack, seed, image, label, clean_pred, adv_pred, clean_correct, robust, "
-        "success_step, delta_l2, delta_linf, dist_init_l2, dist_init_linf, dist_max_l2, dist_max_linf, "
-        "dist_end_l2, dist_end_linf, ssim_adv, ssim_pur, comp_adv, comp_unif_mean, comp_unif_std, seconds, "
-        "unet_evals, device, worker, extra FROM results WHERE sweep = ?1 "
-        "AND (purifier, attack, seed, image) > (?2, ?3, ?4, ?5) ORDER BY purifier, attack, seed, image LIMIT ?6";
+    static const char *q = "SELECT " RESULT_COLS " FROM results WHERE sweep = ?1 "
+                           "AND (purifier, attack, seed, image) > (?2, ?3, ?4, ?5) "
+                           "ORDER BY purifier, attack, seed, image LIMIT ?6";
     sqlite3_stmt *s = ps(st, q);
     sqlite3_bind_int64(s, 1, sweep);
     sqlite3_bind_text(s, 2, after_p ? after_p : "", -1, SQLITE_STATIC);
@@ -992,26 +1004,7 @@ int64_t store_results_fetch(store *st, int64_t sweep, const char *after_p, const
         if (n == cap) out = xrealloc(out, (size_t)(cap *= 2) * sizeof *out);
         drq_row *r = &out[n++];
         drq_row_init(r);
-        r->sweep = sqlite3_column_int64(s, 0);
-        col_str(s, 1, r->purifier, sizeof r->purifier);
-        col_str(s, 2, r->attack, sizeof r->attack);
-        r->seed = sqlite3_column_int64(s, 3);
-        r->image = sqlite3_column_int64(s, 4);
-        r->label = col_int_na(s, 5);
-        r->clean_pred = col_int_na(s, 6);
-        r->adv_pred = col_int_na(s, 7);
-        r->clean_correct = col_int_na(s, 8);
-        r->robust = col_int_na(s, 9);
-        r->success_step = col_int_na(s, 10);
-        double *d[14] = {&r->delta_l2,    &r->delta_linf,    &r->dist_init_l2, &r->dist_init_linf, &r->dist_max_l2,
-                         &r->dist_max_linf, &r->dist_end_l2, &r->dist_end_linf, &r->ssim_adv,    &r->ssim_pur,
-                         &r->comp_adv,    &r->comp_unif_mean, &r->comp_unif_std, &r->seconds};
-        for (int i = 0; i < 14; i++) *d[i] = col_dbl_na(s, 11 + i);
-        r->unet_evals = sqlite3_column_int64(s, 25);
-        col_str(s, 26, r->device, sizeof r->device);
-        col_str(s, 27, r->worker, sizeof r->worker);
-        const char *e = (const char *)sqlite3_column_text(s, 28);
-        r->extra = e ? xstrdup(e) : NULL;
+        DRQ_ROW_COLUMNS(READ_COL_, READ_COL_)
     }
     sqlite3_reset(s);
     *rows = out;
@@ -1053,13 +1046,13 @@ int store_checkpoint_put(store *st, int64_t job, int64_t step, const void *blob,
     return 0;
 }
 
-int store_checkpoint_get(store *st, int64_t job, int64_t *step, void **blob, size_t *len) {
+int store_checkpoint_get(store *st, int64_t job, int64_t *ckpt_step, void **blob, size_t *len) {
     static const char *q = "SELECT step, blob FROM checkpoints WHERE job = ?";
     sqlite3_stmt *s = ps(st, q);
     sqlite3_bind_int64(s, 1, job);
     int found = 0;
-    if (step_write(st, s) == SQLITE_ROW) {
-        *step = sqlite3_column_int64(s, 0);
+    if (step(st, s) == SQLITE_ROW) {
+        *ckpt_step = sqlite3_column_int64(s, 0);
         *len = (size_t)sqlite3_column_bytes(s, 1);
         *blob = xmalloc(*len ? *len : 1);
         if (*len) memcpy(*blob, sqlite3_column_blob(s, 1), *len);
@@ -1078,13 +1071,6 @@ int64_t store_checkpoints_gc(store *st) {
     int64_t left = step(st, s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
     sqlite3_reset(s);
     return left;
-}
-
-void store_checkpoint_delete(store *st, int64_t job) {
-    static const char *q = "DELETE FROM checkpoints WHERE job = ?";
-    sqlite3_stmt *s = ps(st, q);
-    sqlite3_bind_int64(s, 1, job);
-    run(st, s);
 }
 
 void store_event(store *st, int64_t sweep, int64_t job, const char *worker, const char *kind, const char *fmt, ...) {

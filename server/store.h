@@ -78,6 +78,11 @@ int64_t *store_sweeps_unfinished(store *st, int *n);
 /* Id of the sweep with this name and canonical spec (0 none); -1 + err when a
  * sweep of this name exists with a different spec. */
 int64_t store_sweep_find(store *st, const char *name, const char *canonical, drq_err *err);
+/* Jobs inserted per store_sweep_expand transaction: on drq-server's loop (at
+ * most this many per loop turn, and a time budget, so that heartbeats go on)
+ * and in drq run, before its loop starts (nothing else waits). */
+#define STORE_EXPAND_CHUNK_LOOP 20000
+#define STORE_EXPAND_CHUNK_BATCH 50000
 /* Inserts up to max further jobs of an expanding sweep; returns how many are
  * still to insert afterwards (0 = complete, state becomes active), -1 + err. */
 int64_t store_sweep_expand(store *st, int64_t sweep, const drq_spec *spec, int64_t max, drq_err *err);
@@ -105,6 +110,9 @@ int64_t store_sweep_retry(store *st, int64_t sweep, drq_err *err);
 /* ---- jobs --------------------------------------------------------------- */
 
 int store_job_get(store *st, int64_t id, store_job *j); /* 0 found, 1 not */
+/* Whether job j (as read) is leased to owner: what a worker may change only
+ * while it holds the lease (checkpoint, fail, release, requeue). */
+int store_job_leased_to(const store_job *j, const char *owner);
 /* Leases up to n dispatchable jobs to owner (queued, back-off elapsed,
  * dependency done); returns how many, filling out[]. */
 int store_lease(store *st, const char *owner, double now, double lease_s, int n, store_job *out);
@@ -153,7 +161,6 @@ int64_t store_results_foreach(store *st, int64_t sweep, void (*fn)(void *arg, co
 int store_checkpoint_put(store *st, int64_t job, int64_t step, const void *blob, size_t len, const char *worker);
 /* 1 + malloc'd blob when the job has a checkpoint, 0 otherwise. */
 int store_checkpoint_get(store *st, int64_t job, int64_t *step, void **blob, size_t *len);
-void store_checkpoint_delete(store *st, int64_t job);
 /* Deletes the checkpoints of done and cancelled jobs (a failed job keeps its
  * own for a retry); returns how many checkpoints remain. */
 int64_t store_checkpoints_gc(store *st);

@@ -12,7 +12,16 @@
 
 /* ---- specs ------------------------------------------------------------------ */
 
-/* The parsed spec of a sweep, loaded from the database on first use. */
+/* Adds a parsed spec to the cache (takes ownership of json and sp). */
+static spec_entry *spec_put(drq_server *s, int64_t sweep, json_t *json, const drq_spec *sp) {
+    s->specs = xrealloc(s->specs, (size_t)(s->nspecs + 1) * sizeof *s->specs);
+    spec_entry *se = &s->specs[s->nspecs++];
+    se->sweep = sweep;
+    se->json = json;
+    se->spec = *sp;
+    return se;
+}
+
 spec_entry *srv_spec_get(drq_server *s, int64_t sweep) {
     for (int i = 0; i < s->nspecs; i++)
         if (s->specs[i].sweep == sweep) return &s->specs[i];
@@ -27,13 +36,9 @@ spec_entry *srv_spec_get(drq_server *s, int64_t sweep) {
         json_decref(j);
         return NULL;
     }
-    s->specs = xrealloc(s->specs, (size_t)(s->nspecs + 1) * sizeof *s->specs);
-    spec_entry *se = &s->specs[s->nspecs++];
-    se->sweep = sweep;
-    se->json = j;
-    se->spec = sp;
-    return se;
+    return spec_put(s, sweep, j, &sp);
 }
+
 /* ---- submit: parse and expand off the loop ------------------------------------- */
 
 /* A SUBMIT in flight: the spec is parsed, checked and canonicalised on a
@@ -55,8 +60,12 @@ typedef struct {
     drq_spec sp;
     char *canon;
     json_t *canon_json; /* the canonical spec as JSON, for JOB messages */
+    /* results of submit_op */
+    int duplicate, by_submission;
 } submit_req;
 
+/* On a thread-pool thread: parse, check and canonicalise the spec (touches
+ * nothing of the server). */
 static void submit_work(uv_work_t *req) {
     submit_req *r = req->data;
     if (drq_spec_parse(r->spec_json, &r->sp, &r->e)) return;
@@ -69,6 +78,7 @@ static void submit_work(uv_work_t *req) {
     }
 }
 
+/* Frees a request; keep_spec: its parsed spec moved into the spec cache. */
 static void submit_free(submit_req *r, int keep_spec) {
     json_decref(r->spec_json);
     if (r->ok && !keep_spec) {
@@ -79,19 +89,7 @@ static void submit_free(submit_req *r, int keep_spec) {
     free(r);
 }
 
-static void submit_reply_error(drq_server *s, submit_req *r, const char *fmt, ...) DRQ_PRINTF(3, 4);
-static void submit_reply_error(drq_server *s, submit_req *r, const char *fmt, ...) {
-    char buf[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    json_t *b = json_object();
-    json_object_set_new(b, "id", json_integer(r->id));
-    json_object_set_new(b, "error", json_string(buf));
-    srv_queue_out(s, 1, r->rid, r->rid_len, MSG_ERROR, b, NULL, 0);
-}
-
+/* The REPLY to a SUBMIT (duplicate, note: when nothing was created). */
 static void submit_reply(drq_server *s, submit_req *r, int64_t sweep, int64_t njobs, int64_t nrows,
                          const char *duplicate, const char *note) {
     json_t *b = json_object();
@@ -104,6 +102,22 @@ static void submit_reply(drq_server *s, submit_req *r, int64_t sweep, int64_t nj
     srv_queue_out(s, 1, r->rid, r->rid_len, MSG_REPLY, b, NULL, 0);
 }
 
+/* The SUBMIT's transaction: the sweep this submission or spec already made
+ * (nothing written), else a new sweep. */
+static int64_t submit_op(drq_server *s, void *arg, int *write, drq_err *e) {
+    submit_req *r = arg;
+    const char *sub = r->submission[0] ? r->submission : NULL;
+    int64_t sid = store_sweep_dedup(s->st, sub, r->canon, r->again, &r->by_submission);
+    if (sid > 0) {
+        r->duplicate = 1;
+        *write = 0;
+        return sid;
+    }
+    return store_sweep_create_ex(s->st, &r->sp, r->canon, sub, &sid, e) ? -1 : sid;
+}
+
+/* Back on the loop after submit_work: refuse, answer a duplicate, or create
+ * the sweep, cache its spec, queue its expansion and answer at once. */
 static void submit_done(uv_work_t *req, int status) {
     submit_req *r = req->data;
     drq_server *s = r->s;
@@ -112,27 +126,20 @@ static void submit_done(uv_work_t *req, int status) {
         submit_free(r, 0);
         return;
     }
-    drq_err e;
+    static const char nothing[] = "nothing was created, submit again later";
     if (r->ok && s->degraded) {
-        submit_reply_error(s, r, "submit refused: the coordinator cannot write its database (%s); nothing was "
-                                 "created, submit again later",
-                           s->fault_msg);
+        srv_refuse(s, r->rid, r->rid_len, r->id, "submit", s->fault_msg, nothing);
         goto out;
     }
     if (!r->ok) {
-        submit_reply_error(s, r, "%s", r->e.msg);
+        srv_reply_error(s, r->rid, r->rid_len, r->id, "%s", r->e.msg);
         log_line("server", "submit rejected: %s", r->e.msg);
         goto out;
     }
-    if (store_begin(s->st, &e)) {
-        submit_reply_error(s, r, "database busy: %s", e.msg);
-        goto out;
-    }
-    int by_submission = 0;
-    int64_t sid = store_sweep_dedup(s->st, r->submission[0] ? r->submission : NULL, r->canon, r->again,
-                                    &by_submission);
-    if (sid > 0) {
-        store_rollback(s->st); /* nothing written */
+    int64_t sid;
+    if (srv_client_txn(s, r->rid, r->rid_len, r->id, "submit", nothing, submit_op, r, &sid)) goto out;
+    int by_submission = r->by_submission;
+    if (r->duplicate) {
         store_counts c;
         if (store_sweep_counts(s->st, sid, &c)) memset(&c, 0, sizeof c);
         char note[256];
@@ -148,28 +155,12 @@ static void submit_done(uv_work_t *req, int status) {
         submit_reply(s, r, sid, c.njobs, c.nrows, by_submission ? "submission" : "spec", note);
         goto out;
     }
-    if (store_sweep_create_ex(s->st, &r->sp, r->canon, r->submission[0] ? r->submission : NULL, &sid, &e) ||
-        store_commit(s->st, &e)) {
-        srv_db_failed(s, "submit", &e);
-        submit_reply_error(s, r, "submit refused: the coordinator cannot write its database (%s); nothing was "
-                                 "created, submit again later",
-                           e.msg);
-        goto out;
-    }
     log_line("server", "sweep %lld \"%s\" submitted: %lld jobs, %lld rows (parsed in %.2f s off the loop)",
              (long long)sid, r->sp.name, (long long)drq_spec_njobs(&r->sp), (long long)drq_spec_nrows(&r->sp),
              now_s() - r->t0);
     /* the parsed spec goes into the cache, so expansion and dispatch never parse it on the loop */
-    s->specs = xrealloc(s->specs, (size_t)(s->nspecs + 1) * sizeof *s->specs);
-    spec_entry *se = &s->specs[s->nspecs++];
-    se->sweep = sid;
-    se->json = r->canon_json;
-    se->spec = r->sp;
-    s->exp = xrealloc(s->exp, (size_t)(s->nexp + 1) * sizeof *s->exp);
-    expansion *x = &s->exp[s->nexp++];
-    memset(x, 0, sizeof *x);
-    x->sweep = sid;
-    x->t0 = now_s();
+    spec_entry *se = spec_put(s, sid, r->canon_json, &r->sp);
+    srv_expansion_add(s, sid);
     /* reply now; the jobs are inserted in bounded chunks by later pumps (a
      * restarted server resumes the expansion) */
     submit_reply(s, r, sid, drq_spec_njobs(&se->spec), drq_spec_nrows(&se->spec), NULL, NULL);
@@ -183,6 +174,7 @@ out:
     srv_pump(s);
 }
 
+/* A client's submission id: 1 to 64 of [A-Za-z0-9_-]. */
 static int submission_ok(const char *id) {
     size_t n = strlen(id);
     if (n < 1 || n > 64) return 0;
@@ -194,7 +186,7 @@ static int submission_ok(const char *id) {
 void srv_submit_start(drq_server *s, drq_msg *m, int64_t id) {
     const char *sub = drq_jstr(m->body, "submission");
     if (sub && !submission_ok(sub)) {
-        srv_reply_error(s, m, id, "submission id: expected 1 to 64 letters, digits, '-' or '_'");
+        srv_reply_error(s, m->rid, m->rid_len, id, "submission id: expected 1 to 64 letters, digits, '-' or '_'");
         return;
     }
     submit_req *r = xcalloc(1, sizeof *r);
@@ -213,6 +205,14 @@ void srv_submit_start(drq_server *s, drq_msg *m, int64_t id) {
     uv_queue_work(&s->loop, &r->req, submit_work, submit_done);
 }
 /* ---- expansion ------------------------------------------------------------------ */
+
+void srv_expansion_add(drq_server *s, int64_t sweep) {
+    s->exp = xrealloc(s->exp, (size_t)(s->nexp + 1) * sizeof *s->exp);
+    expansion *x = &s->exp[s->nexp++];
+    memset(x, 0, sizeof *x);
+    x->sweep = sweep;
+    x->t0 = now_s();
+}
 
 /* Inserts one chunk of the first pending expansion; replies to its client
  * once the sweep is complete. */

@@ -154,7 +154,16 @@ void srv_add_monitor(drq_server *s, void *sock, const char *name) {
     }
     s->mon[k] = zmq_socket(s->zctx, ZMQ_PAIR);
     int linger = 0;
-    zmq_setsockopt(s->mon[k], ZMQ_LINGER, &linger, sizeof linger);
+    drq_err e;
+    if (!s->mon[k]) {
+        log_line("server", "%s: no socket monitor: zmq_socket: %s", name, zmq_strerror(errno));
+        return;
+    }
+    if (srv_sockopt(s->mon[k], ZMQ_LINGER, "ZMQ_LINGER", &linger, sizeof linger, "monitor", &e)) {
+        log_line("server", "%s: no socket monitor: %s", name, e.msg);
+        zmq_close(s->mon[k]);
+        return;
+    }
     if (zmq_connect(s->mon[k], ep)) {
         zmq_close(s->mon[k]);
         return;

@@ -4,6 +4,7 @@
  * CHECKPOINT, FAIL, RELEASE).  Everything here runs inside the pump's
  * transaction; replies go through the outbox.  docs/queue.md.
  */
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,6 +18,7 @@ worker *srv_worker_by_rid(drq_server *s, const unsigned char *rid, size_t n) {
     return NULL;
 }
 
+/* The registered worker called name, or NULL. */
 static worker *worker_by_name(drq_server *s, const char *name) {
     for (int i = 0; i < s->nw; i++)
         if (!strcmp(s->w[i]->name, name)) return s->w[i];
@@ -42,12 +44,14 @@ static void worker_add_job(worker *w, int64_t id, const store_job *j) {
     }
 }
 
+/* The entry of job id in w's list, or NULL. */
 static const held_job *worker_find_job(const worker *w, int64_t id) {
     for (int i = 0; i < w->njobs; i++)
         if (w->jobs[i].id == id) return &w->jobs[i];
     return NULL;
 }
 
+/* Removes job id from w's list; 1 when it was there. */
 static int worker_drop_job(worker *w, int64_t id) {
     for (int i = 0; i < w->njobs; i++)
         if (w->jobs[i].id == id) {
@@ -69,6 +73,12 @@ void srv_worker_remove(drq_server *s, worker *w) {
     free(w);
 }
 
+/* Reads job id into *j and says whether it is leased to the worker called
+ * owner: the test before any change a worker asks for (or causes by leaving). */
+static int leased_to(drq_server *s, int64_t id, const char *owner, store_job *j) {
+    return !store_job_get(s->st, id, j) && store_job_leased_to(j, owner);
+}
+
 /* Tells the worker holding job id (if any other than `except`) to drop it. */
 void srv_cancel_on_workers(drq_server *s, int64_t id, const worker *except, const char *reason) {
     for (int i = 0; i < s->nw; i++) {
@@ -88,8 +98,7 @@ void srv_worker_lost(drq_server *s, worker *w, const char *why) {
     double wall = wall_now();
     for (int i = 0; i < w->njobs; i++) {
         store_job j;
-        if (store_job_get(s->st, w->jobs[i].id, &j) || strcmp(j.state, "leased") || strcmp(j.lease_owner, w->name))
-            continue;
+        if (!leased_to(s, w->jobs[i].id, w->name, &j)) continue;
         char msg[256];
         snprintf(msg, sizeof msg, "worker %s lost (%s)", w->name, why);
         int failed = store_job_attempt_failed(s->st, j.id, msg, wall, s->o.max_attempts, s->o.backoff_s);
@@ -106,6 +115,9 @@ void srv_worker_lost(drq_server *s, worker *w, const char *why) {
 /* Queues a JOB for a freshly leased job (spec attached on a worker's first job
  * of the sweep, checkpoint attached when one exists). */
 static void send_job(drq_server *s, worker *w, const store_job *j) {
+    /* the lease invariant (worker_add_job) and the credit invariant (dispatch) */
+    assert(store_job_leased_to(j, w->name));
+    assert(w->credit > 0);
     spec_entry *se = srv_spec_get(s, j->sweep);
     if (!se || j->purifier >= se->spec.npurifiers || j->attack >= se->spec.nattacks) {
         store_job_fail(s->st, j->id, "the sweep's stored spec is unreadable");
@@ -145,7 +157,9 @@ static void send_job(drq_server *s, worker *w, const store_job *j) {
 }
 
 /* Leases dispatchable jobs to workers with credit, round robin.  Runs inside
- * the pump's transaction. */
+ * the pump's transaction.  Credit invariant: a worker is sent at most as many
+ * jobs as its credit (what it announced it can take), so credit never goes
+ * below 0 through dispatch. */
 void srv_dispatch(drq_server *s) {
     if (!s->dirty || s->nw == 0) return;
     s->dirty = 0;
@@ -157,6 +171,7 @@ void srv_dispatch(drq_server *s) {
         if (w->credit <= 0) continue;
         int want = w->credit < MAX_LEASE_PER_PUMP ? w->credit : MAX_LEASE_PER_PUMP;
         int got = store_lease(s->st, w->name, wall, s->o.lease_s, want, jobs);
+        assert(got >= 0 && got <= want);
         for (int i = 0; i < got; i++) send_job(s, w, &jobs[i]);
         if (got < want) break; /* nothing left to dispatch */
         if (w->credit > 0) s->dirty = 1; /* hit the per-pump cap */
@@ -165,6 +180,8 @@ void srv_dispatch(drq_server *s) {
 
 /* ---- worker messages ---------------------------------------------------------- */
 
+/* Queues the ACK of a reliable worker message (seq), releasing it from the
+ * worker's outbox; sent only once the transaction that applied it commits. */
 static void ack(drq_server *s, worker *w, int64_t seq, int64_t job) {
     json_t *b = json_object();
     json_object_set_new(b, "seq", json_integer(seq));
@@ -172,15 +189,20 @@ static void ack(drq_server *s, worker *w, int64_t seq, int64_t job) {
     srv_queue_out(s, 0, w->rid, w->rid_len, MSG_ACK, b, NULL, 0);
 }
 
+/* Adds the credit a message carries (jobs that left the worker), capped. */
 static void add_credit(drq_server *s, worker *w, const json_t *body) {
     int64_t c = drq_jint(body, "credit");
     if (c > 0) {
-        w->credit += c > 1000 ? 1000 : (int)c;
-        if (w->credit > 1000) w->credit = 1000;
+        w->credit += c > MAX_CREDIT ? MAX_CREDIT : (int)c;
+        if (w->credit > MAX_CREDIT) w->credit = MAX_CREDIT;
         s->dirty = 1;
     }
 }
 
+/* HELLO: (re-)registration.  A previous registration of the same peer or name
+ * is replaced; jobs it held that the new HELLO does not list were lost by the
+ * worker (failed attempts); listed jobs are kept when still leased to it or
+ * re-leased when queued, and cancelled otherwise.  Answered with WELCOME. */
 static void on_hello(drq_server *s, const drq_msg *m) {
     const json_t *b = m->body;
     const char *name = drq_jstr(b, "name");
@@ -202,8 +224,7 @@ static void on_hello(drq_server *s, const drq_msg *m) {
             json_array_foreach(held, k, e) listed |= json_integer_value(e) == old->jobs[i].id;
             if (!listed) {
                 store_job j;
-                if (!store_job_get(s->st, old->jobs[i].id, &j) && !strcmp(j.state, "leased") &&
-                    !strcmp(j.lease_owner, name)) {
+                if (leased_to(s, old->jobs[i].id, name, &j)) {
                     char msg[256];
                     snprintf(msg, sizeof msg, "worker %s re-registered without the job", name);
                     store_job_attempt_failed(s->st, j.id, msg, wall_now(), s->o.max_attempts, s->o.backoff_s);
@@ -219,7 +240,7 @@ static void on_hello(drq_server *s, const drq_msg *m) {
     snprintf(w->name, sizeof w->name, "%s", name);
     snprintf(w->version, sizeof w->version, "%s", drq_jstr(b, "version"));
     w->devices = json_dumps(json_object_get(b, "devices"), JSON_COMPACT);
-    w->credit = (int)(drq_jint(b, "credit") > 1000 ? 1000 : drq_jint(b, "credit"));
+    w->credit = (int)(drq_jint(b, "credit") > MAX_CREDIT ? MAX_CREDIT : drq_jint(b, "credit"));
     w->last_seen = now_s();
     w->joined = wall_now();
     s->w = xrealloc(s->w, (size_t)(s->nw + 1) * sizeof *s->w);
@@ -235,7 +256,7 @@ static void on_hello(drq_server *s, const drq_msg *m) {
         store_job j;
         int ok = 0;
         if (!store_job_get(s->st, id, &j)) {
-            if (!strcmp(j.state, "leased") && !strcmp(j.lease_owner, name))
+            if (store_job_leased_to(&j, name))
                 ok = store_extend(s->st, id, name, wall + s->o.lease_s) == 0;
             else if (!strcmp(j.state, "queued"))
                 ok = store_lease_one(s->st, id, name, wall, s->o.lease_s) == 0;
@@ -284,6 +305,10 @@ static int rows_match_job(const store_job *j, const char *pur, const char *atk, 
     return 1;
 }
 
+/* RESULT: rows of a job, inserted idempotently; a final RESULT completes the
+ * job when the results table holds every image of its range (else a failed
+ * attempt).  A late result for a job leased elsewhere is accepted and the
+ * other holder told to CANCEL.  Always ACKed, so that the worker stops resending it. */
 static void on_result(drq_server *s, worker *w, const drq_msg *m) {
     const json_t *b = m->body;
     int64_t id = drq_jint(b, "job"), seq = drq_jint(b, "seq"), n = drq_jint(b, "n");
@@ -330,7 +355,7 @@ static void on_result(drq_server *s, worker *w, const drq_msg *m) {
             w->done_unflushed++;
             JLOG(s, "job %lld done by %s (%lld rows, %lld new)", (long long)id, w->name, (long long)got,
                  (long long)added);
-            if (strcmp(j.state, "leased") || strcmp(j.lease_owner, w->name)) {
+            if (!store_job_leased_to(&j, w->name)) {
                 if (j.state[0] == 'l') srv_cancel_on_workers(s, id, w, "completed by another worker");
                 log_line("server", "job %lld: late result from %s accepted (state was %s%s%s)", (long long)id,
                          w->name, j.state, j.lease_owner[0] ? ", owner " : "", j.lease_owner);
@@ -348,17 +373,16 @@ bad:
     if (final) worker_drop_job(w, id);
 bad_final:
     log_line("server", "job %lld: bad RESULT from %s: %s", (long long)id, w->name, why);
-    if (final && !strcmp(j.state, "leased") && !strcmp(j.lease_owner, w->name)) {
+    if (final && store_job_leased_to(&j, w->name)) {
         store_job_attempt_failed(s->st, id, why, wall_now(), s->o.max_attempts, s->o.backoff_s);
         s->dirty = 1;
     }
     ack(s, w, seq, id);
 }
 
-static int leased_to(drq_server *s, int64_t id, const worker *w, store_job *j) {
-    return !store_job_get(s->st, id, j) && !strcmp(j->state, "leased") && !strcmp(j->lease_owner, w->name);
-}
-
+/* Routes one message from the workers' socket.  An unregistered peer gets
+ * RESET (register again); FAIL, RELEASE and CHECKPOINT act only on a job
+ * leased to the sender, and every reliable message is ACKed either way. */
 void srv_on_worker_msg(drq_server *s, drq_msg *m) {
     if (m->type == MSG_HELLO) {
         on_hello(s, m);
@@ -402,7 +426,7 @@ void srv_on_worker_msg(drq_server *s, drq_msg *m) {
         on_result(s, w, m);
         break;
     case MSG_CHECKPOINT:
-        if (leased_to(s, id, w, &j)) {
+        if (leased_to(s, id, w->name, &j)) {
             store_checkpoint_put(s->st, id, drq_jint(b, "step"), m->bin[0], m->binlen[0], w->name);
             s->ckpt_maybe = 1;
             JLOG(s, "job %lld: checkpoint at step %lld from %s (%zu bytes)", (long long)id,
@@ -418,7 +442,7 @@ void srv_on_worker_msg(drq_server *s, drq_msg *m) {
         const char *error = drq_jstr(b, "error");
         char msg[1024];
         snprintf(msg, sizeof msg, "%s", error);
-        if (leased_to(s, id, w, &j)) {
+        if (leased_to(s, id, w->name, &j)) {
             if (drq_jbool(b, "retryable")) {
                 int failed =
                     store_job_attempt_failed(s->st, id, msg, wall_now(), s->o.max_attempts, s->o.backoff_s);
@@ -438,7 +462,7 @@ void srv_on_worker_msg(drq_server *s, drq_msg *m) {
     case MSG_RELEASE:
         add_credit(s, w, b);
         worker_drop_job(w, id);
-        if (leased_to(s, id, w, &j) && store_job_release(s->st, id) == 0) {
+        if (leased_to(s, id, w->name, &j) && store_job_release(s->st, id) == 0) {
             store_event(s->st, j.sweep, id, w->name, "release", "released by %s", w->name);
             log_line("server", "job %lld released by %s", (long long)id, w->name);
             s->dirty = 1;
