@@ -186,8 +186,16 @@ static void f_add(const OpCase *k, const Tensor *x, Tensor *y) {
     Tensor o = tensor_wrap(k->p0, k->n, k->c, k->h, k->w);
     if (k->which) add_forward(&o, x, y); else add_forward(x, &o, y);
 }
+/* add has no backward op: the models' backward accumulates gradients with add_forward itself, in place
+ * (worker/models: add_forward(gx, gout, gx)).  So Jᵀgy is computed the same way, through the op: gx ← gy,
+ * then gx ← add(gx, 0) in place, in the operand position of the differentiated input.  J = I is
+ * symmetric, so this is the adjoint; step 2 of run_case checks it against FD of the forward. */
 static void b_add(const OpCase *k, const Tensor *x, const Tensor *gy, Tensor *gx) {
-    memcpy(gx->data, gy->data, tensor_numel(gy) * sizeof(float)); /* d(a+b)/da = I, by definition */
+    Tensor z = tensor_new(k->n, k->c, k->h, k->w);
+    memset(z.data, 0, tensor_numel(&z) * sizeof(float));
+    memcpy(gx->data, gy->data, tensor_numel(gy) * sizeof(float));
+    if (k->which) add_forward(&z, gx, gx); else add_forward(gx, &z, gx);
+    tensor_free(&z);
 }
 static void r_add(const OpCase *k, const float *x, double *y) {
     for (size_t e = 0; e < (size_t)k->n * k->c * k->h * k->w; e++) y[e] = (double)x[e] + k->p0[e];
@@ -367,8 +375,16 @@ static void f_axpby(const OpCase *k, const Tensor *in, Tensor *y) {
     memcpy(y->data, k->which ? in->data : k->p0, tensor_numel(y) * sizeof(float)); /* y is overwritten */
     tensor_axpby(k->a, k->which ? &o : in, k->b, y);
 }
+/* axpby has no backward op either; it is linear in each operand, J = a·I (x) or b·I (y), and symmetric, so
+ * Jᵀgy = J gy is computed through the op: its forward with the other operand 0, applied to gy —
+ * which=0: gx ← 0, axpby(a, gy, b, gx) = a·gy; which=1: gx ← gy, axpby(a, 0, b, gx) = b·gy. */
 static void b_axpby(const OpCase *k, const Tensor *x, const Tensor *gy, Tensor *gx) {
-    for (size_t e = 0; e < tensor_numel(gy); e++) gx->data[e] = (k->which ? k->b : k->a) * gy->data[e]; /* by definition */
+    Tensor z = tensor_new(k->n, k->c, k->h, k->w);
+    memset(z.data, 0, tensor_numel(&z) * sizeof(float));
+    OpCase kz = *k;
+    kz.p0 = z.data;
+    f_axpby(&kz, gy, gx);
+    tensor_free(&z);
 }
 static void r_axpby(const OpCase *k, const float *in, double *y) {
     const float *x = k->which ? k->p0 : in, *y0 = k->which ? in : k->p0;
