@@ -1,6 +1,7 @@
 /* rand.h — the deterministic random inputs of the C tests: xorshift64*
  * uniforms, Box–Muller normals and random tensors.  One state per test
- * program (each includes this once); tests set rand_state to vary it. */
+ * program (each includes this once); tests set rand_state to vary it.
+ * Every C test draws its random inputs here (no private generators). */
 #ifndef DRQ_TEST_RAND_H
 #define DRQ_TEST_RAND_H
 
@@ -17,6 +18,8 @@ static inline double urand(void) {
     rand_state ^= rand_state >> 12, rand_state ^= rand_state << 25, rand_state ^= rand_state >> 27;
     return (double)((rand_state * 2685821657736338717ull) >> 11) / 9007199254740992.0;
 }
+/* uniform in [-1, 1) */
+static inline double urand_sym(void) { return 2 * urand() - 1; }
 /* standard normal */
 static inline float nrand(void) {
     return (float)(sqrt(-2 * log(urand() + 1e-300)) * cos(6.283185307179586 * urand()));

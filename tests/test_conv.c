@@ -23,6 +23,7 @@
 #include "../kernels/cpu/cpu.h"
 #include "check.h"
 #include "conv_ref.h"
+#include "rand.h"
 
 /* One case: geometry, sizes, bias on/off. */
 typedef struct {
@@ -60,13 +61,8 @@ static const char *impls[] = {"default", "ref", "winograd"};
 #define NIMPLS ((int)(sizeof impls / sizeof impls[0]))
 static const char *cur_impl = "default";
 
-static unsigned rng_state = 2463534242u;
-static double urand(void) { /* xorshift32, uniform in [-1, 1) */
-    rng_state ^= rng_state << 13, rng_state ^= rng_state >> 17, rng_state ^= rng_state << 5;
-    return (double)rng_state / 2147483648.0 - 1.0;
-}
-static void fill(float *p, size_t n, float scale) {
-    for (size_t i = 0; i < n; i++) p[i] = (float)(scale * urand());
+static void fill(float *p, size_t n, float scale) { /* uniform in [-scale, scale) */
+    for (size_t i = 0; i < n; i++) p[i] = (float)(scale * urand_sym());
 }
 
 static void set_impl(const char *impl) {
@@ -198,7 +194,7 @@ static void test_vjp(const ConvCase *t) {
     for (size_t k = 0; k < nx; k++) gmax = fmax(gmax, fabs(gx.data[k]));
     const float hstep = 0.25f;
     for (int probe = 0; probe < 4; probe++) {
-        size_t k = (size_t)((urand() + 1.0) * 0.5 * (double)nx) % nx;
+        size_t k = (size_t)(urand() * (double)nx) % nx;
         double L[2];
         for (int sgn = 0; sgn < 2; sgn++) {
             memcpy(xp.data, x.data, nx * sizeof(float));

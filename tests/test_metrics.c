@@ -9,12 +9,8 @@
 
 #include "worker/eval/metrics.h"
 #include "check.h"
+#include "rand.h"
 
-static uint64_t rs = 42;
-static float urand(void) {
-    rs = rs * 6364136223846793005ull + 1442695040888963407ull;
-    return (float)((rs >> 40) / 16777216.0);
-}
 
 /* Wang et al. 2004 SSIM, straight from the definition. */
 static double ssim_ref(const float *a, const float *b, int c, int h, int w) {
@@ -43,7 +39,7 @@ static double ssim_ref(const float *a, const float *b, int c, int h, int w) {
 
 int main(void) {
     float a[3 * 28 * 28], b[3 * 28 * 28];
-    for (int i = 0; i < 3 * 28 * 28; i++) a[i] = urand(), b[i] = fminf(1, fmaxf(0, a[i] + 0.2f * (urand() - 0.5f)));
+    for (int i = 0; i < 3 * 28 * 28; i++) a[i] = (float)urand(), b[i] = fminf(1, fmaxf(0, a[i] + 0.2f * ((float)urand() - 0.5f)));
     struct { int c, h, w; } shapes[] = {{1, 28, 28}, {3, 17, 23}, {1, 11, 11}, {3, 28, 13}};
     for (int k = 0; k < 4; k++) {
         double got = metrics_ssim(a, b, shapes[k].c, shapes[k].h, shapes[k].w);

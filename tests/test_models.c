@@ -15,16 +15,8 @@
 #include "worker/models/models.h"
 #include "check.h"
 #include "fd.h"
+#include "rand.h"
 
-static uint64_t rs = 88172645463325252ull;
-static float nrand(void) {
-    double u1, u2;
-    rs ^= rs << 13, rs ^= rs >> 7, rs ^= rs << 17;
-    u1 = ((rs >> 11) + 1.0) / 9007199254740993.0;
-    rs ^= rs << 13, rs ^= rs >> 7, rs ^= rs << 17;
-    u2 = (rs >> 11) / 9007199254740992.0;
-    return (float)(sqrt(-2 * log(u1)) * cos(6.283185307179586 * u2));
-}
 
 typedef struct {
     unet *u;

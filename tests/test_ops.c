@@ -19,14 +19,8 @@
 #include "../common/util.h"
 #include "../kernels/ops.h"
 #include "check.h"
+#include "rand.h" /* the same xorshift64* stream and seed this test always used */
 
-/* ---- deterministic random numbers ------------------------------------ */
-static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
-static double urand(void) { /* xorshift64*, [0,1) */
-    rng_state ^= rng_state >> 12, rng_state ^= rng_state << 25, rng_state ^= rng_state >> 27;
-    return (double)((rng_state * 2685821657736338717ull) >> 11) / 9007199254740992.0;
-}
-static float nrand(void) { return (float)(sqrt(-2 * log(urand() + 1e-300)) * cos(6.283185307179586 * urand())); }
 static void fill(float *p, size_t n, float scale) {
     for (size_t i = 0; i < n; i++) p[i] = scale * nrand();
 }

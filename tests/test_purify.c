@@ -16,12 +16,10 @@
 #include "worker/eval/purify.h"
 #include "check.h"
 #include "fd.h"
+#include "rand.h"
 
-static uint64_t rs = 0x2545F4914F6CDD1Dull;
-static float urand(void) {
-    rs ^= rs << 13, rs ^= rs >> 7, rs ^= rs << 17;
-    return (float)((rs >> 40) / 16777216.0);
-}
+/* uniform in [0, 1), as float (rand.h) */
+static float urandf(void) { return (float)urand(); }
 
 static unet *tiny_unet(void) {
     drq_err err;
@@ -50,7 +48,7 @@ static double loss(void *ctx, const Tensor *x) {
     return s;
 }
 
-static float centered(void) { return urand() - 0.5f; }
+static float centered(void) { return urandf() - 0.5f; }
 
 static void fd_case(unet *u, const char *name, purify_config c) {
     c.clamp_out = 0; /* FD across the output clamp's kink is meaningless */
@@ -61,7 +59,7 @@ static void fd_case(unet *u, const char *name, purify_config c) {
     Tensor x = tensor_new(n, 1, 8, 8), gy = tensor_new(n, 1, 8, 8), y = tensor_new(n, 1, 8, 8);
     Tensor gx = tensor_new(n, 1, 8, 8);
     size_t N = tensor_numel(&x);
-    for (size_t i = 0; i < N; i++) x.data[i] = 0.2f + 0.6f * urand(), gy.data[i] = urand() - 0.5f;
+    for (size_t i = 0; i < N; i++) x.data[i] = 0.2f + 0.6f * urandf(), gy.data[i] = urandf() - 0.5f;
     purifier_forward(p, &x, om, im, 1, &y, NULL);
     purifier_backward(p, &gy, &gx);
     fd_ctx ctx = {p, om, im, &gy};
@@ -77,7 +75,7 @@ static void test_batch_and_omega(unet *u) {
     purifier *p = purifier_new(u, &c);
     Tensor x = tensor_new(3, 1, 8, 8), y = tensor_new(3, 1, 8, 8), y1 = tensor_new(1, 1, 8, 8);
     Tensor y2 = tensor_new(3, 1, 8, 8);
-    for (size_t i = 0; i < tensor_numel(&x); i++) x.data[i] = urand();
+    for (size_t i = 0; i < tensor_numel(&x); i++) x.data[i] = urandf();
     uint64_t om[3] = {1, 2, 3};
     int64_t im[3] = {100, 101, 102};
     purifier_forward(p, &x, om, im, 0, &y, NULL);
@@ -98,7 +96,7 @@ static void test_batch_and_omega(unet *u) {
     purify_config none = {.kind = PURIFY_NONE};
     p = purifier_new(NULL, &none);
     Tensor a = tensor_new(2, 1, 8, 8), b = tensor_new(2, 1, 8, 8), g = tensor_new(2, 1, 8, 8);
-    for (size_t i = 0; i < 128; i++) a.data[i] = urand();
+    for (size_t i = 0; i < 128; i++) a.data[i] = urandf();
     purifier_forward(p, &a, om, im, 1, &b, NULL);
     purifier_backward(p, &a, &g);
     CHECK(memcmp(a.data, b.data, 128 * sizeof(float)) == 0 && memcmp(a.data, g.data, 128 * sizeof(float)) == 0);
