@@ -104,6 +104,37 @@ void group_norm_backward_input_at(const char *file, int line, const Tensor *x, c
     backend_of(x)->group_norm_backward_input(x, gy, groups, gamma, stats, gx);
 }
 
+void group_norm_swish_forward_at(const char *file, int line, const Tensor *x, int groups, float eps,
+                                 const float *gamma, const float *beta, Tensor *h, Tensor *y, float *stats) {
+    SAME("group_norm_swish_forward", x, h);
+    SAME("group_norm_swish_forward", x, y);
+    REQUIRE(groups > 0 && x->c % groups == 0, "group_norm_swish_forward", x, y);
+    const drq_backend *b = backend_of(x);
+    if (b->group_norm_swish_forward) {
+        b->group_norm_swish_forward(x, groups, eps, gamma, beta, h, y, stats);
+    } else {
+        b->group_norm_forward(x, groups, eps, gamma, beta, h, stats);
+        b->swish_forward(h, y);
+    }
+}
+
+void group_norm_swish_backward_input_at(const char *file, int line, const Tensor *x, const Tensor *h, const Tensor *gy,
+                                        int groups, const float *gamma, const float *stats, Tensor *gx) {
+    SAME("group_norm_swish_backward_input", x, h);
+    SAME("group_norm_swish_backward_input", x, gy);
+    SAME("group_norm_swish_backward_input", x, gx);
+    REQUIRE(groups > 0 && x->c % groups == 0, "group_norm_swish_backward_input", x, gx);
+    REQUIRE(gx->data != x->data && gx->data != h->data && gx->data != gy->data, "group_norm_swish_backward_input", x,
+            gx);
+    const drq_backend *b = backend_of(x);
+    if (b->group_norm_swish_backward_input) {
+        b->group_norm_swish_backward_input(x, h, gy, groups, gamma, stats, gx);
+    } else { /* swish's gradient goes into gy (the caller's scratch), then the norm's */
+        b->swish_backward_input(h, gy, (Tensor *)gy);
+        b->group_norm_backward_input(x, gy, groups, gamma, stats, gx);
+    }
+}
+
 void batch_norm_fold(int c, const float *weight, const float *bias, const float *mean, const float *var, float eps,
                      float *scale, float *shift) {
     for (int i = 0; i < c; i++) {

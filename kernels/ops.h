@@ -69,6 +69,17 @@ void group_norm_forward_at(DRQ_OP_SITE, const Tensor *x, int groups, float eps, 
                         Tensor *y, float *stats);
 void group_norm_backward_input_at(DRQ_OP_SITE, const Tensor *x, const Tensor *gy, int groups, const float *gamma,
                                const float *stats, Tensor *gx);
+/* Fused group norm + swish (the UNet's norm → nonlinearity pairs): h = the
+ * group norm of x (saved for the backward), y = swish(h).  Bit-identical to
+ * group_norm_forward then swish_forward, in one pass over memory; the
+ * backward equals swish_backward_input then group_norm_backward_input.  The
+ * backward may use gy as scratch (its contents are undefined afterwards); gx
+ * must not alias x, h or gy.  A backend without the fused op runs the pair
+ * (ops.c). */
+void group_norm_swish_forward_at(DRQ_OP_SITE, const Tensor *x, int groups, float eps, const float *gamma,
+                                 const float *beta, Tensor *h, Tensor *y, float *stats);
+void group_norm_swish_backward_input_at(DRQ_OP_SITE, const Tensor *x, const Tensor *h, const Tensor *gy, int groups,
+                                        const float *gamma, const float *stats, Tensor *gx);
 /* Inference batch norm as a per-channel affine map; batch_norm_fold turns
  * (weight, bias, running_mean, running_var, eps) into (scale, shift). */
 void batch_norm_fold(int c, const float *weight, const float *bias, const float *mean, const float *var,
@@ -144,6 +155,8 @@ void normal_fill(const uint64_t *keys, Tensor *y);
 #define linear_backward_input(...) linear_backward_input_at(__FILE__, __LINE__, __VA_ARGS__)
 #define group_norm_forward(...) group_norm_forward_at(__FILE__, __LINE__, __VA_ARGS__)
 #define group_norm_backward_input(...) group_norm_backward_input_at(__FILE__, __LINE__, __VA_ARGS__)
+#define group_norm_swish_forward(...) group_norm_swish_forward_at(__FILE__, __LINE__, __VA_ARGS__)
+#define group_norm_swish_backward_input(...) group_norm_swish_backward_input_at(__FILE__, __LINE__, __VA_ARGS__)
 #define batch_norm_forward(...) batch_norm_forward_at(__FILE__, __LINE__, __VA_ARGS__)
 #define batch_norm_backward_input(...) batch_norm_backward_input_at(__FILE__, __LINE__, __VA_ARGS__)
 #define swish_forward(...) swish_forward_at(__FILE__, __LINE__, __VA_ARGS__)
@@ -188,6 +201,11 @@ typedef struct drq_backend {
                                const float *beta, Tensor *y, float *stats);
     void (*group_norm_backward_input)(const Tensor *x, const Tensor *gy, int groups, const float *gamma,
                                       const float *stats, Tensor *gx);
+    /* optional (NULL: ops.c composes group norm and swish) */
+    void (*group_norm_swish_forward)(const Tensor *x, int groups, float eps, const float *gamma, const float *beta,
+                                     Tensor *h, Tensor *y, float *stats);
+    void (*group_norm_swish_backward_input)(const Tensor *x, const Tensor *h, const Tensor *gy, int groups,
+                                            const float *gamma, const float *stats, Tensor *gx);
     void (*batch_norm_forward)(const Tensor *x, const float *scale, const float *shift, Tensor *y);
     void (*batch_norm_backward_input)(const Tensor *gy, const float *scale, Tensor *gx);
     void (*swish_forward)(const Tensor *x, Tensor *y);

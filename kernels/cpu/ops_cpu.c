@@ -65,76 +65,6 @@ static void cpu_linear_backward_input(const float *w, int in, int out, const Ten
 }
 
 /* =====================================================================
- * group norm: statistics per (sample, group) over (C/G)·H·W values,
- * accumulated in double; stats = {mean, rstd} per (sample, group).
- * ===================================================================== */
-static void cpu_group_norm_forward(const Tensor *x, int groups, float eps, const float *gamma, const float *beta,
-                                   Tensor *y, float *stats) {
-    int n = x->n, cpg = x->c / groups;
-    size_t hw = (size_t)x->h * x->w, m = (size_t)cpg * hw;
-#pragma omp parallel for schedule(static)
-    for (int ng = 0; ng < n * groups; ng++) {
-        int g = ng % groups, i = ng / groups;
-        const float *xp = x->data + ((size_t)i * x->c + (size_t)g * cpg) * hw;
-        float *yp = y->data + ((size_t)i * x->c + (size_t)g * cpg) * hw;
-        double s = 0, ss = 0;
-#pragma omp simd reduction(+ : s)
-        for (size_t e = 0; e < m; e++) s += xp[e];
-        double mean = s / (double)m;
-#pragma omp simd reduction(+ : ss)
-        for (size_t e = 0; e < m; e++) {
-            double d = xp[e] - mean;
-            ss += d * d;
-        }
-        double rstd = 1.0 / sqrt(ss / (double)m + eps);
-        stats[2 * ng] = (float)mean;
-        stats[2 * ng + 1] = (float)rstd;
-        for (int cc = 0; cc < cpg; cc++) {
-            int ch = g * cpg + cc;
-            float a = (float)rstd * (gamma ? gamma[ch] : 1.0f);
-            float bb = (beta ? beta[ch] : 0.0f) - (float)mean * a;
-            const float *xc = xp + cc * hw;
-            float *yc = yp + cc * hw;
-            for (size_t e = 0; e < hw; e++) yc[e] = xc[e] * a + bb;
-        }
-    }
-}
-
-/* gx = rstd·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)) with ĝ = gy·γ, x̂ = (x−μ)·rstd. */
-static void cpu_group_norm_backward_input(const Tensor *x, const Tensor *gy, int groups, const float *gamma,
-                                          const float *stats, Tensor *gx) {
-    int n = x->n, cpg = x->c / groups;
-    size_t hw = (size_t)x->h * x->w, m = (size_t)cpg * hw;
-#pragma omp parallel for schedule(static)
-    for (int ng = 0; ng < n * groups; ng++) {
-        int g = ng % groups, i = ng / groups;
-        size_t off = ((size_t)i * x->c + (size_t)g * cpg) * hw;
-        const float *xp = x->data + off, *gp = gy->data + off;
-        float *op = gx->data + off;
-        double mean = stats[2 * ng], rstd = stats[2 * ng + 1];
-        double sg = 0, sgx = 0;
-        for (int cc = 0; cc < cpg; cc++) {
-            double gm = gamma ? gamma[g * cpg + cc] : 1.0;
-#pragma omp simd reduction(+ : sg, sgx)
-            for (size_t e = 0; e < hw; e++) {
-                double gh = gp[cc * hw + e] * gm;
-                sg += gh;
-                sgx += gh * (xp[cc * hw + e] - mean) * rstd;
-            }
-        }
-        double mg = sg / (double)m, mgx = sgx / (double)m;
-        for (int cc = 0; cc < cpg; cc++) {
-            double gm = gamma ? gamma[g * cpg + cc] : 1.0;
-            for (size_t e = 0; e < hw; e++) {
-                size_t k = cc * hw + e;
-                double xh = (xp[k] - mean) * rstd;
-                op[k] = (float)(rstd * (gp[k] * gm - mg - xh * mgx));
-            }
-        }
-    }
-}
-
-/* =====================================================================
  * batch norm (inference): a per-channel affine map
  * ===================================================================== */
 static void cpu_batch_norm_forward(const Tensor *x, const float *scale, const float *shift, Tensor *y) {
@@ -187,12 +117,20 @@ static inline float exp_vec(float x) {
     return e * scale;
 }
 
+/* swish(x) = x·σ(x), and its VJP g·σ(x)·(1 + x·(1 − σ(x))); one definition
+ * for the plain and the fused (group norm + swish) ops, so they round alike. */
+static inline float swish_val(float x) { return x / (1.0f + exp_vec(-x)); }
+static inline float swish_grad(float x, float g) {
+    float s = 1.0f / (1.0f + exp_vec(-x));
+    return g * s * (1.0f + x * (1.0f - s));
+}
+
 static void cpu_swish_forward(const Tensor *x, Tensor *y) {
     size_t n = tensor_numel(x);
     const float *xp = x->data;
     float *yp = y->data;
 #pragma omp parallel for simd schedule(static)
-    for (size_t i = 0; i < n; i++) yp[i] = xp[i] / (1.0f + exp_vec(-xp[i]));
+    for (size_t i = 0; i < n; i++) yp[i] = swish_val(xp[i]);
 }
 
 /* d/dx x·σ(x) = σ(x)·(1 + x·(1 − σ(x))) */
@@ -201,9 +139,124 @@ static void cpu_swish_backward_input(const Tensor *x, const Tensor *gy, Tensor *
     const float *xp = x->data, *gp = gy->data;
     float *op = gx->data;
 #pragma omp parallel for simd schedule(static)
-    for (size_t i = 0; i < n; i++) {
-        float s = 1.0f / (1.0f + exp_vec(-xp[i]));
-        op[i] = gp[i] * s * (1.0f + xp[i] * (1.0f - s));
+    for (size_t i = 0; i < n; i++) op[i] = swish_grad(xp[i], gp[i]);
+}
+
+/* =====================================================================
+ * group norm, and group norm fused with swish: statistics per (sample,
+ * group) over (C/G)·H·W values, accumulated in double; stats = {mean, rstd}
+ * per (sample, group).  Each (sample, group) is computed whole by one
+ * thread.  The fused ops run the same arithmetic in one pass (bit-identical
+ * to the pair of ops).
+ * ===================================================================== */
+static void gn_stats(const float *xp, size_t m, float eps, double *mean, double *rstd) {
+    double s = 0, ss = 0;
+#pragma omp simd reduction(+ : s)
+    for (size_t e = 0; e < m; e++) s += xp[e];
+    *mean = s / (double)m;
+#pragma omp simd reduction(+ : ss)
+    for (size_t e = 0; e < m; e++) {
+        double d = xp[e] - *mean;
+        ss += d * d;
+    }
+    *rstd = 1.0 / sqrt(ss / (double)m + eps);
+}
+
+/* h = group norm of x; with y, also y = swish(h). */
+static void gn_forward(const Tensor *x, int groups, float eps, const float *gamma, const float *beta, Tensor *h,
+                       Tensor *y, float *stats) {
+    int n = x->n, cpg = x->c / groups;
+    size_t hw = (size_t)x->h * x->w, m = (size_t)cpg * hw;
+#pragma omp parallel for schedule(static)
+    for (int ng = 0; ng < n * groups; ng++) {
+        int g = ng % groups, i = ng / groups;
+        size_t off = ((size_t)i * x->c + (size_t)g * cpg) * hw;
+        const float *xp = x->data + off;
+        double mean, rstd;
+        gn_stats(xp, m, eps, &mean, &rstd);
+        stats[2 * ng] = (float)mean;
+        stats[2 * ng + 1] = (float)rstd;
+        for (int cc = 0; cc < cpg; cc++) {
+            int ch = g * cpg + cc;
+            float a = (float)rstd * (gamma ? gamma[ch] : 1.0f);
+            float bb = (beta ? beta[ch] : 0.0f) - (float)mean * a;
+            const float *xc = xp + cc * hw;
+            float *hc = h->data + off + cc * hw;
+            for (size_t e = 0; e < hw; e++) hc[e] = xc[e] * a + bb;
+            if (y) {
+                float *yc = y->data + off + cc * hw;
+                for (size_t e = 0; e < hw; e++) yc[e] = swish_val(hc[e]);
+            }
+        }
+    }
+}
+
+static void cpu_group_norm_forward(const Tensor *x, int groups, float eps, const float *gamma, const float *beta,
+                                   Tensor *y, float *stats) {
+    gn_forward(x, groups, eps, gamma, beta, y, NULL, stats);
+}
+
+static void cpu_group_norm_swish_forward(const Tensor *x, int groups, float eps, const float *gamma, const float *beta,
+                                         Tensor *h, Tensor *y, float *stats) {
+    gn_forward(x, groups, eps, gamma, beta, h, y, stats);
+}
+
+/* One (sample, group) of the backward: op = rstd·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂))
+ * with ĝ = gp·γ, x̂ = (x−μ)·rstd, over cpg channels of hw values. */
+static void gn_backward_group(const float *xp, const float *gp, float *op, const float *gamma, int g, int cpg,
+                              size_t hw, double mean, double rstd) {
+    size_t m = (size_t)cpg * hw;
+    double sg = 0, sgx = 0;
+    for (int cc = 0; cc < cpg; cc++) {
+        double gm = gamma ? gamma[g * cpg + cc] : 1.0;
+#pragma omp simd reduction(+ : sg, sgx)
+        for (size_t e = 0; e < hw; e++) {
+            double gh = gp[cc * hw + e] * gm;
+            sg += gh;
+            sgx += gh * (xp[cc * hw + e] - mean) * rstd;
+        }
+    }
+    double mg = sg / (double)m, mgx = sgx / (double)m;
+    for (int cc = 0; cc < cpg; cc++) {
+        double gm = gamma ? gamma[g * cpg + cc] : 1.0;
+        for (size_t e = 0; e < hw; e++) {
+            size_t k = cc * hw + e;
+            double xh = (xp[k] - mean) * rstd;
+            op[k] = (float)(rstd * (gp[k] * gm - mg - xh * mgx));
+        }
+    }
+}
+
+static void cpu_group_norm_backward_input(const Tensor *x, const Tensor *gy, int groups, const float *gamma,
+                                          const float *stats, Tensor *gx) {
+    int n = x->n, cpg = x->c / groups;
+    size_t hw = (size_t)x->h * x->w;
+#pragma omp parallel for schedule(static)
+    for (int ng = 0; ng < n * groups; ng++) {
+        size_t off = ((size_t)(ng / groups) * x->c + (size_t)(ng % groups) * cpg) * hw;
+        gn_backward_group(x->data + off, gy->data + off, gx->data + off, gamma, ng % groups, cpg, hw, stats[2 * ng],
+                          stats[2 * ng + 1]);
+    }
+}
+
+/* swish's VJP is taken per (sample, group) into a thread-local buffer that
+ * stays in cache, then the norm's: no full pass writes it to memory. */
+static void cpu_group_norm_swish_backward_input(const Tensor *x, const Tensor *h, const Tensor *gy, int groups,
+                                                const float *gamma, const float *stats, Tensor *gx) {
+    int n = x->n, cpg = x->c / groups;
+    size_t hw = (size_t)x->h * x->w, m = (size_t)cpg * hw;
+#pragma omp parallel
+    {
+        float *gs = xmalloc(m * sizeof(float));
+#pragma omp for schedule(static)
+        for (int ng = 0; ng < n * groups; ng++) {
+            size_t off = ((size_t)(ng / groups) * x->c + (size_t)(ng % groups) * cpg) * hw;
+            const float *hp = h->data + off, *gp = gy->data + off;
+            for (size_t k = 0; k < m; k++) gs[k] = swish_grad(hp[k], gp[k]);
+            gn_backward_group(x->data + off, gs, gx->data + off, gamma, ng % groups, cpg, hw, stats[2 * ng],
+                              stats[2 * ng + 1]);
+        }
+        free(gs);
     }
 }
 
@@ -484,6 +537,8 @@ const drq_backend CPU_OPS_TABLE = {
     .linear_backward_input = cpu_linear_backward_input,
     .group_norm_forward = cpu_group_norm_forward,
     .group_norm_backward_input = cpu_group_norm_backward_input,
+    .group_norm_swish_forward = cpu_group_norm_swish_forward,
+    .group_norm_swish_backward_input = cpu_group_norm_swish_backward_input,
     .batch_norm_forward = cpu_batch_norm_forward,
     .batch_norm_backward_input = cpu_batch_norm_backward_input,
     .swish_forward = cpu_swish_forward,
