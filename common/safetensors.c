@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -49,16 +50,25 @@ static int shape_product(int ndim, const int64_t *shape, uint64_t *prod, int *ze
     return 0;
 }
 
-static const char *dtype_name(st_dtype d) {
-    switch (d) {
-    case ST_F32: return "F32";
-    case ST_F16: return "F16";
-    case ST_BF16: return "BF16";
-    }
-    return "?";
-}
+/* Every dtype of the format: name, size in bits, floating point. */
+static const struct {
+    const char *name;
+    int bits, is_float;
+} dtypes[ST_NDTYPES] = {
+    [ST_F32] = {"F32", 32, 1},         [ST_F16] = {"F16", 16, 1},         [ST_BF16] = {"BF16", 16, 1},
+    [ST_F64] = {"F64", 64, 1},         [ST_F8_E4M3] = {"F8_E4M3", 8, 1},  [ST_F8_E5M2] = {"F8_E5M2", 8, 1},
+    [ST_F8_E8M0] = {"F8_E8M0", 8, 1},  [ST_F4] = {"F4", 4, 1},            [ST_F6_E2M3] = {"F6_E2M3", 6, 1},
+    [ST_F6_E3M2] = {"F6_E3M2", 6, 1},  [ST_I64] = {"I64", 64, 0},         [ST_I32] = {"I32", 32, 0},
+    [ST_I16] = {"I16", 16, 0},         [ST_I8] = {"I8", 8, 0},            [ST_U64] = {"U64", 64, 0},
+    [ST_U32] = {"U32", 32, 0},         [ST_U16] = {"U16", 16, 0},         [ST_U8] = {"U8", 8, 0},
+    [ST_BOOL] = {"BOOL", 8, 0},
+};
 
-static size_t dtype_size(st_dtype d) { return d == ST_F32 ? 4 : 2; }
+const char *st_dtype_name(st_dtype d) { return (unsigned)d < ST_NDTYPES ? dtypes[d].name : "?"; }
+int st_dtype_is_float(st_dtype d) { return (unsigned)d < ST_NDTYPES && dtypes[d].is_float; }
+static const char *dtype_name(st_dtype d) { return st_dtype_name(d); }
+/* Whether read_data decodes D (packed sub-byte floats are only validated). */
+static int dtype_decoded(st_dtype d) { return d != ST_F4 && d != ST_F6_E2M3 && d != ST_F6_E3M2; }
 
 static float f16_to_f32(uint16_t h) {
     uint32_t sign = (uint32_t)(h >> 15) << 31;
@@ -83,6 +93,22 @@ static float bf16_to_f32(uint16_t h) {
     memcpy(&f, &bits, sizeof f);
     return f;
 }
+
+/* FP8 E4M3 "fn" (PyTorch float8_e4m3fn): bias 7, no infinities, S.1111.111 is NaN. */
+static float f8e4m3_to_f32(uint8_t b) {
+    int sign = b >> 7, exp = (b >> 3) & 0xf, man = b & 7;
+    float v;
+    if (exp == 15 && man == 7) v = NAN;
+    else if (exp == 0) v = (float)man * 0.001953125f; /* man · 2^-9 */
+    else v = ldexpf(1.0f + (float)man / 8.0f, exp - 7);
+    return sign ? -v : v;
+}
+
+/* FP8 E5M2: the top byte of an IEEE half. */
+static float f8e5m2_to_f32(uint8_t b) { return f16_to_f32((uint16_t)((uint16_t)b << 8)); }
+
+/* FP8 E8M0 (an exponent only): 2^(e-127), 0xff is NaN. */
+static float f8e8m0_to_f32(uint8_t b) { return b == 0xff ? NAN : ldexpf(1.0f, (int)b - 127); }
 
 /* "[2, 3, 4]" into buf. */
 static const char *fmt_shape(char *buf, size_t cap, int ndim, const int64_t *shape) {
@@ -146,12 +172,16 @@ static int parse_entry(const char *path, const char *name, json_t *v, uint64_t d
     if (!jd) return drq_errf(err, "%s: tensor '%s': missing \"dtype\"", path, name);
     if (!json_is_string(jd)) return drq_errf(err, "%s: tensor '%s': \"dtype\" is not a string", path, name);
     const char *ds = json_string_value(jd);
-    if (!strcmp(ds, "F32")) t->dtype = ST_F32;
-    else if (!strcmp(ds, "F16")) t->dtype = ST_F16;
-    else if (!strcmp(ds, "BF16")) t->dtype = ST_BF16;
-    else
-        return drq_errf(err, "%s: tensor '%s': unsupported dtype \"%s\" (supported: F32, F16, BF16)", path,
-                        name, ds);
+    int found = 0;
+    for (int d = 0; d < ST_NDTYPES && !found; d++)
+        if (!strcmp(ds, dtypes[d].name)) t->dtype = (st_dtype)d, found = 1;
+    if (!found)
+        return drq_errf(err,
+                        "%s: tensor '%s': unknown dtype \"%s\" (the format's dtypes: F64, F32, F16, BF16, F8_E4M3, "
+                        "F8_E5M2, F8_E8M0, F6_E2M3, F6_E3M2, F4, I64, I32, I16, I8, U64, U32, U16, U8, BOOL)",
+                        path, name, ds);
+    t->is_float = dtypes[t->dtype].is_float;
+    t->convertible = dtype_decoded(t->dtype);
 
     json_t *js = json_object_get(v, "shape");
     if (!js) return drq_errf(err, "%s: tensor '%s': missing \"shape\"", path, name);
@@ -190,7 +220,12 @@ static int parse_entry(const char *path, const char *name, json_t *v, uint64_t d
                         "%s: tensor '%s': data_offsets end %" PRIu64 " is past the end of the data section (%" PRIu64
                         " bytes): file truncated?",
                         path, name, e, data_len);
-    uint64_t want = numel * dtype_size(t->dtype);
+    /* numel < 2^48, bits ≤ 64: no overflow.  Sub-byte dtypes must fill whole bytes (as the reference). */
+    uint64_t bits = numel * (uint64_t)dtypes[t->dtype].bits;
+    if (bits % 8)
+        return drq_errf(err, "%s: tensor '%s': %" PRIu64 " elements of %s do not fill a whole number of bytes", path,
+                        name, numel, dtype_name(t->dtype));
+    uint64_t want = bits / 8;
     if (e - b != want)
         return drq_errf(err,
                         "%s: tensor '%s': data_offsets [%" PRIu64 ", %" PRIu64 "] span %" PRIu64
@@ -204,8 +239,8 @@ static int parse_entry(const char *path, const char *name, json_t *v, uint64_t d
 
 static int read_data(FILE *f, const char *path, uint64_t data_start, const st_range *r, st_tensor *t,
                      drq_err *err) {
-    t->data = xmalloc((t->numel ? t->numel : 1) * sizeof(float));
-    if (t->numel == 0) return 0;
+    t->data = xcalloc(t->numel ? t->numel : 1, sizeof(float));
+    if (t->numel == 0 || !t->convertible) return 0;
     if (fseeko(f, (off_t)(data_start + r->begin), SEEK_SET) != 0)
         return drq_errf(err, "%s: tensor '%s': seek failed: %s", path, t->name, strerror(errno));
     if (t->dtype == ST_F32) {
@@ -213,15 +248,45 @@ static int read_data(FILE *f, const char *path, uint64_t data_start, const st_ra
             return drq_errf(err, "%s: tensor '%s': short read (file truncated while reading?)", path, t->name);
         return 0;
     }
-    uint16_t *tmp = xmalloc(t->numel * sizeof(uint16_t));
-    if (fread(tmp, sizeof(uint16_t), t->numel, f) != t->numel) {
+    size_t es = (size_t)dtypes[t->dtype].bits / 8, n = t->numel;
+    unsigned char *tmp = xmalloc(n * es);
+    if (fread(tmp, es, n, f) != n) {
         free(tmp);
         return drq_errf(err, "%s: tensor '%s': short read (file truncated while reading?)", path, t->name);
     }
-    if (t->dtype == ST_F16)
-        for (size_t i = 0; i < t->numel; i++) t->data[i] = f16_to_f32(tmp[i]);
-    else
-        for (size_t i = 0; i < t->numel; i++) t->data[i] = bf16_to_f32(tmp[i]);
+    float *o = t->data;
+#define ST_CONVERT(type, expr)                                                                                     \
+    for (size_t i = 0; i < n; i++) {                                                                               \
+        type v;                                                                                                    \
+        memcpy(&v, tmp + i * sizeof(type), sizeof(type));                                                          \
+        o[i] = (expr);                                                                                             \
+    }
+    switch (t->dtype) {
+    case ST_F16: ST_CONVERT(uint16_t, f16_to_f32(v)) break;
+    case ST_BF16: ST_CONVERT(uint16_t, bf16_to_f32(v)) break;
+    case ST_F64:
+        for (size_t i = 0; i < n; i++) {
+            double v;
+            memcpy(&v, tmp + i * 8, 8);
+            o[i] = (float)v; /* round to nearest */
+            if (isinf(o[i]) && isfinite(v)) t->overflow++;
+        }
+        break;
+    case ST_F8_E4M3: ST_CONVERT(uint8_t, f8e4m3_to_f32(v)) break;
+    case ST_F8_E5M2: ST_CONVERT(uint8_t, f8e5m2_to_f32(v)) break;
+    case ST_F8_E8M0: ST_CONVERT(uint8_t, f8e8m0_to_f32(v)) break;
+    case ST_I64: ST_CONVERT(int64_t, (float)v) break;
+    case ST_I32: ST_CONVERT(int32_t, (float)v) break;
+    case ST_I16: ST_CONVERT(int16_t, (float)v) break;
+    case ST_I8: ST_CONVERT(int8_t, (float)v) break;
+    case ST_U64: ST_CONVERT(uint64_t, (float)v) break;
+    case ST_U32: ST_CONVERT(uint32_t, (float)v) break;
+    case ST_U16: ST_CONVERT(uint16_t, (float)v) break;
+    case ST_U8: ST_CONVERT(uint8_t, (float)v) break;
+    case ST_BOOL: ST_CONVERT(uint8_t, v ? 1.0f : 0.0f) break;
+    default: break; /* F32 above; F4/F6 not decoded */
+    }
+#undef ST_CONVERT
     free(tmp);
     return 0;
 }

@@ -5,7 +5,15 @@
  * end]} (offsets relative to the first byte after the header), an optional
  * "__metadata__" entry (ignored), then the raw little-endian data.
  *
- * The reader accepts F32, F16 and BF16 and converts everything to float32.
+ * The reader accepts every dtype of the format: the floating-point ones
+ * (F64, F32, F16, BF16, F8_E4M3, F8_E5M2, F8_E8M0, F4) are converted to
+ * float32 (F64 rounded to nearest; a finite value beyond float32's range
+ * becomes ±inf and is counted in `overflow`); the integer and boolean ones
+ * (I64, I32, I16, I8, U64, U32, U16, U8, BOOL) are read as their values in
+ * float32 (exact up to 2^24) and flagged `is_float` = 0, so a model loader
+ * can refuse a weight stored as integers (num_batches_tracked, I64 in every
+ * state_dict, is ignored).  F6_E2M3 / F6_E3M2 (packed 6-bit) are validated
+ * but not decoded: `convertible` = 0 and `data` holds zeros.
  * Every malformed file is reported through drq_err, naming the file and the
  * tensor; it never crashes nor reads out of bounds.  Sizes are multiplied only
  * below their limits: at most 2^48 elements per tensor, and the non-zero dims
@@ -22,7 +30,12 @@
 
 #include "util.h"
 
-typedef enum { ST_F32 = 0, ST_F16 = 1, ST_BF16 = 2 } st_dtype;
+typedef enum {
+    ST_F32 = 0, ST_F16 = 1, ST_BF16 = 2, ST_F64, ST_F8_E4M3, ST_F8_E5M2, ST_F8_E8M0, ST_F4, ST_F6_E2M3, ST_F6_E3M2,
+    ST_I64, ST_I32, ST_I16, ST_I8, ST_U64, ST_U32, ST_U16, ST_U8, ST_BOOL, ST_NDTYPES
+} st_dtype;
+const char *st_dtype_name(st_dtype d);   /* "F32", "I64", … */
+int st_dtype_is_float(st_dtype d);       /* a floating-point dtype (weights may use it) */
 #define ST_MAX_DIMS 8
 
 typedef struct {
@@ -32,6 +45,9 @@ typedef struct {
     int64_t shape[ST_MAX_DIMS];
     size_t numel;
     float *data; /* converted to float32, owned (never NULL, even for 0 elements) */
+    int is_float;    /* the file's dtype is floating point (st_dtype_is_float) */
+    int convertible; /* data holds the values (0: F6 types, data is zeros) */
+    size_t overflow; /* finite values that became ±inf in float32 (F64 only) */
     int used;    /* consumers (model loaders) set it, to report extra tensors */
 } st_tensor;
 

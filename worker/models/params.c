@@ -1,6 +1,8 @@
 /* params.c — see params.h. */
 #include "worker/models/params.h"
 
+#include "worker/models/diffusers_names.h"
+
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -29,6 +31,34 @@ static void shape_str(char *buf, size_t n, int ndim, const int64_t *s64, const i
 
 static const float dummy[1] = {0};
 
+/* Builds the original-name table of a diffusers-layout UNet file (first get). */
+static int bind_names(params *p) {
+    p->names_ready = 1;
+    int is_unet = p->what && !strcmp(p->what, "ddpm-unet");
+    if (!is_unet || p->format == PARAMS_ORIGINAL) return 0;
+    if (p->format != PARAMS_DIFFUSERS && !diffusers_detect(p->file)) return 0;
+    const st_file *f = p->file;
+    int L = diffusers_levels(f);
+    p->diffusers = 1;
+    p->alias = xcalloc(f->n ? (size_t)f->n : 1, sizeof(char *));
+    p->linear_attn = xcalloc(f->n ? (size_t)f->n : 1, 1);
+    p->n_alias = f->n;
+    for (int i = 0; i < f->n; i++) {
+        char nm[256];
+        int lin = 0;
+        if (diffusers_to_original(f->t[i].name, L, nm, sizeof nm, &lin)) continue; /* reported as unexpected */
+        for (int j = 0; j < i; j++)
+            if (p->alias[j] && !strcmp(p->alias[j], nm)) {
+                p->failed = 1;
+                return drq_errf(p->err, "%s weights: tensors '%s' and '%s' both stand for '%s' (diffusers names)",
+                                p->what, f->t[j].name, f->t[i].name, nm);
+            }
+        p->alias[i] = xstrdup(nm);
+        p->linear_attn[i] = (unsigned char)lin;
+    }
+    return 0;
+}
+
 /* The host tensor NAME (see params_get); *numel gets its size. */
 static const float *get_host(params *p, param_init init, int ndim, const int *shape, const char *name, size_t *numel_out) {
     size_t numel = 1;
@@ -52,21 +82,42 @@ static const float *get_host(params *p, param_init init, int ndim, const int *sh
         return d;
     }
 
-    st_tensor *t = st_find_mut(p->file, name);
+    if (!p->names_ready && bind_names(p)) return dummy;
+    st_tensor *t = NULL;
+    int linear = 0;
+    if (p->diffusers) {
+        for (int i = 0; i < p->file->n && !t; i++)
+            if (p->alias[i] && !strcmp(p->alias[i], name)) t = &p->file->t[i], linear = p->linear_attn[i];
+    } else {
+        t = st_find_mut(p->file, name);
+    }
     char want[96], got[96];
     if (!t) {
         p->failed = 1;
         shape_str(want, sizeof want, ndim, NULL, shape);
-        drq_errf(p->err, "%s weights: missing tensor '%s' (expected shape %s)", p->what, name, want);
+        drq_errf(p->err, "%s weights: missing tensor '%s' (expected shape %s)%s", p->what, name, want,
+                 p->diffusers ? " (the file has diffusers names; this is the original name it maps to)" : "");
         return dummy;
     }
-    int ok = t->ndim == ndim;
-    for (int i = 0; ok && i < ndim; i++) ok = t->shape[i] == shape[i];
+    /* diffusers' attention Linear [C, C] is the original 1×1 conv [C, C, 1, 1] */
+    int ok = t->ndim == ndim || (linear && t->ndim == 2 && ndim == 4 && shape[2] == 1 && shape[3] == 1);
+    for (int i = 0; ok && i < t->ndim; i++) ok = t->shape[i] == shape[i];
     if (!ok) {
         p->failed = 1;
         shape_str(want, sizeof want, ndim, NULL, shape);
         shape_str(got, sizeof got, t->ndim, t->shape, NULL);
-        drq_errf(p->err, "%s weights: tensor '%s' has shape %s, the config expects %s", p->what, name, got, want);
+        drq_errf(p->err, "%s weights: tensor '%s' has shape %s, the config expects %s", p->what, t->name, got, want);
+        return dummy;
+    }
+    if (!t->is_float || !t->convertible || t->overflow) {
+        p->failed = 1;
+        const char *why = !t->is_float ? "integer/boolean values are not weights"
+                        : !t->convertible ? "drq does not decode packed sub-byte floats"
+                                          : "an F64 value is beyond float32's range";
+        drq_errf(p->err,
+                 "%s weights: tensor '%s' has dtype %s, which drq cannot use as a weight (%s); store it as F32, F16, "
+                 "BF16 or F64",
+                 p->what, t->name, st_dtype_name(t->dtype), why);
         return dummy;
     }
     t->used = 1;
@@ -116,13 +167,17 @@ int params_finish(params *p) {
         size_t l = strlen(nm), sl = strlen("num_batches_tracked");
         if (p->file->t[i].used || (l >= sl && !strcmp(nm + l - sl, "num_batches_tracked"))) continue;
         p->failed = 1;
-        return drq_errf(p->err, "%s weights: unexpected tensor '%s' (not part of this config; wrong --arch or --config?)",
-                        p->what, nm);
+        return drq_errf(p->err, "%s weights: unexpected tensor '%s' (not part of this config; wrong --arch or --config?%s)",
+                        p->what, nm, p->diffusers ? " the file has diffusers names" : "");
     }
     return 0;
 }
 
 void params_free(params *p) {
+    for (int i = 0; p->alias && i < p->n_alias; i++) free(p->alias[i]);
+    free(p->alias);
+    free(p->linear_attn);
+    p->alias = NULL, p->linear_attn = NULL, p->n_alias = 0, p->names_ready = 0, p->diffusers = 0;
     for (int i = 0; i < p->n_owned; i++) free(p->owned[i]);
     free(p->owned);
     p->owned = NULL, p->n_owned = 0;

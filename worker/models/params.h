@@ -7,6 +7,17 @@
  * self-tests) parameters are drawn from a seeded generator with PyTorch-like
  * fan-in scaling.  The first error is kept and later requests return a
  * harmless dummy, so a loader can bind everything and check once.
+ *
+ * A needed tensor must hold floating-point values (F32, F16, BF16, F64 —
+ * rounded to nearest float32 —, F8_E4M3, F8_E5M2, F8_E8M0); one stored as
+ * integers or booleans, in an undecoded dtype (F4, F6_*) or with an F64 value
+ * beyond float32's range is refused, naming it and its dtype.  Tensors the
+ * model does not need may have any dtype.
+ *
+ * The DDPM UNet ("ddpm-unet") also binds a file with diffusers key names
+ * (worker/models/diffusers_names.h): detected from the names, or forced with
+ * format = PARAMS_DIFFUSERS (config "format": "diffusers"); format =
+ * PARAMS_ORIGINAL turns the detection off.
  */
 #ifndef DRQ_PARAMS_H
 #define DRQ_PARAMS_H
@@ -29,7 +40,15 @@ typedef struct {
     drq_device dev;    /* where params_get's pointers live (default CPU) */
     float **dev_owned; /* device copies (dev != CPU) */
     int n_dev;
+    int format;          /* PARAMS_AUTO (default), PARAMS_ORIGINAL, PARAMS_DIFFUSERS; set before the first get */
+    int names_ready;     /* alias table built (first get) */
+    int diffusers;       /* the file has diffusers names */
+    int n_alias;
+    char **alias;        /* per file tensor: its original name (diffusers files), or NULL */
+    unsigned char *linear_attn; /* per file tensor: an attention Linear [C,C] standing for a 1×1 conv */
 } params;
+
+enum { PARAMS_AUTO = 0, PARAMS_ORIGINAL = 1, PARAMS_DIFFUSERS = 2 };
 
 void params_init(params *p, st_file *file, uint64_t seed, const char *what, drq_err *err);
 /* Returns the tensor NAME of the given shape (ndim ≤ 4), marking it used;
