@@ -19,6 +19,7 @@ whose tensors are non-contiguous views and slices sharing one storage.
 Formats: 'zip' (default torch.save) and 'legacy'
 (_use_new_zipfile_serialization=False).
 
+extra_args.ckpt: RobustBench layout (wrn_tiny F32) plus an argparse.Namespace.
 --full adds the CIFAR-10 WRN-28-10 (RobustBench layout, both formats) and the
 expected tensors as wrn_full.expected.safetensors (F32, for a bitwise check).
 Deterministic: fixed seeds, one thread.
@@ -153,6 +154,9 @@ def main():
                 assert any(k.endswith("num_batches_tracked") for k in dp)
                 layouts.append(("robustbench", {"state_dict": dp, "epoch": 200, "best_prec1": 95.3,
                                                 "arch": "wrn-28-10"}))
+                if dtype == "F32":  # metadata the restricted unpickler refuses unless --inert
+                    save({"state_dict": dp, "args": argparse.Namespace(lr=0.1, epochs=200)},
+                         os.path.join(args.out, "extra_args.ckpt"), "zip")
             if dtype == "F32":
                 layouts.append(("views", views_layout(sd)))
             for layout, obj in layouts:
