@@ -58,7 +58,7 @@ int unet_config_parse(const char *arg, unet_config *c, drq_err *err) {
         return 0;
     }
     static const char *const keys[] = {"resolution", "in_channels", "out_ch", "ch", "ch_mult",
-                                       "num_res_blocks", "attn_resolutions", NULL};
+                                       "num_res_blocks", "attn_resolutions", "format", NULL};
     json_t *j = config_json(arg, err);
     if (!j) return -1;
     int rc = drq_json_check_keys(j, "config", keys, err);
@@ -69,6 +69,14 @@ int unet_config_parse(const char *arg, unet_config *c, drq_err *err) {
     if (!rc) rc = get_int_list(j, "ch_mult", 1, 64, UNET_MAX_LEVELS, 0, c->ch_mult, &c->n_levels, err);
     if (!rc) rc = config_int(j, "num_res_blocks", 1, 16, &c->num_res_blocks, err);
     if (!rc) rc = get_int_list(j, "attn_resolutions", 1, 4096, UNET_MAX_ATTN, 1, c->attn_resolutions, &c->n_attn, err);
+    if (!rc && json_object_get(j, "format")) { /* optional: the weights' key names */
+        json_t *f = json_object_get(j, "format");
+        const char *fs = json_is_string(f) ? json_string_value(f) : "";
+        if (!strcmp(fs, "auto")) c->format = 0;
+        else if (!strcmp(fs, "original")) c->format = 1;
+        else if (!strcmp(fs, "diffusers")) c->format = 2;
+        else rc = drq_errf(err, "config.format: expected \"auto\", \"original\" or \"diffusers\"");
+    }
     json_decref(j);
     if (rc) return rc;
     if (c->ch % 32) return drq_errf(err, "config.ch: %d is not a multiple of 32 (GroupNorm has 32 groups)", c->ch);

@@ -24,6 +24,7 @@ typedef struct {
     int ch_mult[UNET_MAX_LEVELS], n_levels;
     int num_res_blocks;
     int attn_resolutions[UNET_MAX_ATTN], n_attn;
+    int format; /* weight names: 0 detected, 1 original, 2 diffusers (PARAMS_* of params.h; config "format") */
 } unet_config;
 
 typedef struct {

@@ -325,6 +325,7 @@ unet *unet_load_on(const unet_config *c, st_file *weights, uint64_t seed, drq_de
     m->cfg = *c;
     params_init(&m->p, weights, seed, "ddpm-unet", err);
     m->p.dev = dev;
+    m->p.format = c->format; /* original or diffusers names (params.h) */
     build(m);
     if (params_finish(&m->p)) {
         unet_free(m);
