@@ -16,6 +16,7 @@
 #include <zmq.h>
 
 #include "cli.h"
+#include "cli/dryrun.h"
 #include "common/proto.h"
 #include "common/report.h"
 #include "common/row.h"
@@ -150,10 +151,16 @@ int cmd_submit(int argc, char **argv) {
     const char *ep;
     argc = take_server_opt(argc, argv, &ep);
     const char *path = NULL, *sub_arg = NULL;
-    int again = 0;
+    int again = 0, dry_run = 0, batch = 8, threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--again"))
             again = 1;
+        else if (!strcmp(argv[i], "--dry-run")) /* cli/cmd_dryrun.c: nothing is sent */
+            dry_run = 1;
+        else if (!strcmp(argv[i], "--batch") && i + 1 < argc && atoi(argv[i + 1]) >= 1)
+            batch = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc && atoi(argv[i + 1]) >= 1)
+            threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--submission-id") && i + 1 < argc)
             sub_arg = argv[++i];
         else if (argv[i][0] != '-' && !path)
@@ -162,7 +169,8 @@ int cmd_submit(int argc, char **argv) {
             path = NULL, argc = 0;
     }
     if (!path) {
-        fprintf(stderr, "usage: drq submit SPEC.json [--again] [--submission-id ID] [--server tcp://HOST:5556]\n");
+        fprintf(stderr, "usage: drq submit SPEC.json [--again] [--submission-id ID] [--server tcp://HOST:5556]\n"
+                        "       drq submit --dry-run SPEC.json [--batch B] [--threads N]   (per worker of B, N)\n");
         return 1;
     }
     char sub[72];
@@ -177,6 +185,12 @@ int cmd_submit(int argc, char **argv) {
     if (drq_spec_load(path, &sp, &err)) {
         fprintf(stderr, "drq: %s\n", err.msg);
         return 1;
+    }
+    if (dry_run) { /* the server is never contacted */
+        dryrun_opts o = {.batch = batch, .threads = threads, .workers = 0, .device = "cpu"};
+        int drc = dryrun_print(&sp, &o, stdout);
+        drq_spec_free(&sp);
+        return drc;
     }
     json_t *body = json_object();
     json_object_set_new(body, "spec", drq_spec_to_json(&sp));

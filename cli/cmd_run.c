@@ -26,6 +26,7 @@
 #include <zmq.h>
 
 #include "cli.h"
+#include "cli/dryrun.h"
 #include "common/report.h"
 #include "common/spec.h"
 #include "server/server.h"
@@ -68,6 +69,7 @@ static void report_page(void *rep, const drq_row *rows, int64_t n) {
 
 static int usage(void) {
     fprintf(stderr, "usage: drq run SPEC.json [--db FILE] [--threads N] [--workers W] [--batch B] [--checkpoint-every N]\n"
+                    "                    [--dry-run]\n"
                     "                    [--max-attempts N] [--device cpu|cuda:N]\n"
                     "               [--log FILE] [--clients tcp://127.0.0.1:PORT] [--quiet]\n");
     return 1;
@@ -161,10 +163,13 @@ static void print_report(const char *db, int64_t sweep, FILE *out) {
 int cmd_run(int argc, char **argv) {
     const char *spec_path = NULL, *db = NULL, *log_path = NULL, *clients = NULL, *device = "cpu";
     int threads = (int)sysconf(_SC_NPROCESSORS_ONLN), workers = 0, ckpt_every = 10, max_attempts = 3, quiet = 0;
+    int dry_run = 0, batch = 8; /* --dry-run: cli/cmd_dryrun.c */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--quiet")) {
             quiet = 1;
+        } else if (!strcmp(a, "--dry-run")) {
+            dry_run = 1;
         } else if (!strcmp(a, "--db") && v) {
             db = v, i++;
         } else if (!strcmp(a, "--log") && v) {
@@ -191,6 +196,7 @@ int cmd_run(int argc, char **argv) {
                 return 1;
             }
             engine_set_batch(b);
+            batch = b;
         } else if (!strcmp(a, "--device") && v) {
             drq_err derr;
             device = v, i++;
@@ -216,6 +222,14 @@ int cmd_run(int argc, char **argv) {
     if (drq_spec_load(spec_path, &sp, &err)) {
         fprintf(stderr, "drq: %s\n", err.msg);
         return 1;
+    }
+    if (dry_run) { /* counts and estimate only: no database, no log, no thread started */
+        int w = workers > 0 ? workers : strcmp(device, "cpu") ? 1 : threads;
+        dryrun_opts o = {.batch = batch, .threads = w > 1 ? (threads / w > 0 ? threads / w : 1) : threads,
+                         .workers = w, .device = device};
+        int drc = dryrun_print(&sp, &o, stdout);
+        drq_spec_free(&sp);
+        return drc;
     }
     char dbbuf[4200], logbuf[4300];
     if (!db) {

@@ -1,0 +1,326 @@
+/* cmd_dryrun.c — see dryrun.h.
+ *
+ * Counts (exact, from the engine's loops, worker/eval/attack.c and engine.c),
+ * per result row (one image under one purifier, attack and seed), with S the
+ * purifier's sampler steps (⌈t_star / stride⌉, 0 for none), G = steps × (eot_k for
+ * eot, else 1) gradients, V = votes for fresh/eot (else 1), U = n_uniform:
+ *   UNet forwards   G·S·(2 full | 1 bpda)   attack (forward + recompute)
+ *                   + 2·V·S                 clean and adversarial predictions
+ *                   + (2 + U)·S             fixed-ω purifications of the metrics
+ *   UNet input-VJPs G·S (full gradients only)
+ *   classifier      forwards G + 2V, input-VJPs G
+ * FLOPs: each model's forward counted layer by layer (2 per multiply-add;
+ * convolutions, linears, attention products), an input-VJP as one forward.
+ * Rates: seconds per image of a forward and of an input-VJP of each model at
+ * the batch and thread count, measured on random weights (speed does not
+ * depend on the values, so missing weights files do not matter) and cached
+ * in ~/.cache/drq/rates.json under arch|config|batch|threads|ISA. */
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli/dryrun.h"
+#include "kernels/cpu/cpu.h"
+#include "kernels/tensor.h"
+#include "worker/models/models.h"
+
+/* ---- FLOPs of one forward per image ------------------------------------- */
+static double conv_macs(int r, int cin, int cout, int k) { return (double)r * r * cin * cout * k * k; }
+
+static double res_macs(int r, int cin, int cout, int temb) {
+    return conv_macs(r, cin, cout, 3) + conv_macs(r, cout, cout, 3) + (cin != cout ? conv_macs(r, cin, cout, 1) : 0) +
+           (double)temb * cout;
+}
+
+static double attn_macs(int r, int c) { return 4.0 * r * r * c * c + 2.0 * (double)r * r * r * r * c; }
+
+static double unet_flops(const unet_config *c) {
+    int ch = c->ch, temb = 4 * ch, L = c->n_levels, r = c->resolution, cur = ch, nskip = 0;
+    int skips[64];
+    double m = (double)ch * temb + (double)temb * temb + conv_macs(r, c->in_channels, ch, 3);
+    skips[nskip++] = ch;
+    for (int i = 0; i < L; i++) {
+        int cout = ch * c->ch_mult[i], attn = 0;
+        for (int a = 0; a < c->n_attn; a++) attn |= c->attn_resolutions[a] == r;
+        for (int j = 0; j < c->num_res_blocks; j++) {
+            m += res_macs(r, cur, cout, temb), cur = cout;
+            if (attn) m += attn_macs(r, cur);
+            if (nskip < 64) skips[nskip++] = cur;
+        }
+        if (i != L - 1) {
+            m += conv_macs(r / 2, cur, cur, 3), r /= 2;
+            if (nskip < 64) skips[nskip++] = cur;
+        }
+    }
+    m += 2 * res_macs(r, cur, cur, temb) + attn_macs(r, cur);
+    for (int i = L - 1; i >= 0; i--) {
+        int cout = ch * c->ch_mult[i], attn = 0;
+        for (int a = 0; a < c->n_attn; a++) attn |= c->attn_resolutions[a] == r;
+        for (int j = 0; j < c->num_res_blocks + 1; j++) {
+            int s = nskip > 0 ? skips[--nskip] : 0;
+            m += res_macs(r, cur + s, cout, temb), cur = cout;
+            if (attn) m += attn_macs(r, cur);
+        }
+        if (i != 0) r *= 2, m += conv_macs(r, cur, cur, 3);
+    }
+    m += conv_macs(r, cur, c->out_ch, 3);
+    return 2 * m;
+}
+
+static double wrn_flops(const wrn_config *c, int res) {
+    int n = (c->depth - 4) / 6, w[4] = {16, 16 * c->widen, 32 * c->widen, 64 * c->widen}, r = res;
+    double m = conv_macs(r, c->in_channels, 16, 3);
+    int cin = 16;
+    for (int g = 0; g < 3; g++) {
+        if (g) r = (r + 1) / 2;
+        for (int b = 0; b < n; b++) {
+            int cout = w[g + 1];
+            m += conv_macs(r, cin, cout, 3) + conv_macs(r, cout, cout, 3) + (cin != cout ? conv_macs(r, cin, cout, 1) : 0);
+            cin = cout;
+        }
+    }
+    m += (double)cin * c->num_classes;
+    return 2 * m;
+}
+
+/* ---- rates: measured once, cached ---------------------------------------- */
+typedef struct {
+    double fwd, vjp; /* seconds per image: a forward, an input-VJP alone */
+    double peak;     /* bytes: resident growth while the model ran (weights + tape) */
+    int cached;
+} rate;
+
+static char *cache_path(void) {
+    const char *x = getenv("XDG_CACHE_HOME"), *h = getenv("HOME");
+    char buf[4096];
+    if (x && *x) snprintf(buf, sizeof buf, "%s/drq", x);
+    else snprintf(buf, sizeof buf, "%s/.cache/drq", h && *h ? h : "/tmp");
+    /* mkdir -p of the last two levels */
+    char *slash = strrchr(buf, '/');
+    if (slash) {
+        *slash = 0;
+        mkdir(buf, 0755);
+        *slash = '/';
+    }
+    mkdir(buf, 0755);
+    size_t n = strlen(buf) + 16;
+    char *p = xmalloc(n);
+    snprintf(p, n, "%s/rates.json", buf);
+    return p;
+}
+
+static long rss_bytes(void) {
+    FILE *f = fopen("/proc/self/statm", "r");
+    long pages = 0, res = 0;
+    if (f) {
+        if (fscanf(f, "%ld %ld", &pages, &res) != 2) res = 0;
+        fclose(f);
+    }
+    return res * sysconf(_SC_PAGESIZE);
+}
+
+/* Times a forward and forward + input-VJP of one model at batch b on random weights. */
+static int measure(const char *arch, const char *cfg, int b, int res, rate *r, drq_err *err) {
+    unet_config uc;
+    wrn_config wc;
+    int is_unet = !strcmp(arch, "ddpm-unet");
+    if (is_unet ? unet_config_parse(cfg, &uc, err) : wrn_config_parse(cfg, &wc, err)) return -1;
+    long base = rss_bytes();
+    unet *u = is_unet ? unet_load(&uc, NULL, 1, err) : NULL;
+    wrn *w = is_unet ? NULL : wrn_load(&wc, NULL, 1, err);
+    if (!u && !w) return -1;
+    int cin = is_unet ? uc.in_channels : wc.in_channels, hw = is_unet ? uc.resolution : res;
+    Tensor x = tensor_new(b, cin, hw, hw), gx = tensor_new(b, cin, hw, hw);
+    Tensor y = is_unet ? tensor_new(b, uc.out_ch, hw, hw) : tensor_new(b, wc.num_classes, 1, 1);
+    Tensor gy = tensor_new(y.n, y.c, y.h, y.w);
+    for (size_t i = 0; i < tensor_numel(&x); i++) x.data[i] = (float)((i * 2654435761u) % 1000) / 1000.0f;
+    for (size_t i = 0; i < tensor_numel(&gy); i++) gy.data[i] = 1e-2f * (float)(i % 7);
+    float *t = xmalloc(sizeof(float) * (size_t)b);
+    for (int i = 0; i < b; i++) t[i] = 99.0f - (float)(i % 99);
+    double tf = 1e30, tv = 1e30;
+    long top = 0; /* resident size after the forward and after the VJP (the tape is held until the model is freed) */
+    for (int rep = 0; rep < 2; rep++) { /* the first round plans and warms caches */
+        double t0 = now_s();
+        if (u) unet_forward(u, &x, t, &y);
+        else wrn_forward(w, &x, &y);
+        double t1 = now_s();
+        if (u) unet_backward(u, &gy, &gx);
+        else wrn_backward(w, &gy, &gx);
+        double t2 = now_s();
+        long now = rss_bytes();
+        if (now > top) top = now;
+        if (rep) tf = t1 - t0, tv = t2 - t1;
+    }
+    r->fwd = tf / b, r->vjp = tv / b;
+    long grown = top - base;
+    r->peak = grown > 0 ? (double)grown : 0;
+    tensor_free(&x), tensor_free(&gx), tensor_free(&y), tensor_free(&gy), free(t);
+    if (u) unet_free(u);
+    if (w) wrn_free(w);
+    return 0;
+}
+
+static int get_rate(json_t *cache, int *dirty, const char *arch, const char *cfg, int b, int threads, int res, rate *r,
+                    drq_err *err) {
+    char key[8192];
+    snprintf(key, sizeof key, "%s|%s|res%d|batch%d|threads%d|cpu:%s", arch, cfg, res, b, threads, cpu_isa_name());
+    json_t *e = json_object_get(cache, key);
+    if (e && json_is_number(json_object_get(e, "fwd_s")) && json_is_number(json_object_get(e, "vjp_s"))) {
+        r->fwd = json_number_value(json_object_get(e, "fwd_s"));
+        r->vjp = json_number_value(json_object_get(e, "vjp_s"));
+        r->peak = json_number_value(json_object_get(e, "peak_bytes"));
+        r->cached = 1;
+        return 0;
+    }
+    if (measure(arch, cfg, b, res, r, err)) return -1;
+    r->cached = 0;
+    json_object_set_new(cache, key,
+                        json_pack("{s:f, s:f, s:f}", "fwd_s", r->fwd, "vjp_s", r->vjp, "peak_bytes", r->peak));
+    *dirty = 1;
+    return 0;
+}
+
+/* ---- the report ------------------------------------------------------------ */
+static char *config_arg(const drq_model_spec *ms) {
+    if (!ms->config) return xstrdup("cifar10");
+    if (json_is_string(ms->config)) return xstrdup(json_string_value(ms->config));
+    return json_dumps(ms->config, JSON_COMPACT | JSON_SORT_KEYS);
+}
+
+static const char *human(double v, char *buf, size_t n) {
+    static const char *const suf[] = {"", "k", "M", "G", "T", "P", "E"};
+    int k = 0;
+    while (fabs(v) >= 1000 && k < 6) v /= 1000, k++;
+    snprintf(buf, n, k ? "%.3g%s" : "%.0f%s", v, suf[k]);
+    return buf;
+}
+
+static const char *duration(double s, char *buf, size_t n) {
+    if (s < 120) snprintf(buf, n, "%.0f s", s);
+    else if (s < 7200) snprintf(buf, n, "%.1f min", s / 60);
+    else if (s < 3 * 86400) snprintf(buf, n, "%.1f h", s / 3600);
+    else snprintf(buf, n, "%.1f days (%.0f h)", s / 86400, s / 3600);
+    return buf;
+}
+
+int dryrun_print(const drq_spec *sp, const dryrun_opts *o, FILE *out) {
+    drq_err err = {{0}};
+    int64_t shards = drq_spec_shards(sp), jobs = drq_spec_njobs(sp), rows = drq_spec_nrows(sp);
+    int64_t per_cell = rows / ((int64_t)sp->npurifiers * sp->nattacks * sp->nseeds); /* images */
+    int res = sp->dataset.kind == DS_CIFAR10 ? 32 : 28;
+    double ufwd = 0, uvjp = 0, cfwd = 0, cvjp = 0, noop_s = 0;
+    int max_s = 0;
+    for (int p = 0; p < sp->npurifiers; p++) {
+        const drq_purifier_spec *ps = &sp->purifiers[p];
+        int S = ps->kind == PUR_NONE ? 0 : (ps->t_star + ps->stride - 1) / ps->stride;
+        if (S > max_s) max_s = S;
+        for (int a = 0; a < sp->nattacks; a++) {
+            const drq_attack_spec *as = &sp->attacks[a];
+            double n = (double)per_cell * sp->nseeds;
+            if (as->kind == ATK_NOOP) {
+                noop_s += n * as->ms_per_image / 1000.0;
+                continue;
+            }
+            int full = !(as->kind == ATK_BPDA || as->grad == GRAD_BPDA);
+            int rnd = as->randomness == RND_FRESH || as->randomness == RND_EOT;
+            double G = (double)as->steps * (as->randomness == RND_EOT ? as->eot_k : 1);
+            double V = rnd ? as->votes : 1, U = as->n_uniform;
+            ufwd += n * (G * S * (full ? 2 : 1) + 2 * V * S + (2 + U) * S);
+            uvjp += n * (full ? G * S : 0);
+            cfwd += n * (G + 2 * V);
+            cvjp += n * G;
+        }
+    }
+    unet_config uc;
+    wrn_config wc;
+    char *ucfg = sp->diffusion.present ? config_arg(&sp->diffusion) : NULL;
+    char *ccfg = sp->classifier.present ? config_arg(&sp->classifier) : NULL;
+    double uf = 0, cf = 0;
+    int rc = 1;
+    char *cpath = NULL;
+    json_t *cache = NULL;
+    if (ucfg) {
+        if (unet_config_parse(ucfg, &uc, &err)) goto fail;
+        uf = unet_flops(&uc);
+    }
+    if (ccfg) {
+        if (wrn_config_parse(ccfg, &wc, &err)) goto fail;
+        cf = wrn_flops(&wc, res);
+    }
+    char b1[64], b2[64], b3[64];
+    fprintf(out, "dry run of sweep '%s': nothing submitted, no database written\n", sp->name);
+    fprintf(out, "jobs: %lld (%d purifiers x %d attacks x %d seeds x %lld shards of %lld images)\n", (long long)jobs,
+            sp->npurifiers, sp->nattacks, sp->nseeds, (long long)shards, (long long)sp->shard_images);
+    fprintf(out, "rows: %lld\n", (long long)rows);
+    fprintf(out, "unet_forward: %.0f\nunet_vjp: %.0f\nclassifier_forward: %.0f\nclassifier_vjp: %.0f\n", ufwd, uvjp, cfwd,
+            cvjp);
+    double flops = (ufwd + uvjp) * uf + (cfwd + cvjp) * cf;
+    fprintf(out, "flops: %.4g (%sFLOP; UNet forward %sFLOP/image, classifier forward %sFLOP/image, an input-VJP "
+                 "counted as one forward)\n",
+            flops, human(flops, b1, sizeof b1), human(uf, b2, sizeof b2), human(cf, b3, sizeof b3));
+    for (int k = 0; k < 2; k++) {
+        const drq_model_spec *ms = k ? &sp->diffusion : &sp->classifier;
+        if (ms->present && ms->weights)
+            fprintf(out, "weights: %s %s\n", ms->weights,
+                    access(ms->weights, R_OK) ? "MISSING (the timing uses random weights: speed does not depend on them)"
+                                              : "present (the timing uses random weights all the same)");
+    }
+
+    /* rates */
+    int is_cpu = !o->device || !strncmp(o->device, "cpu", 3), b = o->batch > 0 ? o->batch : 8;
+    int thr = o->threads > 0 ? o->threads : 1, workers = o->workers > 0 ? o->workers : 1;
+    rate ur = {0}, cr = {0};
+    cpath = cache_path();
+    json_error_t je;
+    cache = json_load_file(cpath, 0, &je);
+    if (!json_is_object(cache)) json_decref(cache), cache = json_object();
+    int dirty = 0, saved_threads = drq_get_threads();
+    drq_set_threads(thr);
+    if (ucfg && (ufwd > 0 || uvjp > 0) && get_rate(cache, &dirty, "ddpm-unet", ucfg, b, thr, res, &ur, &err)) goto fail_rates;
+    if (ccfg && (cfwd > 0 || cvjp > 0) && get_rate(cache, &dirty, "wrn", ccfg, b, thr, res, &cr, &err)) goto fail_rates;
+    drq_set_threads(saved_threads);
+    if (dirty) {
+        char tmp[4200];
+        snprintf(tmp, sizeof tmp, "%s.tmp%d", cpath, (int)getpid());
+        if (json_dump_file(cache, tmp, JSON_INDENT(1) | JSON_SORT_KEYS) == 0) rename(tmp, cpath);
+        else unlink(tmp);
+    }
+    double states = (double)(max_s + 4) * b * (sp->classifier.present ? wc.in_channels : 1) * res * res * 4;
+    double data = sp->dataset.kind == DS_NONE ? 0 : (double)sp->dataset.count * res * res * 4 * 3;
+    double peak = ur.peak + cr.peak + states + data;
+    fprintf(out, "peak_memory_per_worker: %.0f bytes (%.2f GiB at batch %d: models and tapes measured %.2f GiB, "
+                 "sampler states %.2f GiB, dataset %.2f GiB)\n",
+            peak, peak / 1073741824.0, b, (ur.peak + cr.peak) / 1073741824.0, states / 1073741824.0,
+            data / 1073741824.0);
+    double secs = ufwd * (ur.fwd) + uvjp * ur.vjp + cfwd * cr.fwd + cvjp * cr.vjp + noop_s;
+    if (ucfg || ccfg)
+        fprintf(out, "rates (cpu:%s, %d thread%s, batch %d, %s): UNet %.4g s forward + %.4g s input-VJP per image, "
+                     "classifier %.4g s + %.4g s\n",
+                cpu_isa_name(), thr, thr > 1 ? "s" : "", b,
+                (ur.cached || !ucfg) && (cr.cached || !ccfg) ? "cached in" : "measured now, cached in", ur.fwd, ur.vjp,
+                cr.fwd, cr.vjp);
+    if (ucfg || ccfg) fprintf(out, "  %s\n", cpath);
+    if (o->workers > 0)
+        fprintf(out, "estimate cpu: %s with %d worker%s of %d thread%s (%.0f s of one worker)%s\n",
+                duration(secs / workers, b1, sizeof b1), workers, workers > 1 ? "s" : "", thr, thr > 1 ? "s" : "", secs,
+                is_cpu ? "" : " [the run asked for a GPU]");
+    else
+        fprintf(out, "estimate cpu: %s per worker of %d thread%s (divide by the number of such workers)\n",
+                duration(secs, b1, sizeof b1), thr, thr > 1 ? "s" : "");
+    fprintf(out, "estimate cuda: unknown (no bench-cuda figures for these models on this machine; run make bench-cuda on "
+                 "a GPU)\n");
+    rc = 0;
+    goto done;
+fail_rates:
+    drq_set_threads(saved_threads);
+fail:
+    fprintf(stderr, "drq: dry run: %s\n", err.msg);
+done:
+    json_decref(cache);
+    free(cpath), free(ucfg), free(ccfg);
+    return rc;
+}
