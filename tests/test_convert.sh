@@ -15,7 +15,8 @@
 #   the global named, and their side effect (a marker file) never happens;
 # - a truncated zip, a zip without data.pkl, a storage shorter than its tensor, an
 #   unknown storage type, a truncated legacy file, an HTML page: clear errors.
-# DRQ_TEST_FULL=1 adds the full-size CIFAR-10 WRN-28-10 (bitwise against torch).
+# Also the full-size CIFAR-10 WRN-28-10 (RobustBench layout, both formats, bitwise
+# against torch's tensors; ~15 s, ~600 MB in $TMPDIR; DRQ_TEST_FULL=0 leaves it out).
 # Prints "RESULT <passed> <failed> <skipped>".
 cd "$(dirname "$0")/.."
 source tests/queue_lib.sh
@@ -77,7 +78,7 @@ HAVE_TORCH=0
 "$TORCHPY" -c 'import torch' 2>/dev/null && HAVE_TORCH=1
 if [ "$HAVE_TORCH" -eq 1 ]; then
     FULL=()
-    [ "${DRQ_TEST_FULL:-0}" = 1 ] && FULL=(--full)
+    [ "${DRQ_TEST_FULL:-1}" = 1 ] && FULL=(--full)
     if "$TORCHPY" tests/ref/gen_checkpoints.py --out "$D" "${FULL[@]}" >"$T/gen.txt" 2>&1; then
         check "gen_checkpoints.py" true
     else
@@ -121,6 +122,7 @@ if [ "$HAVE_TORCH" -eq 1 ]; then
             check "full WRN-28-10 ($fmt) bitwise" "$STCMP" "$D/wrn_full.robustbench.F32.$fmt.safetensors" \
                 "$D/wrn_full.expected.safetensors" --default-tol 0 >/dev/null
         done
+        rm -f "$D"/wrn_full.*
     fi
     # through the shebang (env python3) as a user runs it
     check "runs as an executable" "$CONV_SRC" "$D/wrn_tiny.robustbench.F32.zip.ckpt" "$D/shebang.safetensors"
