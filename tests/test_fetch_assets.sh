@@ -153,25 +153,25 @@ for tool in "${TOOLS[@]}"; do
     check "$tool: test_batch.bin unpacked" test "$(stat -c %s "$A/cifar-10-batches-bin/test_batch.bin" 2>/dev/null)" = 12292
     check "$tool: ddpm checkpoint in place" cmp -s "$A/ddpm-cifar10-ema.ckpt" "$S/ddpm.ckpt"
     check "$tool: Standard.pt in place" cmp -s "$A/Standard.pt" "$S/wrn.pt"
-    check_eq "$tool: ddpm converted" "$(st_keys "$A/ddpm-cifar10.safetensors" 2>/dev/null)" \
+    check_eq "$tool: ddpm converted" "$(st_keys "$A/ddpm-cifar10-ema.safetensors" 2>/dev/null)" \
         "conv_in.bias,conv_in.weight,temb.dense.0.weight"
     check_eq "$tool: wrn converted, module. stripped, num_batches_tracked dropped" \
-        "$(st_keys "$A/wrn-28-10.safetensors" 2>/dev/null)" "conv1.weight,fc.bias"
+        "$(st_keys "$A/wrn-28-10-standard.safetensors" 2>/dev/null)" "conv1.weight,fc.bias"
     check_eq "$tool: SHA-256 recorded" "$(grep ' Standard.pt$' "$A/SHA256SUMS" 2>/dev/null | cut -d' ' -f1)" "$SHA_WRN"
     check "$tool: says the SHA-256 was recorded" grep_out "$tool-first" "no checksum is published.*recorded its SHA-256"
     check "$tool: MD5s checked" grep_out "$tool-first" "MD5 $MD5_DDPM ok"
-    check "$tool: prints the spec lines" grep -qF "\"weights\": \"$A/wrn-28-10.safetensors\"" "$T/$tool-first.out"
+    check "$tool: prints the spec lines" grep -qF "\"weights\": \"$A/wrn-28-10-standard.safetensors\"" "$T/$tool-first.out"
     check "$tool: no .part left" test -z "$(ls "$A"/*.part "$A"/*.html 2>/dev/null)"
 
     # second run: nothing at all
-    m0=$(stat -c %Y.%s "$A/ddpm-cifar10.safetensors" "$A/cifar-10-batches-bin/test_batch.bin")
+    m0=$(stat -c %Y.%s "$A/ddpm-cifar10-ema.safetensors" "$A/cifar-10-batches-bin/test_batch.bin")
     r1=$(nreq)
     fetch "$tool-second" "$A"
     check_eq "$tool: second run status" "$RC" 0
     check_eq "$tool: second run makes no request" "$(nreq)" "$r1"
     check "$tool: second run says up to date" grep_out "$tool-second" "nothing to do"
     check_eq "$tool: second run rewrites nothing" \
-        "$(stat -c %Y.%s "$A/ddpm-cifar10.safetensors" "$A/cifar-10-batches-bin/test_batch.bin")" "$m0"
+        "$(stat -c %Y.%s "$A/ddpm-cifar10-ema.safetensors" "$A/cifar-10-batches-bin/test_batch.bin")" "$m0"
 
     # an interrupted earlier run left a .part: resumed from its size
     B2=$T/part-$tool
@@ -205,7 +205,7 @@ check "wrong MD5: nothing unpacked" test ! -e "$T/md5/cifar-10-batches-bin"
 fetch html "$T/html" DRQ_URL_DDPM="$U/html/ddpm.ckpt" -- --only ddpm
 check_eq "HTML page: status 1" "$RC" 1
 check "HTML page: says so" grep -q "got an HTML page instead of the file (Service Unavailable)" "$T/html.err"
-check "HTML page: no checkpoint" test ! -e "$T/html/ddpm-cifar10-ema.ckpt" -a ! -e "$T/html/ddpm-cifar10.safetensors"
+check "HTML page: no checkpoint" test ! -e "$T/html/ddpm-cifar10-ema.ckpt" -a ! -e "$T/html/ddpm-cifar10-ema.safetensors"
 
 fetch quota "$T/quota" DRQ_URL_WRN="$U/quota/wrn.pt" -- --only wrn
 check_eq "Drive quota page: status 1" "$RC" 1
