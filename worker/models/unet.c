@@ -42,6 +42,17 @@ static void gnorm_backward(gnorm *g, const Tensor *x, const Tensor *gy, Tensor *
     group_norm_backward_input(x, gy, GN_GROUPS, g->gamma, g->stats.data, gx);
 }
 
+/* h = norm(x) (saved), y = swish(h): the fused op, one pass over memory. */
+static void gnorm_swish_forward(gnorm *g, const Tensor *x, Tensor *h, Tensor *y) {
+    tensor_ensure_on(&g->stats, x->dev, x->n, 2 * GN_GROUPS, 1, 1);
+    group_norm_swish_forward(x, GN_GROUPS, GN_EPS, g->gamma, g->beta, h, y, g->stats.data);
+}
+
+/* gx = VJP of gnorm_swish_forward at x (h saved); gy is used as scratch. */
+static void gnorm_swish_backward(gnorm *g, const Tensor *x, const Tensor *h, Tensor *gy, Tensor *gx) {
+    group_norm_swish_backward_input(x, h, gy, GN_GROUPS, g->gamma, g->stats.data, gx);
+}
+
 static Conv2d conv_bind(params *p, int cin, int cout, int k, int stride, int pad, const char *prefix) {
     const float *w = params_get(p, P_WEIGHT, SHAPE4(cout, cin, k, k), "%s.weight", prefix);
     const float *b = params_get(p, P_BIAS, SHAPE1(cout), "%s.bias", prefix);
@@ -89,14 +100,12 @@ static void res_forward(resblock *r, const Tensor *x, const Tensor *temb_act, Te
     ENSURE_LIKE(&r->h2, n, r->cout, H, W);
     ENSURE_LIKE(&r->tproj, n, r->cout, 1, 1);
     ENSURE_LIKE(out, n, r->cout, H, W);
-    gnorm_forward(&r->norm1, x, &r->h1);
-    swish_forward(&r->h1, &r->tmp);
+    gnorm_swish_forward(&r->norm1, x, &r->h1, &r->tmp);
     conv2d_forward(&r->conv1, &r->tmp, &r->c1);
     linear_forward(r->temb_w, r->temb_b, r->temb_ch, r->cout, temb_act, &r->tproj);
     add_channel_forward(&r->c1, &r->tproj, &r->c1);
-    gnorm_forward(&r->norm2, &r->c1, &r->h2);
     ENSURE_LIKE(&r->tmp, n, r->cout, H, W);
-    swish_forward(&r->h2, &r->tmp);
+    gnorm_swish_forward(&r->norm2, &r->c1, &r->h2, &r->tmp);
     conv2d_forward(&r->conv2, &r->tmp, out);
     if (r->has_nin) {
         conv2d_forward(&r->nin_shortcut, x, &r->tmp);
@@ -113,12 +122,10 @@ static void res_backward(resblock *r, const Tensor *x, const Tensor *gout, Tenso
     ENSURE_LIKE(&r->gb, n, r->cout, H, W);
     ENSURE_LIKE(gx, n, r->cin, H, W);
     conv2d_backward_input(&r->conv2, gout, &r->ga);
-    swish_backward_input(&r->h2, &r->ga, &r->ga);
-    gnorm_backward(&r->norm2, &r->c1, &r->ga, &r->gb);
+    gnorm_swish_backward(&r->norm2, &r->c1, &r->h2, &r->ga, &r->gb);
     conv2d_backward_input(&r->conv1, &r->gb, gx);
-    swish_backward_input(&r->h1, gx, gx);
     ENSURE_LIKE(&r->ga, n, r->cin, H, W);
-    gnorm_backward(&r->norm1, x, gx, &r->ga);
+    gnorm_swish_backward(&r->norm1, x, &r->h1, gx, &r->ga); /* gx: scratch, rewritten below */
     if (r->has_nin) {
         conv2d_backward_input(&r->nin_shortcut, gout, gx);
         add_forward(gx, &r->ga, gx);
@@ -363,8 +370,7 @@ static void node_forward(unet *m, node *nd, const Tensor *x) {
         ENSURE_LIKE(&nd->mid, n, x->c, x->h, x->w);
         ENSURE_LIKE(&nd->tmp, n, x->c, x->h, x->w);
         ENSURE_LIKE(&nd->out, n, nd->conv.cout, x->h, x->w);
-        gnorm_forward(&nd->norm, x, &nd->mid);
-        swish_forward(&nd->mid, &nd->tmp);
+        gnorm_swish_forward(&nd->norm, x, &nd->mid, &nd->tmp);
         conv2d_forward(&nd->conv, &nd->tmp, &nd->out);
         break;
     }
@@ -384,8 +390,7 @@ static void node_backward(node *nd, const Tensor *g) {
         break;
     case N_OUT:
         conv2d_backward_input(&nd->conv, g, &nd->tmp);
-        swish_backward_input(&nd->mid, &nd->tmp, &nd->tmp);
-        gnorm_backward(&nd->norm, x, &nd->tmp, &nd->gin);
+        gnorm_swish_backward(&nd->norm, x, &nd->mid, &nd->tmp, &nd->gin);
         break;
     }
 }
