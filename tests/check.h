@@ -6,8 +6,9 @@
  * run shows every difference.  SKIP("reason", ...) counts a check that could
  * not run here (no GPU, no dataset, ASan) and prints "SKIP file:line: reason";
  * a skip is neither a pass nor a failure, and tests/run.sh reports the count.
- * Use CHECK_EQ_INT / CHECK_EQ_STR / CHECK_LE / CHECK_MSG wherever there are
- * operands to print; bare CHECK(cond) prints only the expression.
+ * Use CHECK_EQ_INT / CHECK_EQ_STR / CHECK_CMP_INT / CHECK_CMP_DBL / CHECK_LE /
+ * CHECK_MSG wherever there are operands to print; bare CHECK(cond) prints only
+ * the expression (keep it for predicates such as isnan(x) or same_images(…)).
  */
 #ifndef DRQ_CHECK_H
 #define DRQ_CHECK_H
@@ -42,6 +43,19 @@ static int check_passed_, check_failed_, check_skipped_;
         const char *a_ = (a), *b_ = (b);                                       \
         CHECK_(a_ && b_ && strcmp(a_, b_) == 0, "%s == %s: \"%s\" vs \"%s\"", \
                #a, #b, a_ ? a_ : "(null)", b_ ? b_ : "(null)");               \
+    } while (0)
+/* a op b for integers (pointers compare as their addresses), each operand
+ * evaluated once, both printed: CHECK_CMP_INT(n, >=, 5) */
+#define CHECK_CMP_INT(a, op, b)                                               \
+    do {                                                                      \
+        long long a_ = (long long)(a), b_ = (long long)(b);                   \
+        CHECK_(a_ op b_, "%s %s %s: %lld vs %lld", #a, #op, #b, a_, b_);      \
+    } while (0)
+/* a op b for floating point, each operand evaluated once, both printed */
+#define CHECK_CMP_DBL(a, op, b)                                               \
+    do {                                                                      \
+        double a_ = (double)(a), b_ = (double)(b);                            \
+        CHECK_(a_ op b_, "%s %s %s: %.17g vs %.17g", #a, #op, #b, a_, b_);    \
     } while (0)
 /* value <= bound, e.g. a relative error against its tolerance */
 #define CHECK_LE(v, bound, what)                                              \

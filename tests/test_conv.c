@@ -246,7 +246,7 @@ static void test_cache(const ConvCase *t) {
                                  {6, 9, 9}, {7, 9, 9}, {8, 9, 9}, {1, 9, 9}, {3, 9, 9}, {2, 11, 8}, {1, 9, 9}};
     for (size_t i = 0; i < sizeof seq / sizeof seq[0]; i++) run_shape(&c, t, seq[i][0], seq[i][1], seq[i][2]);
     cpu_conv2d_release(&c);
-    CHECK(c.impl[DRQ_CPU] == NULL);
+    CHECK_MSG(c.impl[DRQ_CPU] == NULL, "%s: %p", "c.impl[DRQ_CPU] == NULL", (void *)(c.impl[DRQ_CPU]));
     run_shape(&c, t, 2, 9, 9); /* usable again after release */
     cpu_conv2d_release(&c);
     free(w), free(b);

@@ -486,18 +486,20 @@ static void test_plan_cache(void) {
     int live0 = live_desc;
     cuda_conv2d_release(&cd);
     CHECK_EQ_INT(live_desc, live0 - 4 * 6); /* 4 plans × (3 tensor + 1 filter + 2 conv descriptors) */
-    CHECK(cd.impl[DRQ_CUDA] == NULL);
+    CHECK_MSG(cd.impl[DRQ_CUDA] == NULL, "%s: %p", "cd.impl[DRQ_CUDA] == NULL", (void *)(cd.impl[DRQ_CUDA]));
     cudaFree((void *)cd.w);
 }
 
 static void test_context(void) {
     cuda_ctx *c = cuda_ctx_get();
-    CHECK(c && c->cudnn && c->cublas);
+    CHECK_MSG(c && c->cudnn && c->cublas, "context %p, cudnn %p, cublas %p", (void *)c, c ? (void *)c->cudnn : NULL,
+              c ? (void *)c->cublas : NULL);
     CHECK_MSG(blas_math == CUBLAS_DEFAULT_MATH, "cuBLAS math mode %d (float32 GEMMs want the default)", (int)blas_math);
-    CHECK(cuda_ctx_get() == c); /* one context per thread and device */
+    CHECK_EQ_INT(cuda_ctx_get(), c); /* one context per thread and device */
     long a0 = drq_cuda_alloc_count();
     void *p1 = cuda_scratch(c, SCR_PAD, 1000), *p2 = cuda_scratch(c, SCR_PAD, 900);
-    CHECK(p1 == p2 && drq_cuda_alloc_count() == a0 + 1); /* grow-only */
+    CHECK_MSG(p1 == p2 && drq_cuda_alloc_count() == a0 + 1, "scratch %p then %p, %ld allocations (want %ld)", p1, p2,
+              (long)drq_cuda_alloc_count(), a0 + 1); /* grow-only */
     cuda_scratch(c, SCR_PAD, 100000);
     CHECK_EQ_INT(drq_cuda_alloc_count(), a0 + 2);
     char err[200];
@@ -505,7 +507,8 @@ static void test_context(void) {
     CHECK_CONTAINS(err, "cuda:2 does not exist");
     CHECK_EQ_INT(drq_cuda_set_device(1, err, sizeof err), 0);
     cuda_ctx *c1 = cuda_ctx_get();
-    CHECK(c1->device == 1 && nhandles == 2); /* a new context for the other device */
+    CHECK_MSG(c1->device == 1 && nhandles == 2, "device %d (want 1), %d handles (want 2)", (int)c1->device,
+              (int)nhandles); /* a new context for the other device */
     drq_cuda_set_device(0, err, sizeof err);
     CHECK_EQ_INT(drq_cuda_set_precision("fp16"), -1);
     CHECK_EQ_INT(drq_cuda_set_precision("fp32"), 0);

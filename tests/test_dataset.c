@@ -135,7 +135,7 @@ static void test_idx_good(void) {
         int rc = dataset_load("mnist", P(dirs[k]), "test", 0, -1, &d, &err);
         CHECK_MSG(rc == 0, "%s: %s", dirs[k], err.msg);
         CHECK_MSG(rc == 0 && same_images(&d, test_pix, test_lab, 0, TN, 1, TR, TC), "%s test split content", dirs[k]);
-        if (rc == 0) CHECK(d.x[0] == 0.0f && d.x[1] == 1.0f);
+        if (rc == 0) CHECK_MSG(d.x[0] == 0.0f && d.x[1] == 1.0f, "x[0] %g (want 0), x[1] %g (want 1)", d.x[0], d.x[1]);
         dataset_free(&d);
         rc = dataset_load("fashion-mnist", P(dirs[k]), "train", 0, -1, &d, &err);
         CHECK_MSG(rc == 0 && same_images(&d, train_pix, train_lab, 0, RN, 1, RR, RC), "%s train split: %s",
@@ -143,16 +143,16 @@ static void test_idx_good(void) {
         dataset_free(&d);
     }
     /* ranges */
-    CHECK(dataset_load("mnist", P("gz"), "test", 1, 3, &d, &err) == 0);
+    CHECK_EQ_INT(dataset_load("mnist", P("gz"), "test", 1, 3, &d, &err), 0);
     CHECK(same_images(&d, test_pix, test_lab, 1, 3, 1, TR, TC));
     dataset_free(&d);
-    CHECK(dataset_load("mnist", P("plain"), "test", 2, -1, &d, &err) == 0);
+    CHECK_EQ_INT(dataset_load("mnist", P("plain"), "test", 2, -1, &d, &err), 0);
     CHECK(same_images(&d, test_pix, test_lab, 2, 3, 1, TR, TC));
     dataset_free(&d);
-    CHECK(dataset_load("mnist", P("plain"), "train", 6, 1, &d, &err) == 0);
+    CHECK_EQ_INT(dataset_load("mnist", P("plain"), "train", 6, 1, &d, &err), 0);
     CHECK(same_images(&d, train_pix, train_lab, 6, 1, 1, RR, RC));
     dataset_free(&d);
-    CHECK(dataset_load("mnist", P("plain"), "test", 5, -1, &d, &err) == 0); /* empty range at the end */
+    CHECK_EQ_INT(dataset_load("mnist", P("plain"), "test", 5, -1, &d, &err), 0); /* empty range at the end */
     CHECK_EQ_INT(d.n, 0);
     dataset_free(&d);
     /* the images file itself: labels found by the usual name (plain, .gz, and across) */
@@ -184,7 +184,8 @@ static void test_idx_good(void) {
         if (rc_ == 0) dataset_free(&d_);                                               \
         CHECK_CONTAINS(e_.msg, (file));                                                \
         CHECK_CONTAINS(e_.msg, (what));                                                \
-        CHECK(rc_ == 0 || (d_.x == NULL && d_.y == NULL && d_.n == 0));                \
+        CHECK_MSG(rc_ == 0 || (d_.x == NULL && d_.y == NULL && d_.n == 0),              \
+                  "failed load left x %p, y %p, n %d", (void *)d_.x, (void *)d_.y, (int)d_.n); \
     } while (0)
 
 static void write_pair(const char *rel, const uint8_t *img, size_t ilen, const uint8_t *lab, size_t llen, int gz) {
@@ -248,7 +249,7 @@ static void test_idx_bad(void) {
         size_t glen;
         drq_err e = {{0}};
         char *g = read_file_all(P("trunc6/full.gz"), &glen, &e);
-        CHECK(g != NULL && glen > 20);
+        CHECK_MSG(g != NULL && glen > 20, "gzip %p of %zu bytes (want > 20)", (void *)g, (size_t)glen);
         if (g) write_file(P("trunc6/t10k-images-idx3-ubyte.gz"), g, glen - 12, 0);
         free(g);
         write_file(P("trunc6/t10k-labels-idx1-ubyte.gz"), lab, ll, 1);
@@ -264,7 +265,7 @@ static void test_idx_bad(void) {
         size_t glen;
         drq_err e = {{0}};
         char *g = read_file_all(P("corrupt/full.gz"), &glen, &e);
-        CHECK(g != NULL && glen > 100);
+        CHECK_MSG(g != NULL && glen > 100, "gzip %p of %zu bytes (want > 100)", (void *)g, (size_t)glen);
         if (g) {
             for (size_t i = 40; i < 60 && i < glen; i++) g[i] ^= 0x55;
             write_file(P("corrupt/t10k-images-idx3-ubyte.gz"), g, glen, 0);
@@ -511,16 +512,16 @@ static void test_cifar(void) {
     CHECK_MSG(dataset_load("cifar10", P("cifar"), "test", 0, -1, &d, &err) == 0, "%s", err.msg);
     CHECK(cifar_same(&d, 100, 3));
     dataset_free(&d);
-    CHECK(dataset_load("cifar10", P("cifar"), "test", 1, 2, &d, &err) == 0);
+    CHECK_EQ_INT(dataset_load("cifar10", P("cifar"), "test", 1, 2, &d, &err), 0);
     CHECK(cifar_same(&d, 101, 2));
     dataset_free(&d);
     CHECK_MSG(dataset_load("cifar10", P("cifar"), "train", 0, -1, &d, &err) == 0, "%s", err.msg);
     CHECK(cifar_same(&d, 0, 10));
     dataset_free(&d);
-    CHECK(dataset_load("cifar10", P("cifar"), "train", 1, 6, &d, &err) == 0); /* spans files 1..4 */
+    CHECK_EQ_INT(dataset_load("cifar10", P("cifar"), "train", 1, 6, &d, &err), 0); /* spans files 1..4 */
     CHECK(cifar_same(&d, 1, 6));
     dataset_free(&d);
-    CHECK(dataset_load("cifar10", P("cifar"), "train", 9, 1, &d, &err) == 0);
+    CHECK_EQ_INT(dataset_load("cifar10", P("cifar"), "train", 9, 1, &d, &err), 0);
     CHECK(cifar_same(&d, 9, 1));
     dataset_free(&d);
     CHECK_MSG(dataset_load("cifar10", P("cifarparent"), "train", 4, -1, &d, &err) == 0, "%s", err.msg);
@@ -542,11 +543,11 @@ static void test_cifar(void) {
                 "label 10 in record 1 (byte offset 3073) is not below the 10 classes");
     CHECK_FAILS("cifar10", P("cbad/none.bin"), "test", 0, -1, "cbad/none.bin", "missing file");
     write_cifar_dir("cmiss");
-    CHECK(unlink(P("cmiss/data_batch_3.bin")) == 0);
+    CHECK_EQ_INT(unlink(P("cmiss/data_batch_3.bin")), 0);
     CHECK_FAILS("cifar10", P("cmiss"), "train", 0, 1, "cmiss/data_batch_3.bin", "missing file");
-    CHECK(dataset_load("cifar10", P("cmiss"), "test", 0, -1, &d, &err) == 0); /* test split unaffected */
+    CHECK_EQ_INT(dataset_load("cifar10", P("cmiss"), "test", 0, -1, &d, &err), 0); /* test split unaffected */
     dataset_free(&d);
-    CHECK(unlink(P("cmiss/test_batch.bin")) == 0);
+    CHECK_EQ_INT(unlink(P("cmiss/test_batch.bin")), 0);
     CHECK_FAILS("cifar10", P("cmiss"), "test", 0, -1, "cmiss/test_batch.bin", "missing file");
     CHECK_FAILS("cifar10", P("cifar"), "test", 2, 2, "cifar/test_batch.bin",
                 "start 2 + count 2 exceeds the 3 images of");
@@ -569,7 +570,9 @@ static void test_fashion_mnist(void) {
     int rc = dataset_load("fashion-mnist", dir, "test", 0, 100, &d, &err);
     CHECK_MSG(rc == 0, "%s", err.msg);
     if (rc) return;
-    CHECK(d.n == 100 && d.c == 1 && d.h == 28 && d.w == 28 && d.num_classes == 10);
+    CHECK_MSG(d.n == 100 && d.c == 1 && d.h == 28 && d.w == 28 && d.num_classes == 10,
+                  "n %d c %d h %d w %d classes %d, want 100 1 28 28 10", (int)d.n, (int)d.c, (int)d.h, (int)d.w,
+                  (int)d.num_classes);
     int out = 0, badlab = 0;
     double sum0 = 0;
     for (size_t i = 0; i < (size_t)100 * 784; i++) out += !(d.x[i] >= 0.0f && d.x[i] <= 1.0f);

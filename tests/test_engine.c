@@ -128,12 +128,17 @@ static void test_rows(void) {
         for (int i = 0; i < 7; i++) {
             const drq_row *r = &r7[i];
             CHECK_LE(r->delta_linf, 0.1 + 1e-6, "pgd linf: ‖δ‖∞ ≤ eps");
-            CHECK(r->dist_init_l2 == r->delta_l2);
-            CHECK(r->ssim_adv <= 1.0 + 1e-9 && r->ssim_pur <= 1.0 + 1e-9);
-            CHECK(r->success_step >= -1 && r->success_step < 3);
-            CHECK(r->comp_adv > 0 && r->comp_unif_mean > 0 && r->comp_unif_std >= 0);
+            CHECK_CMP_DBL(r->dist_init_l2, ==, r->delta_l2);
+            CHECK_MSG(r->ssim_adv <= 1.0 + 1e-9 && r->ssim_pur <= 1.0 + 1e-9, "ssim_adv %.17g, ssim_pur %.17g (want <= 1)",
+                      r->ssim_adv, r->ssim_pur);
+            CHECK_MSG(r->success_step >= -1 && r->success_step < 3, "success_step %d, want in [-1, 3)", (int)r->success_step);
+            CHECK_MSG(r->comp_adv > 0 && r->comp_unif_mean > 0 && r->comp_unif_std >= 0,
+                      "comp_adv %g, comp_unif_mean %g (want > 0), comp_unif_std %g (want >= 0)", (double)r->comp_adv,
+                      (double)r->comp_unif_mean, (double)r->comp_unif_std);
             CHECK_EQ_INT(r->label, i % 10);
-            CHECK(r->robust == (r->adv_pred == r->label) && r->clean_correct == (r->clean_pred == r->label));
+            CHECK_MSG(r->robust == (r->adv_pred == r->label) && r->clean_correct == (r->clean_pred == r->label),
+                      "robust %d, adv_pred %d, clean_correct %d, clean_pred %d, label %d", (int)r->robust,
+                      (int)r->adv_pred, (int)r->clean_correct, (int)r->clean_pred, (int)r->label);
             if (p == 2) CHECK_LE(fabs(r->dist_max_l2 - r->delta_l2), 1e-6, "reverse-only: max distance = init");
         }
         /* cost: 3 PGD steps × (forward + backward) + 2 predictions + 2 fixed-ω + 2 uniform purifications */

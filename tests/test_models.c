@@ -65,14 +65,14 @@ static void test_param_counts(void) {
     drq_err err;
     unet_config uc;
     wrn_config wc;
-    CHECK(unet_config_parse("cifar10", &uc, &err) == 0);
+    CHECK_EQ_INT(unet_config_parse("cifar10", &uc, &err), 0);
     unet *u = unet_load(&uc, NULL, 1, &err);
-    CHECK(u != NULL);
+    CHECK_MSG(u != NULL, "%s: %p", "u != NULL", (void *)(u));
     if (u) CHECK_EQ_INT(unet_param_count(u), 35746307);
     unet_free(u);
-    CHECK(wrn_config_parse("cifar10", &wc, &err) == 0);
+    CHECK_EQ_INT(wrn_config_parse("cifar10", &wc, &err), 0);
     wrn *w = wrn_load(&wc, NULL, 1, &err);
-    CHECK(w != NULL);
+    CHECK_MSG(w != NULL, "%s: %p", "w != NULL", (void *)(w));
     if (w) CHECK_EQ_INT(wrn_param_count(w), 36479194);
     wrn_free(w);
 }
@@ -80,8 +80,8 @@ static void test_param_counts(void) {
 static void test_unet_fd_and_batch(void) {
     drq_err err;
     unet_config c;
-    CHECK(unet_config_parse("{\"resolution\":8,\"in_channels\":2,\"out_ch\":2,\"ch\":32,\"ch_mult\":[1,2],"
-                            "\"num_res_blocks\":1,\"attn_resolutions\":[4]}", &c, &err) == 0);
+    CHECK_EQ_INT(unet_config_parse("{\"resolution\":8,\"in_channels\":2,\"out_ch\":2,\"ch\":32,\"ch_mult\":[1,2],"
+                                   "\"num_res_blocks\":1,\"attn_resolutions\":[4]}", &c, &err), 0);
     unet *u = unet_load(&c, NULL, 7, &err);
     if (!u) { CHECK_MSG(0, "unet_load: %s", err.msg); return; }
     float t[3] = {3.0f, 250.5f, 999.0f};
@@ -109,7 +109,7 @@ static void test_unet_fd_and_batch(void) {
 static void test_wrn_fd_and_batch(void) {
     drq_err err;
     wrn_config c;
-    CHECK(wrn_config_parse("{\"depth\":16,\"widen\":1,\"num_classes\":5,\"in_channels\":3}", &c, &err) == 0);
+    CHECK_EQ_INT(wrn_config_parse("{\"depth\":16,\"widen\":1,\"num_classes\":5,\"in_channels\":3}", &c, &err), 0);
     wrn *w = wrn_load(&c, NULL, 9, &err);
     if (!w) { CHECK_MSG(0, "wrn_load: %s", err.msg); return; }
     model m = {.w = w, .out_c = 5, .out_hw = 1};
@@ -184,13 +184,13 @@ static void test_bad_weights(void) {
         int ok;
         if (!strcmp(k->arch, "ddpm-unet")) {
             unet_config c;
-            CHECK(unet_config_parse(cfg, &c, &err) == 0);
+            CHECK_EQ_INT(unet_config_parse(cfg, &c, &err), 0);
             unet *u = unet_load(&c, &f, 0, &err);
             ok = u == NULL;
             unet_free(u);
         } else {
             wrn_config c;
-            CHECK(wrn_config_parse(cfg, &c, &err) == 0);
+            CHECK_EQ_INT(wrn_config_parse(cfg, &c, &err), 0);
             wrn *w = wrn_load(&c, &f, 0, &err);
             ok = w == NULL;
             wrn_free(w);

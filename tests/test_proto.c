@@ -127,7 +127,7 @@ static void test_fuzz(void) {
             rejected++;
         }
     }
-    CHECK(rejected > 10000);
+    CHECK_CMP_INT(rejected, >, 10000);
     CHECK_EQ_INT(decoded + rejected, 20000);
 }
 
@@ -150,8 +150,9 @@ static void test_roundtrip(void) {
     CHECK_EQ_INT(drq_jint(m.body, "job"), 77);
     CHECK_EQ_INT(drq_jint(m.body, "v"), DRQ_PROTO_VERSION);
     CHECK_EQ_INT(m.nbin, 1);
-    CHECK(m.binlen[0] == 4 && !memcmp(m.bin[0], "blob", 4));
-    CHECK(m.rid_len > 0);
+    CHECK_MSG(m.binlen[0] == 4 && !memcmp(m.bin[0], "blob", 4), "binary frame of %zu bytes \"%.*s\", want \"blob\"",
+              (size_t)m.binlen[0], (int)(m.binlen[0] < 16 ? m.binlen[0] : 16), (const char *)m.bin[0]);
+    CHECK_CMP_INT(m.rid_len, >, 0);
     /* reply over the routing id */
     json_t *a = json_object();
     json_object_set_new(a, "seq", json_integer(5));
@@ -211,9 +212,11 @@ static void test_rows(void) {
     CHECK_EQ_INT(n, 3);
     CHECK_EQ_INT(back[2].image, 102);
     CHECK_EQ_STR(back[1].extra, "{\"k\":1}");
-    CHECK(back[0].extra == NULL);
-    CHECK(isnan(back[0].ssim_adv) && back[0].robust == DRQ_NA);
-    CHECK(back[2].delta_l2 == 1.0 && back[1].seconds == 1.25);
+    CHECK_MSG(back[0].extra == NULL, "%s: %p", "back[0].extra == NULL", (void *)(back[0].extra));
+    CHECK_MSG(isnan(back[0].ssim_adv) && back[0].robust == DRQ_NA, "ssim_adv %g (want nan), robust %d (want %d)",
+              back[0].ssim_adv, (int)back[0].robust, (int)DRQ_NA);
+    CHECK_MSG(back[2].delta_l2 == 1.0 && back[1].seconds == 1.25, "delta_l2 %.17g (want 1), seconds %.17g (want 1.25)",
+              back[2].delta_l2, back[1].seconds);
     CHECK_EQ_STR(back[2].device, "cuda:0");
     drq_rows_free(back, n);
     /* wrong count, every truncation, trailing bytes */

@@ -147,7 +147,7 @@ static void test_memory(unet *u) {
 int main(void) {
     drq_set_threads(2);
     unet *u = tiny_unet();
-    CHECK(u != NULL);
+    CHECK_MSG(u != NULL, "%s: %p", "u != NULL", (void *)(u));
     if (!u) return CHECK_DONE();
     fd_case(u, "ddpm fixedlarge t*=3", (purify_config){.kind = PURIFY_DDPM, .t_star = 3});
     fd_case(u, "ddpm fixedsmall t*=3", (purify_config){.kind = PURIFY_DDPM, .t_star = 3, .var_small = 1});

@@ -43,20 +43,23 @@ static int cmp_u64(const void *a, const void *b) {
 
 /* drq_key by hand (uint64 wrap-around), DESIGN.md §3. */
 static void test_key(void) {
-    CHECK(drq_key(0, 0, 0) == 0);
-    CHECK(drq_key(1, 0, 0) == 83492791u);
-    CHECK(drq_key(0, 1, 0) == 73856093u);
-    CHECK(drq_key(0, 0, 1) == 19349663u);
+    CHECK_EQ_INT(drq_key(0, 0, 0), 0);
+    CHECK_EQ_INT(drq_key(1, 0, 0), 83492791u);
+    CHECK_EQ_INT(drq_key(0, 1, 0), 73856093u);
+    CHECK_EQ_INT(drq_key(0, 0, 1), 19349663u);
     /* 83492791 ^ 73856093 ^ 19349663 */
-    CHECK(drq_key(1, 1, 1) == (UINT64_C(83492791) ^ UINT64_C(73856093) ^ UINT64_C(19349663)));
+    CHECK_EQ_INT(drq_key(1, 1, 1), (UINT64_C(83492791) ^ UINT64_C(73856093) ^ UINT64_C(19349663)));
     /* 7·83492791 = 584449537, 1234·73856093 = 91138418762, 1099·19349663 = 21265179637;
      * XOR = 0x11e9127cde */
-    CHECK(drq_key(7, 1234, 1099) == UINT64_C(0x11e9127cde));
+    CHECK_EQ_INT(drq_key(7, 1234, 1099), UINT64_C(0x11e9127cde));
     /* products wrap modulo 2^64 */
-    CHECK(drq_key((UINT64_C(1) << 40) + 5, 9999, 3001) == UINT64_C(0xf9ffb7a66c870507));
-    CHECK(drq_key(UINT64_C(1) << 63, 3, 2) == UINT64_C(0x800000000f7a5c29));
-    CHECK(drq_stream_reverse(0) == 1000 && drq_stream_reverse(999) == 1999);
-    CHECK(drq_stream_uniform_delta(0) == 3000 && drq_stream_uniform_delta(999) == 3999);
+    CHECK_EQ_INT(drq_key((UINT64_C(1) << 40) + 5, 9999, 3001), UINT64_C(0xf9ffb7a66c870507));
+    CHECK_EQ_INT(drq_key(UINT64_C(1) << 63, 3, 2), UINT64_C(0x800000000f7a5c29));
+    CHECK_MSG(drq_stream_reverse(0) == 1000 && drq_stream_reverse(999) == 1999, "reverse streams %llu, %llu (want 1000, 1999)",
+              (unsigned long long)drq_stream_reverse(0), (unsigned long long)drq_stream_reverse(999));
+    CHECK_MSG(drq_stream_uniform_delta(0) == 3000 && drq_stream_uniform_delta(999) == 3999,
+              "uniform_delta streams %llu, %llu (want 3000, 3999)", (unsigned long long)drq_stream_uniform_delta(0),
+              (unsigned long long)drq_stream_uniform_delta(999));
 
     /* within one (seed, image) every stream of docs/seeds.md has its own key
      * (stream -> key is a bijection for fixed seed and image) */
@@ -85,10 +88,10 @@ static void test_key(void) {
 
 static void test_derived(void) {
     /* splitmix64 from state 0: first output 0xe220a8397b1dcdaf (Vigna's splitmix64.c) */
-    CHECK(drq_splitmix64(0) == UINT64_C(0xe220a8397b1dcdaf));
+    CHECK_EQ_INT(drq_splitmix64(0), UINT64_C(0xe220a8397b1dcdaf));
     /* regression values from an independent Python transcription of the formula */
-    CHECK(drq_derived_seed(0, 1, 0, 0) == UINT64_C(0xd1c0270687984b37));
-    CHECK(drq_derived_seed(42, 2, 5, 3) == UINT64_C(0xc96cdeb2aba301d1));
+    CHECK_EQ_INT(drq_derived_seed(0, 1, 0, 0), UINT64_C(0xd1c0270687984b37));
+    CHECK_EQ_INT(drq_derived_seed(42, 2, 5, 3), UINT64_C(0xc96cdeb2aba301d1));
     /* distinct purposes / arguments give distinct seeds, and never the seed itself */
     uint64_t s = 12345, seen[3 * 8 * 4];
     int k = 0, dup = 0;
@@ -100,17 +103,17 @@ static void test_derived(void) {
         for (int j = 0; j < i; j++) dup += seen[i] == seen[j];
     }
     CHECK_EQ_INT(dup, 0);
-    CHECK(drq_derived_seed(1, 2, 3, 4) != drq_derived_seed(1, 2, 4, 3));
-    CHECK(drq_derived_seed(1, 1, 0, 0) != drq_derived_seed(2, 1, 0, 0));
+    CHECK_CMP_INT(drq_derived_seed(1, 2, 3, 4), !=, drq_derived_seed(1, 2, 4, 3));
+    CHECK_CMP_INT(drq_derived_seed(1, 1, 0, 0), !=, drq_derived_seed(2, 1, 0, 0));
 }
 
 static void test_box_muller(void) {
     float z0, z1;
     drq_box_muller(0xffffffffu, 123, &z0, &z1); /* u1 rounds to 1: radius 0 */
-    CHECK(z0 == 0.0f && z1 == 0.0f);
+    CHECK_MSG(z0 == 0.0f && z1 == 0.0f, "z0 %g, z1 %g (want 0, 0)", z0, z1);
     drq_box_muller(0, 0, &z0, &z1); /* u1 = 2^-32 (never 0): r = sqrt(64 ln 2) */
     CHECK_LE(fabs(z0 - sqrt(64.0 * log(2.0))), 1e-5, "z0 at u1 = 2^-32, u2 = 0");
-    CHECK(isfinite(z0) && fabsf(z1) <= 1e-6f);
+    CHECK_MSG(isfinite(z0) && fabsf(z1) <= 1e-6f, "z0 %g (want finite), |z1| %g (want <= 1e-6)", z0, fabsf(z1));
     drq_box_muller(0, 0x40000000u, &z0, &z1); /* u2 = 1/4: cos 0, sin 1 */
     CHECK_LE(fabs(z1 - sqrt(64.0 * log(2.0))), 1e-5, "z1 at u2 = 1/4");
     CHECK_LE(fabsf(z0), 1e-5, "z0 at u2 = 1/4");
@@ -237,7 +240,7 @@ static void test_normal_stats(void) {
     CHECK_LE(fabs(lag / (N / 4)), 1e-2, "corr(z1, z2) across pairs");
     /* Box–Muller with u1 >= 2^-32 bounds |z| by sqrt(64 ln 2) = 6.6604 */
     CHECK_LE(zmax, 6.6604, "max |z|");
-    CHECK(zmax > 4.0); /* 1e6 normals reach 4σ with overwhelming probability */
+    CHECK_CMP_DBL(zmax, >, 4.0); /* 1e6 normals reach 4σ with overwhelming probability */
     free(z);
 }
 
@@ -258,7 +261,7 @@ static void test_uniform_stats(void) {
     double mean = s1 / N, var = s2 / N - mean * mean;
     CHECK_LE(fabs(mean - 0.5), 1.5e-3, "uniform mean - 1/2"); /* s.e. 2.9e-4 */
     CHECK_LE(fabs(var - 1.0 / 12), 1.5e-3, "uniform variance - 1/12");
-    CHECK(lo < 1e-4 && hi > 1 - 1e-4);
+    CHECK_MSG(lo < 1e-4 && hi > 1 - 1e-4, "lo %.9g (want < 1e-4), hi %.9g (want > 1 - 1e-4)", (double)lo, (double)hi);
 
     const float eps = 8.0f / 255.0f;
     drq_uniform(drq_key(1, 2, DRQ_STREAM_PGD_START), N, -eps, eps, u);

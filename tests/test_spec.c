@@ -34,7 +34,7 @@ static void test_issue_example(void) {
     CHECK_EQ_INT(s.npurifiers, 1); /* default: one "none" purifier */
     CHECK_EQ_STR(s.purifiers[0].name, "none");
     CHECK_EQ_INT(s.purifiers[0].kind, PUR_NONE);
-    CHECK(s.attacks[0].ms_per_image == 2);
+    CHECK_EQ_INT(s.attacks[0].ms_per_image, 2);
     /* canonical form parses back to the same canonical form */
     char *c1 = drq_spec_canonical(&s);
     drq_spec s2;
@@ -46,7 +46,7 @@ static void test_issue_example(void) {
     for (int64_t q = 0; q < drq_spec_njobs(&s); q++) {
         drq_job_desc d;
         drq_spec_job(&s, q, &d);
-        CHECK(d.depends_on_seq == -1);
+        CHECK_EQ_INT(d.depends_on_seq, -1);
         for (int64_t i = d.image_start; i < d.image_start + d.image_count; i++) seen[d.seed_index][i]++;
     }
     int ok = 1;
@@ -188,11 +188,17 @@ static void test_defaults_and_transfer(void) {
     CHECK_EQ_INT(drq_spec_njobs(&s), 2 * 2 * 3 * 3);
     CHECK_EQ_INT(drq_spec_nrows(&s), 2 * 2 * 3 * 25);
     const drq_attack_spec *a = &s.attacks[0];
-    CHECK(a->norm == NORM_LINF && a->steps == 40 && a->random_start && a->randomness == RND_FIXED);
-    CHECK(fabs(a->eps - 8.0 / 255.0) < 1e-15 && fabs(a->rel_stepsize - 0.01 / 0.3) < 1e-15);
-    CHECK(a->eot_k == 15 && a->votes == 1 && a->grad == GRAD_FULL);
-    CHECK(s.purifiers[0].t_star == 100 && s.purifiers[0].var == VAR_FIXEDLARGE && s.purifiers[0].clamp_out == 1 &&
-          s.purifiers[0].clamp_x0 == 0);
+    CHECK_MSG(a->norm == NORM_LINF && a->steps == 40 && a->random_start && a->randomness == RND_FIXED,
+              "norm %d (want %d), steps %d (40), random_start %d (1), randomness %d (want %d)", (int)a->norm,
+              (int)NORM_LINF, a->steps, (int)a->random_start, (int)a->randomness, (int)RND_FIXED);
+    CHECK_MSG(fabs(a->eps - 8.0 / 255.0) < 1e-15 && fabs(a->rel_stepsize - 0.01 / 0.3) < 1e-15,
+              "eps %.17g (want 8/255), rel_stepsize %.17g (want 0.01/0.3)", a->eps, a->rel_stepsize);
+    CHECK_MSG(a->eot_k == 15 && a->votes == 1 && a->grad == GRAD_FULL, "eot_k %d (15), votes %d (1), grad %d (want %d)",
+              a->eot_k, a->votes, (int)a->grad, (int)GRAD_FULL);
+    CHECK_MSG(s.purifiers[0].t_star == 100 && s.purifiers[0].var == VAR_FIXEDLARGE && s.purifiers[0].clamp_out == 1 &&
+                  s.purifiers[0].clamp_x0 == 0,
+              "purifier 0: t_star %d (100), var %d (want %d), clamp_out %d (1), clamp_x0 %d (0)", s.purifiers[0].t_star,
+              (int)s.purifiers[0].var, (int)VAR_FIXEDLARGE, (int)s.purifiers[0].clamp_out, (int)s.purifiers[0].clamp_x0);
     int deps = 0, bad = 0, last_short = 0;
     for (int64_t q = 0; q < drq_spec_njobs(&s); q++) {
         drq_job_desc d, src;
@@ -274,8 +280,8 @@ static void test_job_limit(void) {
     memset(&h, 0, sizeof h);
     h.npurifiers = DRQ_SPEC_MAX_LIST, h.nattacks = DRQ_SPEC_MAX_LIST, h.nseeds = DRQ_SPEC_MAX_SEEDS;
     h.dataset.count = 1000000000, h.shard_images = 1;
-    CHECK(drq_spec_njobs(&h) == INT64_MAX);
-    CHECK(drq_spec_nrows(&h) == INT64_MAX);
+    CHECK_EQ_INT(drq_spec_njobs(&h), INT64_MAX);
+    CHECK_EQ_INT(drq_spec_nrows(&h), INT64_MAX);
     h.npurifiers = 3, h.nattacks = 5, h.nseeds = 7, h.shard_images = 10;
     CHECK_EQ_INT(drq_spec_njobs(&h), 3 * 5 * 7 * INT64_C(100000000));
     CHECK_EQ_INT(drq_spec_nrows(&h), 3 * 5 * 7 * INT64_C(1000000000));

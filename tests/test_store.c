@@ -26,13 +26,13 @@ static void test_migrations(void) {
     drq_err e;
     path_of(db, sizeof db, "m.db");
     store *st = store_open(db, 0, &e);
-    CHECK(st != NULL);
+    CHECK_MSG(st != NULL, "%s: %p", "st != NULL", (void *)(st));
     CHECK_EQ_INT(store_schema_version(st), store_schema_latest());
-    CHECK(store_schema_latest() >= 1);
+    CHECK_CMP_INT(store_schema_latest(), >=, 1);
     store_close(st);
     /* re-open: nothing re-applied */
     st = store_open(db, 0, &e);
-    CHECK(st != NULL);
+    CHECK_MSG(st != NULL, "%s: %p", "st != NULL", (void *)(st));
     CHECK_EQ_INT(store_schema_version(st), store_schema_latest());
     store_close(st);
     snprintf(cmd, sizeof cmd, "test \"$(sqlite3 %s 'select count(*) from schema_version')\" = %d", db,
@@ -40,16 +40,16 @@ static void test_migrations(void) {
     CHECK_EQ_INT(sh(cmd), 0);
     /* read-only open works on a current db */
     st = store_open(db, 1, &e);
-    CHECK(st != NULL);
+    CHECK_MSG(st != NULL, "%s: %p", "st != NULL", (void *)(st));
     store_close(st);
     /* a newer schema than this build knows: refused, read-write and read-only */
     snprintf(cmd, sizeof cmd, "sqlite3 %s 'insert into schema_version values(%d, 0)'", db, store_schema_latest() + 7);
     CHECK_EQ_INT(sh(cmd), 0);
     st = store_open(db, 0, &e);
-    CHECK(st == NULL);
+    CHECK_MSG(st == NULL, "%s: %p", "st == NULL", (void *)(st));
     CHECK_CONTAINS(e.msg, "is newer than this drq build knows");
     st = store_open(db, 1, &e);
-    CHECK(st == NULL);
+    CHECK_MSG(st == NULL, "%s: %p", "st == NULL", (void *)(st));
     CHECK_CONTAINS(e.msg, "newer");
     /* not a database */
     char junk[256];
@@ -58,13 +58,13 @@ static void test_migrations(void) {
     fputs("this is not an SQLite database, it is a text file of some length......................", f);
     fclose(f);
     st = store_open(junk, 0, &e);
-    CHECK(st == NULL);
-    CHECK(strlen(e.msg) > 0);
+    CHECK_MSG(st == NULL, "%s: %p", "st == NULL", (void *)(st));
+    CHECK_CMP_INT(strlen(e.msg), >, 0);
     /* read-only on a missing file */
     char none[256];
     path_of(none, sizeof none, "missing.db");
     st = store_open(none, 1, &e);
-    CHECK(st == NULL);
+    CHECK_MSG(st == NULL, "%s: %p", "st == NULL", (void *)(st));
 }
 
 static const char *spec_text =
@@ -77,7 +77,7 @@ static store *fresh(const char *name, drq_spec *sp, int64_t *sweep) {
     drq_err e;
     path_of(db, sizeof db, name);
     store *st = store_open(db, 0, &e);
-    CHECK(st != NULL);
+    CHECK_MSG(st != NULL, "%s: %p", "st != NULL", (void *)(st));
     CHECK_EQ_INT(drq_spec_parse_text(spec_text, sp, &e), 0);
     char *canon = drq_spec_canonical(sp);
     CHECK_EQ_INT(store_begin(st, &e), 0);
@@ -126,12 +126,12 @@ static void test_state_machine(void) {
     store_job_get(st, victim.id, &j);
     CHECK_EQ_STR(j.state, "queued");
     CHECK_EQ_INT(j.attempts, 1);
-    CHECK(j.not_before >= now + 0.99);
+    CHECK_CMP_DBL(j.not_before, >=, now + 0.99);
     CHECK_EQ_INT(store_lease(st, "w", now, 30, 8, more), 0); /* backing off */
     CHECK_EQ_INT(store_lease(st, "w", now + 1.01, 30, 8, more), 1);
     CHECK_EQ_INT(store_job_attempt_failed(st, victim.id, "boom", now, 3, 1.0), 0);
     store_job_get(st, victim.id, &j);
-    CHECK(j.not_before >= now + 1.99); /* doubled */
+    CHECK_CMP_DBL(j.not_before, >=, now + 1.99); /* doubled */
     CHECK_EQ_INT(store_job_attempt_failed(st, victim.id, "boom", now, 3, 1.0), 1);
     store_job_get(st, victim.id, &j);
     CHECK_EQ_STR(j.state, "failed");
@@ -146,7 +146,7 @@ static void test_state_machine(void) {
     /* expired leases */
     int ne;
     int64_t *exp = store_expired_leases(st, now + 31, &ne);
-    CHECK(ne >= 5);
+    CHECK_CMP_INT(ne, >=, 5);
     free(exp);
     store_commit(st, &e);
     /* counters always equal real counts */
@@ -177,7 +177,7 @@ static void test_state_machine(void) {
             break;
         }
     }
-    CHECK(dep_id > 0);
+    CHECK_CMP_INT(dep_id, >, 0);
     store_job_get(st, src_id, &src);
     CHECK_EQ_STR(src.state, "done");
     store_commit(st, &e);
@@ -369,7 +369,7 @@ static void test_submit_dedup(void) {
     char sqlf[300];
     path_of(sqlf, sizeof sqlf, "v1.sql");
     FILE *f = fopen(sqlf, "w");
-    CHECK(f != NULL);
+    CHECK_MSG(f != NULL, "%s: %p", "f != NULL", (void *)(f));
     if (f) {
         fprintf(f,
                 "insert into schema_version values(1, 0);\n"
@@ -381,7 +381,7 @@ static void test_submit_dedup(void) {
     snprintf(cmd, sizeof cmd, "sqlite3 %s < schema/001_init.sql && sqlite3 %s < %s", db, db, sqlf);
     CHECK_EQ_INT(sh(cmd), 0);
     store *st = store_open(db, 0, &e);
-    CHECK(st != NULL);
+    CHECK_MSG(st != NULL, "%s: %p", "st != NULL", (void *)(st));
     if (!st) goto out;
     CHECK_EQ_INT(store_schema_version(st), store_schema_latest());
     char *text = store_sweep_spec(st, 1);
@@ -402,15 +402,15 @@ static void test_submit_dedup(void) {
     CHECK_EQ_INT(store_sweep_dedup(st, "abd", canon, 0, &by_sub), 1); /* the first equal sweep */
     /* a second submission with the same id is refused by the database itself */
     CHECK_EQ_INT(store_begin(st, &e), 0);
-    CHECK(store_sweep_create_ex(st, &sp, canon, "abc", &id, &e) != 0);
+    CHECK_CMP_INT(store_sweep_create_ex(st, &sp, canon, "abc", &id, &e), !=, 0);
     store_rollback(st);
     /* cancelled sweeps do not count */
     int64_t *leased = NULL;
     int nl = 0;
     CHECK_EQ_INT(store_begin(st, &e), 0);
-    CHECK(store_sweep_cancel(st, 1, &leased, &nl, &e) >= 0);
+    CHECK_CMP_INT(store_sweep_cancel(st, 1, &leased, &nl, &e), >=, 0);
     free(leased);
-    CHECK(store_sweep_cancel(st, 2, &leased, &nl, &e) >= 0);
+    CHECK_CMP_INT(store_sweep_cancel(st, 2, &leased, &nl, &e), >=, 0);
     free(leased);
     CHECK_EQ_INT(store_commit(st, &e), 0);
     CHECK_EQ_INT(store_sweep_dedup(st, NULL, canon, 0, &by_sub), 0);
@@ -418,7 +418,7 @@ static void test_submit_dedup(void) {
     store_spec_hash(canon, h1);
     store_spec_hash("{}", h2);
     CHECK_EQ_INT(strlen(h1), 16);
-    CHECK(strcmp(h1, h2) != 0);
+    CHECK_MSG(strcmp(h1, h2) != 0, "both \"%s\"", h1);
     store_close(st);
 out:
     free(canon);
@@ -437,10 +437,10 @@ static void test_storage_faults(void) {
     path_of(flag, sizeof flag, "disk-full");
     snprintf(cfg, sizeof cfg, "err=full,op=write,while=%s", flag);
     CHECK_EQ_INT(drq_faultvfs_config(cfg), 0);
-    CHECK(drq_faultvfs_config("err=nonsense") != 0);
+    CHECK_CMP_INT(drq_faultvfs_config("err=nonsense"), !=, 0);
     CHECK_EQ_INT(drq_faultvfs_config(cfg), 0);
     store *st = store_open(db, 0, &e);
-    CHECK(st != NULL);
+    CHECK_MSG(st != NULL, "%s: %p", "st != NULL", (void *)(st));
     if (!st) return;
     CHECK_EQ_INT(drq_spec_parse_text(spec_text, &sp, &e), 0);
     char *canon = drq_spec_canonical(&sp);
@@ -467,13 +467,13 @@ static void test_storage_faults(void) {
     CHECK_EQ_INT(store_begin(st, &e), 0);
     CHECK_EQ_INT(store_results_insert(st, &j, "none", "a", rows, j.image_count), j.image_count);
     CHECK_EQ_INT(store_job_done(st, j.id), 0);
-    CHECK(store_commit(st, &e) != 0);
+    CHECK_CMP_INT(store_commit(st, &e), !=, 0);
     CHECK_CONTAINS(e.msg, "full");
     const char *msg;
     int rc = store_fault(st, &msg);
     CHECK_EQ_INT(rc & 0xff, 13 /* SQLITE_FULL */);
     CHECK(store_fault_is_storage(rc));
-    CHECK(drq_faultvfs_injected() > inj0);
+    CHECK_CMP_INT(drq_faultvfs_injected(), >, inj0);
     /* reads still work; nothing of the failed transaction is there */
     store_counts c;
     CHECK_EQ_INT(store_sweep_counts(st, sweep, &c), 0);
@@ -500,7 +500,7 @@ static void test_storage_faults(void) {
     if (f) fclose(f);
     CHECK_EQ_INT(store_begin(st, &e), 0);
     store_event(st, sweep, 0, NULL, "test", "io");
-    CHECK(store_commit(st, &e) != 0);
+    CHECK_CMP_INT(store_commit(st, &e), !=, 0);
     CHECK_EQ_INT(store_fault(st, NULL) & 0xff, 10 /* SQLITE_IOERR */);
     CHECK(store_fault_is_storage(store_fault(st, NULL)));
     unlink(flag);
@@ -512,9 +512,9 @@ static void test_storage_faults(void) {
     int64_t id2;
     CHECK_EQ_INT(store_begin(st, &e), 0);
     CHECK_EQ_INT(store_sweep_create_ex(st, &sp, canon, "dup", &id2, &e), 0);
-    CHECK(store_sweep_create_ex(st, &sp, canon, "dup", &id2, &e) != 0);
+    CHECK_CMP_INT(store_sweep_create_ex(st, &sp, canon, "dup", &id2, &e), !=, 0);
     store_event(st, sweep, 0, NULL, "test", "after the error: not run");
-    CHECK(store_commit(st, &e) != 0);
+    CHECK_CMP_INT(store_commit(st, &e), !=, 0);
     CHECK(!store_fault_is_storage(store_fault(st, NULL)));
     int by_sub;
     CHECK_EQ_INT(store_sweep_dedup(st, "dup", canon, 1, &by_sub), 0); /* rolled back */
