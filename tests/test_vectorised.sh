@@ -9,11 +9,11 @@ cd "$(dirname "$0")/.." || exit 1
 CC=${CC:-gcc}
 FLAGS=$(make -s --no-print-directory print-CPU_LOOP_FLAGS) # as the Makefile builds ops_cpu.c
 pass=0 fail=0
-HOT=(cpu_swish_forward cpu_swish_backward_input cpu_add_forward cpu_axpy cpu_axpby cpu_group_norm_forward
-     cpu_group_norm_backward_input cpu_affine_clamp_forward cpu_sampler_step_forward cpu_sampler_step_backward_input
+HOT=(cpu_swish_forward cpu_swish_backward_input cpu_add_forward cpu_axpy cpu_axpby gn_stats gn_forward
+     gn_backward_group cpu_group_norm_swish_backward_input cpu_affine_clamp_forward cpu_sampler_step_forward cpu_sampler_step_backward_input
      cpu_add_channel_forward) # (upsample2x_forward, a strided copy, vectorises in no build)
 # line -> enclosing function, from the definitions' first lines
-funcs=$(grep -n '^static [a-z ]*\bcpu_[a-z0-9_]*(' kernels/cpu/ops_cpu.c | sed -E 's/^([0-9]+):.*\b(cpu_[a-z0-9_]+)\(.*/\1 \2/')
+funcs=$(grep -nE '^static [a-z ]*\b[a-z_][a-z0-9_]*\(' kernels/cpu/ops_cpu.c | sed -E 's/^([0-9]+):static [a-z ]*\b([a-z_][a-z0-9_]*)\(.*/\1 \2/')
 for lv in "v2 16" "v3 32" "v4 64"; do
     set -- $lv
     report=$("$CC" -std=c11 -D_GNU_SOURCE -O3 -march=x86-64-$1 -fopenmp $FLAGS -I. -fopt-info-vec-optimized \

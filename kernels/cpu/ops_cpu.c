@@ -16,6 +16,11 @@
 #include "../../common/util.h"
 #include "cpu.h"
 
+/* Pointwise loops shorter than this run on the calling thread alone: an
+ * OpenMP fork/join costs more than they do (the demo's 28×28 activations
+ * are 25k floats per image).  Elementwise, so no value depends on it. */
+#define PAR_MIN 32768
+
 /* Row-major C = alpha·op(A)·op(B) + beta·C on oneDNN; ta/tb: 'N' or 'T'. */
 static void sgemm(char ta, char tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
                   float beta, float *C, int ldc) {
@@ -129,7 +134,7 @@ static void cpu_swish_forward(const Tensor *x, Tensor *y) {
     size_t n = tensor_numel(x);
     const float *xp = x->data;
     float *yp = y->data;
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
     for (size_t i = 0; i < n; i++) yp[i] = swish_val(xp[i]);
 }
 
@@ -138,7 +143,7 @@ static void cpu_swish_backward_input(const Tensor *x, const Tensor *gy, Tensor *
     size_t n = tensor_numel(x);
     const float *xp = x->data, *gp = gy->data;
     float *op = gx->data;
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
     for (size_t i = 0; i < n; i++) op[i] = swish_grad(xp[i], gp[i]);
 }
 
@@ -167,7 +172,7 @@ static void gn_forward(const Tensor *x, int groups, float eps, const float *gamm
                        Tensor *y, float *stats) {
     int n = x->n, cpg = x->c / groups;
     size_t hw = (size_t)x->h * x->w, m = (size_t)cpg * hw;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (tensor_numel(x) >= PAR_MIN)
     for (int ng = 0; ng < n * groups; ng++) {
         int g = ng % groups, i = ng / groups;
         size_t off = ((size_t)i * x->c + (size_t)g * cpg) * hw;
@@ -231,7 +236,7 @@ static void cpu_group_norm_backward_input(const Tensor *x, const Tensor *gy, int
                                           const float *stats, Tensor *gx) {
     int n = x->n, cpg = x->c / groups;
     size_t hw = (size_t)x->h * x->w;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (tensor_numel(x) >= PAR_MIN)
     for (int ng = 0; ng < n * groups; ng++) {
         size_t off = ((size_t)(ng / groups) * x->c + (size_t)(ng % groups) * cpg) * hw;
         gn_backward_group(x->data + off, gy->data + off, gx->data + off, gamma, ng % groups, cpg, hw, stats[2 * ng],
@@ -245,7 +250,7 @@ static void cpu_group_norm_swish_backward_input(const Tensor *x, const Tensor *h
                                                 const float *gamma, const float *stats, Tensor *gx) {
     int n = x->n, cpg = x->c / groups;
     size_t hw = (size_t)x->h * x->w, m = (size_t)cpg * hw;
-#pragma omp parallel
+#pragma omp parallel if (tensor_numel(x) >= PAR_MIN)
     {
         float *gs = xmalloc(m * sizeof(float));
 #pragma omp for schedule(static)
@@ -264,7 +269,7 @@ static void cpu_relu_forward(const Tensor *x, Tensor *y) {
     size_t n = tensor_numel(x);
     const float *xp = x->data;
     float *yp = y->data;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (size_t i = 0; i < n; i++) yp[i] = xp[i] > 0.0f ? xp[i] : 0.0f;
 }
 
@@ -272,7 +277,7 @@ static void cpu_relu_backward_input(const Tensor *x, const Tensor *gy, Tensor *g
     size_t n = tensor_numel(x);
     const float *xp = x->data, *gp = gy->data;
     float *op = gx->data;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (size_t i = 0; i < n; i++) op[i] = xp[i] > 0.0f ? gp[i] : 0.0f;
 }
 
@@ -280,7 +285,7 @@ static void cpu_add_forward(const Tensor *a, const Tensor *b, Tensor *y) {
     size_t n = tensor_numel(a);
     const float *ap = a->data, *bp = b->data;
     float *yp = y->data;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (size_t i = 0; i < n; i++) yp[i] = ap[i] + bp[i];
 }
 
@@ -288,7 +293,7 @@ static void cpu_axpy(float alpha, const Tensor *x, Tensor *y) {
     size_t n = tensor_numel(x);
     const float *xp = x->data;
     float *yp = y->data;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (size_t i = 0; i < n; i++) yp[i] += alpha * xp[i];
 }
 
@@ -467,7 +472,7 @@ static void cpu_timestep_embedding_backward_input(const float *t, int n, int dim
  * ===================================================================== */
 static void cpu_affine_clamp_forward(const Tensor *x, float a, float b, float lo, float hi, Tensor *y) {
     size_t n = tensor_numel(x);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (size_t i = 0; i < n; i++) {
         float v = a * x->data[i] + b;
         y->data[i] = v < lo ? lo : v > hi ? hi : v;
@@ -477,7 +482,7 @@ static void cpu_affine_clamp_forward(const Tensor *x, float a, float b, float lo
 static void cpu_affine_clamp_backward_input(const Tensor *x, const Tensor *gy, float a, float b, float lo, float hi,
                                             Tensor *gx) {
     size_t n = tensor_numel(x);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (size_t i = 0; i < n; i++) {
         float v = a * x->data[i] + b;
         gx->data[i] = v > lo && v < hi ? a * gy->data[i] : 0.0f;
@@ -486,7 +491,7 @@ static void cpu_affine_clamp_backward_input(const Tensor *x, const Tensor *gy, f
 
 static void cpu_axpby(float a, const Tensor *x, float b, Tensor *y) {
     size_t n = tensor_numel(x);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (size_t i = 0; i < n; i++) y->data[i] = a * x->data[i] + b * y->data[i];
 }
 
@@ -494,7 +499,7 @@ static void cpu_sampler_step_forward(const Tensor *x, const Tensor *eps, const T
                                      Tensor *y) {
     size_t n = tensor_numel(x);
     const sampler_coef c = *k;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (size_t i = 0; i < n; i++) {
         float xi = x->data[i], ei = eps->data[i];
         float x0 = c.a * xi - c.b * ei;
@@ -508,7 +513,7 @@ static void cpu_sampler_step_backward_input(const Tensor *x, const Tensor *eps, 
                                             Tensor *gx, Tensor *geps) {
     size_t n = tensor_numel(x);
     const sampler_coef c = *k;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (size_t i = 0; i < n; i++) {
         float gi = g->data[i], gx0 = c.cx0 * gi;
         if (c.clamp_x0) {
