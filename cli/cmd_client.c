@@ -2,6 +2,9 @@
  * cancel, retry, workers.  They talk to drq-server's client socket (--server,
  * else $DRQ_SERVER, else tcp://127.0.0.1:5556) with a receive timeout
  * ($DRQ_TIMEOUT_MS, default 5000): no answer in time exits 2.
+ * With --server-key and --curve-secret (or $DRQ_SERVER_KEY / $DRQ_CURVE_SECRET)
+ * the socket uses CURVE (docs/security.md); a refused key or a handshake the
+ * server drops (wrong server key) exits 2 with a message saying which.
  * `drq results FILE.db` reads a database file directly instead.
  */
 #include <errno.h>
@@ -25,22 +28,40 @@
 
 typedef struct {
     void *ctx, *sock;
+    void *mon; /* CURVE: the socket monitor (handshake outcomes) */
     const char *ep;
     int timeout_ms;
     int64_t next_id;
+    int handshakes_ok, drops; /* CURVE: handshakes that succeeded, connections dropped before one did */
 } client;
 
-/* Common options: --server EP (removed from argv).  Returns the new argc. */
+/* Common options: --server EP, --server-key KEY, --curve-secret FILE (removed
+ * from argv; the CURVE ones configure common/proto.c).  Returns the new argc;
+ * exits 1 on unusable keys. */
 static int take_server_opt(int argc, char **argv, const char **ep) {
     *ep = getenv("DRQ_SERVER");
     if (!*ep || !**ep) *ep = DRQ_DEFAULT_CLIENTS_EP;
+    const char *skey = NULL, *secret = NULL;
     int out = 0;
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--server") && i + 1 < argc) {
             *ep = argv[++i];
             continue;
         }
+        if (!strcmp(argv[i], "--server-key") && i + 1 < argc) {
+            skey = argv[++i];
+            continue;
+        }
+        if (!strcmp(argv[i], "--curve-secret") && i + 1 < argc) {
+            secret = argv[++i];
+            continue;
+        }
         argv[out++] = argv[i];
+    }
+    drq_err e;
+    if (drq_curve_client_config(skey, secret, &e)) {
+        fprintf(stderr, "drq: %s\n", e.msg);
+        exit(1);
     }
     return out;
 }
@@ -54,13 +75,84 @@ static void client_open(client *c, const char *ep) {
     int linger = 0;
     zmq_setsockopt(c->sock, ZMQ_LINGER, &linger, sizeof linger);
     c->next_id = (int64_t)getpid() * 1000;
+    drq_err e;
+    if (drq_curve_client_apply(c->sock, &e)) {
+        fprintf(stderr, "drq: %s\n", e.msg);
+        exit(2);
+    }
+    c->mon = NULL;
+    c->handshakes_ok = c->drops = 0;
+    if (drq_curve_client_on()) {
+        char mep[64];
+        snprintf(mep, sizeof mep, "inproc://drq-client-monitor-%d", (int)getpid());
+        if (zmq_socket_monitor(c->sock, mep,
+                               ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
+                                   ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                                   ZMQ_EVENT_DISCONNECTED) == 0) {
+            c->mon = zmq_socket(c->ctx, ZMQ_PAIR);
+            zmq_setsockopt(c->mon, ZMQ_LINGER, &linger, sizeof linger);
+            if (zmq_connect(c->mon, mep)) {
+                zmq_close(c->mon);
+                c->mon = NULL;
+            }
+        }
+    }
     if (zmq_connect(c->sock, ep)) {
         fprintf(stderr, "drq: cannot connect to %s: %s\n", ep, zmq_strerror(errno));
         exit(2);
     }
 }
 
+/* Reads the CURVE monitor's events: 0, or 2 after printing why the
+ * connection cannot work (the server refused this key; the server dropped
+ * every handshake, which is what a wrong --server-key looks like). */
+static int client_curve_events(client *c) {
+    while (c->mon) {
+        zmq_msg_t a, b;
+        zmq_msg_init(&a);
+        zmq_msg_init(&b);
+        if (zmq_msg_recv(&a, c->mon, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&a);
+            zmq_msg_close(&b);
+            break;
+        }
+        if (zmq_msg_more(&a)) zmq_msg_recv(&b, c->mon, ZMQ_DONTWAIT);
+        uint16_t ev = 0;
+        uint32_t val = 0;
+        if (zmq_msg_size(&a) >= 6) {
+            memcpy(&ev, zmq_msg_data(&a), 2);
+            memcpy(&val, (char *)zmq_msg_data(&a) + 2, 4);
+        }
+        zmq_msg_close(&a);
+        zmq_msg_close(&b);
+        if (ev == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
+            c->handshakes_ok++;
+        } else if (ev == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
+            fprintf(stderr,
+                    "drq: %s refused this client's key %s (ZAP status %u): its public key is not among the server's "
+                    "authorized client keys (ask the operator to add it, see docs/security.md)\n",
+                    c->ep, drq_curve_client_public(), val);
+            return 2;
+        } else if (ev == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL || ev == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL ||
+                   (ev == ZMQ_EVENT_DISCONNECTED && c->handshakes_ok == 0)) {
+            if (++c->drops >= 3) {
+                fprintf(stderr,
+                        "drq: the CURVE handshake with %s failed %d times (the server closed the connection before "
+                        "it completed): --server-key / DRQ_SERVER_KEY is probably not that server's public key, or "
+                        "the server does not use CURVE\n",
+                        c->ep, c->drops);
+                return 2;
+            }
+        }
+    }
+    return 0;
+}
+
 static void client_close(client *c) {
+    if (c->mon) {
+        zmq_socket_monitor(c->sock, NULL, 0);
+        zmq_close(c->mon);
+    }
     zmq_close(c->sock);
     zmq_ctx_term(c->ctx);
 }
@@ -91,8 +183,13 @@ static int client_call_n(client *c, drq_msg_type t, json_t *body, drq_msg *reply
         for (;;) {
             int left = (int)((deadline - now_s()) * 1000);
             if (left <= 0) break;
-            zmq_pollitem_t it = {.socket = c->sock, .events = ZMQ_POLLIN};
-            if (zmq_poll(&it, 1, left) <= 0) continue;
+            zmq_pollitem_t its[2] = {{.socket = c->sock, .events = ZMQ_POLLIN}, {.socket = c->mon, .events = ZMQ_POLLIN}};
+            if (zmq_poll(its, c->mon ? 2 : 1, left) <= 0) continue;
+            if (c->mon && (its[1].revents & ZMQ_POLLIN) && client_curve_events(c)) {
+                json_decref(body);
+                return 2;
+            }
+            if (!(its[0].revents & ZMQ_POLLIN)) continue;
             drq_err e;
             int rc = drq_msg_recv(c->sock, 0, ZMQ_DONTWAIT, reply, &e);
             if (rc == 1) continue;
@@ -119,7 +216,14 @@ static int client_call_n(client *c, drq_msg_type t, json_t *body, drq_msg *reply
         }
     }
     json_decref(body);
-    fprintf(stderr, "drq: server %s unreachable (no answer in %d ms)\n", c->ep, c->timeout_ms);
+    if (c->mon && client_curve_events(c)) return 2;
+    if (c->mon && c->handshakes_ok == 0)
+        fprintf(stderr,
+                "drq: server %s unreachable (no CURVE handshake completed in %d ms: is the server running, with "
+                "CURVE, and is --server-key its public key?)\n",
+                c->ep, c->timeout_ms);
+    else
+        fprintf(stderr, "drq: server %s unreachable (no answer in %d ms)\n", c->ep, c->timeout_ms);
     return 2;
 }
 

@@ -4,6 +4,8 @@
 
 #include "cli.h"
 
+int cmd_keygen(int argc, char **argv); /* cli/cmd_keygen.c */
+
 void cli_fmt_duration(char *buf, size_t n, double s) {
     if (!(s >= 0) || s > 1e8)
         snprintf(buf, n, "-");
@@ -29,6 +31,7 @@ static const struct {
     {"cancel", cmd_cancel, "cancel SWEEP — cancel its queued and running jobs"},
     {"retry", cmd_retry, "retry SWEEP — requeue its failed jobs"},
     {"workers", cmd_workers, "workers [--json] — connected workers and their jobs"},
+    {"keygen", cmd_keygen, "keygen NAME [--dir DIR] — a CurveZMQ key pair (NAME.key, NAME.key_secret)"},
     {"devices", cmd_devices, "devices — the CPU and the GPUs this build can use"},
     {"run", cmd_run, "run SPEC.json [--db FILE] [--threads N] — whole sweep on this machine, resumable"},
 };

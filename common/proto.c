@@ -290,3 +290,98 @@ int64_t drq_jint(const json_t *body, const char *key) {
 }
 const char *drq_jstr(const json_t *body, const char *key) { return json_string_value(json_object_get(body, key)); }
 int drq_jbool(const json_t *body, const char *key) { return json_is_true(json_object_get(body, key)); }
+
+/* ---- CurveZMQ --------------------------------------------------------------------- */
+
+int drq_z85_key_ok(const char *s) {
+    uint8_t bin[32];
+    return s && strlen(s) == 40 && zmq_z85_decode(bin, s) != NULL;
+}
+
+/* The value of `NAME = "…"` on a line of a zcert file (quotes optional), in
+ * out (at most outsz-1 characters); 0 when the line holds it. */
+static int cert_value(const char *line, const char *name, char *out, size_t outsz) {
+    while (*line == ' ' || *line == '\t') line++;
+    size_t n = strlen(name);
+    if (strncmp(line, name, n)) return -1;
+    line += n;
+    while (*line == ' ' || *line == '\t') line++;
+    if (*line++ != '=') return -1;
+    while (*line == ' ' || *line == '\t') line++;
+    int quoted = *line == '"';
+    if (quoted) line++;
+    size_t k = 0;
+    while (*line && *line != '\n' && *line != '\r' && (quoted ? *line != '"' : *line != ' ' && *line != '\t')) {
+        if (k + 1 >= outsz) return -1;
+        out[k++] = *line++;
+    }
+    out[k] = 0;
+    return 0;
+}
+
+int drq_cert_read(const char *path, char pub[DRQ_Z85_LEN], char *sec, drq_err *err) {
+    size_t len;
+    char *text = read_file_all(path, &len, err);
+    if (!text) return -1;
+    if (len > 65536 || memchr(text, 0, len)) {
+        free(text);
+        return drq_errf(err, "%s: not a zcert key file (binary or over 64 KiB)", path);
+    }
+    char p[64] = "", s[64] = "";
+    for (char *line = text; line && *line;) {
+        char *nl = strchr(line, '\n');
+        if (nl) *nl = 0;
+        char v[64];
+        if (cert_value(line, "public-key", v, sizeof v) == 0) snprintf(p, sizeof p, "%s", v);
+        if (cert_value(line, "secret-key", v, sizeof v) == 0) snprintf(s, sizeof s, "%s", v);
+        line = nl ? nl + 1 : NULL;
+    }
+    free(text);
+    if (!drq_z85_key_ok(p)) return drq_errf(err, "%s: no valid public-key = \"<40 Z85 characters>\" line (zcert format)", path);
+    if (sec && !drq_z85_key_ok(s))
+        return drq_errf(err, "%s: no valid secret-key line: give the NAME.key_secret file (drq keygen writes it)", path);
+    memcpy(pub, p, DRQ_Z85_LEN);
+    if (sec) memcpy(sec, s, DRQ_Z85_LEN);
+    return 0;
+}
+
+static struct {
+    int on;
+    char server[DRQ_Z85_LEN], pub[DRQ_Z85_LEN], sec[DRQ_Z85_LEN];
+} g_curve;
+
+int drq_curve_client_config(const char *server_key, const char *secret, drq_err *err) {
+    if (!server_key || !*server_key) server_key = getenv("DRQ_SERVER_KEY");
+    if (!secret || !*secret) secret = getenv("DRQ_CURVE_SECRET");
+    if (server_key && !*server_key) server_key = NULL;
+    if (secret && !*secret) secret = NULL;
+    g_curve.on = 0;
+    if (!server_key && !secret) return 0;
+    if (!server_key || !secret)
+        return drq_errf(err, "CURVE needs both the server's public key (--server-key / DRQ_SERVER_KEY) and this "
+                             "side's secret key file (--curve-secret / DRQ_CURVE_SECRET); only %s was given",
+                        server_key ? "the server key" : "the secret key");
+    if (drq_z85_key_ok(server_key)) {
+        memcpy(g_curve.server, server_key, DRQ_Z85_LEN);
+    } else {
+        drq_err e;
+        if (drq_cert_read(server_key, g_curve.server, NULL, &e))
+            return drq_errf(err, "--server-key: neither a 40-character Z85 key nor a readable key file: %s", e.msg);
+    }
+    if (drq_cert_read(secret, g_curve.pub, g_curve.sec, err)) return -1;
+    g_curve.on = 1;
+    return 0;
+}
+
+int drq_curve_client_on(void) { return g_curve.on; }
+
+const char *drq_curve_client_public(void) { return g_curve.on ? g_curve.pub : ""; }
+
+int drq_curve_client_apply(void *sock, drq_err *err) {
+    if (!g_curve.on) return 0;
+    if (zmq_setsockopt(sock, ZMQ_CURVE_SERVERKEY, g_curve.server, 40) ||
+        zmq_setsockopt(sock, ZMQ_CURVE_PUBLICKEY, g_curve.pub, 40) ||
+        zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, g_curve.sec, 40))
+        return drq_errf(err, "CURVE socket options refused: %s (is libzmq built with CURVE?)", zmq_strerror(errno));
+    return 0;
+}

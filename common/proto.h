@@ -105,4 +105,31 @@ int64_t drq_jint(const json_t *body, const char *key);   /* 0 when absent */
 const char *drq_jstr(const json_t *body, const char *key); /* NULL when absent */
 int drq_jbool(const json_t *body, const char *key);
 
+/* ---- CurveZMQ (docs/security.md) -------------------------------------------------
+ * Keys are Z85 text (40 characters + NUL); certificates are files in the zcert
+ * text format: NAME.key holds `public-key = "…"`, NAME.key_secret holds both
+ * `public-key` and `secret-key` (mode 0600). */
+#define DRQ_Z85_LEN 41
+
+/* Reads a zcert file: its public key, and its secret key when sec is not NULL
+ * (then a file without one is an error).  -1 + err. */
+int drq_cert_read(const char *path, char pub[DRQ_Z85_LEN], char *sec, drq_err *err);
+/* Whether s is a 40-character Z85 key. */
+int drq_z85_key_ok(const char *s);
+
+/* The CURVE settings of this process as a client of drq-server (drq-worker,
+ * the drq client commands): server_key is the server's public key (a Z85
+ * string or a certificate file), secret the path of this side's
+ * NAME.key_secret; NULL takes $DRQ_SERVER_KEY / $DRQ_CURVE_SECRET.  Neither
+ * given: CURVE stays off (0).  Only one of the two, or an unreadable key:
+ * -1 + err.  Call once, before any socket is opened. */
+int drq_curve_client_config(const char *server_key, const char *secret, drq_err *err);
+/* Whether drq_curve_client_config turned CURVE on. */
+int drq_curve_client_on(void);
+/* The public key this process presents ("" when CURVE is off). */
+const char *drq_curve_client_public(void);
+/* Sets the CURVE client options on a socket before it connects (nothing when
+ * CURVE is off).  -1 + err when ZeroMQ refuses them. */
+int drq_curve_client_apply(void *sock, drq_err *err);
+
 #endif

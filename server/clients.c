@@ -38,7 +38,7 @@ static void rate_get(drq_server *s, int64_t sweep, double *jobs_s, double *rows_
 }
 
 /* The WORKERS reply: every registered worker with the jobs it holds and their progress. */
-static json_t *workers_json(drq_server *s) {
+json_t *srv_workers_json(drq_server *s) {
     json_t *arr = json_array();
     double now = now_s();
     for (int i = 0; i < s->nw; i++) {
@@ -64,6 +64,26 @@ static json_t *workers_json(drq_server *s) {
         json_array_append_new(arr, o);
     }
     return arr;
+}
+
+json_t *srv_status_json(drq_server *s, int64_t sweep, int nfail) {
+    json_t *r = store_status(s->st, sweep, nfail > 100 ? 100 : nfail);
+    size_t k;
+    json_t *o;
+    json_array_foreach(json_object_get(r, "sweeps"), k, o) {
+        double js, rs;
+        rate_get(s, json_integer_value(json_object_get(o, "id")), &js, &rs);
+        json_object_set_new(o, "jobs_per_s", json_real(js));
+        json_object_set_new(o, "rows_per_s", json_real(rs));
+        int64_t left = json_integer_value(json_object_get(o, "jobs")) - json_integer_value(json_object_get(o, "done")) -
+                       json_integer_value(json_object_get(o, "failed")) -
+                       json_integer_value(json_object_get(o, "cancelled"));
+        json_object_set_new(o, "eta_s", js > 0 && left > 0 ? json_real((double)left / js) : json_null());
+    }
+    json_object_set_new(r, "workers", json_integer(s->nw));
+    json_object_set_new(r, "server", json_string(s->ident));
+    if (s->degraded) json_object_set_new(r, "storage_fault", json_string(s->fault_msg));
+    return r;
 }
 
 /* CANCEL_SWEEP in the transaction: arg is a cancel_arg. */
@@ -100,29 +120,12 @@ void srv_on_client_msg(drq_server *s, drq_msg *m) {
         return;
     case MSG_STATUS: {
         int nfail = json_object_get(b, "failures") ? (int)drq_jint(b, "failures") : 5;
-        json_t *r = store_status(s->st, sweep, nfail > 100 ? 100 : nfail);
-        json_t *sw = json_object_get(r, "sweeps");
-        if (sweep > 0 && json_array_size(sw) == 0) {
+        json_t *r = srv_status_json(s, sweep, nfail);
+        if (sweep > 0 && json_array_size(json_object_get(r, "sweeps")) == 0) {
             json_decref(r);
             srv_reply_error(s, m->rid, m->rid_len, id, "no sweep %lld", (long long)sweep);
             return;
         }
-        size_t k;
-        json_t *o;
-        json_array_foreach(sw, k, o) {
-            double js, rs;
-            rate_get(s, json_integer_value(json_object_get(o, "id")), &js, &rs);
-            json_object_set_new(o, "jobs_per_s", json_real(js));
-            json_object_set_new(o, "rows_per_s", json_real(rs));
-            int64_t left = json_integer_value(json_object_get(o, "jobs")) -
-                           json_integer_value(json_object_get(o, "done")) -
-                           json_integer_value(json_object_get(o, "failed")) -
-                           json_integer_value(json_object_get(o, "cancelled"));
-            json_object_set_new(o, "eta_s", js > 0 && left > 0 ? json_real((double)left / js) : json_null());
-        }
-        json_object_set_new(r, "workers", json_integer(s->nw));
-        json_object_set_new(r, "server", json_string(s->ident));
-        if (s->degraded) json_object_set_new(r, "storage_fault", json_string(s->fault_msg));
         srv_reply_ok(s, m, id, r, NULL, 0);
         return;
     }
@@ -182,7 +185,7 @@ void srv_on_client_msg(drq_server *s, drq_msg *m) {
     }
     case MSG_WORKERS: {
         json_t *r = json_object();
-        json_object_set_new(r, "workers", workers_json(s));
+        json_object_set_new(r, "workers", srv_workers_json(s));
         srv_reply_ok(s, m, id, r, NULL, 0);
         return;
     }

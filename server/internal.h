@@ -11,6 +11,8 @@
  *   sweeps.c   the spec cache, SUBMIT off the loop (thread pool) and the expansion into jobs
  *   timers.c   the heartbeat tick (liveness, leases, expiry, rates) and the socket monitors
  *   faults.c   database failures: fatal errors, storage faults and the degraded mode
+ *   curve.c    CurveZMQ: the server key, the ZAP handler, authorized keys (SIGHUP), the loopback rule
+ *   http.c     the HTTP dashboard, /api/status, /metrics (libmicrohttpd thread, snapshot)
  *   store.c    the SQLite store (store.h), also used by the CLI; faultvfs.c its test VFS
  */
 #ifndef DRQ_SERVER_INTERNAL_H
@@ -131,6 +133,18 @@ struct drq_server {
     char fault_msg[700];
     int64_t n_pumps, n_txns, n_msgs; /* statistics, logged at shutdown */
     char ident[96];
+    /* CurveZMQ (curve.c) */
+    void *zap; /* the ZAP handler's REP socket (NULL without CURVE) */
+    uv_poll_t zpoll;
+    int has_zpoll;
+    uv_signal_t sig_hup;
+    int has_hup;
+    struct srv_keyset *keys[2]; /* admitted public keys: 0 workers, 1 clients */
+    struct srv_refusal *refusals; /* recent refusals, for repeat counts in the log */
+    int nrefusals;
+    int64_t n_zap_ok, n_zap_denied;
+    /* HTTP (http.c) */
+    struct srv_http *http;
 };
 
 /* A per-job log line, unless the server is quiet. */
@@ -219,6 +233,37 @@ void srv_expand_step(drq_server *s);
 void srv_on_tick(uv_timer_t *t);
 /* Starts a socket monitor on sock, watched by the loop. */
 void srv_add_monitor(drq_server *s, void *sock, const char *name);
+
+/* ---- curve.c ------------------------------------------------------------------- */
+
+/* Before the sockets: checks the loopback rule and, with CURVE, reads the
+ * server key and the authorized keys and binds the ZAP handler; -1 + err. */
+int srv_curve_init(drq_server *s, drq_err *err);
+/* Sets the CURVE server options on a ROUTER (domain "workers" / "clients"); 0 without CURVE. */
+int srv_curve_router(drq_server *s, void *sock, const char *domain, drq_err *err);
+/* Starts the ZAP handler's poll and the SIGHUP reload on the loop. */
+void srv_curve_start(drq_server *s);
+/* Answers every waiting ZAP request (the loop; also from the tick). */
+void srv_zap_drain(drq_server *s);
+/* Closes the ZAP handles (srv_shutdown_loop). */
+void srv_curve_stop(drq_server *s);
+/* Frees the ZAP socket and the key sets. */
+void srv_curve_free(drq_server *s);
+/* Whether a ZeroMQ endpoint is loopback-only (tcp://127.x, ::1, localhost; ipc, inproc). */
+int srv_ep_is_loopback(const char *ep);
+
+/* ---- http.c -------------------------------------------------------------------- */
+
+/* Starts the HTTP server (opts.http_addr) on its own thread; -1 + err. */
+int srv_http_start(drq_server *s, drq_err *err);
+/* Publishes a fresh snapshot for it (the loop, every tick). */
+void srv_http_publish(drq_server *s);
+/* Stops and frees it. */
+void srv_http_free(drq_server *s);
+/* The STATUS body that `drq status --json` prints (sweeps with rates, ETA, workers, server). */
+json_t *srv_status_json(drq_server *s, int64_t sweep, int nfail);
+/* The WORKERS array. */
+json_t *srv_workers_json(drq_server *s);
 
 /* ---- server.c ------------------------------------------------------------------ */
 

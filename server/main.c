@@ -3,6 +3,10 @@
  *   drq-server --db PATH [--workers tcp://127.0.0.1:5555] [--clients tcp://127.0.0.1:5556]
  *   (defaults: DRQ_DEFAULT_WORKERS_EP, DRQ_DEFAULT_CLIENTS_EP in common/proto.h)
  *              [--max-attempts 3] [--lease-s 30] [--backoff-s 1] [--quiet]
+ *              [--curve-secret server.key_secret --authorized-keys DIR
+ *               | --authorized-workers DIR --authorized-clients DIR] [--insecure]
+ *              [--http 127.0.0.1:8080 [--http-token TOKEN]]
+ * (CURVE: docs/security.md; the dashboard: docs/dashboard.md)
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,7 +18,10 @@
 
 static int usage(FILE *f) {
     fprintf(f, "usage: drq-server --db PATH [--workers " DRQ_DEFAULT_WORKERS_EP "] [--clients " DRQ_DEFAULT_CLIENTS_EP "]\n"
-               "                  [--max-attempts N] [--lease-s S] [--backoff-s S] [--quiet]\n");
+               "                  [--max-attempts N] [--lease-s S] [--backoff-s S] [--quiet]\n"
+               "                  [--curve-secret FILE.key_secret --authorized-keys DIR\n"
+               "                   | --authorized-workers DIR --authorized-clients DIR] [--insecure]\n"
+               "                  [--http HOST:PORT [--http-token TOKEN]]   (or $DRQ_HTTP_TOKEN)\n");
     return f == stdout ? 0 : 1;
 }
 
@@ -38,6 +45,10 @@ int main(int argc, char **argv) {
             o.quiet = 1;
             continue;
         }
+        if (!strcmp(a, "--insecure")) {
+            o.insecure = 1;
+            continue;
+        }
         if (!v) {
             fprintf(stderr, "drq-server: %s needs a value\n", a);
             return usage(stderr);
@@ -49,6 +60,19 @@ int main(int argc, char **argv) {
             o.workers_ep[0] = v;
         } else if (!strcmp(a, "--clients")) {
             o.clients_ep = v;
+        } else if (!strcmp(a, "--curve-secret")) {
+            o.curve_secret = v;
+        } else if (!strcmp(a, "--authorized-keys")) {
+            if (!o.auth_workers_dir) o.auth_workers_dir = v;
+            if (!o.auth_clients_dir) o.auth_clients_dir = v;
+        } else if (!strcmp(a, "--authorized-workers")) {
+            o.auth_workers_dir = v;
+        } else if (!strcmp(a, "--authorized-clients")) {
+            o.auth_clients_dir = v;
+        } else if (!strcmp(a, "--http")) {
+            o.http_addr = v;
+        } else if (!strcmp(a, "--http-token")) {
+            o.http_token = v;
         } else if (!strcmp(a, "--max-attempts")) {
             double x = pos_arg(v);
             if (x < 1 || x > 1000 || x != (int)x) {
@@ -74,6 +98,10 @@ int main(int argc, char **argv) {
     if (!o.db_path) {
         fprintf(stderr, "drq-server: --db is required\n");
         return usage(stderr);
+    }
+    if (!o.http_token) {
+        const char *t = getenv("DRQ_HTTP_TOKEN");
+        if (t && *t) o.http_token = t;
     }
     drq_err err;
     drq_server *s = drq_server_new(&o, &err);

@@ -150,6 +150,7 @@ void srv_shutdown_loop(drq_server *s) {
         uv_close((uv_handle_t *)&s->sig_int, close_cb);
         uv_close((uv_handle_t *)&s->sig_term, close_cb);
     }
+    srv_curve_stop(s);
 }
 
 static void on_async(uv_async_t *h) { srv_shutdown_loop(h->data); }
@@ -208,8 +209,9 @@ drq_server *drq_server_new(const drq_server_opts *o, drq_err *err) {
         s->zctx = zmq_ctx_new();
         s->own_ctx = 1;
     }
+    if (srv_curve_init(s, err)) goto fail; /* the loopback rule; CURVE: keys and the ZAP handler (curve.c) */
     s->wsock = router(s, "workers", err);
-    if (!s->wsock) goto fail;
+    if (!s->wsock || srv_curve_router(s, s->wsock, "workers", err)) goto fail;
     for (int i = 0; i < 4 && o->workers_ep[i]; i++)
         if (zmq_bind(s->wsock, o->workers_ep[i])) {
             drq_errf(err, "cannot bind workers socket to %s: %s", o->workers_ep[i], zmq_strerror(errno));
@@ -217,12 +219,13 @@ drq_server *drq_server_new(const drq_server_opts *o, drq_err *err) {
         }
     if (o->clients_ep) {
         s->csock = router(s, "clients", err);
-        if (!s->csock) goto fail;
+        if (!s->csock || srv_curve_router(s, s->csock, "clients", err)) goto fail;
         if (zmq_bind(s->csock, o->clients_ep)) {
             drq_errf(err, "cannot bind clients socket to %s: %s", o->clients_ep, zmq_strerror(errno));
             goto fail;
         }
     }
+    if (o->http_addr && srv_http_start(s, err)) goto fail; /* the dashboard's own thread (http.c) */
     drq_err e;
     if (store_begin(s->st, &e)) {
         drq_errf(err, "%s: %s", o->db_path, e.msg);
@@ -288,13 +291,16 @@ drq_server *drq_server_new(const drq_server_opts *o, drq_err *err) {
         uv_signal_start(&s->sig_int, on_signal, SIGINT);
         uv_signal_start(&s->sig_term, on_signal, SIGTERM);
     }
+    srv_curve_start(s);
     log_line("server", "drq-server %s on %s (db %s, schema %d, max attempts %d, lease %.0f s)", DRQ_SOFTWARE_VERSION,
              o->workers_ep[0] ? o->workers_ep[0] : "-", o->db_path, store_schema_version(s->st), s->o.max_attempts,
              s->o.lease_s);
     return s;
 fail:
+    srv_http_free(s);
     if (s->wsock) zmq_close(s->wsock);
     if (s->csock) zmq_close(s->csock);
+    srv_curve_free(s);
     if (s->own_ctx) zmq_ctx_term(s->zctx);
     store_close(s->st);
     free(s);
@@ -315,6 +321,7 @@ const char *drq_server_fault(drq_server *s) { return s->fault_msg; }
 
 void drq_server_free(drq_server *s) {
     if (!s) return;
+    srv_http_free(s); /* its thread reads s->http only */
     int rc = uv_loop_close(&s->loop);
     if (rc) log_line("server", "uv_loop_close: %s (a handle is still open)", uv_strerror(rc));
     srv_drop_out(s);
@@ -333,6 +340,7 @@ void drq_server_free(drq_server *s) {
     if (s->csock) zmq_socket_monitor(s->csock, NULL, 0);
     zmq_close(s->wsock);
     if (s->csock) zmq_close(s->csock);
+    srv_curve_free(s);
     if (s->own_ctx) zmq_ctx_term(s->zctx);
     store_close(s->st);
     free(s);

@@ -25,6 +25,16 @@ typedef struct {
     int quiet;                 /* no per-job log lines */
     int handle_signals;        /* SIGINT/SIGTERM stop the loop */
     int stop_on_storage_fault; /* stop (run returns 2) instead of waiting in degraded mode (drq run) */
+    /* CurveZMQ (server/curve.c, docs/security.md): both ROUTER sockets encrypt and a
+     * ZAP handler admits only the public keys found in the directories (re-read on
+     * SIGHUP).  Without it, binding a non-loopback TCP address needs insecure. */
+    const char *curve_secret;     /* server's NAME.key_secret, NULL: no CURVE */
+    const char *auth_workers_dir; /* public keys (*.key) admitted on the workers socket */
+    const char *auth_clients_dir; /* … and on the clients socket */
+    int insecure;                 /* allow non-loopback binds without CURVE (logged) */
+    /* HTTP dashboard (server/http.c, docs/dashboard.md) */
+    const char *http_addr;  /* HOST:PORT, NULL: none */
+    const char *http_token; /* required (Bearer / ?token=) when set; mandatory off loopback */
 } drq_server_opts;
 
 typedef struct drq_server drq_server;

@@ -22,6 +22,8 @@ void srv_on_tick(uv_timer_t *t) {
     drq_server *s = t->data;
     if (s->stopping) return;
     for (int k = 0; k < s->nmon; k++) on_monitor(&s->mpoll[k], 0, 0); /* edge-triggered fd: drain anyway */
+    srv_zap_drain(s);    /* the same for the ZAP handler (curve.c) */
+    srv_http_publish(s); /* a fresh snapshot for the dashboard (http.c) */
     drq_err e;
     if (s->degraded) {
         srv_tick_degraded(s);

@@ -2,6 +2,8 @@
  *
  *   drq-worker --server tcp://HOST:5555 [--device cpu|cuda:N | --devices all|I,J,…]
  *              [--name NAME] [--checkpoint-every N] [--prefetch N] [--quiet]
+ *              [--server-key KEY|FILE --curve-secret NAME.key_secret]   (CURVE, docs/security.md;
+ *               or $DRQ_SERVER_KEY / $DRQ_CURVE_SECRET)
  *
  * --devices all (or a list of GPU indices) starts one worker process per
  * GPU (this process only supervises them: each child runs with --device
@@ -20,6 +22,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "common/proto.h"
 #include "common/util.h"
 #include "kernels/device.h"
 #include "worker/eval/engine.h"
@@ -111,7 +114,8 @@ static int run_per_gpu(int argc, char **argv, const char *name, const int *gpus,
 
 static int usage(FILE *f) {
     fprintf(f, "usage: drq-worker --server tcp://HOST:5555 [--device cpu|cuda:N | --devices all|I,J,...] [--name NAME]\n"
-               "                  [--checkpoint-every N] [--prefetch N] [--batch N] [--threads N] [--quiet]\n");
+               "                  [--checkpoint-every N] [--prefetch N] [--batch N] [--threads N] [--quiet]\n"
+               "                  [--server-key KEY|FILE --curve-secret NAME.key_secret]\n");
     return f == stdout ? 0 : 1;
 }
 
@@ -125,6 +129,7 @@ static long num_arg(const char *s) {
 int main(int argc, char **argv) {
     drq_worker_opts o = {.device = "cpu", .prefetch = 1, .checkpoint_every = 10};
     int gpus[64], ngpus = 0;
+    const char *server_key = NULL, *curve_secret = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -140,6 +145,10 @@ int main(int argc, char **argv) {
         i++;
         if (!strcmp(a, "--server")) {
             o.server = v;
+        } else if (!strcmp(a, "--server-key")) {
+            server_key = v;
+        } else if (!strcmp(a, "--curve-secret")) {
+            curve_secret = v;
         } else if (!strcmp(a, "--device")) {
             o.device = v; /* checked by engine_set_device below */
         } else if (!strcmp(a, "--devices")) {
@@ -178,6 +187,11 @@ int main(int argc, char **argv) {
     if (!o.server) {
         fprintf(stderr, "drq-worker: --server is required\n");
         return usage(stderr);
+    }
+    drq_err cerr;
+    if (drq_curve_client_config(server_key, curve_secret, &cerr)) {
+        fprintf(stderr, "drq-worker: %s\n", cerr.msg);
+        return 1;
     }
     struct sigaction sa = {0};
     sa.sa_handler = on_signal;

@@ -272,6 +272,8 @@ static void open_socket(wk *w) {
     zmq_setsockopt(w->sock, ZMQ_LINGER, &linger, sizeof linger);
     zmq_setsockopt(w->sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
     zmq_setsockopt(w->sock, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    drq_err cerr; /* CURVE when drq-worker was given keys (common/proto.h, docs/security.md) */
+    if (drq_curve_client_apply(w->sock, &cerr)) log_line(w->name, "%s", cerr.msg);
     if (zmq_connect(w->sock, w->o.server)) log_line(w->name, "connect %s: %s", w->o.server, zmq_strerror(errno));
     w->connects++;
     w->welcomed = 0;
