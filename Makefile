@@ -200,6 +200,7 @@ test-ref: deps all-tests
 
 bench: deps all
 	$(PYTHON) tests/ref/bench.py --drq $(BUILD)/drq --threads $(THREADS)
+	$(PYTHON) tests/ref/bench_sampler.py --drq $(BUILD)/drq --threads $(THREADS)
 
 # queue throughput with the noop workload (docs/queue.md); numbers in docs/bench.md
 # The main job: the Fashion-MNIST sweep of examples/fmnist-demo.json (models in
