@@ -190,6 +190,12 @@ static void r_gn(side *s) {
     group_norm_backward_input(&s->in[0], &s->in[1], 8, NULL, st.data, &s->out[3]);
     tensor_free(&st);
 }
+static void r_gns(side *s) { /* fused group norm + swish; the backward clobbers in[1] (its scratch) */
+    Tensor st = tensor_new_on(s->in[0].dev, 3, 64, 1, 1);
+    group_norm_swish_forward(&s->in[0], 32, 1e-6f, s->p[0], s->p[1], &s->out[0], &s->out[1], st.data);
+    group_norm_swish_backward_input(&s->in[0], &s->out[0], &s->in[1], 32, s->p[0], st.data, &s->out[2]);
+    tensor_free(&st);
+}
 static void r_bn(side *s) {
     batch_norm_forward(&s->in[0], s->p[0], s->p[1], &s->out[0]);
     batch_norm_backward_input(&s->in[1], s->p[0], &s->out[1]);
@@ -258,6 +264,8 @@ static const op_case OPS[] = {
      {0.2f, 0.1f}, {0, 0}, r_linear},
     {"group_norm", {{3, 64, 5, 7}, {3, 64, 5, 7}}, {{3, 64, 5, 7}, {3, 64, 5, 7}, {3, 64, 5, 7}, {3, 64, 5, 7}},
      {64, 64}, {0.2f, 0.1f}, {1.0f, 0}, r_gn},
+    {"group_norm_swish", {{3, 64, 5, 7}, {3, 64, 5, 7}}, {{3, 64, 5, 7}, {3, 64, 5, 7}, {3, 64, 5, 7}},
+     {64, 64}, {0.2f, 0.1f}, {1.0f, 0}, r_gns},
     {"batch_norm", {{2, 12, 6, 5}, {2, 12, 6, 5}}, {{2, 12, 6, 5}, {2, 12, 6, 5}}, {12, 12}, {0.3f, 0.1f},
      {1.0f, 0}, r_bn},
     {"swish/relu", {{2, 7, 9, 11}, {2, 7, 9, 11}}, {{2, 7, 9, 11}, {2, 7, 9, 11}, {2, 7, 9, 11}, {2, 7, 9, 11}},

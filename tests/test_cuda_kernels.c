@@ -204,7 +204,7 @@ static void test_reductions(void) {
             float gamma[64], beta[64], st[3 * 32 * 2], str[3 * 32 * 2];
             for (int i = 0; i < 64; i++) gamma[i] = 1 + 0.2f * nrand(), beta[i] = 0.1f * nrand();
             for (int i = 0; i < 3 * 64; i++) x.data[i] += 3.0f; /* a non-zero mean in some groups */
-            gn_args a = {x.data, gy.data, aff ? gamma : NULL, aff ? beta : NULL, st, y.data, st, 64, groups, 35, 1e-6f};
+            gn_args a = {x.data, gy.data, aff ? gamma : NULL, aff ? beta : NULL, st, y.data, st, 64, groups, 35, 1e-6f, NULL, NULL};
             for (int row = 0; row < 3 * groups; row++) {
                 double s = 0, ss = 0, m = (double)gn_m(a);
                 for (int tid = 0; tid < nt; tid++) s += KR_gn_sum(a, row, tid, nt);
@@ -226,6 +226,38 @@ static void test_reductions(void) {
             group_norm_backward_input(&x, &gy, groups, aff ? gamma : NULL, str, &gxr);
             snprintf(nm, sizeof nm, "group_norm bwd (groups %d, block %d)", groups, nt);
             CHECK_CLOSE(nm, &gx, &gxr, TOL);
+            /* fused with swish (gn_args.act / .h): against the CPU backend's fused op, and bit for
+             * bit against the plain kernels run as a pair (K_swish_fwd / K_swish_bwd) */
+            Tensor act = like(&x), hr = like(&x), actr = like(&x), gs = like(&x), gsr = like(&x), sw = like(&x);
+            a.y = y.data, a.act = act.data, a.stats = st;
+            for (int row = 0; row < 3 * groups; row++) {
+                double s = 0, ss = 0, m = (double)gn_m(a);
+                for (int tid = 0; tid < nt; tid++) s += KR_gn_sum(a, row, tid, nt);
+                double mean = s / m;
+                for (int tid = 0; tid < nt; tid++) ss += KR_gn_sqdev(a, row, mean, tid, nt);
+                double rstd = 1.0 / sqrt(ss / m + a.eps);
+                for (int tid = 0; tid < nt; tid++) KR_gn_apply(a, row, mean, rstd, tid, nt);
+            }
+            group_norm_swish_forward(&x, groups, 1e-6f, aff ? gamma : NULL, aff ? beta : NULL, &hr, &actr, str);
+            snprintf(nm, sizeof nm, "group_norm_swish fwd (groups %d, block %d)", groups, nt);
+            CHECK_CLOSE(nm, &act, &actr, TOL);
+            pw_args sp = {0};
+            sp.a = y.data, sp.y = sw.data;
+            for (size_t i = 0; i < tensor_numel(&x); i++) K_swish_fwd(sp, i);
+            CHECK_MSG(!memcmp(sw.data, act.data, tensor_numel(&x) * sizeof(float)),
+                      "%s: the fused kernel's swish differs from K_swish_fwd's", nm);
+            a.act = NULL, a.h = hr.data, a.y = gs.data, a.stats_in = str;
+            for (int row = 0; row < 3 * groups; row++) {
+                double sg = 0, sgx = 0, part[2];
+                for (int tid = 0; tid < nt; tid++) KR_gn_bwd_sums(a, row, tid, nt, part), sg += part[0], sgx += part[1];
+                for (int tid = 0; tid < nt; tid++) KR_gn_bwd_apply(a, row, sg, sgx, tid, nt);
+            }
+            memcpy(sw.data, gy.data, tensor_numel(&gy) * sizeof(float));
+            group_norm_swish_backward_input(&x, &hr, &sw, groups, aff ? gamma : NULL, str, &gsr);
+            snprintf(nm, sizeof nm, "group_norm_swish bwd (groups %d, block %d)", groups, nt);
+            CHECK_CLOSE(nm, &gs, &gsr, TOL);
+            Tensor *tf[] = {&act, &hr, &actr, &gs, &gsr, &sw};
+            for (size_t i = 0; i < sizeof tf / sizeof tf[0]; i++) tensor_free(tf[i]);
             Tensor *ts[] = {&x, &gy, &y, &yr, &gx, &gxr};
             for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) tensor_free(ts[i]);
         }

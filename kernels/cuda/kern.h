@@ -198,7 +198,17 @@ typedef struct {
     int C, groups;
     size_t hw;
     float eps;
+    /* fused with swish (group_norm_swish_*): forward also writes act = swish(y);
+     * backward takes gy through swish's VJP at h (the saved norm output) first */
+    float *act;
+    const float *h;
 } gn_args;
+/* the backward's incoming gradient at k: gy, or swish's VJP of it at h (K_swish_bwd's arithmetic) */
+DRQ_HD float gn_gy(gn_args p, size_t k) {
+    if (!p.h) return p.gy[k];
+    float s = 1.0f / (1.0f + expf(-p.h[k]));
+    return p.gy[k] * s * (1.0f + p.h[k] * (1.0f - s));
+}
 DRQ_HD size_t gn_off(gn_args p, int row) {
     int g = row % p.groups, i = row / p.groups, cpg = p.C / p.groups;
     return ((size_t)i * p.C + (size_t)g * cpg) * p.hw;
@@ -230,7 +240,9 @@ DRQ_HD void KR_gn_apply(gn_args p, int row, double mean, double rstd, int tid, i
         int ch = g * cpg + (int)(e / p.hw);
         float a = (float)rstd * (p.gamma ? p.gamma[ch] : 1.0f);
         float bb = (p.beta ? p.beta[ch] : 0.0f) - (float)mean * a;
-        p.y[off + e] = p.x[off + e] * a + bb;
+        float v = p.x[off + e] * a + bb;
+        p.y[off + e] = v;
+        if (p.act) p.act[off + e] = v / (1.0f + expf(-v)); /* K_swish_fwd's arithmetic */
     }
 }
 /* backward phase 1: Σ ĝ and Σ ĝ·x̂ (ĝ = gy·γ, x̂ = (x − μ)·rstd) into out[0], out[1] */
@@ -240,7 +252,7 @@ DRQ_HD void KR_gn_bwd_sums(gn_args p, int row, int tid, int nt, double out[2]) {
     double mean = p.stats_in[2 * row], rstd = p.stats_in[2 * row + 1], sg = 0, sgx = 0;
     for (size_t e = (size_t)tid; e < gn_m(p); e += (size_t)nt) {
         double gm = p.gamma ? p.gamma[g * cpg + (int)(e / p.hw)] : 1.0;
-        double gh = p.gy[off + e] * gm;
+        double gh = gn_gy(p, off + e) * gm;
         sg += gh;
         sgx += gh * (p.x[off + e] - mean) * rstd;
     }
@@ -254,7 +266,7 @@ DRQ_HD void KR_gn_bwd_apply(gn_args p, int row, double sg, double sgx, int tid, 
     for (size_t e = (size_t)tid; e < m; e += (size_t)nt) {
         double gm = p.gamma ? p.gamma[g * cpg + (int)(e / p.hw)] : 1.0;
         double xh = (p.x[off + e] - mean) * rstd;
-        p.y[off + e] = (float)(rstd * (p.gy[off + e] * gm - mg - xh * mgx));
+        p.y[off + e] = (float)(rstd * (gn_gy(p, off + e) * gm - mg - xh * mgx));
     }
 }
 

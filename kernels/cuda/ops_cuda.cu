@@ -237,6 +237,21 @@ static void cuda_group_norm_backward_input(const Tensor *x, const Tensor *gy, in
     LAUNCH_ROWS(k_group_norm_bwd, a, x->n * groups);
 }
 
+/* group norm + swish in the same kernels (kern.h gn_args.act / .h) */
+static void cuda_group_norm_swish_forward(const Tensor *x, int groups, float eps, const float *gamma,
+                                          const float *beta, Tensor *h, Tensor *y, float *stats) {
+    gn_args a = gn_make(x, groups, eps, gamma, beta);
+    a.y = h->data, a.act = y->data, a.stats = stats;
+    LAUNCH_ROWS(k_group_norm_fwd, a, x->n * groups);
+}
+
+static void cuda_group_norm_swish_backward_input(const Tensor *x, const Tensor *h, const Tensor *gy, int groups,
+                                                 const float *gamma, const float *stats, Tensor *gx) {
+    gn_args a = gn_make(x, groups, 0.0f, gamma, NULL);
+    a.gy = gy->data, a.h = h->data, a.stats_in = stats, a.y = gx->data;
+    LAUNCH_ROWS(k_group_norm_bwd, a, x->n * groups);
+}
+
 static void cuda_batch_norm_forward(const Tensor *x, const float *scale, const float *shift, Tensor *y) {
     LAUNCH_PW(k_channel_affine, (chan_args{x->data, scale, shift, y->data, x->c, (size_t)x->h * x->w}),
               tensor_numel(x));
@@ -409,6 +424,8 @@ static drq_backend make_backend(void) {
     b.linear_backward_input = cuda_linear_backward_input;
     b.group_norm_forward = cuda_group_norm_forward;
     b.group_norm_backward_input = cuda_group_norm_backward_input;
+    b.group_norm_swish_forward = cuda_group_norm_swish_forward;
+    b.group_norm_swish_backward_input = cuda_group_norm_swish_backward_input;
     b.batch_norm_forward = cuda_batch_norm_forward;
     b.batch_norm_backward_input = cuda_batch_norm_backward_input;
     b.swish_forward = cuda_swish_forward;
