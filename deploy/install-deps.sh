@@ -7,9 +7,11 @@ PKGS=(
   libdnnl-dev                                        # CPU math: oneDNN (convolutions and GEMM)
   libopenblas0-pthread                               # only for benchmarks: PyTorch's BLAS (docs/design.md §Numerics)
   libjansson-dev libzmq3-dev libuv1-dev libsqlite3-dev zlib1g-dev sqlite3
+  libmicrohttpd-dev                                  # drq-server --http: the dashboard and /metrics
   python3-torch python3-numpy                        # test oracle and training only
   dataset-fashion-mnist                              # demo dataset
   clang libclang-rt-14-dev                           # test only: make fuzz (libFuzzer, ASan/UBSan runtimes)
+  curl chromium                                      # test only: tests/test_dashboard.sh (HTTP requests, headless browser)
 )
 missing=()
 for p in "${PKGS[@]}"; do
