@@ -192,6 +192,25 @@ static void test_index_kernels(void) {
 }
 
 /* ---- reductions --------------------------------------------------------- */
+/* k_group_norm_fwd / _bwd on the CPU: each row's phases over nt simulated threads */
+static void sim_gn_forward(gn_args a, int rows, int nt) {
+    for (int row = 0; row < rows; row++) {
+        double s = 0, ss = 0, m = (double)gn_m(a);
+        for (int tid = 0; tid < nt; tid++) s += KR_gn_sum(a, row, tid, nt);
+        double mean = s / m;
+        for (int tid = 0; tid < nt; tid++) ss += KR_gn_sqdev(a, row, mean, tid, nt);
+        double rstd = 1.0 / sqrt(ss / m + a.eps);
+        for (int tid = 0; tid < nt; tid++) KR_gn_apply(a, row, mean, rstd, tid, nt);
+    }
+}
+static void sim_gn_backward(gn_args a, int rows, int nt) {
+    for (int row = 0; row < rows; row++) {
+        double sg = 0, sgx = 0, part[2];
+        for (int tid = 0; tid < nt; tid++) KR_gn_bwd_sums(a, row, tid, nt, part), sg += part[0], sgx += part[1];
+        for (int tid = 0; tid < nt; tid++) KR_gn_bwd_apply(a, row, sg, sgx, tid, nt);
+    }
+}
+
 static void test_reductions(void) {
     for (int bi = 0; bi < 2; bi++) {
         int nt = BLOCKS[bi];
@@ -205,24 +224,13 @@ static void test_reductions(void) {
             for (int i = 0; i < 64; i++) gamma[i] = 1 + 0.2f * nrand(), beta[i] = 0.1f * nrand();
             for (int i = 0; i < 3 * 64; i++) x.data[i] += 3.0f; /* a non-zero mean in some groups */
             gn_args a = {x.data, gy.data, aff ? gamma : NULL, aff ? beta : NULL, st, y.data, st, 64, groups, 35, 1e-6f, NULL, NULL};
-            for (int row = 0; row < 3 * groups; row++) {
-                double s = 0, ss = 0, m = (double)gn_m(a);
-                for (int tid = 0; tid < nt; tid++) s += KR_gn_sum(a, row, tid, nt);
-                double mean = s / m;
-                for (int tid = 0; tid < nt; tid++) ss += KR_gn_sqdev(a, row, mean, tid, nt);
-                double rstd = 1.0 / sqrt(ss / m + a.eps);
-                for (int tid = 0; tid < nt; tid++) KR_gn_apply(a, row, mean, rstd, tid, nt);
-            }
+            sim_gn_forward(a, 3 * groups, nt);
             group_norm_forward(&x, groups, 1e-6f, aff ? gamma : NULL, aff ? beta : NULL, &yr, str);
             snprintf(nm, sizeof nm, "group_norm fwd (groups %d, block %d)", groups, nt);
             CHECK_CLOSE(nm, &y, &yr, TOL);
             CHECK_LE(rel_l2(st, str, 3 * groups * 2), TOL, "group_norm saved stats");
             a.y = gx.data, a.stats_in = str;
-            for (int row = 0; row < 3 * groups; row++) {
-                double sg = 0, sgx = 0, part[2];
-                for (int tid = 0; tid < nt; tid++) KR_gn_bwd_sums(a, row, tid, nt, part), sg += part[0], sgx += part[1];
-                for (int tid = 0; tid < nt; tid++) KR_gn_bwd_apply(a, row, sg, sgx, tid, nt);
-            }
+            sim_gn_backward(a, 3 * groups, nt);
             group_norm_backward_input(&x, &gy, groups, aff ? gamma : NULL, str, &gxr);
             snprintf(nm, sizeof nm, "group_norm bwd (groups %d, block %d)", groups, nt);
             CHECK_CLOSE(nm, &gx, &gxr, TOL);
@@ -230,14 +238,7 @@ static void test_reductions(void) {
              * bit against the plain kernels run as a pair (K_swish_fwd / K_swish_bwd) */
             Tensor act = like(&x), hr = like(&x), actr = like(&x), gs = like(&x), gsr = like(&x), sw = like(&x);
             a.y = y.data, a.act = act.data, a.stats = st;
-            for (int row = 0; row < 3 * groups; row++) {
-                double s = 0, ss = 0, m = (double)gn_m(a);
-                for (int tid = 0; tid < nt; tid++) s += KR_gn_sum(a, row, tid, nt);
-                double mean = s / m;
-                for (int tid = 0; tid < nt; tid++) ss += KR_gn_sqdev(a, row, mean, tid, nt);
-                double rstd = 1.0 / sqrt(ss / m + a.eps);
-                for (int tid = 0; tid < nt; tid++) KR_gn_apply(a, row, mean, rstd, tid, nt);
-            }
+            sim_gn_forward(a, 3 * groups, nt);
             group_norm_swish_forward(&x, groups, 1e-6f, aff ? gamma : NULL, aff ? beta : NULL, &hr, &actr, str);
             snprintf(nm, sizeof nm, "group_norm_swish fwd (groups %d, block %d)", groups, nt);
             CHECK_CLOSE(nm, &act, &actr, TOL);
@@ -247,11 +248,7 @@ static void test_reductions(void) {
             CHECK_MSG(!memcmp(sw.data, act.data, tensor_numel(&x) * sizeof(float)),
                       "%s: the fused kernel's swish differs from K_swish_fwd's", nm);
             a.act = NULL, a.h = hr.data, a.y = gs.data, a.stats_in = str;
-            for (int row = 0; row < 3 * groups; row++) {
-                double sg = 0, sgx = 0, part[2];
-                for (int tid = 0; tid < nt; tid++) KR_gn_bwd_sums(a, row, tid, nt, part), sg += part[0], sgx += part[1];
-                for (int tid = 0; tid < nt; tid++) KR_gn_bwd_apply(a, row, sg, sgx, tid, nt);
-            }
+            sim_gn_backward(a, 3 * groups, nt);
             memcpy(sw.data, gy.data, tensor_numel(&gy) * sizeof(float));
             group_norm_swish_backward_input(&x, &hr, &sw, groups, aff ? gamma : NULL, str, &gsr);
             snprintf(nm, sizeof nm, "group_norm_swish bwd (groups %d, block %d)", groups, nt);
