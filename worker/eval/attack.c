@@ -57,12 +57,14 @@ static const float *host_logits(pass *s) {
     return s->hl;
 }
 
-void attack_gradient(const attack_config *a, attack_models *m, const Tensor *x, const int *label,
-                     const int64_t *image, uint64_t omega, Tensor *g, int *pred) {
+int attack_gradient(const attack_config *a, attack_models *m, const Tensor *x, const int *label,
+                    const int64_t *image, uint64_t omega, Tensor *g, int *pred) {
     pass *s = pass_get(x, m);
     for (int i = 0; i < x->n; i++) s->omega[i] = omega;
     purifier_forward(m->pur, &s->x, s->omega, image, !a->bpda, &s->px, NULL);
+    if (purifier_stopped(m->pur)) return 1;
     wrn_forward(m->clf, &s->px, &s->logits);
+    if (purifier_poll_stop(m->pur)) return 1; /* before the classifier's VJP */
     const float *hl = host_logits(s);
     for (int i = 0; i < x->n; i++) { /* ∂CE/∂logits = softmax − onehot */
         const float *l = hl + (size_t)i * m->classes;
@@ -78,8 +80,10 @@ void attack_gradient(const attack_config *a, attack_models *m, const Tensor *x, 
     if (a->bpda) tensor_copy(g, &s->gpx);
     else {
         purifier_backward(m->pur, &s->gpx, &s->gx);
+        if (purifier_stopped(m->pur)) return 1;
         tensor_copy(g, &s->gx);
     }
+    return 0;
 }
 
 void attack_begin(const attack_config *a, const Tensor *x, const int64_t *image, attack_state *st) {
@@ -109,25 +113,25 @@ void attack_begin(const attack_config *a, const Tensor *x, const int64_t *image,
     free(d);
 }
 
-void attack_step(const attack_config *a, attack_models *m, const Tensor *x, const int *label, const int64_t *image,
-                 attack_state *st) {
+int attack_step(const attack_config *a, attack_models *m, const Tensor *x, const int *label, const int64_t *image,
+                attack_state *st) {
     int n = x->n, k = st->step;
     size_t per = tensor_numel(x) / n;
     Tensor g = tensor_new(n, x->c, x->h, x->w), gk = {0};
-    int *pred = xmalloc(sizeof(int) * n);
+    int *pred = xmalloc(sizeof(int) * n), stopped = 0;
     if (a->mode == OMEGA_EOT) {
         gk = tensor_new(n, x->c, x->h, x->w);
         for (int j = 0; j < a->eot_k; j++) {
             /* draw 0 is fresh's ω: EOT with K = 1 is exactly fresh (docs/seeds.md) */
             uint64_t om = drq_derived_seed(a->seed, DRQ_PURPOSE_FRESH, (uint64_t)k, (uint64_t)j);
-            attack_gradient(a, m, &st->xadv, label, image, om, &gk, j == 0 ? pred : NULL);
+            if ((stopped = attack_gradient(a, m, &st->xadv, label, image, om, &gk, j == 0 ? pred : NULL))) break;
             tensor_axpy(1.0f / (float)a->eot_k, &gk, &g);
         }
     } else {
         uint64_t om = a->mode == OMEGA_FRESH ? drq_derived_seed(a->seed, DRQ_PURPOSE_FRESH, (uint64_t)k, 0) : a->seed;
-        attack_gradient(a, m, &st->xadv, label, image, om, &g, pred);
+        stopped = attack_gradient(a, m, &st->xadv, label, image, om, &g, pred);
     }
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < n && !stopped; i++) {
         if (pred[i] != label[i] && st->success_step[i] < 0) st->success_step[i] = k;
         float *xa = st->xadv.data + i * per, *gi = g.data + i * per;
         const float *x0 = x->data + i * per;
@@ -147,9 +151,10 @@ void attack_step(const attack_config *a, attack_models *m, const Tensor *x, cons
             for (size_t e = 0; e < per; e++) xa[e] = fminf(1.0f, fmaxf(0.0f, x0[e] + f * (xa[e] - x0[e])));
         }
     }
-    st->step++;
+    if (!stopped) st->step++;
     free(pred);
     tensor_free(&g), tensor_free(&gk);
+    return stopped;
 }
 
 void attack_state_free(attack_state *st) {
@@ -158,25 +163,28 @@ void attack_state_free(attack_state *st) {
     memset(st, 0, sizeof *st);
 }
 
-/* Predictions under one ω. */
-static void predict(attack_models *m, const Tensor *x, const int64_t *image, uint64_t omega, int *pred) {
+/* Predictions under one ω; 1 when stopped. */
+static int predict(attack_models *m, const Tensor *x, const int64_t *image, uint64_t omega, int *pred) {
     pass *s = pass_get(x, m);
     for (int i = 0; i < x->n; i++) s->omega[i] = omega;
     purifier_forward(m->pur, &s->x, s->omega, image, 0, &s->px, NULL);
+    if (purifier_stopped(m->pur)) return 1;
     wrn_forward(m->clf, &s->px, &s->logits);
     const float *hl = host_logits(s);
     for (int i = 0; i < x->n; i++) pred[i] = metrics_argmax(hl + (size_t)i * m->classes, m->classes);
+    return 0;
 }
 
-void attack_evaluate(const attack_config *a, attack_models *m, const Tensor *x, const int64_t *image, int *pred) {
-    if (a->mode == OMEGA_FIXED || a->mode == OMEGA_TRANSFER) {
-        predict(m, x, image, a->mode == OMEGA_FIXED ? a->seed : a->transfer_seed, pred);
-        return;
-    }
+int attack_evaluate(const attack_config *a, attack_models *m, const Tensor *x, const int64_t *image, int *pred) {
+    if (a->mode == OMEGA_FIXED || a->mode == OMEGA_TRANSFER)
+        return predict(m, x, image, a->mode == OMEGA_FIXED ? a->seed : a->transfer_seed, pred);
     int n = x->n, votes = a->votes > 0 ? a->votes : 1;
     int *counts = xcalloc((size_t)n * m->classes, sizeof(int)), *p = xmalloc(sizeof(int) * n);
     for (int v = 0; v < votes; v++) {
-        predict(m, x, image, drq_derived_seed(a->seed, DRQ_PURPOSE_FINAL, (uint64_t)v, 0), p);
+        if (predict(m, x, image, drq_derived_seed(a->seed, DRQ_PURPOSE_FINAL, (uint64_t)v, 0), p)) {
+            free(counts), free(p);
+            return 1;
+        }
         for (int i = 0; i < n; i++) counts[(size_t)i * m->classes + p[i]]++;
     }
     for (int i = 0; i < n; i++) {
@@ -186,4 +194,5 @@ void attack_evaluate(const attack_config *a, attack_models *m, const Tensor *x, 
         pred[i] = best;
     }
     free(counts), free(p);
+    return 0;
 }

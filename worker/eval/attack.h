@@ -56,19 +56,23 @@ typedef struct {
 
 /* Initialises st for x (random start or x itself). */
 void attack_begin(const attack_config *a, const Tensor *x, const int64_t *image, attack_state *st);
-/* Performs one PGD step (gradient, step, projection, clipping). */
-void attack_step(const attack_config *a, attack_models *m, const Tensor *x, const int *label, const int64_t *image,
+/* Performs one PGD step (gradient, step, projection, clipping).  Returns 0,
+ * or 1 when the purifier's stop flags (purifier_set_stop) ended a pass
+ * mid-way: then the step is abandoned and st is left as it was, at the last
+ * completed PGD step, so a checkpoint of st resumes exactly. */
+int attack_step(const attack_config *a, attack_models *m, const Tensor *x, const int *label, const int64_t *image,
                  attack_state *st);
 void attack_state_free(attack_state *st);
 
 /* Predictions of classifier ∘ P_ω on x under the evaluation ω of the mode
  * (majority vote over `votes` draws for fresh/eot; ties go to the lowest
- * class).  pred: n ints. */
-void attack_evaluate(const attack_config *a, attack_models *m, const Tensor *x, const int64_t *image, int *pred);
+ * class).  pred: n ints.  Returns 1 (pred unusable) when stopped mid-way. */
+int attack_evaluate(const attack_config *a, attack_models *m, const Tensor *x, const int64_t *image, int *pred);
 
 /* The loss gradient at x under one ω (the same seed for every image):
- * g = ∂ CE(clf(P_ω(x)), label)/∂x; pred gets the predictions of that pass. */
-void attack_gradient(const attack_config *a, attack_models *m, const Tensor *x, const int *label,
+ * g = ∂ CE(clf(P_ω(x)), label)/∂x; pred gets the predictions of that pass.
+ * Returns 1 (g and pred unusable) when the purifier was stopped mid-way. */
+int attack_gradient(const attack_config *a, attack_models *m, const Tensor *x, const int *label,
                      const int64_t *image, uint64_t omega, Tensor *g, int *pred);
 
 #endif

@@ -232,26 +232,28 @@ static attack_config make_attack(const drq_attack_spec *a, int64_t seed) {
     return c;
 }
 
-/* Fills the rows of one finished batch (docs/design.md §Metrics). */
-static void measure(const drq_job *job, const attack_config *ac, attack_models *am, const drq_attack_spec *as,
+/* Fills the rows of one finished batch (docs/design.md §Metrics); 1 when a
+ * stop flag ended it mid-way (out is then unusable). */
+static int measure(const drq_job *job, const attack_config *ac, attack_models *am, const drq_attack_spec *as,
                     const Tensor *x, const int *label, const int64_t *image, const attack_state *st, double t0,
                     long evals0, drq_row *out) {
     /* t0 and evals0 are shifted back by what an earlier attempt spent (resume) */
     int n = x->n;
     size_t per = tensor_numel(x) / n;
     int *clean = xmalloc(sizeof(int) * n), *adv = xmalloc(sizeof(int) * n);
-    attack_evaluate(ac, am, x, image, clean);
-    attack_evaluate(ac, am, &st->xadv, image, adv);
     /* fixed-ω quantities under ω_s */
     Tensor pa = tensor_new(n, x->c, x->h, x->w), p0 = tensor_new(n, x->c, x->h, x->w);
     Tensor xmax = tensor_new(n, x->c, x->h, x->w), xu = tensor_new(n, x->c, x->h, x->w);
     Tensor pu = tensor_new(n, x->c, x->h, x->w);
     uint64_t *om = xmalloc(sizeof(uint64_t) * n);
     for (int i = 0; i < n; i++) om[i] = ac->seed;
-    purifier_forward(am->pur, &st->xadv, om, image, 0, &pa, &xmax);
-    purifier_forward(am->pur, x, om, image, 0, &p0, NULL);
-    int nu = as->n_uniform;
+    int nu = as->n_uniform, stopped = 0;
     double *cu = xmalloc(sizeof(double) * (size_t)(nu > 0 ? nu : 1) * n);
+    if (attack_evaluate(ac, am, x, image, clean) || attack_evaluate(ac, am, &st->xadv, image, adv)) goto stop;
+    purifier_forward(am->pur, &st->xadv, om, image, 0, &pa, &xmax);
+    if (purifier_stopped(am->pur)) goto stop;
+    purifier_forward(am->pur, x, om, image, 0, &p0, NULL);
+    if (purifier_stopped(am->pur)) goto stop;
     /* uniform δ: U[−a, a] per pixel, a = eps (L∞) or eps·sqrt(3/d) (L2: E‖δ‖₂² = eps²) */
     float amp = (float)(ac->l2 ? ac->eps * sqrt(3.0 / (double)per) : ac->eps);
     for (int j = 0; j < nu; j++) {
@@ -262,6 +264,7 @@ static void measure(const drq_job *job, const attack_config *ac, attack_models *
             for (size_t e = 0; e < per; e++) d[e] = fminf(1.0f, fmaxf(0.0f, xi[e] + d[e]));
         }
         purifier_forward(am->pur, &xu, om, image, 0, &pu, NULL);
+        if (purifier_stopped(am->pur)) goto stop;
         for (int i = 0; i < n; i++) {
             double dn = metrics_diff_l2(xu.data + i * per, x->data + i * per, per);
             cu[(size_t)i * nu + j] = dn > 0 ? metrics_diff_l2(pu.data + i * per, p0.data + i * per, per) / dn : NAN;
@@ -299,8 +302,13 @@ static void measure(const drq_job *job, const attack_config *ac, attack_models *
         snprintf(r->device, sizeof r->device, "%s", job->device ? job->device : "cpu");
         snprintf(r->worker, sizeof r->worker, "%s", job->worker ? job->worker : "");
     }
+    if (0) {
+    stop:
+        stopped = 1;
+    }
     free(clean), free(adv), free(om), free(cu);
     tensor_free(&pa), tensor_free(&p0), tensor_free(&xmax), tensor_free(&xu), tensor_free(&pu);
+    return stopped;
 }
 
 job_status engine_run(const drq_job *job, job_ctx *ctx, drq_row **rows, int64_t *nrows, drq_err *err) {
@@ -322,6 +330,10 @@ job_status engine_run(const drq_job *job, job_ctx *ctx, drq_row **rows, int64_t 
     }
     purify_config pc = engine_purify_config(&s->purifiers[job->purifier]);
     purifier *pur = purifier_new(em.diff, &pc);
+    /* bounded stop: the purifier polls cancel and preempt between sampler
+     * steps (purifier_set_stop); a step or a measurement it abandons is
+     * redone from the state before it, so rows do not change */
+    purifier_set_stop(pur, ctx->cancel, ctx->preempt);
     attack_models am = {em.clf, pur, em.classes, NULL};
     attack_config ac = make_attack(as, job->seed);
     size_t per = (size_t)ds.c * ds.h * ds.w;
@@ -351,23 +363,37 @@ job_status engine_run(const drq_job *job, job_ctx *ctx, drq_row **rows, int64_t 
         } else {
             attack_begin(&ac, &x, image, &st);
         }
-        while (st.step < ac.steps) {
-            if (ctx->cancel && atomic_load(ctx->cancel)) { status = JOB_CANCELLED; break; }
-            if (ctx->preempt && atomic_load(ctx->preempt)) {
-                save_checkpoint(ctx, job->image_start + done, purifier_unet_evals(pur) - evals0, now_s() - t0, &st,
-                                per, out, done);
-                status = JOB_PREEMPTED;
-                break;
-            }
-            attack_step(&ac, &am, &x, label, image, &st);
+        /* UNet evaluations at the last completed PGD step: what a checkpoint
+         * records, so that an abandoned step's partial work is not counted */
+        long evals_mark = purifier_unet_evals(pur);
+        int stopped = 0;
+        while (st.step < ac.steps && !stopped) {
+            if (ctx->cancel && atomic_load(ctx->cancel)) break;
+            if (ctx->preempt && atomic_load(ctx->preempt)) break;
+            stopped = attack_step(&ac, &am, &x, label, image, &st);
+            if (stopped) break;
+            evals_mark = purifier_unet_evals(pur);
             if (ctx->checkpoint_every > 0 && st.step % ctx->checkpoint_every == 0 && st.step < ac.steps)
-                save_checkpoint(ctx, job->image_start + done, purifier_unet_evals(pur) - evals0, now_s() - t0, &st,
-                                per, out, done);
+                save_checkpoint(ctx, job->image_start + done, evals_mark - evals0, now_s() - t0, &st, per, out, done);
         }
-        if (status == JOB_DONE) {
-            measure(job, &ac, &am, as, &x, label, image, &st, t0, evals0, out + done);
-            done += n;
-            if (ctx->progress) ctx->progress(ctx, done, job->image_count);
+        if (st.step == ac.steps && !(ctx->cancel && atomic_load(ctx->cancel)) &&
+            !(ctx->preempt && atomic_load(ctx->preempt))) {
+            evals_mark = purifier_unet_evals(pur);
+            if (!measure(job, &ac, &am, as, &x, label, image, &st, t0, evals0, out + done)) {
+                done += n;
+                if (ctx->progress) ctx->progress(ctx, done, job->image_count);
+                attack_state_free(&st);
+                free(label), free(image);
+                continue;
+            }
+        }
+        /* stopped: before a step, mid-step or mid-measurement; st is the last
+         * completed PGD step either way */
+        if (ctx->cancel && atomic_load(ctx->cancel)) {
+            status = JOB_CANCELLED;
+        } else {
+            save_checkpoint(ctx, job->image_start + done, evals_mark - evals0, now_s() - t0, &st, per, out, done);
+            status = JOB_PREEMPTED;
         }
         attack_state_free(&st);
         free(label), free(image);

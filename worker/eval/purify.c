@@ -27,6 +27,8 @@ struct purifier {
     uint64_t *keys;    /* host: noise keys per image */
     int tcap;
     long evals;
+    const atomic_int *stop[2]; /* purifier_set_stop */
+    int stopped;               /* the last pass returned early */
 };
 
 /* Sizes t like x on the purifier's device. */
@@ -68,6 +70,20 @@ void purifier_free(purifier *p) {
     free(p->xs), free(p->step), free(p->prev), free(p->tvec), free(p->keys);
     free(p);
 }
+
+void purifier_set_stop(purifier *p, const atomic_int *a, const atomic_int *b) {
+    p->stop[0] = a, p->stop[1] = b;
+}
+int purifier_stopped(const purifier *p) { return p->stopped; }
+
+/* Polled between sampler steps (one relaxed load each: free next to a UNet call). */
+static int stop_requested(purifier *p) {
+    for (int i = 0; i < 2; i++)
+        if (p->stop[i] && atomic_load_explicit(p->stop[i], memory_order_relaxed)) return p->stopped = 1;
+    return 0;
+}
+
+int purifier_poll_stop(purifier *p) { return stop_requested(p); }
 
 long purifier_unet_evals(const purifier *p) { return p->evals; }
 int purifier_steps(const purifier *p) { return p->nsteps; }
@@ -135,6 +151,7 @@ static void ensure_batch(purifier *p, int n) {
 void purifier_forward(purifier *p, const Tensor *x_in, const uint64_t *omega, const int64_t *image, int keep, Tensor *y,
                     Tensor *xmax) {
     p->kept = keep;
+    p->stopped = 0;
     if (p->c.kind == PURIFY_NONE) { /* identity, on whatever device x and y live */
         to_out(x_in, y);
         if (xmax) to_out(x_in, xmax);
@@ -159,6 +176,10 @@ void purifier_forward(purifier *p, const Tensor *x_in, const uint64_t *omega, co
     ENSURE(&p->gx0, x); /* scratch for z */
     for (int k = 0; k < p->nsteps; k++) {
         int i = p->step[k];
+        if (stop_requested(p)) {
+            p->kept = 0; /* the states are incomplete */
+            return;
+        }
         if (keep) {
             tensor_assign(&p->xs[k], p->dev, s);
         }
@@ -176,6 +197,7 @@ void purifier_forward(purifier *p, const Tensor *x_in, const uint64_t *omega, co
 
 void purifier_backward(purifier *p, const Tensor *gy_in, Tensor *gx) {
     if (!p->kept) DIE("purifier_backward: the last purifier_forward did not keep its states (keep = 0)");
+    p->stopped = 0;
     if (p->c.kind == PURIFY_NONE) {
         to_out(gy_in, gx);
         return;
@@ -187,6 +209,7 @@ void purifier_backward(purifier *p, const Tensor *gy_in, Tensor *gx) {
     affine_clamp_backward_input(&p->final, gy, 0.5f, 0.5f, p->c.clamp_out ? 0.0f : -INFINITY,
                                 p->c.clamp_out ? 1.0f : INFINITY, g);
     for (int k = p->nsteps - 1; k >= 0; k--) {
+        if (stop_requested(p)) return; /* the states stay kept: a later backward may still run */
         eps_at(p, &p->xs[k], p->step[k]); /* recompute this step's UNet activations */
         sampler_coef c = step_coef(p, k);
         sampler_step_backward_input(&p->xs[k], &p->eps, g, &c, &p->gx0, &p->geps);

@@ -18,6 +18,7 @@
 #ifndef DRQ_PURIFY_H
 #define DRQ_PURIFY_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "kernels/tensor.h"
@@ -49,6 +50,19 @@ void purifier_forward(purifier *p, const Tensor *x, const uint64_t *omega, const
                     Tensor *xmax);
 /* gx = (∂P/∂x)ᵀ gy at the last forward (which must have had keep = 1). */
 void purifier_backward(purifier *p, const Tensor *gy, Tensor *gx);
+/* Bounded stop: while either flag (each may be NULL) is nonzero,
+ * purifier_forward and purifier_backward return between two sampler steps
+ * without finishing; purifier_stopped() then says so and their outputs (and
+ * the kept states) are unusable.  A stop therefore waits for at most one
+ * sampler step (one UNet forward, or forward + VJP in backward), not for a
+ * whole PGD step of 2·t* of them.  The worker's preempt / cancel flags reach
+ * here through the engine (worker/eval/engine.c). */
+void purifier_set_stop(purifier *p, const atomic_int *a, const atomic_int *b);
+/* 1 when the last forward or backward returned early on a stop flag. */
+int purifier_stopped(const purifier *p);
+/* Polls the stop flags now (for callers between passes, e.g. between the
+ * classifier's forward and backward); 1 (and purifier_stopped() = 1) when set. */
+int purifier_poll_stop(purifier *p);
 /* UNet evaluations since creation (cost accounting). */
 long purifier_unet_evals(const purifier *p);
 /* Number of UNet calls of one forward (t*, or the DDIM step count). */
