@@ -311,7 +311,7 @@ static void test_noise(void) {
     double worst = 0;
     size_t at = 0, same = 0, n = tensor_numel(&c);
     for (size_t i = 0; i < n; i++) {
-        /* error in float32 ulps of max(1, |value|): DESIGN §3 asks for ulp-level agreement */
+        /* error in float32 ulps of max(1, |value|): docs/seeds.md asks for ulp-level agreement */
         double d = fabs((double)h.data[i] - c.data[i]) / (FLT_EPSILON * fmax(1.0, fabs(c.data[i])));
         same += h.data[i] == c.data[i];
         if (d > worst) worst = d, at = i;

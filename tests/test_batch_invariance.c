@@ -34,7 +34,7 @@ typedef struct {
 } conv_case;
 
 static const conv_case conv_cases[] = {
-    /* CIFAR-10 DDPM UNet (DESIGN §2.1) */
+    /* CIFAR-10 DDPM UNet (docs/design.md §Models) */
     {"unet conv_in 3>128 @32", 3, 128, 3, 1, 1, 1, 1, 1, 32},
     {"unet 3x3 128 @32", 128, 128, 3, 1, 1, 1, 1, 1, 32},
     {"unet 3x3 128>256 @16", 128, 256, 3, 1, 1, 1, 1, 1, 16},
@@ -47,7 +47,7 @@ static const conv_case conv_cases[] = {
     {"unet nin 1x1 512>256 @8", 512, 256, 1, 1, 0, 0, 0, 0, 8},
     {"unet up 3x3 384>128 @32", 384, 128, 3, 1, 1, 1, 1, 1, 32},
     {"unet conv_out 128>3 @32", 128, 3, 3, 1, 1, 1, 1, 1, 32},
-    /* WRN-28-10 (DESIGN §2.2) */
+    /* WRN-28-10 (docs/design.md §Models) */
     {"wrn conv1 3>16 @32", 3, 16, 3, 1, 1, 1, 1, 1, 32},
     {"wrn 3x3 16>160 @32", 16, 160, 3, 1, 1, 1, 1, 1, 32},
     {"wrn shortcut 1x1 16>160 @32", 16, 160, 1, 1, 0, 0, 0, 0, 32},

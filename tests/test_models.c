@@ -1,5 +1,5 @@
 /* test_models.c — the DDPM UNet and the WideResNet as wholes:
- *   - parameter counts of the CIFAR-10 configs (DESIGN §2.1, §2.2);
+ *   - parameter counts of the CIFAR-10 configs (docs/design.md §Models);
  *   - input-VJP against central finite differences on small random models;
  *   - batch invariance (a batch of 3 equals three batches of 1, bit for bit);
  *   - weight files with a missing, extra or mis-shaped tensor are errors

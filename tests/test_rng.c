@@ -41,7 +41,7 @@ static int cmp_u64(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-/* drq_key by hand (uint64 wrap-around), DESIGN.md §3. */
+/* drq_key by hand (uint64 wrap-around), docs/seeds.md "Key". */
 static void test_key(void) {
     CHECK_EQ_INT(drq_key(0, 0, 0), 0);
     CHECK_EQ_INT(drq_key(1, 0, 0), 83492791u);

@@ -8,7 +8,7 @@ computes the input gradient; the better PyTorch figure is the one compared.
 Prints seconds per image and the ratio drq / PyTorch (< 1: drq is faster).
 
 Use /usr/bin/python3 (Debian's python3-torch); install libopenblas0-pthread
-first, or PyTorch's GEMMs run on the reference BLAS (DESIGN §7).
+first, or PyTorch's GEMMs run on the reference BLAS (docs/bench.md).
 """
 import argparse
 import os

@@ -1,8 +1,8 @@
 """ref_models.py — independent PyTorch reference of the two drq architectures.
 
-Written from /work/shared/DESIGN.md §2.1 (DDPM UNet) and §2.2 (WideResNet)
+Written from the architecture facts (docs/design.md §Models: DDPM UNet and WideResNet)
 only, as the oracle for the C implementation.  state_dict keys are exactly
-the ones DESIGN lists (the original checkpoint keys), so a state_dict saved
+the ones docs/design.md §Models lists (the original checkpoint keys), so a state_dict saved
 from these modules is what `drq model run --weights` loads.
 
 Configs are plain dicts with exactly these keys:
@@ -32,7 +32,7 @@ CIFAR10_UNET_PARAMS = 35_746_307
 CIFAR10_WRN_PARAMS = 36_479_194
 
 
-# --------------------------------------------------------------------------- DDPM UNet (DESIGN §2.1)
+# --------------------------------------------------------------------------- DDPM UNet (docs/design.md §Models)
 
 def swish(x):
     return x * torch.sigmoid(x)
@@ -216,7 +216,7 @@ class DDPMUNet(nn.Module):
         return self.conv_out(swish(self.norm_out(h)))
 
 
-# --------------------------------------------------------------------------- WideResNet (DESIGN §2.2)
+# --------------------------------------------------------------------------- WideResNet (docs/design.md §Models)
 
 class BasicBlock(nn.Module):
     def __init__(self, cin, cout, stride):
@@ -385,7 +385,7 @@ def _check_counts():
     print(f"WRN-28-10:          {nw:,} parameters (expected {CIFAR10_WRN_PARAMS:,})")
     assert nu == CIFAR10_UNET_PARAMS, nu
     assert nw == CIFAR10_WRN_PARAMS, nw
-    # spot-check the key names DESIGN lists
+    # spot-check the key names docs/design.md lists
     ku, kw = set(u.state_dict()), set(w.state_dict())
     for k in ("temb.dense.0.weight", "temb.dense.1.bias", "conv_in.weight", "down.0.block.0.norm1.weight",
               "down.1.block.0.nin_shortcut.weight", "down.1.attn.1.proj_out.weight", "down.1.downsample.conv.weight",
