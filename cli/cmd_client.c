@@ -331,7 +331,19 @@ int cmd_submit(int argc, char **argv) {
 static int64_t ji(const json_t *o, const char *k) { return json_integer_value(json_object_get(o, k)); }
 static double jr(const json_t *o, const char *k) { return json_number_value(json_object_get(o, k)); }
 
-static void print_status(FILE *f, const json_t *st) {
+/* "1.5 jobs/s", under one a second "12.0 jobs/min", "0 jobs/s" when none. */
+static void fmt_rate(char *buf, size_t n, double r) {
+    if (!(r > 0))
+        snprintf(buf, n, "0 jobs/s");
+    else if (r >= 1)
+        snprintf(buf, n, "%.1f jobs/s", r);
+    else
+        snprintf(buf, n, "%.1f jobs/min", r * 60);
+}
+
+/* The status block; with rates 0 the rate and ETA line is left out (the key
+ * `--watch` compares into a pipe, where a new ETA alone is no news). */
+static void print_status_x(FILE *f, const json_t *st, int rates) {
     size_t i;
     json_t *o;
     json_t *sweeps = json_object_get(st, "sweeps");
@@ -357,8 +369,13 @@ static void print_status(FILE *f, const json_t *st) {
         fprintf(f, "  [%s] %5.1f%%  %lld/%lld jobs\n", bar, 100 * frac, (long long)finished, (long long)jobs);
         fprintf(f, "  queued %lld  running %lld  done %lld  failed %lld  cancelled %lld\n", (long long)ji(o, "queued"),
                 (long long)ji(o, "running"), (long long)done, (long long)failed, (long long)cancelled);
-        fprintf(f, "  rows %lld/%lld  rate %.1f jobs/s (%.0f rows/s)  ETA %s\n", (long long)ji(o, "rows_done"),
-                (long long)ji(o, "rows"), jr(o, "jobs_per_s"), jr(o, "rows_per_s"), eta);
+        char rt[32];
+        fmt_rate(rt, sizeof rt, jr(o, "jobs_per_s"));
+        if (rates)
+            fprintf(f, "  rows %lld/%lld  rate %s (%.1f rows/s)  ETA %s\n", (long long)ji(o, "rows_done"),
+                    (long long)ji(o, "rows"), rt, jr(o, "rows_per_s"), eta);
+        else
+            fprintf(f, "  rows %lld/%lld\n", (long long)ji(o, "rows_done"), (long long)ji(o, "rows"));
         json_t *fails = json_object_get(o, "failures");
         if (json_array_size(fails)) {
             fprintf(f, "  recent failures:\n");
@@ -377,6 +394,8 @@ static void print_status(FILE *f, const json_t *st) {
     if (fault)
         fprintf(f, "coordinator: STORAGE FAULT, cannot write its database (%s); no new work until it can\n", fault);
 }
+
+static void print_status(FILE *f, const json_t *st) { print_status_x(f, st, 1); }
 
 int cmd_status(int argc, char **argv) {
     const char *ep;
@@ -397,7 +416,11 @@ int cmd_status(int argc, char **argv) {
     }
     client c;
     client_open(&c, ep);
-    int tty = isatty(1), rc;
+    /* --watch: on a terminal the screen is cleared and the block redrawn each
+     * second (like watch(1)); into a file or a pipe a block is printed only
+     * when something other than the rate and ETA changed */
+    int tty = isatty(1), rc, blocks = 0;
+    char *last_key = NULL;
     for (;;) {
         json_t *b = json_object();
         if (sweep) json_object_set_new(b, "sweep", json_integer(sweep));
@@ -406,15 +429,32 @@ int cmd_status(int argc, char **argv) {
         if (rc) break;
         json_object_del(r.body, "id");
         json_object_del(r.body, "v");
-        if (watch && tty) printf("\033[H\033[J");
+        char *text = NULL, *key = NULL;
+        size_t tlen = 0, klen = 0;
+        FILE *tf = open_memstream(&text, &tlen);
         if (as_json) {
             char *s = json_dumps(r.body, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
-            printf("%s\n", s);
+            fprintf(tf, "%s\n", s);
             free(s);
         } else {
-            print_status(stdout, r.body);
+            print_status(tf, r.body);
+        }
+        fclose(tf);
+        FILE *kf = open_memstream(&key, &klen);
+        print_status_x(kf, r.body, 0);
+        fclose(kf);
+        int changed = !last_key || strcmp(key, last_key);
+        if (!watch || tty) {
+            if (watch) fputs("\033[H\033[J", stdout); /* cursor home, clear the screen */
+            fputs(text, stdout);
+        } else if (changed) {
+            if (blocks++) fputs("\n", stdout);
+            fputs(text, stdout);
         }
         fflush(stdout);
+        free(text);
+        free(last_key);
+        last_key = key;
         int all_finished = 1;
         size_t i;
         json_t *o;
@@ -424,9 +464,9 @@ int cmd_status(int argc, char **argv) {
         }
         drq_msg_free(&r);
         if (!watch || all_finished) break;
-        if (!tty) printf("\n");
         sleep(1);
     }
+    free(last_key);
     client_close(&c);
     return rc;
 }

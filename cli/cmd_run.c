@@ -75,6 +75,78 @@ static int usage(void) {
     return 1;
 }
 
+/* ---- progress ---------------------------------------------------------------------- */
+
+/* The rate of finished jobs: samples of (time, jobs done) once a second; the
+ * rate is measured over the last 60 s, stretched further back (to the start of
+ * the run at most) until the window holds at least 3 finished jobs, so jobs of
+ * several seconds — or minutes — give a steady rate instead of 0 between two
+ * completions. */
+enum { PROG_SAMPLES = 512, PROG_WINDOW_S = 60, PROG_MIN_JOBS = 3 };
+typedef struct {
+    double t0;   /* start of the run */
+    int64_t d0;  /* jobs done at the start (a resumed sweep has some) */
+    double t[PROG_SAMPLES];
+    int64_t d[PROG_SAMPLES];
+    int n, head; /* samples kept; the next slot */
+} prog_rate;
+
+static void prog_sample(prog_rate *p, double now, int64_t done) {
+    int newest = (p->head + PROG_SAMPLES - 1) % PROG_SAMPLES;
+    if (p->n && now - p->t[newest] < 1) return; /* one sample a second */
+    p->t[p->head] = now;
+    p->d[p->head] = done;
+    p->head = (p->head + 1) % PROG_SAMPLES;
+    if (p->n < PROG_SAMPLES) p->n++;
+}
+
+static double prog_rate_get(const prog_rate *p, double now, int64_t done) {
+    double ts = p->t0;
+    int64_t ds = p->d0;
+    for (int k = 1; k <= p->n; k++) { /* newest to oldest */
+        int i = (p->head + PROG_SAMPLES - k) % PROG_SAMPLES;
+        if (now - p->t[i] <= PROG_WINDOW_S || done - p->d[i] < PROG_MIN_JOBS) {
+            ts = p->t[i];
+            ds = p->d[i];
+        } else
+            break;
+    }
+    if (done - ds < PROG_MIN_JOBS && p->n == PROG_SAMPLES) { /* the ring is too short: since the start */
+        ts = p->t0;
+        ds = p->d0;
+    }
+    double dt = now - ts;
+    return dt >= 1 && done > ds ? (double)(done - ds) / dt : 0;
+}
+
+/* "1.5 jobs/s", "12.0 jobs/min" under one a second, "-" before the first. */
+static void fmt_rate(char *buf, size_t n, double r) {
+    if (!(r > 0))
+        snprintf(buf, n, "- jobs/s");
+    else if (r >= 1)
+        snprintf(buf, n, "%.1f jobs/s", r);
+    else
+        snprintf(buf, n, "%.1f jobs/min", r * 60);
+}
+
+/* One progress line (no line end). */
+static void prog_line(char *buf, size_t n, const store_counts *c, double rate) {
+    int64_t fin = c->done + c->failed + c->cancelled;
+    char eta[32], rt[32], bar[31];
+    cli_fmt_duration(eta, sizeof eta, rate > 0 ? (double)(c->njobs - fin) / rate : -1);
+    fmt_rate(rt, sizeof rt, rate);
+    double frac = c->njobs ? (double)fin / (double)c->njobs : 1;
+    for (int k = 0; k < 30; k++) bar[k] = k < (int)(frac * 30) ? '#' : '-';
+    bar[30] = 0;
+    snprintf(buf, n, "[%s] %5.1f%%  %lld/%lld jobs  %lld rows  %s  ETA %s  failed %lld", bar, 100 * frac,
+             (long long)fin, (long long)c->njobs, (long long)c->rows_done, rt, eta, (long long)c->failed);
+}
+
+/* Not on a terminal (a log file, a pipe): a line when jobs finished, at most
+ * every PROG_LOG_EVERY s, and one every PROG_LOG_IDLE s when nothing did;
+ * never the same line twice in a row. */
+enum { PROG_LOG_EVERY = 5, PROG_LOG_IDLE = 30 };
+
 /* Inserts the jobs of an expanding sweep, in committed chunks. */
 static int expand_all(store *st, int64_t sweep, const drq_spec *sp, drq_err *err) {
     for (;;) {
@@ -314,52 +386,52 @@ int cmd_run(int argc, char **argv) {
     }
     pthread_sigmask(SIG_SETMASK, &prev, NULL);
 
-    /* progress */
+    /* progress: redrawn in place on a terminal; into a file or a pipe a line
+     * per finished job(s) (see PROG_LOG_EVERY), never the same line twice */
     drq_err e2;
     store *ro = store_open(db, 1, &e2);
     int tty = isatty(fileno(out));
-    double t0 = now_s(), last_line = 0;
-    enum { NS = 64 };
-    double ts[NS];
-    int64_t ds[NS];
-    int ns = 0;
+    double t0 = now_s(), last_line = -1e9;
+    prog_rate pr = {.t0 = t0};
+    int have_d0 = 0;
+    char line[256], last[256] = "";
+    int64_t last_fin = -1;
     store_counts c = {0};
     int finished = 0;
     while (!atomic_load(&g_interrupt) && !atomic_load(&st.done)) {
         if (ro && store_sweep_counts(ro, sweep, &c) == 0) {
             double now = now_s();
-            ts[ns % NS] = now;
-            ds[ns % NS] = c.done;
-            ns++;
-            int count = ns < NS ? ns : NS, oldest = (ns - 1) % NS;
-            for (int k = count - 1; k >= 0; k--) { /* the oldest sample of the last 10 s */
-                int idx = (ns - 1 - k) % NS;
-                if (now - ts[idx] <= 10) {
-                    oldest = idx;
-                    break;
-                }
+            if (!have_d0) {
+                pr.d0 = c.done;
+                have_d0 = 1;
             }
-            double dt = now - ts[oldest];
-            double rate = dt > 0.5 ? (double)(c.done - ds[oldest]) / dt : 0;
+            prog_sample(&pr, now, c.done);
+            double rate = prog_rate_get(&pr, now, c.done);
             int64_t fin = c.done + c.failed + c.cancelled;
             finished = c.jobs_created == c.njobs && c.queued == 0 && c.leased == 0;
-            if (!quiet && (tty || now - last_line >= 5 || finished)) {
-                char eta[32], bar[31];
-                cli_fmt_duration(eta, sizeof eta, rate > 0 ? (double)(c.njobs - fin) / rate : -1);
-                double frac = c.njobs ? (double)fin / (double)c.njobs : 1;
-                for (int k = 0; k < 30; k++) bar[k] = k < (int)(frac * 30) ? '#' : '-';
-                bar[30] = 0;
-                fprintf(out, "%s[%s] %5.1f%%  %lld/%lld jobs  %lld rows  %.1f jobs/s  ETA %s  failed %lld%s",
-                        tty ? "\r" : "", bar, 100 * frac, (long long)fin, (long long)c.njobs, (long long)c.rows_done,
-                        rate, eta, (long long)c.failed, tty ? "\033[K" : "\n");
-                last_line = now;
+            if (!quiet) {
+                prog_line(line, sizeof line, &c, rate);
+                if (tty) {
+                    if (strcmp(line, last)) {
+                        fprintf(out, "\r%s\033[K", line);
+                        fflush(out);
+                    }
+                    snprintf(last, sizeof last, "%s", line);
+                } else if (strcmp(line, last) &&
+                           (finished || last_fin < 0 || (fin != last_fin && now - last_line >= PROG_LOG_EVERY) ||
+                            now - last_line >= PROG_LOG_IDLE)) {
+                    fprintf(out, "%s\n", line);
+                    snprintf(last, sizeof last, "%s", line);
+                    last_line = now;
+                    last_fin = fin;
+                }
             }
             if (finished) break;
         }
         struct timespec nap = {0, tty ? 200000000L : 100000000L};
         nanosleep(&nap, NULL);
     }
-    if (tty && !quiet) fprintf(out, "\n");
+    if (tty && !quiet && last[0]) fprintf(out, "\n");
     int interrupted = atomic_load(&g_interrupt) && !finished;
     atomic_store(&wstop, 1);
     for (int i = 0; i < workers; i++) pthread_join(wtid[i], NULL);

@@ -19,7 +19,9 @@ rate_ring *srv_rate_for(drq_server *s, int64_t sweep) {
     return r;
 }
 
-/* Jobs/s and rows/s over the last ~30 s of samples. */
+/* Jobs/s and rows/s over the last 60 s of samples (one a tick), stretched
+ * back over the whole ring when the last 60 s hold fewer than 3 finished jobs,
+ * so jobs of several seconds give a steady rate, not 0 between completions. */
 static void rate_get(drq_server *s, int64_t sweep, double *jobs_s, double *rows_s) {
     *jobs_s = *rows_s = 0;
     rate_ring *r = srv_rate_for(s, sweep);
@@ -28,7 +30,7 @@ static void rate_get(drq_server *s, int64_t sweep, double *jobs_s, double *rows_
     int oldest = newest;
     for (int k = 1; k < r->n; k++) {
         int i = (newest + RATE_SAMPLES - k) % RATE_SAMPLES;
-        if (r->t[newest] - r->t[i] > 30) break;
+        if (r->t[newest] - r->t[i] > 60 && r->done[newest] - r->done[oldest] >= 3) break;
         oldest = i;
     }
     double dt = r->t[newest] - r->t[oldest];
@@ -79,6 +81,16 @@ json_t *srv_status_json(drq_server *s, int64_t sweep, int nfail) {
                        json_integer_value(json_object_get(o, "failed")) -
                        json_integer_value(json_object_get(o, "cancelled"));
         json_object_set_new(o, "eta_s", js > 0 && left > 0 ? json_real((double)left / js) : json_null());
+        /* timestamps as whole seconds since the epoch (a real prints as 1.79613e9) */
+        json_object_set_new(o, "created", json_integer((json_int_t)json_number_value(json_object_get(o, "created"))));
+        size_t f;
+        json_t *fo;
+        json_array_foreach(json_object_get(o, "failures"), f, fo)
+            json_object_set_new(fo, "t", json_integer((json_int_t)json_number_value(json_object_get(fo, "t"))));
+        /* the state says finished (store has expanding/active/cancelled); "finished": true stays */
+        const char *state = json_string_value(json_object_get(o, "state"));
+        if (json_is_true(json_object_get(o, "finished")) && (!state || strcmp(state, "cancelled")))
+            json_object_set_new(o, "state", json_string("finished"));
     }
     json_object_set_new(r, "workers", json_integer(s->nw));
     json_object_set_new(r, "server", json_string(s->ident));
