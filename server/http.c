@@ -247,9 +247,9 @@ static char *metrics_text(struct srv_http *h, json_t *snap) {
     PER_SWEEP("drq_sweep_rows", "gauge", "Result rows a sweep will have.", json_integer_value(json_object_get(o, "rows")))
     PER_SWEEP("drq_sweep_rows_done", "gauge", "Result rows stored so far.",
               json_integer_value(json_object_get(o, "rows_done")))
-    PER_SWEEP("drq_sweep_jobs_per_second", "gauge", "Jobs finished per second (last ~30 s).",
+    PER_SWEEP("drq_sweep_jobs_per_second", "gauge", "Jobs finished per second (last ~60 s).",
               json_number_value(json_object_get(o, "jobs_per_s")))
-    PER_SWEEP("drq_sweep_rows_per_second", "gauge", "Rows stored per second (last ~30 s).",
+    PER_SWEEP("drq_sweep_rows_per_second", "gauge", "Rows stored per second (last ~60 s).",
               json_number_value(json_object_get(o, "rows_per_s")))
     PER_SWEEP("drq_sweep_finished", "gauge", "1 when every job of the sweep is done, failed or cancelled.",
               json_is_true(json_object_get(o, "finished")))
