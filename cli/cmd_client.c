@@ -25,6 +25,7 @@
 #include "common/row.h"
 #include "common/spec.h"
 #include "server/store.h"
+#include "report_out.h"
 
 typedef struct {
     void *ctx, *sock;
@@ -477,6 +478,7 @@ typedef struct {
     FILE *f;
     int jsonl;
     drq_report *rep; /* drq report: aggregate instead of writing rows */
+    drq_report_out *out; /* drq report --out DIR (cli/report_out.h) */
     int64_t n;
 } sink;
 
@@ -485,6 +487,7 @@ static void sink_page(void *k, const drq_row *rows, int64_t n) { sink_rows(k, ro
 
 static void sink_rows(sink *k, const drq_row *rows, int64_t n) {
     for (int64_t i = 0; i < n; i++) {
+        if (k->out) drq_report_out_add(k->out, &rows[i]);
         if (k->rep)
             drq_report_add(k->rep, &rows[i]);
         else if (k->jsonl)
@@ -617,12 +620,14 @@ int cmd_results(int argc, char **argv) {
 int cmd_report(int argc, char **argv) {
     const char *ep;
     argc = take_server_opt(argc, argv, &ep);
-    const char *what = NULL;
+    const char *what = NULL, *out_dir = NULL;
     int64_t sweep_opt = 0;
     int as_json = 0, bad = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--json"))
             as_json = 1;
+        else if (!strcmp(argv[i], "--out") && i + 1 < argc)
+            out_dir = argv[++i];
         else if (!strcmp(argv[i], "--sweep") && i + 1 < argc)
             sweep_opt = sweep_arg(argv[++i]);
         else if (!what && argv[i][0] != '-')
@@ -631,7 +636,7 @@ int cmd_report(int argc, char **argv) {
             bad = 1;
     }
     if (!what || bad || sweep_opt < 0) {
-        fprintf(stderr, "usage: drq report SWEEP|FILE.db [--sweep N (with a .db)] [--json] [--server tcp://HOST:5556]\n");
+        fprintf(stderr, "usage: drq report SWEEP|FILE.db [--sweep N (with a .db)] [--json] [--out DIR] [--server tcp://HOST:5556]\n");
         return 1;
     }
     struct stat sb;
@@ -641,8 +646,10 @@ int cmd_report(int argc, char **argv) {
         fprintf(stderr, "drq: report: '%s' is neither a sweep id nor a database file\n", what);
         return 1;
     }
-    sink k = {.f = stdout, .rep = drq_report_new()};
+    sink k = {.f = stdout, .rep = drq_report_new(), .out = out_dir ? drq_report_out_new() : NULL};
     int rc = local ? results_local(what, sweep, &k) : results_remote(ep, sweep, &k);
+    if (!rc && out_dir) rc = drq_report_out_write(k.out, local ? what : NULL, what, out_dir);
+    drq_report_out_free(k.out);
     if (!rc && as_json) {
         json_t *j = drq_report_json(k.rep);
         json_dumpf(j, stdout, JSON_INDENT(1));
