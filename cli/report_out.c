@@ -608,6 +608,7 @@ static void name_indices(const drq_report_out *ro, int *pidx, int *aidx) {
 }
 
 static const int point_types[] = {7, 5, 9, 11, 13, 15, 1, 2, 3, 4, 6, 8, 10, 12, 14};
+static const int open_point_types[] = {6, 4, 8, 10, 12, 14, 1, 2, 3}; /* Fig. 3: overlapping points stay visible */
 static const char *const colours[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
                                       "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
 #define NCOLOURS (int)(sizeof colours / sizeof *colours)
@@ -633,8 +634,8 @@ static int fig3(const drq_report_out *ro, const int *pidx, const int *aidx, FILE
         int pi = pidx[i], ai = aidx[i];
         char title[2 * DRQ_NAME_MAX + 4];
         snprintf(title, sizeof title, "%s / %s", c->pur, c->atk);
-        fprintf(b, "%s\"fig3-compression-robustness.dat\" index %d using 1:2:3 with yerrorbars lc rgb \"%s\" pt %d ps 1.5 title ",
-                n ? ", \\\n     " : "", n, colours[pi % NCOLOURS], point_types[ai % NPT]);
+        fprintf(b, "%s\"fig3-compression-robustness.dat\" index %d using 1:2:3 with yerrorbars lw 1.5 lc rgb \"%s\" pt %d ps 1.8 title ",
+                n ? ", \\\n     " : "", n, colours[pi % NCOLOURS], open_point_types[ai % 9]);
         gp_str(b, title);
         n++;
     }

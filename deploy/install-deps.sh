@@ -8,6 +8,7 @@ PKGS=(
   libopenblas0-pthread                               # only for benchmarks: PyTorch's BLAS (docs/design.md §Numerics)
   libjansson-dev libzmq3-dev libuv1-dev libsqlite3-dev zlib1g-dev sqlite3
   libmicrohttpd-dev                                  # drq-server --http: the dashboard and /metrics
+  gnuplot-nox                                        # drq report --out: the PNG and SVG plots (docs/report.md)
   python3-torch python3-numpy                        # test oracle and training only
   dataset-fashion-mnist                              # demo dataset
   clang libclang-rt-14-dev                           # test only: make fuzz (libFuzzer, ASan/UBSan runtimes)
