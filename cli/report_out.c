@@ -689,7 +689,7 @@ static int fig1c(const drq_report_out *ro, const int *pidx, const int *aidx, FIL
             if (block[i] >= 0) panel_has[aidx[i]] = 1;
         int np = 0;
         for (int a = 0; a < natk; a++) np += panel_has[a];
-        int cols = np < 3 ? np : 3, rows = (np + cols - 1) / cols;
+        int cols = np == 4 ? 2 : np < 3 ? np : 3, rows = (np + cols - 1) / cols; /* 4 panels: 2 × 2 */
         mem body;
         mem_open(&body);
         FILE *b = body.f;
