@@ -13,6 +13,11 @@ PKGS=(
   dataset-fashion-mnist                              # demo dataset
   clang libclang-rt-14-dev                           # test only: make fuzz (libFuzzer, ASan/UBSan runtimes)
   curl chromium                                      # test only: tests/test_dashboard.sh (HTTP requests, headless browser)
+  # TEST ONLY (issue 13, docs/cluster.md); the product never needs these:
+  #   slurmctld slurmd slurm-client munge: tests/test_slurm.sh runs a real single-node Slurm
+  #   docker-compose: tests/test_compose.sh validates docker-compose.yml (docker-compose config)
+  #   systemd: tests/test_systemd.sh runs systemd-analyze verify on deploy/systemd/*
+  slurmctld slurmd slurm-client munge docker-compose systemd
 )
 missing=()
 for p in "${PKGS[@]}"; do
