@@ -180,9 +180,9 @@ static int client_call_n(client *c, drq_msg_type t, json_t *body, drq_msg *reply
                 return 2;
             }
         }
-        double deadline = now_s() + c->timeout_ms / 1000.0;
+        double deadline = drq_clock_mono() + c->timeout_ms / 1000.0;
         for (;;) {
-            int left = (int)((deadline - now_s()) * 1000);
+            int left = (int)((deadline - drq_clock_mono()) * 1000);
             if (left <= 0) break;
             zmq_pollitem_t its[2] = {{.socket = c->sock, .events = ZMQ_POLLIN}, {.socket = c->mon, .events = ZMQ_POLLIN}};
             if (zmq_poll(its, c->mon ? 2 : 1, left) <= 0) continue;

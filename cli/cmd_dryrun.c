@@ -144,13 +144,13 @@ static int measure(const char *arch, const char *cfg, int b, int res, rate *r, d
     double tf = 1e30, tv = 1e30;
     long top = 0; /* resident size after the forward and after the VJP (the tape is held until the model is freed) */
     for (int rep = 0; rep < 2; rep++) { /* the first round plans and warms caches */
-        double t0 = now_s();
+        double t0 = drq_clock_mono();
         if (u) unet_forward(u, &x, t, &y);
         else wrn_forward(w, &x, &y);
-        double t1 = now_s();
+        double t1 = drq_clock_mono();
         if (u) unet_backward(u, &gy, &gx);
         else wrn_backward(w, &gy, &gx);
-        double t2 = now_s();
+        double t2 = drq_clock_mono();
         long now = rss_bytes();
         if (now > top) top = now;
         if (rep) tf = t1 - t0, tv = t2 - t1;

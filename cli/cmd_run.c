@@ -391,7 +391,7 @@ int cmd_run(int argc, char **argv) {
     drq_err e2;
     store *ro = store_open(db, 1, &e2);
     int tty = isatty(fileno(out));
-    double t0 = now_s(), last_line = -1e9;
+    double t0 = drq_clock_mono(), last_line = -1e9;
     prog_rate pr = {.t0 = t0};
     int have_d0 = 0;
     char line[256], last[256] = "";
@@ -400,7 +400,7 @@ int cmd_run(int argc, char **argv) {
     int finished = 0;
     while (!atomic_load(&g_interrupt) && !atomic_load(&st.done)) {
         if (ro && store_sweep_counts(ro, sweep, &c) == 0) {
-            double now = now_s();
+            double now = drq_clock_mono();
             if (!have_d0) {
                 pr.d0 = c.done;
                 have_d0 = 1;
@@ -465,7 +465,7 @@ int cmd_run(int argc, char **argv) {
                 (long long)c.njobs);
         rc = 130;
     } else {
-        if (!quiet) fprintf(out, "done in %.1f s\n", now_s() - t0);
+        if (!quiet) fprintf(out, "done in %.1f s\n", drq_clock_mono() - t0);
         print_report(db, sweep, out);
         if (c.failed) rc = 3;
     }

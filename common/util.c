@@ -62,9 +62,15 @@ int drq_errf(drq_err *e, const char *fmt, ...) {
     return -1;
 }
 
-double now_s(void) {
+double drq_clock_mono(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+double drq_clock_wall(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 

@@ -45,8 +45,10 @@ typedef struct {
 } drq_err;
 int drq_errf(drq_err *e, const char *fmt, ...) DRQ_PRINTF(2, 3);
 
-/* Monotonic wall clock in seconds. */
-double now_s(void);
+/* Clocks in seconds: monotonic (durations, deadlines) and wall (epoch
+ * seconds, stored timestamps). */
+double drq_clock_mono(void);
+double drq_clock_wall(void);
 
 /* One log line on stderr: "2026-11-25T07:40:31.123Z [tag] message". */
 void log_line(const char *tag, const char *fmt, ...) DRQ_PRINTF(2, 3);

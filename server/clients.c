@@ -42,7 +42,7 @@ static void rate_get(drq_server *s, int64_t sweep, double *jobs_s, double *rows_
 /* The WORKERS reply: every registered worker with the jobs it holds and their progress. */
 json_t *srv_workers_json(drq_server *s) {
     json_t *arr = json_array();
-    double now = now_s();
+    double now = drq_clock_mono();
     for (int i = 0; i < s->nw; i++) {
         worker *w = s->w[i];
         json_t *o = json_object();

@@ -205,7 +205,7 @@ int srv_curve_router(drq_server *s, void *sock, const char *domain, drq_err *err
 static void log_refusal(drq_server *s, int domain, const char *addr, const uint8_t key[32], const char *why) {
     char z85[DRQ_Z85_LEN] = "-";
     if (key) zmq_z85_encode(z85, key, 32);
-    double now = now_s();
+    double now = drq_clock_mono();
     struct srv_refusal *r = NULL;
     for (int i = 0; key && i < s->nrefusals; i++)
         if (s->refusals[i].domain == domain && !memcmp(s->refusals[i].key, key, 32) &&

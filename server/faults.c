@@ -49,7 +49,7 @@ void srv_db_failed(drq_server *s, const char *what, const drq_err *e) {
                  "acknowledged and resend it",
                  what, s->fault_msg);
         s->degraded = 1;
-        s->degraded_since = s->degraded_logged = now_s();
+        s->degraded_since = s->degraded_logged = drq_clock_mono();
         s->n_deferred = 0;
     }
     s->dirty = 0;
@@ -91,7 +91,7 @@ int srv_client_txn(drq_server *s, const unsigned char *rid, size_t rid_len, int6
 static void storage_recovered(drq_server *s) {
     log_line("server", "storage: the database can be written again after %.1f s (%lld worker messages deferred); "
                        "resuming, workers re-register",
-             now_s() - s->degraded_since, (long long)s->n_deferred);
+             drq_clock_mono() - s->degraded_since, (long long)s->n_deferred);
     s->degraded = 0;
     s->fault_msg[0] = 0;
     while (s->nw) {
@@ -116,7 +116,7 @@ void srv_drain_degraded(drq_server *s) {
         if (rc == 1) break;
         if (rc < 0) continue;
         worker *w = srv_worker_by_rid(s, m.rid, m.rid_len);
-        if (w) w->last_seen = now_s();
+        if (w) w->last_seen = drq_clock_mono();
         if (m.type != MSG_HEARTBEAT) s->n_deferred++;
         drq_msg_free(&m);
     }
@@ -126,7 +126,7 @@ void srv_drain_degraded(drq_server *s) {
  * write transaction as a probe; when it commits, leases are pushed out so that
  * workers can re-register before they lapse, and work resumes. */
 void srv_tick_degraded(drq_server *s) {
-    double now = now_s();
+    double now = drq_clock_mono();
     double dead_after = s->o.liveness * s->o.heartbeat_s;
     s->last_tick = now;
     for (int i = 0; i < s->nw; i++) {
@@ -145,7 +145,7 @@ void srv_tick_degraded(drq_server *s) {
     if (store_begin(s->st, &e) == 0) {
         store_event(s->st, 0, 0, NULL, "storage", "database writable again after %.1f s: %s", now - s->degraded_since,
                     s->fault_msg);
-        store_extend_all_leases(s->st, wall_now() + s->o.lease_s);
+        store_extend_all_leases(s->st, drq_clock_wall() + s->o.lease_s);
         if (store_commit(s->st, &e) == 0) {
             storage_recovered(s);
             srv_pump(s);

@@ -71,7 +71,7 @@ void srv_http_publish(drq_server *s) {
     json_t *o = json_object();
     json_object_set_new(o, "status", srv_status_json(s, 0, 5));
     json_object_set_new(o, "workers", srv_workers_json(s));
-    double now = now_s();
+    double now = drq_clock_mono();
     json_t *loop = json_object();
     json_object_set_new(loop, "tick_gap_s", json_real(s->last_tick > 0 ? now - s->last_tick : 0));
     json_object_set_new(loop, "max_tick_gap_s", json_real(s->max_tick_gap));
@@ -82,7 +82,7 @@ void srv_http_publish(drq_server *s) {
     json_object_set_new(loop, "curve", json_boolean(s->zap != NULL));
     json_object_set_new(loop, "curve_admitted", json_integer(s->n_zap_ok));
     json_object_set_new(loop, "curve_refused", json_integer(s->n_zap_denied));
-    json_object_set_new(loop, "published", json_real(wall_now()));
+    json_object_set_new(loop, "published", json_real(drq_clock_wall()));
     json_object_set_new(o, "loop", loop);
     char *text = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(17));
     json_decref(o);
@@ -117,7 +117,7 @@ static json_t *reports(struct srv_http *h, const json_t *status) {
         snprintf(key + l, sizeof key - l, "%lld:%lld,", (long long)json_integer_value(json_object_get(o, "id")),
                  (long long)json_integer_value(json_object_get(o, "rows_done")));
     }
-    double now = now_s();
+    double now = drq_clock_mono();
     if (h->report && (!strcmp(key, h->report_key) || now - h->report_at < REPORT_MIN_S)) return json_incref(h->report);
     if (!h->ro) {
         drq_err e;
@@ -145,7 +145,7 @@ static json_t *reports(struct srv_http *h, const json_t *status) {
 
 /* Event counts by kind (cached EVENTS_MIN_S), plus "lease_expired". */
 static json_t *events(struct srv_http *h) {
-    double now = now_s();
+    double now = drq_clock_mono();
     if (h->events && now - h->events_at < EVENTS_MIN_S) return json_incref(h->events);
     if (!h->rodb) {
         if (sqlite3_open_v2(h->db_path, &h->rodb, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
@@ -256,7 +256,7 @@ static char *metrics_text(struct srv_http *h, json_t *snap) {
 #undef PER_SWEEP
     help(&b, "drq_workers", "gauge", "Registered workers.");
     bput(&b, "drq_workers %zu\n", json_array_size(ws));
-    double wall = wall_now();
+    double wall = drq_clock_wall();
     double dead = DRQ_LIVENESS * DRQ_HEARTBEAT_S;
 #define PER_WORKER(metric, type, text, fmt, expr)                                                          \
     help(&b, metric, type, text);                                                                          \
@@ -444,7 +444,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         *upload_size = 0;
         return MHD_YES;
     }
-    double t0 = now_s();
+    double t0 = drq_clock_mono();
     atomic_fetch_add(&h->n_requests, 1);
     enum MHD_Result ret;
     if (strcmp(method, "GET") && strcmp(method, "HEAD")) {
@@ -495,7 +495,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                         "404 not found: / (dashboard), /api/status, /api/dashboard, /metrics\n", 0, h);
     }
 done:
-    h->dur_sum += now_s() - t0;
+    h->dur_sum += drq_clock_mono() - t0;
     h->dur_count++;
     return ret;
 }

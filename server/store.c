@@ -44,12 +44,6 @@ struct store {
     int ckpt_failures;  /* consecutive failed checkpoints (logged once) */
 };
 
-double wall_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 int store_schema_latest(void) {
     int v = 0;
     for (int i = 0; i < drq_schema_count; i++)
@@ -264,7 +258,7 @@ static int migrate(store *st, const char *path, drq_err *err) {
         sqlite3_stmt *s;
         sqlite3_prepare_v2(st->db, "INSERT INTO schema_version(version, applied) VALUES(?, ?)", -1, &s, NULL);
         sqlite3_bind_int(s, 1, drq_schema_versions[i]);
-        sqlite3_bind_double(s, 2, wall_now());
+        sqlite3_bind_double(s, 2, drq_clock_wall());
         int rc = step(st, s);
         sqlite3_finalize(s);
         if (rc != SQLITE_DONE || store_commit(st, err)) {
@@ -363,7 +357,7 @@ int store_sweep_create_ex(store *st, const drq_spec *spec, const char *canonical
     s = ps(st, q_ins);
     sqlite3_bind_text(s, 1, spec->name, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, 2, canonical, -1, SQLITE_STATIC);
-    sqlite3_bind_double(s, 3, wall_now());
+    sqlite3_bind_double(s, 3, drq_clock_wall());
     sqlite3_bind_int64(s, 4, drq_spec_njobs(spec));
     sqlite3_bind_int64(s, 5, drq_spec_nrows(spec));
     sqlite3_bind_int64(s, 6, base);
@@ -1041,7 +1035,7 @@ int store_checkpoint_put(store *st, int64_t job, int64_t step, const void *blob,
     sqlite3_bind_int64(s, 2, step);
     sqlite3_bind_blob64(s, 3, blob, len, SQLITE_STATIC);
     sqlite3_bind_text(s, 4, worker, -1, SQLITE_STATIC);
-    sqlite3_bind_double(s, 5, wall_now());
+    sqlite3_bind_double(s, 5, drq_clock_wall());
     run(st, s);
     return 0;
 }
@@ -1081,7 +1075,7 @@ void store_event(store *st, int64_t sweep, int64_t job, const char *worker, cons
     vsnprintf(detail, sizeof detail, fmt, ap);
     va_end(ap);
     sqlite3_stmt *s = ps(st, q);
-    sqlite3_bind_double(s, 1, wall_now());
+    sqlite3_bind_double(s, 1, drq_clock_wall());
     if (sweep > 0)
         sqlite3_bind_int64(s, 2, sweep);
     else
@@ -1116,7 +1110,7 @@ void store_worker_seen(store *st, const char *name, const char *devices_json, co
         sqlite3_bind_text(s, 3, version, -1, SQLITE_STATIC);
     else
         sqlite3_bind_null(s, 3);
-    sqlite3_bind_double(s, 4, wall_now());
+    sqlite3_bind_double(s, 4, drq_clock_wall());
     sqlite3_bind_text(s, 5, state, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 6, jobs_done_delta);
     run(st, s);

@@ -56,9 +56,6 @@ void store_rollback(store *st);
 int store_fault(store *st, const char **msg);
 int store_fault_is_storage(int rc);
 
-/* Epoch seconds. */
-double wall_now(void);
-
 /* ---- sweeps ------------------------------------------------------------- */
 
 /* Creates a sweep in state "expanding" and reserves its job ids. */

@@ -157,7 +157,7 @@ static void submit_done(uv_work_t *req, int status) {
     }
     log_line("server", "sweep %lld \"%s\" submitted: %lld jobs, %lld rows (parsed in %.2f s off the loop)",
              (long long)sid, r->sp.name, (long long)drq_spec_njobs(&r->sp), (long long)drq_spec_nrows(&r->sp),
-             now_s() - r->t0);
+             drq_clock_mono() - r->t0);
     /* the parsed spec goes into the cache, so expansion and dispatch never parse it on the loop */
     spec_entry *se = spec_put(s, sid, r->canon_json, &r->sp);
     srv_expansion_add(s, sid);
@@ -198,7 +198,7 @@ void srv_submit_start(drq_server *s, drq_msg *m, int64_t id) {
     r->again = drq_jbool(m->body, "again");
     if (sub) snprintf(r->submission, sizeof r->submission, "%s", sub);
     r->spec_json = json_incref(json_object_get(m->body, "spec"));
-    r->t0 = now_s();
+    r->t0 = drq_clock_mono();
     /* the message body goes with the request: nothing else may touch the spec */
     json_object_del(m->body, "spec");
     s->submits_inflight++;
@@ -211,7 +211,7 @@ void srv_expansion_add(drq_server *s, int64_t sweep) {
     expansion *x = &s->exp[s->nexp++];
     memset(x, 0, sizeof *x);
     x->sweep = sweep;
-    x->t0 = now_s();
+    x->t0 = drq_clock_mono();
 }
 
 /* Inserts one chunk of the first pending expansion; replies to its client
@@ -228,12 +228,12 @@ void srv_expand_step(drq_server *s) {
     }
     if (store_begin(s->st, &e)) return; /* busy: try again next pump */
     /* bounded work per loop turn: sub-chunks until EXPAND_CHUNK jobs or EXPAND_BUDGET_S */
-    double t0 = now_s();
+    double t0 = drq_clock_mono();
     int64_t left, done = 0;
     do {
         left = store_sweep_expand(s->st, x->sweep, &se->spec, EXPAND_SUB, &e);
         done += EXPAND_SUB;
-    } while (left > 0 && done < EXPAND_CHUNK && now_s() - t0 < EXPAND_BUDGET_S);
+    } while (left > 0 && done < EXPAND_CHUNK && drq_clock_mono() - t0 < EXPAND_BUDGET_S);
     if (left < 0 && store_fault_is_storage(store_fault(s->st, NULL))) {
         srv_db_failed(s, "expansion", &e); /* kept: carries on when writes succeed again */
         return;
@@ -250,7 +250,7 @@ void srv_expand_step(drq_server *s) {
     }
     s->dirty = 1;
     if (left > 0) return;
-    double secs = now_s() - x->t0;
+    double secs = drq_clock_mono() - x->t0;
     log_line("server", "sweep %lld: %lld jobs queued (%.2f s)", (long long)x->sweep,
              (long long)drq_spec_njobs(&se->spec), secs);
     memmove(&s->exp[0], &s->exp[1], (size_t)(s->nexp - 1) * sizeof *s->exp);

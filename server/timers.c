@@ -33,7 +33,7 @@ void srv_on_tick(uv_timer_t *t) {
         log_line("server", "tick skipped, database busy: %s", e.msg);
         return;
     }
-    double now = now_s(), wall = wall_now();
+    double now = drq_clock_mono(), wall = drq_clock_wall();
     double dead_after = s->o.liveness * s->o.heartbeat_s;
     /* a loop that was kept busy delays every heartbeat: say so */
     if (s->last_tick > 0) {

@@ -95,7 +95,7 @@ void srv_cancel_on_workers(drq_server *s, int64_t id, const worker *except, cons
 /* Requeues (as a failed attempt) everything a lost worker held. */
 void srv_worker_lost(drq_server *s, worker *w, const char *why) {
     log_line("server", "worker %s lost: %s; requeueing %d job(s)", w->name, why, w->njobs);
-    double wall = wall_now();
+    double wall = drq_clock_wall();
     for (int i = 0; i < w->njobs; i++) {
         store_job j;
         if (!leased_to(s, w->jobs[i].id, w->name, &j)) continue;
@@ -163,7 +163,7 @@ static void send_job(drq_server *s, worker *w, const store_job *j) {
 void srv_dispatch(drq_server *s) {
     if (!s->dirty || s->nw == 0) return;
     s->dirty = 0;
-    double wall = wall_now();
+    double wall = drq_clock_wall();
     store_job jobs[MAX_LEASE_PER_PUMP];
     int start = s->rr++;
     for (int k = 0; k < s->nw; k++) {
@@ -227,7 +227,7 @@ static void on_hello(drq_server *s, const drq_msg *m) {
                 if (leased_to(s, old->jobs[i].id, name, &j)) {
                     char msg[256];
                     snprintf(msg, sizeof msg, "worker %s re-registered without the job", name);
-                    store_job_attempt_failed(s->st, j.id, msg, wall_now(), s->o.max_attempts, s->o.backoff_s);
+                    store_job_attempt_failed(s->st, j.id, msg, drq_clock_wall(), s->o.max_attempts, s->o.backoff_s);
                     s->dirty = 1;
                 }
             }
@@ -241,13 +241,13 @@ static void on_hello(drq_server *s, const drq_msg *m) {
     snprintf(w->version, sizeof w->version, "%s", drq_jstr(b, "version"));
     w->devices = json_dumps(json_object_get(b, "devices"), JSON_COMPACT);
     w->credit = (int)(drq_jint(b, "credit") > MAX_CREDIT ? MAX_CREDIT : drq_jint(b, "credit"));
-    w->last_seen = now_s();
-    w->joined = wall_now();
+    w->last_seen = drq_clock_mono();
+    w->joined = drq_clock_wall();
     s->w = xrealloc(s->w, (size_t)(s->nw + 1) * sizeof *s->w);
     s->w[s->nw++] = w;
 
     /* re-adopt the jobs it still holds */
-    double wall = wall_now();
+    double wall = drq_clock_wall();
     size_t k;
     json_t *e;
     int kept = 0, cancelled = 0;
@@ -374,7 +374,7 @@ bad:
 bad_final:
     log_line("server", "job %lld: bad RESULT from %s: %s", (long long)id, w->name, why);
     if (final && store_job_leased_to(&j, w->name)) {
-        store_job_attempt_failed(s->st, id, why, wall_now(), s->o.max_attempts, s->o.backoff_s);
+        store_job_attempt_failed(s->st, id, why, drq_clock_wall(), s->o.max_attempts, s->o.backoff_s);
         s->dirty = 1;
     }
     ack(s, w, seq, id);
@@ -400,7 +400,7 @@ void srv_on_worker_msg(drq_server *s, drq_msg *m) {
         srv_queue_out(s, 0, m->rid, m->rid_len, MSG_RESET, json_object(), NULL, 0);
         return;
     }
-    w->last_seen = now_s();
+    w->last_seen = drq_clock_mono();
     const json_t *b = m->body;
     store_job j;
     int64_t id = drq_jint(b, "job"), seq = drq_jint(b, "seq");
@@ -445,7 +445,7 @@ void srv_on_worker_msg(drq_server *s, drq_msg *m) {
         if (leased_to(s, id, w->name, &j)) {
             if (drq_jbool(b, "retryable")) {
                 int failed =
-                    store_job_attempt_failed(s->st, id, msg, wall_now(), s->o.max_attempts, s->o.backoff_s);
+                    store_job_attempt_failed(s->st, id, msg, drq_clock_wall(), s->o.max_attempts, s->o.backoff_s);
                 log_line("server", "job %lld %s after attempt %d on %s: %s", (long long)id,
                          failed ? "failed" : "requeued", j.attempts + 1, w->name, msg);
             } else {

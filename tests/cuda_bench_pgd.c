@@ -69,10 +69,10 @@ int main(int argc, char **argv) {
     attack_step(&ac, &am, &x, label, image, &st); /* warm-up */
     drq_device_sync(&d);
     long ev0 = purifier_unet_evals(p);
-    double t0 = now_s();
+    double t0 = drq_clock_mono();
     for (int s = 1; s < steps; s++) attack_step(&ac, &am, &x, label, image, &st);
     drq_device_sync(&d);
-    double dt = (now_s() - t0) / (steps - 1) / batch;
+    double dt = (drq_clock_mono() - t0) / (steps - 1) / batch;
     double evals = (double)(purifier_unet_evals(p) - ev0) / (steps - 1) / batch;
     char desc[256];
     drq_device_describe(&d, desc, sizeof desc);

@@ -127,12 +127,12 @@ typedef struct {
 static void *stopper_main(void *arg) {
     stopper *s = arg;
     double until = s->start + s->delay;
-    for (double now; (now = now_s()) < until;) {
+    for (double now; (now = drq_clock_mono()) < until;) {
         double d = until - now;
         struct timespec ts = {(time_t)d, (long)((d - (double)(time_t)d) * 1e9)};
         nanosleep(&ts, NULL);
     }
-    s->set_at = now_s();
+    s->set_at = drq_clock_mono();
     atomic_store(s->flag, 1);
     return NULL;
 }
@@ -155,11 +155,11 @@ static double sampler_step_s(double *fwd_step) {
     int64_t image[3] = {0, 1, 2};
     double best_f = 1e9, best_b = 1e9;
     for (int r = 0; r < 3; r++) {
-        double t0 = now_s();
+        double t0 = drq_clock_mono();
         purifier_forward(p, &x, om, image, 1, &y, NULL);
-        double t1 = now_s();
+        double t1 = drq_clock_mono();
         purifier_backward(p, &y, &g);
-        double t2 = now_s();
+        double t2 = drq_clock_mono();
         if (t1 - t0 < best_f) best_f = t1 - t0;
         if (t2 - t1 < best_b) best_b = t2 - t1;
     }
@@ -202,9 +202,9 @@ int main(void) {
     for (int attack = 0; attack < 2 && step > 0; attack++) {
         drq_row *ref = NULL;
         int64_t nref = 0;
-        double t0 = now_s();
+        double t0 = drq_clock_mono();
         job_status st = run(attack, NULL, NULL, NULL, NULL, &ref, &nref);
-        double tjob = now_s() - t0;
+        double tjob = drq_clock_mono() - t0;
         CHECK_EQ_INT(st, JOB_DONE);
         if (st != JOB_DONE) continue;
         printf("attack %s: uninterrupted job %.3f s = %.0f sampler steps\n", spec.attacks[attack].name, tjob,
@@ -218,10 +218,10 @@ int main(void) {
             drq_row *rows = NULL;
             int64_t n = 0;
             pthread_t th;
-            s.start = now_s();
+            s.start = drq_clock_mono();
             if (pthread_create(&th, NULL, stopper_main, &s)) DIE("pthread_create");
             st = run(attack, &cap, NULL, &flag, NULL, &rows, &n);
-            double end = now_s();
+            double end = drq_clock_mono();
             pthread_join(th, NULL);
             if (st == JOB_DONE) { /* finished before the flag: nothing to measure */
                 late++;
@@ -253,10 +253,10 @@ int main(void) {
         drq_row *rows = NULL;
         int64_t n = 0;
         pthread_t th;
-        s.start = now_s();
+        s.start = drq_clock_mono();
         if (pthread_create(&th, NULL, stopper_main, &s)) DIE("pthread_create");
         st = run(attack, &cap, NULL, NULL, &cancel, &rows, &n);
-        double end = now_s();
+        double end = drq_clock_mono();
         pthread_join(th, NULL);
         CHECK_EQ_INT(st, JOB_CANCELLED);
         CHECK_LE((end - s.set_at) / step, BOUND, "cancel latency in sampler steps");

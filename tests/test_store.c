@@ -103,7 +103,7 @@ static void test_state_machine(void) {
     CHECK_EQ_INT(c.queued, 12);
     CHECK_EQ_STR(c.state, "active");
     store_job jobs[64];
-    double now = wall_now();
+    double now = drq_clock_wall();
     store_begin(st, &e);
     /* the 3 transfer jobs of seed 1 wait for their seed-0 sources */
     int n = store_lease(st, "w", now, 30, 64, jobs);
@@ -451,7 +451,7 @@ static void test_storage_faults(void) {
     CHECK_EQ_INT(store_commit(st, &e), 0);
     store_job j;
     CHECK_EQ_INT(store_begin(st, &e), 0);
-    CHECK_EQ_INT(store_lease(st, "w", wall_now(), 30, 1, &j), 1);
+    CHECK_EQ_INT(store_lease(st, "w", drq_clock_wall(), 30, 1, &j), 1);
     CHECK_EQ_INT(store_commit(st, &e), 0);
     drq_row rows[10];
     for (int i = 0; i < 10; i++) {

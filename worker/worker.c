@@ -210,9 +210,9 @@ static void *compute_main(void *arg) {
         drq_row *rows = NULL;
         int64_t n = 0;
         drq_err err = {{0}};
-        double t0 = now_s();
+        double t0 = drq_clock_mono();
         job_status st = job_run(&q->job, &ctx, &rows, &n, &err);
-        double dt = now_s() - t0;
+        double dt = drq_clock_mono() - t0;
         if (ctx.resumed) log_line(w->name, "job %lld: resumed from checkpoint step %lld", (long long)q->job.id,
                                   (long long)q->ckpt_step);
         pthread_mutex_lock(&w->mu);
@@ -277,7 +277,7 @@ static void open_socket(wk *w) {
     if (zmq_connect(w->sock, w->o.server)) log_line(w->name, "connect %s: %s", w->o.server, zmq_strerror(errno));
     w->connects++;
     w->welcomed = 0;
-    w->last_recv = now_s();
+    w->last_recv = drq_clock_mono();
 }
 
 static void close_socket(wk *w) {
@@ -316,7 +316,7 @@ static void process_items(wk *w, outitem *it) {
                 }
                 send_msg(w, u->type, b, u->bin, u->binlen);
                 json_decref(b);
-                u->sent_at = now_s();
+                u->sent_at = drq_clock_mono();
             }
         }
         free(it);
@@ -340,7 +340,7 @@ static outitem *take_items(wk *w) {
 }
 
 static void resend_unacked(wk *w, double older_than) {
-    double now = now_s();
+    double now = drq_clock_mono();
     for (int i = 0; i < w->nua; i++) {
         unacked *u = &w->ua[i];
         if (u->sent_at && now - u->sent_at < older_than) continue;
@@ -499,7 +499,7 @@ static void on_cancel(wk *w, int64_t id) {
 }
 
 static void on_message(wk *w, drq_msg *m) {
-    w->last_recv = now_s();
+    w->last_recv = drq_clock_mono();
     w->backoff = 1;
     switch (m->type) {
     case MSG_WELCOME:
@@ -591,12 +591,12 @@ int drq_worker_run(const drq_worker_opts *opts, atomic_int *stop) {
              w->o.server, w->o.device, w->capacity, w->o.checkpoint_every);
     int prc = pthread_create(&w->compute, NULL, compute_main, w);
     if (prc) DIE("worker: cannot start the compute thread: %s", strerror(prc));
-    w->next_hb = now_s() + w->o.heartbeat_s;
+    w->next_hb = drq_clock_mono() + w->o.heartbeat_s;
 
     int stopping = 0;
     double stop_deadline = 0;
     for (;;) {
-        double now = now_s();
+        double now = drq_clock_mono();
         if (atomic_load(stop) && !stopping) {
             stopping = 1;
             stop_deadline = now + w->o.stop_grace_s;
@@ -647,7 +647,7 @@ int drq_worker_run(const drq_worker_opts *opts, atomic_int *stop) {
             }
             process_items(w, NULL); /* credit from cancels / duplicate jobs */
         }
-        now = now_s();
+        now = drq_clock_mono();
         if (!w->sock && now >= w->reconnect_at) {
             log_line(w->name, "reconnecting to %s", w->o.server);
             open_socket(w);

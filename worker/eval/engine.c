@@ -270,7 +270,7 @@ static int measure(const drq_job *job, const attack_config *ac, attack_models *a
             cu[(size_t)i * nu + j] = dn > 0 ? metrics_diff_l2(pu.data + i * per, p0.data + i * per, per) / dn : NAN;
         }
     }
-    double secs = (now_s() - t0) / n;
+    double secs = (drq_clock_mono() - t0) / n;
     long evals = (purifier_unet_evals(am->pur) - evals0) / n;
     for (int i = 0; i < n; i++) {
         drq_row *r = &out[i];
@@ -355,7 +355,7 @@ job_status engine_run(const drq_job *job, job_ctx *ctx, drq_row **rows, int64_t 
         int64_t *image = xmalloc(sizeof(int64_t) * n);
         for (int i = 0; i < n; i++) label[i] = ds.y[done + i], image[i] = job->image_start + done + i;
         attack_state st;
-        double t0 = now_s();
+        double t0 = drq_clock_mono();
         long evals0 = purifier_unet_evals(pur);
         if (have_resume) {
             st = rs.st, have_resume = 0;
@@ -374,7 +374,7 @@ job_status engine_run(const drq_job *job, job_ctx *ctx, drq_row **rows, int64_t 
             if (stopped) break;
             evals_mark = purifier_unet_evals(pur);
             if (ctx->checkpoint_every > 0 && st.step % ctx->checkpoint_every == 0 && st.step < ac.steps)
-                save_checkpoint(ctx, job->image_start + done, evals_mark - evals0, now_s() - t0, &st, per, out, done);
+                save_checkpoint(ctx, job->image_start + done, evals_mark - evals0, drq_clock_mono() - t0, &st, per, out, done);
         }
         if (st.step == ac.steps && !(ctx->cancel && atomic_load(ctx->cancel)) &&
             !(ctx->preempt && atomic_load(ctx->preempt))) {
@@ -392,7 +392,7 @@ job_status engine_run(const drq_job *job, job_ctx *ctx, drq_row **rows, int64_t 
         if (ctx->cancel && atomic_load(ctx->cancel)) {
             status = JOB_CANCELLED;
         } else {
-            save_checkpoint(ctx, job->image_start + done, evals_mark - evals0, now_s() - t0, &st, per, out, done);
+            save_checkpoint(ctx, job->image_start + done, evals_mark - evals0, drq_clock_mono() - t0, &st, per, out, done);
             status = JOB_PREEMPTED;
         }
         attack_state_free(&st);
