@@ -17,33 +17,13 @@
 #include "../common/spec.h"
 #include "worker/eval/attack.h"
 #include "worker/eval/engine.h"
+#include "blob_dataset.h"
 #include "check.h"
 
 static char dir[64];
 
 /* 7 images of 16×16: smooth blobs whose class is the blob position. */
-static void write_dataset(void) {
-    char p[128];
-    int n = 7;
-    unsigned char hdr[16] = {0, 0, 8, 3, 0, 0, 0, (unsigned char)n, 0, 0, 0, 16, 0, 0, 0, 16};
-    snprintf(p, sizeof p, "%s/t10k-images-idx3-ubyte", dir);
-    FILE *f = fopen(p, "wb");
-    fwrite(hdr, 1, 16, f);
-    for (int i = 0; i < n; i++)
-        for (int y = 0; y < 16; y++)
-            for (int x = 0; x < 16; x++) {
-                double cx = 4 + (i % 3) * 4, cy = 4 + (i / 3) * 4;
-                double v = 255 * exp(-((x - cx) * (x - cx) + (y - cy) * (y - cy)) / 18.0) + 20 * ((x * 7 + y * 3 + i) % 5);
-                fputc(v > 255 ? 255 : (int)v, f);
-            }
-    fclose(f);
-    unsigned char lh[8] = {0, 0, 8, 1, 0, 0, 0, (unsigned char)n};
-    snprintf(p, sizeof p, "%s/t10k-labels-idx1-ubyte", dir);
-    f = fopen(p, "wb");
-    fwrite(lh, 1, 8, f);
-    for (int i = 0; i < n; i++) fputc(i % 10, f);
-    fclose(f);
-}
+static void write_dataset(void) { write_blob_dataset(dir, 7); }
 
 static const char *SPEC =
     "{\"name\":\"t\",\"dataset\":{\"kind\":\"mnist\",\"path\":\"%s\",\"start\":0,\"count\":7},"
