@@ -122,7 +122,7 @@ static struct srv_keyset *keyset_load(const char *dir, drq_err *err) {
             ks->k = xrealloc(ks->k, (size_t)cap * sizeof *ks->k);
         }
         zmq_z85_decode(ks->k[ks->n].key, pub);
-        snprintf(ks->k[ks->n].file, sizeof ks->k[ks->n].file, "%s", nm);
+        snprintf(ks->k[ks->n].file, sizeof ks->k[ks->n].file, "%.*s", (int)sizeof ks->k[ks->n].file - 1, nm); /* a long name is logged cut */
         ks->n++;
     }
     closedir(d);
