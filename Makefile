@@ -61,16 +61,23 @@ LDFLAGS  += -fopenmp -Wl,--as-needed $(LDSAN)
 
 COMMON_SRC  := $(wildcard common/*.c)
 KERNELS_SRC := $(wildcard kernels/*.c kernels/cpu/*.c)
-KERNELS_CU  :=
+# The CUDA backend is a plugin, $(BUILD)/libdrq-cuda.so (kernels/cuda_plugin.h):
+# kernels/cuda/*.c and *.cu built -fPIC with common/util.c, linked against
+# cuDNN, cuBLAS and the CUDA runtime (rpath into the toolkit), exporting only
+# drq_cuda_plugin_v1 (kernels/cuda/plugin.map).  The programs link no CUDA
+# library: they dlopen the plugin on the first GPU request (kernels/cuda_load.c).
+CUDA_PLUGIN :=
 ifeq ($(CUDA),1)
-CFLAGS      += -DDRQ_HAVE_CUDA -I$(CUDA_HOME)/include
+CFLAGS      += -DDRQ_HAVE_CUDA
 NVFLAGS     := -O3 -g -lineinfo -std=c++17 -DDRQ_HAVE_CUDA -I. $(foreach a,$(CUDA_ARCH),-gencode arch=compute_$(a),code=sm_$(a)) \
                -gencode arch=compute_$(strip $(CUDA_PTX)),code=compute_$(strip $(CUDA_PTX)) \
-               -Werror all-warnings -Xcompiler -Wall,-Wextra,-Wno-unused-parameter,-Werror -MMD -MP
-LDLIBS      += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudnn -lcublas -lcudart -lstdc++
-KERNELS_SRC += $(wildcard kernels/cuda/*.c)
-KERNELS_CU  := $(wildcard kernels/cuda/*.cu)
+               -Werror all-warnings -Xcompiler -Wall,-Wextra,-Wno-unused-parameter,-Werror,-fPIC -MMD -MP
+CUDA_PLUGIN := $(BUILD)/libdrq-cuda.so
+PLUGIN_OBJ  := $(patsubst %.c,$(BUILD)/obj-pic/%.o,$(wildcard kernels/cuda/*.c) common/util.c) \
+               $(patsubst %.cu,$(BUILD)/obj-pic/%.o,$(wildcard kernels/cuda/*.cu))
+PLUGIN_LIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudnn -lcublas -lcudart -lstdc++ -lm
 endif
+LDLIBS      += -ldl
 WORKER_SRC  := $(filter-out worker/main.c,$(wildcard worker/*.c worker/models/*.c worker/eval/*.c))
 SERVER_SRC  := $(filter-out server/main.c,$(wildcard server/*.c))
 CLI_SRC     := $(wildcard cli/*.c)
@@ -91,16 +98,22 @@ BINS  := $(BUILD)/drq $(if $(wildcard server/main.c),$(BUILD)/drq-server) $(if $
 TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_C) $(TOOL_C) $(CUDA_TEST_C))
 
 .PHONY: all deps test test-cuda test-ref bench bench-cuda bench-queue demo clean gpu-bundle
-all: $(BINS)
+all: $(BINS) $(CUDA_PLUGIN)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
 $(LIB_COMMON): $(call obj,$(COMMON_SRC))
-$(BUILD)/obj/%.o: %.cu
+$(BUILD)/obj-pic/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fPIC -I$(CUDA_HOME)/include -c $< -o $@
+$(BUILD)/obj-pic/%.o: %.cu
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVFLAGS) -c $< -o $@
+$(CUDA_PLUGIN): $(PLUGIN_OBJ) kernels/cuda/plugin.map
+	$(CC) -shared -fopenmp -Wl,--as-needed -Wl,--no-undefined -Wl,--version-script=kernels/cuda/plugin.map \
+	    -o $@ $(PLUGIN_OBJ) $(PLUGIN_LIBS)
 
 # drq's own CPU loops, built once more for AVX2 and for AVX-512; the backend
 # matching oneDNN's run-time instruction set is chosen at start (kernels/cpu/isa.c)
@@ -119,7 +132,7 @@ $(BUILD)/obj/kernels/cpu/ops_cpu_avx512.o: kernels/cpu/ops_cpu.c
 print-%: # make -s print-VAR: a variable's value, for scripts
 	@echo '$($*)'
 
-$(LIB_KERNELS): $(call obj,$(KERNELS_SRC)) $(CPU_ISA_OBJ) $(patsubst %.cu,$(BUILD)/obj/%.o,$(KERNELS_CU))
+$(LIB_KERNELS): $(call obj,$(KERNELS_SRC)) $(CPU_ISA_OBJ)
 $(LIB_WORKER): $(call obj,$(WORKER_SRC))
 $(LIB_SERVER): $(call obj,$(SERVER_SRC))
 # schema/NNN_*.sql migrations, embedded into the server library by schema/embed.sh
@@ -176,7 +189,7 @@ test: deps
 	    $(addprefix AVX2:$(BUILD)/tests/,$(NUMERIC_TESTS)) $(addprefix AVX2:,$(NUMERIC_SH))
 
 .PHONY: all-tests
-all-tests: $(BINS) $(TESTS)
+all-tests: $(BINS) $(CUDA_PLUGIN) $(TESTS)
 
 # CUDA backend against the CPU (tests/cuda_test.c); says so and exits 0 without
 # a GPU (1 where a GPU device node exists but CUDA cannot start, or with
@@ -215,7 +228,7 @@ bench-queue: deps all
 clean:
 	rm -rf build build-san build-cpu
 
--include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD)/obj $(BUILD)/obj-pic -name '*.d' 2>/dev/null)
 
 # ---- fuzzing (tests/fuzz/, issue 10) ---------------------------------------
 #   make fuzz [FUZZ_TIME=300]   build every libFuzzer harness with clang into

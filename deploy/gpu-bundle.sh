@@ -4,16 +4,19 @@
 # that has the CUDA runtime, cuBLAS, cuDNN (pip nvidia-* wheels) and PyTorch
 # but no Debian packages and no network (docs/cuda.md, "On a lent GPU
 # machine").  Each program gets a wrapper script of its name in the bundle
-# that sets the library path and runs it.
+# that sets the library path and runs it.  The CUDA backend is the plugin
+# libdrq-cuda.so (kernels/cuda_plugin.h), carried in bin/ next to the
+# programs, where they look for it.
 set -euo pipefail
 B=${BUILD:-build}
 OUT=$B/gpu-bundle
 progs=("$B/drq" "$B/drq-worker" "$B/tests/cuda_test" "$B/tests/cuda_bench_pgd")
-for p in "${progs[@]}"; do [ -x "$p" ] || { echo "gpu-bundle: $p is missing (run make first)" >&2; exit 1; }; done
+plugin=$B/libdrq-cuda.so
+for p in "${progs[@]}" "$plugin"; do [ -x "$p" ] || { echo "gpu-bundle: $p is missing (run make first, in a CUDA build)" >&2; exit 1; }; done
 rm -rf "$OUT"
 mkdir -p "$OUT/bin" "$OUT/lib"
-cp "${progs[@]}" "$OUT/bin/"
-strip "$OUT"/bin/*
+cp "${progs[@]}" "$plugin" "$OUT/bin/"
+for p in "$OUT"/bin/*; do case $p in *.so) strip --strip-unneeded "$p" ;; *) strip "$p" ;; esac; done
 # shared libraries outside glibc/libstdc++ and the CUDA toolkit (the GPU machine brings those)
 for p in "$OUT"/bin/*; do ldd "$p"; done | awk '/=> \//{print $3}' | sort -u |
     grep -v -E '/(libc|libm|libpthread|libdl|librt|libresolv|libutil|libgcc_s|libstdc\+\+|ld-linux[^/]*)\.so' |
@@ -31,6 +34,7 @@ SH
 chmod +x "$OUT/run.sh"
 for p in "$OUT"/bin/*; do
     n=$(basename "$p")
+    [[ $n == *.so ]] && continue
     printf '#!/usr/bin/env bash\nexec "$(dirname "$0")/run.sh" "$(dirname "$0")/bin/%s" "$@"\n' "$n" >"$OUT/$n"
     chmod +x "$OUT/$n"
 done

@@ -5,9 +5,11 @@
 #include <string.h>
 
 #include "cpu/cpu.h"
-#ifdef DRQ_HAVE_CUDA
-#include "cuda/cuda.h"
-#endif
+#include "cuda_plugin.h"
+
+/* The CUDA entry points come from the plugin (kernels/cuda_plugin.h), loaded
+ * on the first GPU request; NULL with err filled when it cannot load. */
+static const drq_cuda_plugin *cuda(drq_err *err) { return drq_cuda_plugin_load(err); }
 
 int drq_device_parse(const char *s, drq_device_sel *d, drq_err *err) {
     memset(d, 0, sizeof *d);
@@ -15,42 +17,37 @@ int drq_device_parse(const char *s, drq_device_sel *d, drq_err *err) {
     char *end = NULL;
     long n = strncmp(s, "cuda:", 5) || !s[5] ? -1 : strtol(s + 5, &end, 10);
     if (n < 0 || n > 1024 || *end) return drq_errf(err, "device '%s': expected cpu or cuda:N", s);
-#ifdef DRQ_HAVE_CUDA
+    drq_err e;
+    if (!cuda(&e)) {
+        memset(d, 0, sizeof *d);
+        return drq_errf(err, "device %s: %s%s", s, e.msg, drq_device_cuda_built() ? "" : "; use cpu");
+    }
     d->kind = DRQ_CUDA;
     d->ordinal = (int)n;
     return drq_device_bind(d, err);
-#else
-    return drq_errf(err, "device %s: this build has no CUDA backend (built with CUDA=0, or nvcc and cuDNN were not "
-                         "found at build time); use cpu", s);
-#endif
 }
 
 int drq_device_bind(const drq_device_sel *d, drq_err *err) {
     if (d->kind == DRQ_CPU) return 0;
-#ifdef DRQ_HAVE_CUDA
+    drq_err e;
+    const drq_cuda_plugin *p = cuda(&e);
+    if (!p) return drq_errf(err, "device cuda:%d: %s", d->ordinal, e.msg);
     char msg[256];
-    if (drq_cuda_set_device(d->ordinal, msg, sizeof msg)) return drq_errf(err, "device cuda:%d: %s", d->ordinal, msg);
+    if (p->set_device(d->ordinal, msg, sizeof msg)) return drq_errf(err, "device cuda:%d: %s", d->ordinal, msg);
     return 0;
-#else
-    return drq_errf(err, "this build has no CUDA backend");
-#endif
 }
 
 void drq_device_sync(const drq_device_sel *d) {
-#ifdef DRQ_HAVE_CUDA
-    if (d->kind == DRQ_CUDA) drq_cuda_synchronize();
-#else
-    (void)d;
-#endif
+    const drq_cuda_plugin *p = d->kind == DRQ_CUDA ? cuda(NULL) : NULL;
+    if (p) p->synchronize();
 }
 
 void drq_device_describe(const drq_device_sel *d, char *buf, size_t n) {
-#ifdef DRQ_HAVE_CUDA
-    if (d->kind == DRQ_CUDA) {
-        drq_cuda_describe(buf, n);
+    const drq_cuda_plugin *p = d->kind == DRQ_CUDA ? cuda(NULL) : NULL;
+    if (p) {
+        p->describe(buf, n);
         return;
     }
-#endif
     int t = drq_get_threads();
     snprintf(buf, n, "cpu (%s, %d thread%s)", cpu_isa_name(), t, t == 1 ? "" : "s");
 }
@@ -63,12 +60,8 @@ void drq_device_tag(const drq_device_sel *d, char *buf, size_t n) {
 }
 
 int drq_device_set_precision(const char *name) {
-#ifdef DRQ_HAVE_CUDA
-    return drq_cuda_set_precision(name);
-#else
-    (void)name;
-    return -1;
-#endif
+    const drq_cuda_plugin *p = cuda(NULL);
+    return p ? p->set_precision(name) : -1;
 }
 
 int drq_device_cuda_built(void) {
@@ -79,10 +72,9 @@ int drq_device_cuda_built(void) {
 #endif
 }
 
+int drq_device_cuda_load(drq_err *err) { return cuda(err) ? 0 : -1; }
+
 int drq_device_gpu_count(void) {
-#ifdef DRQ_HAVE_CUDA
-    return drq_cuda_device_count();
-#else
-    return 0;
-#endif
+    const drq_cuda_plugin *p = cuda(NULL);
+    return p ? p->device_count() : 0;
 }

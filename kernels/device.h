@@ -30,12 +30,16 @@ void drq_device_describe(const drq_device_sel *d, char *buf, size_t n);
  * bit-identical only between devices with the same tag (docs/seeds.md). */
 void drq_device_tag(const drq_device_sel *d, char *buf, size_t n);
 /* 1 when this build has the CUDA backend (nvcc and cuDNN were found at build
- * time), 0 in a CPU-only build. */
+ * time: the plugin libdrq-cuda.so was built), 0 in a CPU-only build. */
 int drq_device_cuda_built(void);
-/* GPUs visible to this process: 0 without a driver or device, and always 0
- * in a CPU-only build. */
+/* Loads the CUDA plugin (kernels/cuda_plugin.h) if not yet loaded: 0, or -1
+ * with the reason (no plugin, a missing CUDA library, a CPU-only build). */
+int drq_device_cuda_load(drq_err *err);
+/* GPUs visible to this process: 0 without a driver or device, when the CUDA
+ * plugin cannot load, and always 0 in a CPU-only build. */
 int drq_device_gpu_count(void);
-/* GPU convolution precision, "tf32" or "fp32" (-1 on another name or no CUDA). */
+/* GPU convolution precision, "tf32" or "fp32" (-1 on another name or no CUDA
+ * plugin). */
 int drq_device_set_precision(const char *name);
 
 #ifdef __cplusplus

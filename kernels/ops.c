@@ -13,9 +13,7 @@
 
 static const drq_backend *backends[DRQ_NUM_DEVICES] = {
     [DRQ_CPU] = &drq_backend_cpu_base, /* replaced before main by pick_cpu_backend */
-#ifdef DRQ_HAVE_CUDA
-    [DRQ_CUDA] = &drq_backend_cuda,
-#endif
+    /* [DRQ_CUDA]: installed by kernels/cuda_load.c when the CUDA plugin loads */
 };
 
 /* The CPU slot follows oneDNN's instruction set (ONEDNN_MAX_CPU_ISA
@@ -34,7 +32,7 @@ const drq_backend *drq_backend_install(drq_device dev, const drq_backend *b) {
 /* The backend that owns t's device; dies if the build has none for it. */
 static const drq_backend *backend_of(const Tensor *t) {
     const drq_backend *b = (unsigned)t->dev < DRQ_NUM_DEVICES ? backends[t->dev] : NULL;
-    if (!b) DIE("no backend for device %d in this build (hint: build with CUDA=1 where nvcc and cuDNN are installed)", (int)t->dev);
+    if (!b) DIE("no backend for device %d in this build (hint: a CUDA device must be selected first, which loads the CUDA plugin; build with CUDA=1 where nvcc and cuDNN are installed)", (int)t->dev);
     return b;
 }
 

@@ -15,7 +15,8 @@
  *   6. no cudaMalloc in a repeated purify forward + backward;
  *   7. a short PGD trajectory (DDIM and DDPM purifiers) against the float64
  *      PyTorch reference fixture and against the CPU run.
- * Every comparison prints its value.  Without a CUDA build or without a GPU
+ * Every comparison prints its value.  Without a CUDA build, without the CUDA
+ * plugin (or a CUDA library it needs) or without a GPU
  * it reports one SKIP with the reason ("RESULT 0 0 1", exit 0): nothing was
  * tested, nothing is claimed — except where /dev/nvidiactl exists (or
  * DRQ_REQUIRE_GPU=1): there a CUDA that cannot start is a failure (exit 1).
@@ -41,9 +42,11 @@ int main(void) {
     return CHECK_DONE();
 }
 #else
-#include <cuda_runtime.h>
-
-#include "../kernels/cuda/cuda.h"
+/* The CUDA backend is reached through its plugin (build/libdrq-cuda.so,
+ * kernels/cuda_plugin.h), as in drq itself: this program links no CUDA
+ * library; P is the plugin's table. */
+#include "../kernels/cuda_plugin.h"
+static const drq_cuda_plugin *P;
 #include "rand.h"
 #include "fd.h"
 #include "fixture_model.h"
@@ -103,7 +106,7 @@ static void test_conv(const conv_case *cc, const char *prec, double tol) {
     char nm[160];
     snprintf(nm, sizeof nm, "conv %d>%d k%d s%d p%d%s%s %dx%dx%d [%s]", cc->cin, cc->cout, cc->k, cc->stride,
              cc->pad, cc->asym ? " asym" : "", cc->bias ? " bias" : "", cc->n, cc->h, cc->w, prec);
-    drq_cuda_set_precision(prec);
+    P->set_precision(prec);
     float *w = rnd_vec((size_t)cc->cout * cc->cin * cc->k * cc->k, 1.0f / sqrtf((float)cc->cin * cc->k * cc->k), 0);
     float *b = cc->bias ? rnd_vec(cc->cout, 0.1f, 0) : NULL;
     Conv2d c_cpu = conv2d_make(cc->cin, cc->cout, cc->k, cc->stride, cc->pad, w, b);
@@ -126,7 +129,7 @@ static void test_conv(const conv_case *cc, const char *prec, double tol) {
     Tensor *ts[] = {&x, &y, &gy, &gx, &xd, &yd, &gyd, &gxd};
     for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) tensor_free(ts[i]);
     free(w), free(b);
-    drq_cuda_set_precision("fp32");
+    P->set_precision("fp32");
 }
 
 /* An op case runs the same body on a CPU side and a GPU side.  Inputs are
@@ -378,7 +381,7 @@ static void test_model(const model_case *mc, const char *prec, double tol, int f
     st_file wf = {0};
     char nm[200];
     snprintf(nm, sizeof nm, "%s %s [%s]", mc->is_unet ? "unet" : "wrn", mc->cfg, prec);
-    drq_cuda_set_precision(prec);
+    P->set_precision(prec);
     if (mc->weights && st_load(mc->weights, &wf, &err)) {
         CHECK_MSG(0, "%s: %s", nm, err.msg);
         return;
@@ -439,7 +442,7 @@ static void test_model(const model_case *mc, const char *prec, double tol, int f
     for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) tensor_free(ts[i]);
     unet_free(uh), unet_free(ud), wrn_free(wh), wrn_free(wd);
     st_free(&wf);
-    drq_cuda_set_precision("fp32");
+    P->set_precision("fp32");
 }
 
 /* FD of single GPU ops through their public interface. */
@@ -473,7 +476,7 @@ static double op_loss(void *vc, const Tensor *x) {
 }
 
 static void test_op_fd(void) {
-    drq_cuda_set_precision("fp32");
+    P->set_precision("fp32");
     /* asymmetric-padding stride-2 conv (the DDPM downsampler) */
     float *w = rnd_vec(8 * 6 * 9, 0.15f, 0), *b = rnd_vec(8, 0.1f, 0);
     Conv2d c = conv2d_make(6, 8, 3, 2, 0, gvec(w, 8 * 6 * 9), gvec(b, 8));
@@ -519,7 +522,7 @@ static void test_op_fd(void) {
 /* The DDPM purifier's VJP on the GPU by finite differences, and a repeated
  * forward + backward that must not allocate device memory. */
 static void test_purifier(void) {
-    drq_cuda_set_precision("fp32");
+    P->set_precision("fp32");
     st_file wu = {0};
     unet *u = fixture_model("unet_small", 1, &wu, DRQ_CUDA);
     if (!u) return;
@@ -536,14 +539,14 @@ static void test_purifier(void) {
     fd_check_directions("gpu ddpm purifier t*=3", fd_loss_gpu, &c, &x, &gx, frand, 3, 1e-2f, 2e-2);
     size_t free0 = 0, free1 = 0, total = 0;
     purifier_forward(p, &x, om, im, 1, &y, NULL), purifier_backward(p, &gy, &gx); /* warm: buffers at this shape */
-    drq_cuda_synchronize();
-    long a0 = drq_cuda_alloc_count();
-    cudaMemGetInfo(&free0, &total);
+    P->synchronize();
+    long a0 = P->alloc_count();
+    P->mem_info(&free0, &total);
     for (int r = 0; r < 3; r++) purifier_forward(p, &x, om, im, 1, &y, NULL), purifier_backward(p, &gy, &gx);
-    drq_cuda_synchronize();
-    cudaMemGetInfo(&free1, &total);
-    CHECK_MSG(drq_cuda_alloc_count() == a0, "cudaMalloc calls during 3 repeated purify forward+backward: %ld",
-              drq_cuda_alloc_count() - a0);
+    P->synchronize();
+    P->mem_info(&free1, &total);
+    CHECK_MSG(P->alloc_count() == a0, "cudaMalloc calls during 3 repeated purify forward+backward: %ld",
+              P->alloc_count() - a0);
     printf("  device memory free before / after the repeated calls: %zu / %zu bytes (information)\n", free0, free1);
     purifier_free(p);
     unet_free(u);
@@ -577,7 +580,7 @@ static void pgd_run(drq_device dev, purify_config pc, const Tensor *x, const int
 }
 
 static void test_pgd(void) {
-    drq_cuda_set_precision("fp32");
+    P->set_precision("fp32");
     drq_err err = {{0}};
     st_file ref = {0};
     CHECK_MSG(st_load("tests/fixtures/pgd_ref.safetensors", &ref, &err) == 0, "%s", err.msg);
@@ -606,9 +609,11 @@ static void test_pgd(void) {
 }
 
 int main(void) {
-    int n = drq_cuda_device_count();
+    drq_err perr;
+    P = drq_cuda_plugin_load(&perr);
+    int n = P ? P->device_count() : 0;
     if (n < 1) {
-        const char *why = drq_cuda_init_error(), *req = getenv("DRQ_REQUIRE_GPU");
+        const char *why = P ? P->init_error() : perr.msg, *req = getenv("DRQ_REQUIRE_GPU");
         /* a machine with an NVIDIA device node where CUDA cannot start is a failure, not a skip */
         if (access("/dev/nvidiactl", F_OK) == 0 || (req && !strcmp(req, "1"))) {
             CHECK_MSG(0, "cuda_test: no GPU visible (%s), but a GPU was expected here (/dev/nvidiactl exists or "

@@ -80,7 +80,7 @@ if "$BUILD/drq" devices | grep -q "^cuda: not built"; then
     expect_error worker-cuda "no CUDA backend" "$BUILD/drq-worker" --server tcp://127.0.0.1:1 --device cuda:0
     expect_error model-cuda "no CUDA backend" "$BUILD/drq" model bench --arch wrn --config '{"depth":10,"widen":1}' --device cuda:0
     expect_error purify-cuda "no CUDA backend" "${pur[@]}" --purifier ddpm --in $F/pgd_ref.safetensors --device cuda:0
-elif "$BUILD/drq" devices | grep -q "^cuda: backend built, no GPU"; then
+elif "$BUILD/drq" devices | grep -q "^cuda: no GPU visible"; then
     expect_error worker-cuda "cuda:0 does not exist" "$BUILD/drq-worker" --server tcp://127.0.0.1:1 --device cuda:0
     expect_error worker-all-gpus "no GPU visible" "$BUILD/drq-worker" --server tcp://127.0.0.1:1 --devices all
     expect_error model-cuda "cuda:0 does not exist" "$BUILD/drq" model bench --arch wrn --config '{"depth":10,"widen":1}' --device cuda:0

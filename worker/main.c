@@ -42,11 +42,15 @@ static void on_signal(int sig) {
 static int parse_devices(const char *v, int *gpus) {
     int n = 0;
     if (!strcmp(v, "all")) {
+        drq_err err;
+        if (drq_device_cuda_load(&err)) {
+            fprintf(stderr, "drq-worker: --devices all: %s\n", err.msg);
+            return -1;
+        }
         n = drq_device_gpu_count();
         if (n < 1) {
-            fprintf(stderr, "drq-worker: --devices all: no GPU visible to this process (%s)\n",
-                    drq_device_cuda_built() ? "check nvidia-smi and CUDA_VISIBLE_DEVICES"
-                                            : "this build has no CUDA backend");
+            fprintf(stderr, "drq-worker: --devices all: no GPU visible to this process (check nvidia-smi and "
+                            "CUDA_VISIBLE_DEVICES)\n");
             return -1;
         }
         if (n > 64) n = 64;
