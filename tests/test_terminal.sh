@@ -111,7 +111,7 @@ assert s['jobs_per_s'] > 0 and s['eta_s'] is not None, (s['jobs_per_s'], s['eta_
 check "drq status shows the rate" grep -qE 'rate [0-9.]*[1-9][0-9.]* jobs/(s|min)' "$T/mid.txt"
 timeout 4 "$DRQ" status "$S" --watch | cat >"$T/watch2.txt"
 check_eq "--watch into a pipe while running: no identical consecutive blocks" \
-    "$(awk -v RS= '{ gsub(/rate [^\n]*/, ""); print NR > 1 && $0 == prev; prev = $0 }' "$T/watch2.txt" | grep -c 1)" 0
+    "$(awk -v RS= '{ gsub(/rate [^\n]*/, ""); print (NR > 1 && $0 == prev); prev = $0 }' "$T/watch2.txt" | grep -c 1)" 0
 
 [ "$FAIL" -eq 0 ] || dump_logs
 finish
