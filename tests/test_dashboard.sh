@@ -18,7 +18,7 @@ source tests/queue_lib.sh
 
 cat >"$T/spec.json" <<'EOF'
 {"name": "dash", "dataset": {"kind": "none", "count": 120},
- "attacks": [{"name": "a", "kind": "noop", "ms_per_image": 60}],
+ "attacks": [{"name": "a", "kind": "noop", "ms_per_image": 150}],
  "seeds": [0, 1], "shard": {"images": 4}}
 EOF
 code() { curl -s -o /dev/null -w '%{http_code}' --max-time 10 "$@"; }
