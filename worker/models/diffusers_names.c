@@ -39,34 +39,40 @@ int diffusers_levels(const st_file *f) {
     return L;
 }
 
-/* The tail of a resnet: norm1|conv1|norm2|conv2|time_emb_proj|conv_shortcut, then weight|bias. */
-static int map_resnet(const char *s, char *out, size_t cap, const char *prefix) {
-    static const char *const map[][2] = {{"norm1.", "norm1."}, {"conv1.", "conv1."}, {"norm2.", "norm2."},
-                                         {"conv2.", "conv2."}, {"time_emb_proj.", "temb_proj."},
-                                         {"conv_shortcut.", "nin_shortcut."}};
-    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+/* out = prefix + the original name of the tail s, by the first entry of map
+ * ({diffusers, original} pairs) that starts s; the leaf must be weight or
+ * bias.  *hit (may be NULL) gets the entry's index.  -1: no entry, another
+ * leaf, or out too small. */
+static int map_tail(const char *s, const char *const (*map)[2], size_t n, char *out, size_t cap, const char *prefix,
+                    size_t *hit) {
+    for (size_t i = 0; i < n; i++)
         if (starts(s, map[i][0])) {
             const char *leaf = s + strlen(map[i][0]);
             if (strcmp(leaf, "weight") && strcmp(leaf, "bias")) return -1;
+            if (hit) *hit = i;
             return snprintf(out, cap, "%s%s%s", prefix, map[i][1], leaf) < (int)cap ? 0 : -1;
         }
     return -1;
 }
 
-/* The tail of an attention block, both namings. */
+/* The tail of a resnet: norm1|conv1|norm2|conv2|time_emb_proj|conv_shortcut, then weight|bias. */
+static int map_resnet(const char *s, char *out, size_t cap, const char *prefix) {
+    static const char *const map[][2] = {{"norm1.", "norm1."}, {"conv1.", "conv1."}, {"norm2.", "norm2."},
+                                         {"conv2.", "conv2."}, {"time_emb_proj.", "temb_proj."},
+                                         {"conv_shortcut.", "nin_shortcut."}};
+    return map_tail(s, map, sizeof map / sizeof map[0], out, cap, prefix, NULL);
+}
+
+/* The tail of an attention block, both namings; *attn_proj: a q/k/v/proj weight (1×1 conv or Linear). */
 static int map_attn(const char *s, char *out, size_t cap, const char *prefix, int *attn_proj) {
     static const char *const map[][2] = {{"group_norm.", "norm."}, {"query.", "q."},     {"to_q.", "q."},
                                          {"key.", "k."},           {"to_k.", "k."},      {"value.", "v."},
                                          {"to_v.", "v."},          {"proj_attn.", "proj_out."},
                                          {"to_out.0.", "proj_out."}};
-    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
-        if (starts(s, map[i][0])) {
-            const char *leaf = s + strlen(map[i][0]);
-            if (strcmp(leaf, "weight") && strcmp(leaf, "bias")) return -1;
-            *attn_proj = i > 0 && !strcmp(leaf, "weight");
-            return snprintf(out, cap, "%s%s%s", prefix, map[i][1], leaf) < (int)cap ? 0 : -1;
-        }
-    return -1;
+    size_t i = 0;
+    if (map_tail(s, map, sizeof map / sizeof map[0], out, cap, prefix, &i)) return -1;
+    *attn_proj = i > 0 && !strcmp(s + strlen(map[i][0]), "weight");
+    return 0;
 }
 
 /* resnets.j. / attentions.j. / {down,up}samplers.0.conv. under a level prefix ("down.1." / "up.2."). */
