@@ -155,12 +155,21 @@ check "server alive after hostile requests" kill -0 "$SERVER_PID"
 # ---- 5. /api/status equals drq status --json ------------------------------------------------
 check "the sweep completes" wait_for 90 sweep_finished "$DB" "${S:-0}"
 sleep 2.5 # a tick publishes the final snapshot
-"$DRQ" status --json >"$T/cli.json"
-curl -s "$URL/api/status" >"$T/http.json"
-check "/api/status equals drq status --json" python3 -c "
-import json
+# /api/status is the snapshot of the last tick, drq status --json is computed on request: a tick
+# (and its rate sample) can fall between the two reads, so the pair is read again, up to 5 times,
+# until one pair was taken within the same tick; equality itself stays exact.
+same_status() {
+    "$DRQ" status --json >"$T/cli.json" && curl -s "$URL/api/status" >"$T/http.json" && python3 -c "
+import json, sys
 a, b = json.load(open('$T/cli.json')), json.load(open('$T/http.json'))
-assert a == b, (a, b)"
+sys.exit(0 if a == b else 1)"
+}
+ok=1
+for _ in 1 2 3 4 5; do same_status && { ok=0; break; }; sleep 0.3; done
+[ $ok -eq 0 ] || python3 -c "
+import json
+print('last pair differs:', json.load(open('$T/cli.json')), json.load(open('$T/http.json')))"
+check_eq "/api/status equals drq status --json (one pair within a tick, 5 tries)" "$ok" 0
 check "drq_jobs shows every job done" grep -q "^drq_jobs{sweep=\"${S:-0}\",name=\"dash\",state=\"done\"} 60$" <(curl -s "$URL/metrics")
 kill -TERM "$SERVER_PID"
 check "SIGTERM stops the server with its HTTP thread" wait_exit "$SERVER_PID" 5
