@@ -4,8 +4,13 @@
  *
  *   drq model run --arch ddpm-unet|wrn --config cifar10|FILE.json|'{json}'
  *                 --weights W.safetensors --in IN.safetensors --out OUT.safetensors [--threads N]
- *   drq model bench --arch ddpm-unet|wrn --config C --batch B [--repeat R] [--vjp] [--threads N]
- * Both take --device cpu|cuda:N and --precision tf32|fp32 (GPU convolutions).
+ *   drq model bench --arch ddpm-unet|wrn --config C --batch B [--repeat R] [--vjp] [--threads N] [--res R]
+ *   drq model peak [--threads N] [--size N] [--repeat R]
+ * bench prints seconds per image and the achieved GFLOP/s (the forward FLOPs
+ * of worker/models/flops.c; a forward + input-VJP counts as two forwards);
+ * peak prints oneDNN sgemm's GFLOP/s at size³ (default 2048), the machine's
+ * measured peak that make bench compares every model with.
+ * run and bench take --device cpu|cuda:N and --precision tf32|fp32 (GPU convolutions).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,12 +18,14 @@
 
 #include "../common/safetensors.h"
 #include "../kernels/device.h"
+#include "kernels/cpu/cpu.h"
 #include "worker/models/models.h"
 #include "cli.h"
 
 typedef struct {
     const char *arch, *config, *weights, *in, *out, *device, *precision;
     int threads, batch, repeat, vjp;
+    int res, size; /* bench: the WRN's input resolution; peak: the GEMM size */
     drq_device_sel dev;
 } model_args;
 
@@ -26,7 +33,8 @@ static int usage(void) {
     fprintf(stderr,
             "usage: drq model run --arch ddpm-unet|wrn --config cifar10|FILE.json|'{json}'\n"
             "                     --weights W.safetensors --in IN.safetensors --out OUT.safetensors [--threads N]\n"
-            "       drq model bench --arch ddpm-unet|wrn --config C --batch B [--repeat R] [--vjp] [--threads N]\n"
+            "       drq model bench --arch ddpm-unet|wrn --config C --batch B [--repeat R] [--vjp] [--threads N] [--res R]\n"
+            "       drq model peak [--threads N] [--size N] [--repeat R]\n"
             "       either: [--device cpu|cuda:N] [--precision tf32|fp32]\n"
             "IN holds x (N×C×H×W float32), for the UNet also t (N step indices), optionally grad_y;\n"
             "OUT gets y, and grad_x when grad_y was given.\n");
@@ -35,7 +43,7 @@ static int usage(void) {
 
 static int parse(int argc, char **argv, model_args *a) {
     memset(a, 0, sizeof *a);
-    a->threads = 0, a->batch = 1, a->repeat = 3;
+    a->threads = 0, a->batch = 1, a->repeat = 3, a->res = 32, a->size = 2048;
     for (int i = 2; i < argc; i++) {
         const char *k = argv[i];
         const char **dst = !strcmp(k, "--arch") ? &a->arch : !strcmp(k, "--config") ? &a->config
@@ -43,7 +51,8 @@ static int parse(int argc, char **argv, model_args *a) {
                          : !strcmp(k, "--out") ? &a->out : !strcmp(k, "--device") ? &a->device
                          : !strcmp(k, "--precision") ? &a->precision : NULL;
         int *idst = !strcmp(k, "--threads") ? &a->threads : !strcmp(k, "--batch") ? &a->batch
-                  : !strcmp(k, "--repeat") ? &a->repeat : NULL;
+                  : !strcmp(k, "--repeat") ? &a->repeat : !strcmp(k, "--res") ? &a->res
+                  : !strcmp(k, "--size") ? &a->size : NULL;
         if (!strcmp(k, "--vjp")) {
             a->vjp = 1;
         } else if ((dst || idst) && i + 1 < argc) {
@@ -61,6 +70,17 @@ static int parse(int argc, char **argv, model_args *a) {
             fprintf(stderr, "drq model: unknown or incomplete option '%s'\n", k);
             return -1;
         }
+    }
+    if (!strcmp(argv[1], "peak")) {
+        if (a->size < 1 || a->size > 16384 || a->repeat < 1) {
+            fprintf(stderr, "drq model peak: --size must be in 1…16384 and --repeat at least 1\n");
+            return -1;
+        }
+        return 0;
+    }
+    if (a->res < 1 || a->res > 4096) {
+        fprintf(stderr, "drq model: --res: expected 1…4096, got %d\n", a->res);
+        return -1;
     }
     if (!a->arch || !a->config) {
         fprintf(stderr, "drq model: --arch and --config are required\n");
@@ -193,7 +213,7 @@ static int bench(const model_args *a) {
         fprintf(stderr, "drq model bench: %s\n", err.msg);
         return 1;
     }
-    int res = m.u ? m.uc.resolution : 32, cin = m.u ? m.uc.in_channels : m.wc.in_channels;
+    int res = m.u ? m.uc.resolution : a->res, cin = m.u ? m.uc.in_channels : m.wc.in_channels;
     drq_device dev = a->dev.kind;
     Tensor xh = tensor_new(a->batch, cin, res, res);
     for (size_t i = 0; i < tensor_numel(&xh); i++) xh.data[i] = (float)((i * 2654435761u) % 1000) / 1000.0f;
@@ -215,9 +235,10 @@ static int bench(const model_args *a) {
     }
     char desc[256];
     drq_device_describe(&a->dev, desc, sizeof desc);
-    printf("drq %s %s batch=%d threads=%d mode=%s s_per_image=%.6g params=%zu device=\"%s\"\n", a->arch, a->config,
-           a->batch, drq_get_threads(), a->vjp ? "fwd+vjp" : "fwd", best / a->batch,
-           m.u ? unet_param_count(m.u) : wrn_param_count(m.w), desc);
+    double flops = (a->vjp ? 2 : 1) * (m.u ? unet_forward_flops(&m.uc) : wrn_forward_flops(&m.wc, res));
+    printf("drq %s %s batch=%d threads=%d mode=%s s_per_image=%.6g gflops=%.4g params=%zu device=\"%s\"\n", a->arch,
+           a->config, a->batch, drq_get_threads(), a->vjp ? "fwd+vjp" : "fwd", best / a->batch,
+           flops * a->batch / best / 1e9, m.u ? unet_param_count(m.u) : wrn_param_count(m.w), desc);
     tensor_free(&xh), tensor_free(&gyh), tensor_free(&x), tensor_free(&gx), tensor_free(&y), tensor_free(&gy), free(t);
     model_close(&m);
     return 0;
@@ -226,9 +247,14 @@ static int bench(const model_args *a) {
 int cmd_model(int argc, char **argv) {
     model_args a;
     if (argc < 2) return usage();
-    int is_run = !strcmp(argv[1], "run"), is_bench = !strcmp(argv[1], "bench");
-    if (!is_run && !is_bench) return usage();
+    int is_run = !strcmp(argv[1], "run"), is_bench = !strcmp(argv[1], "bench"), is_peak = !strcmp(argv[1], "peak");
+    if (!is_run && !is_bench && !is_peak) return usage();
     if (parse(argc, argv, &a)) return usage();
     drq_set_threads(a.threads);
+    if (is_peak) {
+        printf("drq sgemm size=%d threads=%d gflops=%.4g isa=%s\n", a.size, drq_get_threads(),
+               cpu_sgemm_gflops(a.size, a.repeat), cpu_isa_name());
+        return 0;
+    }
     return is_run ? run(&a) : bench(&a);
 }

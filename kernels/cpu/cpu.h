@@ -21,4 +21,8 @@ const char *cpu_isa_name(void);
 extern const drq_backend drq_backend_cpu_base, drq_backend_cpu_avx2, drq_backend_cpu_avx512;
 const drq_backend *cpu_backend_select(void);
 
+/* GFLOP/s of oneDNN's sgemm at n × n × n on the current threads, best of
+ * `repeat` after a warm-up (peak.c): the machine's measured peak. */
+double cpu_sgemm_gflops(int n, int repeat);
+
 #endif

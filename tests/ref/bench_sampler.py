@@ -13,6 +13,11 @@ difference of the two wall times divided by the difference of the steps is
 the cost of one sampler step (model loading and the fixed work cancel).
 PyTorch side: the same depths, timed in-process, the same difference.
 Prints seconds per sampler step per image and the ratio drq / PyTorch.
+Then the memory of the full gradient (--mem-depths, default 2,100): the peak
+resident set (getrusage of the drq child) of one pass at t* = 2 and at
+t* = 100, batch 1 and 8.  Checkpointing keeps one state per step, so the
+difference of the two must be O(t* × image), and the t* = 2 figure is the
+weights, their oneDNN copies and one UNet's activations.
 Random weights (the timing does not depend on them); float32 on both sides.
 """
 import argparse
@@ -72,6 +77,7 @@ def main():
     ap.add_argument("--batch", default="1,8")
     ap.add_argument("--steps", default="2,6", help="the two depths t* whose difference is timed")
     ap.add_argument("--repeat", type=int, default=2, help="best of N at each depth")
+    ap.add_argument("--mem-depths", default="2,100", help="the two depths t* whose peak RSS is reported")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     t_lo, t_hi = (int(v) for v in a.steps.split(","))
@@ -100,21 +106,11 @@ def main():
         R.save_safetensors(io, {"x": x, "grad_y": gy})
         drq_t, torch_t = {}, {}
         for depth in (t_lo, t_hi):
-            spec = {"name": "bench", "dataset": {"kind": "cifar10", "path": tmp, "count": batch},
-                    "classifier": {"arch": "wrn", "config": os.path.join(FIX, "wrn_small.json"),
-                                   "weights": os.path.join(FIX, "wrn_small.weights.safetensors")},
-                    "diffusion": {"arch": "ddpm-unet", "config": os.path.join(tmp, "unet.json"), "weights": weights},
-                    "purifiers": [{"name": "ddpm", "kind": "ddpm", "t_star": depth}],
-                    "attacks": [{"name": "a", "kind": "pgd"}]}
-            sp = os.path.join(tmp, f"spec{depth}.json")
-            with open(sp, "w") as f:
-                json.dump(spec, f)
+            sp = write_spec(tmp, weights, batch, depth)
             best = float("inf")
             for _ in range(a.repeat):
                 t0 = time.perf_counter()
-                subprocess.run([a.drq, "purify", sp, "--purifier", "ddpm", "--seed", "0", "--in", io,
-                                "--out", os.path.join(tmp, "out.safetensors"), "--threads", str(a.threads)],
-                               check=True, capture_output=True)
+                run_purify(a, sp, io, tmp)
                 best = min(best, time.perf_counter() - t0)
             drq_t[depth] = best
             best = float("inf")
@@ -127,6 +123,45 @@ def main():
         d = (drq_t[t_hi] - drq_t[t_lo]) / (t_hi - t_lo) / batch
         t = (torch_t[t_hi] - torch_t[t_lo]) / (t_hi - t_lo) / batch
         print(f"{batch:>5} {d:>15.4f} {t:>17.4f} {d / t:>9.2f}", flush=True)
+
+    m_lo, m_hi = (int(v) for v in a.mem_depths.split(","))
+    print(f"# peak RSS of one drq full-gradient pass (MiB); states: {m_hi} steps x batch x 3x32x32 float32")
+    print(f"{'batch':>5} {'t*=' + str(m_lo):>9} {'t*=' + str(m_hi):>9} {'growth':>8} {'states':>8}")
+    for batch in (int(b) for b in a.batch.split(",")):
+        io = os.path.join(tmp, f"in{batch}.safetensors")
+        rss = {}
+        for depth in (m_lo, m_hi):
+            rss[depth] = run_purify(a, write_spec(tmp, weights, batch, depth), io, tmp) / 1024
+        states = m_hi * batch * 3 * 32 * 32 * 4 / 2**20
+        print(f"{batch:>5} {rss[m_lo]:>9.1f} {rss[m_hi]:>9.1f} {rss[m_hi] - rss[m_lo]:>8.1f} {states:>8.1f}",
+              flush=True)
+
+
+def write_spec(tmp, weights, batch, depth):
+    """A one-purifier spec over the bench UNet at depth t* (its dataset is never read by drq purify)."""
+    spec = {"name": "bench", "dataset": {"kind": "cifar10", "path": tmp, "count": batch},
+            "classifier": {"arch": "wrn", "config": os.path.join(FIX, "wrn_small.json"),
+                           "weights": os.path.join(FIX, "wrn_small.weights.safetensors")},
+            "diffusion": {"arch": "ddpm-unet", "config": os.path.join(tmp, "unet.json"), "weights": weights},
+            "purifiers": [{"name": "ddpm", "kind": "ddpm", "t_star": depth}],
+            "attacks": [{"name": "a", "kind": "pgd"}]}
+    sp = os.path.join(tmp, f"spec{depth}.json")
+    with open(sp, "w") as f:
+        json.dump(spec, f)
+    return sp
+
+
+def run_purify(a, sp, io, tmp):
+    """Runs one drq full-gradient pass; returns its peak resident set in KiB (getrusage of that child)."""
+    p = subprocess.Popen([a.drq, "purify", sp, "--purifier", "ddpm", "--seed", "0", "--in", io,
+                          "--out", os.path.join(tmp, "out.safetensors"), "--threads", str(a.threads)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    err = p.stderr.read()
+    _, status, ru = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    if p.returncode:
+        sys.exit(f"drq purify failed ({p.returncode}): {err.decode(errors='replace')}")
+    return ru.ru_maxrss
 
 
 if __name__ == "__main__":

@@ -62,4 +62,9 @@ void wrn_forward(wrn *m, const Tensor *x, Tensor *logits);
 void wrn_backward(wrn *m, const Tensor *glogits, Tensor *gx);
 void wrn_free(wrn *m);
 
+/* FLOPs of one forward pass per image, from the config alone (flops.c); an
+ * input-VJP costs about as much again.  WRN: at res × res inputs. */
+double unet_forward_flops(const unet_config *c);
+double wrn_forward_flops(const wrn_config *c, int res);
+
 #endif
