@@ -20,6 +20,7 @@
 
 #include "cli.h"
 #include "cli/dryrun.h"
+#include "common/analysis_rows.h"
 #include "common/proto.h"
 #include "common/report.h"
 #include "common/row.h"
@@ -479,13 +480,35 @@ typedef struct {
     int jsonl;
     drq_report *rep; /* drq report: aggregate instead of writing rows */
     drq_report_out *out; /* drq report --out DIR (cli/report_out.h) */
+    drq_analysis_table kind; /* drq results --kind: the rows of that analysis table instead */
     int64_t n;
 } sink;
 
 static void sink_rows(sink *k, const drq_row *rows, int64_t n);
 static void sink_page(void *k, const drq_row *rows, int64_t n) { sink_rows(k, rows, n); }
 
+/* The analysis-table rows of results rows (drq results --kind), in the
+ * results' key order; k->n counts table rows. */
+static void sink_analysis(sink *k, const drq_row *rows, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        if (drq_analysis_of(&rows[i]) != k->kind) continue;
+        json_t *t = drq_analysis_rows(&rows[i], k->kind);
+        size_t j;
+        json_t *v;
+        json_array_foreach(t, j, v) {
+            if (k->jsonl) drq_analysis_jsonl(k->f, k->kind, v);
+            else drq_analysis_csv(k->f, v);
+            k->n++;
+        }
+        json_decref(t);
+    }
+}
+
 static void sink_rows(sink *k, const drq_row *rows, int64_t n) {
+    if (k->kind) {
+        sink_analysis(k, rows, n);
+        return;
+    }
     for (int64_t i = 0; i < n; i++) {
         if (k->out) drq_report_out_add(k->out, &rows[i]);
         if (k->rep)
@@ -559,11 +582,13 @@ static int results_remote(const char *ep, int64_t sweep, sink *k) {
 int cmd_results(int argc, char **argv) {
     const char *ep;
     argc = take_server_opt(argc, argv, &ep);
-    const char *what = NULL, *format = "csv", *out = NULL;
+    const char *what = NULL, *format = "csv", *out = NULL, *kind = NULL;
     int64_t sweep_opt = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--format") && i + 1 < argc)
             format = argv[++i];
+        else if (!strcmp(argv[i], "--kind") && i + 1 < argc)
+            kind = argv[++i];
         else if (!strcmp(argv[i], "--out") && i + 1 < argc)
             out = argv[++i];
         else if (!strcmp(argv[i], "--sweep") && i + 1 < argc)
@@ -573,9 +598,10 @@ int cmd_results(int argc, char **argv) {
         else
             what = NULL, i = argc;
     }
-    if (!what || (strcmp(format, "csv") && strcmp(format, "jsonl")) || sweep_opt < 0) {
+    if (!what || (strcmp(format, "csv") && strcmp(format, "jsonl")) || sweep_opt < 0 ||
+        (kind && !drq_analysis_table_parse(kind))) {
         fprintf(stderr, "usage: drq results SWEEP|FILE.db [--format csv|jsonl] [--out FILE] [--sweep N (with a .db)]\n"
-                        "                   [--server tcp://HOST:5556]\n");
+                        "                   [--kind variance|gradcorr|screen] [--server tcp://HOST:5556]\n");
         return 1;
     }
     struct stat sb;
@@ -586,7 +612,7 @@ int cmd_results(int argc, char **argv) {
         return 1;
     }
     char tmp[4096];
-    sink k = {.f = stdout, .jsonl = !strcmp(format, "jsonl")};
+    sink k = {.f = stdout, .jsonl = !strcmp(format, "jsonl"), .kind = drq_analysis_table_parse(kind)};
     if (out) {
         snprintf(tmp, sizeof tmp, "%s.tmp", out);
         if (!(k.f = fopen(tmp, "w"))) {
@@ -594,7 +620,8 @@ int cmd_results(int argc, char **argv) {
             return 1;
         }
     }
-    if (!k.jsonl) drq_row_csv_header(k.f);
+    if (!k.jsonl && k.kind) drq_analysis_csv_header(k.f, k.kind);
+    else if (!k.jsonl) drq_row_csv_header(k.f);
     int rc = local ? results_local(what, sweep, &k) : results_remote(ep, sweep, &k);
     if (out) {
         if (fclose(k.f) || rc) {

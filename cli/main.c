@@ -26,7 +26,7 @@ static const struct {
     {"purify", cmd_purify, "purify SPEC.json --purifier NAME --seed S --in IN --out OUT — P_ω(x) and its VJP"},
     {"submit", cmd_submit, "submit SPEC.json — validate a sweep spec and queue it on drq-server"},
     {"status", cmd_status, "status [SWEEP] [--watch] [--json] — progress, rate, ETA, failures"},
-    {"results", cmd_results, "results SWEEP|FILE.db [--format csv|jsonl] [--out FILE] — export rows"},
+    {"results", cmd_results, "results SWEEP|FILE.db [--format csv|jsonl] [--out FILE] [--kind variance|gradcorr|screen] — export rows"},
     {"report", cmd_report, "report SWEEP|FILE.db [--json] — the summary table per purifier × attack"},
     {"cancel", cmd_cancel, "cancel SWEEP — cancel its queued and running jobs"},
     {"retry", cmd_retry, "retry SWEEP — requeue its failed jobs"},

@@ -57,9 +57,11 @@
 #define DRQ_STREAM_PGD_START_RADIUS 4u    /* PGD L2 random start: radius (uniform element 0) */
 #define DRQ_STREAM_REVERSE_BASE     1000u /* reverse step i noise z_i: 1000 + i, i in 0..999 */
 #define DRQ_STREAM_UNIFORM_DELTA    3000u /* compression-rate uniform δ sample j: 3000 + j, j in 0..999 */
+#define DRQ_STREAM_VARIANCE_DELTA   4000u /* variance analysis: uniform δ_j, 4000 + j, j in 0..999 */
 
 static inline uint64_t drq_stream_reverse(unsigned step) { return DRQ_STREAM_REVERSE_BASE + step; }
 static inline uint64_t drq_stream_uniform_delta(unsigned j) { return DRQ_STREAM_UNIFORM_DELTA + j; }
+static inline uint64_t drq_stream_variance_delta(unsigned j) { return DRQ_STREAM_VARIANCE_DELTA + j; }
 
 /* ---- derived seeds (purposes for drq_derived_seed) -----------------------
  * A "new ω" is a new *seed*, fed to drq_key in place of the job seed; all
@@ -67,6 +69,8 @@ static inline uint64_t drq_stream_uniform_delta(unsigned j) { return DRQ_STREAM_
 #define DRQ_PURPOSE_FRESH     1u /* fresh mode: ω at PGD step s          (a = s, b = 0) */
 #define DRQ_PURPOSE_EOT       2u /* reserved: EOT draw k at step s uses DRQ_PURPOSE_FRESH (a = s, b = k) */
 #define DRQ_PURPOSE_FINAL     3u /* final evaluation vote m (random modes) (a = m, b = 0) */
+#define DRQ_PURPOSE_VARIANCE  4u /* variance analysis: ω_k              (a = k, b = 0) */
+#define DRQ_PURPOSE_GRADCORR  5u /* gradcorr: a = 1 fixed_other, 2 fresh (b = 0); a = 3 eot draw b */
 
 /* Philox4x32-10 block function (Random123 philox4x32_R with R = 10). */
 void philox4x32_10(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4]);

@@ -160,7 +160,11 @@ static int first_duplicate(key_ref *refs, int n, int *first) {
 static const char *const dataset_kinds[] = {"none", "cifar10", "mnist", "fashion-mnist", NULL};
 static const char *const purifier_kinds[] = {"none", "ddpm", "reverse", "ddim", NULL};
 static const char *const var_kinds[] = {"fixedlarge", "fixedsmall", NULL};
-static const char *const attack_kinds[] = {"pgd", "bpda", "noop", NULL};
+static const char *const attack_kinds[] = {"pgd", "bpda", "noop", NULL}; /* accepted in attacks[] */
+/* every drq_attack_kind by its value; the last three are accepted in analyses[] */
+static const char *const kind_names[] = {"pgd", "bpda", "noop", "variance", "gradcorr", "screen", NULL};
+static const char *const analysis_kinds[] = {"variance", "gradcorr", "screen", NULL};
+static const char *const estimator_names[] = {"fixed", "fixed_other", "fresh", "eot", "bpda", NULL};
 static const char *const norms[] = {"linf", "l2", NULL};
 static const char *const randomness_kinds[] = {"fixed", "fresh", "eot", "transfer", NULL};
 static const char *const grads[] = {"full", "bpda", NULL};
@@ -168,7 +172,9 @@ static const char *const precisions[] = {"tf32", "fp32", NULL};
 
 const char *drq_precision_name(drq_precision p) { return precisions[p]; }
 
-const char *drq_attack_kind_name(drq_attack_kind k) { return attack_kinds[k]; }
+const char *drq_attack_kind_name(drq_attack_kind k) { return kind_names[k]; }
+int drq_kind_is_analysis(drq_attack_kind k) { return k == ATK_VARIANCE || k == ATK_GRADCORR || k == ATK_SCREEN; }
+const char *drq_estimator_name(drq_estimator e) { return estimator_names[e]; }
 const char *drq_dataset_kind_name(drq_dataset_kind k) { return dataset_kinds[k]; }
 
 /* Test-split sizes, the default image count of a real dataset. */
@@ -328,6 +334,112 @@ static int parse_attack(const json_t *v, const char *path, const drq_spec *s, co
     return 0;
 }
 
+/* ---- analyses (docs/spec.md §analyses) ------------------------------------ */
+
+/* The keys each analysis kind takes besides name and kind, indexed by kind − ATK_VARIANCE. */
+static const char *const analysis_keys[3][5] = {
+    {"n_delta", "n_omega", "norm", "eps", NULL},
+    {"estimators", "eot_k", "at", NULL},
+    {"n_uniform", "norm", "eps", NULL},
+};
+
+/* The norm and eps of a variance or screen entry: the attacks' keys and defaults. */
+static int parse_ball(const json_t *v, const char *path, drq_attack_spec *a, drq_err *err) {
+    int k;
+    if (get_enum(v, path, "norm", 0, norms, NORM_LINF, &k, err) < 0) return -1;
+    a->norm = (drq_norm)k;
+    if (a->norm == NORM_LINF) return get_num(v, path, "eps", 0, 1, 1.0, 8.0 / 255.0, &a->eps, err) < 0 ? -1 : 0;
+    return get_num(v, path, "eps", 0, 1, 1000.0, 0.5, &a->eps, err) < 0 ? -1 : 0;
+}
+
+/* gradcorr's estimators: at least 2 distinct names of estimator_names
+ * (default: all five in that order). */
+static int parse_estimators(const json_t *v, const char *path, drq_attack_spec *a, drq_err *err) {
+    char q[256];
+    drq_json_path(q, sizeof q, path, "estimators");
+    json_t *es = json_object_get(v, "estimators");
+    if (!es) {
+        for (int i = 0; i < EST_NKINDS; i++) a->estimators[i] = (drq_estimator)i;
+        a->nestimators = EST_NKINDS;
+        return 0;
+    }
+    if (!json_is_array(es) || json_array_size(es) < 2 || json_array_size(es) > EST_NKINDS)
+        return drq_errf(err, "%s: expected an array of 2 to %d distinct names from fixed|fixed_other|fresh|eot|bpda", q,
+                        EST_NKINDS);
+    size_t i;
+    json_t *e;
+    json_array_foreach(es, i, e) {
+        int found = -1;
+        for (int k = 0; estimator_names[k] && json_is_string(e); k++)
+            if (!strcmp(estimator_names[k], json_string_value(e))) found = k;
+        if (found < 0) return drq_errf(err, "%s[%zu]: expected one of fixed|fixed_other|fresh|eot|bpda", q, i);
+        for (size_t j = 0; j < i; j++)
+            if ((int)a->estimators[j] == found)
+                return drq_errf(err, "%s[%zu]: duplicate estimator \"%s\" (same as %s[%zu])", q, i,
+                                estimator_names[found], q, j);
+        a->estimators[i] = (drq_estimator)found;
+    }
+    a->nestimators = (int)json_array_size(es);
+    return 0;
+}
+
+/* One entry of analyses[]: a job kind of the attack dimension that measures
+ * instead of attacking.  Fields an analysis does not use keep the values of
+ * a plain fixed-ω attack without steps. */
+static int parse_analysis(const json_t *v, const char *path, const drq_spec *s, drq_attack_spec *a, drq_err *err) {
+    static const char *const keys[] = {"name", "kind", "n_delta", "n_omega", "norm", "eps", "estimators",
+                                       "eot_k", "at", "n_uniform", NULL};
+    char q[256];
+    if (need_object(v, path, err) || drq_json_check_keys(v, path, keys, err)) return -1;
+    int k;
+    if (get_name(v, path, "name", a->name, err) < 0) return -1;
+    if (get_enum(v, path, "kind", 1, analysis_kinds, 0, &k, err) < 0) return -1;
+    a->kind = (drq_attack_kind)(ATK_VARIANCE + k);
+    /* a key of another analysis kind is an error, not silently ignored */
+    for (const char *const *key = keys + 2; *key; key++) {
+        int mine = 0;
+        for (const char *const *m = analysis_keys[k]; *m; m++) mine |= !strcmp(*m, *key);
+        if (!mine && json_object_get(v, *key)) {
+            drq_json_path(q, sizeof q, path, *key);
+            return drq_errf(err, "%s: not a key of kind \"%s\"", q, analysis_kinds[k]);
+        }
+    }
+    a->steps = 0;
+    a->rel_stepsize = 0.01 / 0.3;
+    a->randomness = RND_FIXED;
+    a->votes = 1;
+    a->eot_k = 1;
+    a->transfer_seed = -1;
+    a->grad = GRAD_FULL;
+    a->norm = NORM_LINF;
+    a->eps = 8.0 / 255.0;
+    if (a->kind == ATK_VARIANCE) {
+        if (get_int32(v, path, "n_delta", 1, DRQ_ANALYSIS_MAX_DRAWS, 50, &a->n_delta, err) < 0) return -1;
+        if (get_int32(v, path, "n_omega", 2, DRQ_ANALYSIS_MAX_DRAWS, 50, &a->n_omega, err) < 0) return -1;
+        if (parse_ball(v, path, a, err)) return -1;
+    } else if (a->kind == ATK_GRADCORR) {
+        if (parse_estimators(v, path, a, err)) return -1;
+        if (get_int32(v, path, "eot_k", 1, DRQ_ANALYSIS_MAX_DRAWS, 15, &a->eot_k, err) < 0) return -1;
+        const char *at = "clean";
+        if (get_str(v, path, "at", 0, &at, err) < 0) return -1;
+        if (strcmp(at, "clean")) {
+            drq_json_path(q, sizeof q, path, "at");
+            return drq_errf(err,
+                            "%s: only \"clean\" is supported (this build keeps no adversarial examples to measure "
+                            "at)",
+                            q);
+        }
+    } else {
+        if (get_int32(v, path, "n_uniform", 1, DRQ_ANALYSIS_MAX_DRAWS, 16, &a->n_uniform, err) < 0) return -1;
+        if (parse_ball(v, path, a, err)) return -1;
+    }
+    if (s->dataset.kind == DS_NONE) {
+        drq_json_path(q, sizeof q, path, "kind");
+        return drq_errf(err, "%s: \"%s\" needs a dataset (dataset.kind is \"none\")", q, analysis_kinds[k]);
+    }
+    return 0;
+}
+
 /* Reads seeds[]: every entry an integer >= 0, all distinct.  The error is the
  * one a scan in array order meets first (a bad entry or a repeat), found in
  * O(n log n).  *sorted: the seeds as key_refs sorted by key_cmp (the caller
@@ -376,9 +488,30 @@ static int check_names(const char *what, const char *names, size_t stride, int n
     return nparsed < n ? -1 : 0;
 }
 
+/* Parses analyses[] (NULL: none) into s->attacks[natk ..]; an analysis may
+ * not share a name with another analysis or with an attack (rows are keyed by
+ * that name). */
+static int parse_analyses(const json_t *ana, drq_spec *s, int natk, drq_err *err) {
+    char q[256];
+    int i = 0;
+    for (; i < s->nanalyses; i++) {
+        snprintf(q, sizeof q, "analyses[%d]", i);
+        if (parse_analysis(json_array_get(ana, (size_t)i), q, s, &s->attacks[natk + i], err)) break;
+    }
+    if (check_names("analyses", (const char *)(s->attacks + natk) + offsetof(drq_attack_spec, name),
+                    sizeof *s->attacks, i, s->nanalyses, err))
+        return -1;
+    for (int k = 0; k < s->nanalyses; k++)
+        for (int j = 0; j < natk; j++) /* attacks are few; this stays cheap */
+            if (!strcmp(s->attacks[natk + k].name, s->attacks[j].name))
+                return drq_errf(err, "analyses[%d].name: duplicate name \"%s\" (same as attacks[%d].name)", k,
+                                s->attacks[j].name, j);
+    return 0;
+}
+
 int drq_spec_parse(const json_t *root, drq_spec *s, drq_err *err) {
     static const char *const keys[] = {"name",   "dataset", "classifier", "diffusion", "purifiers",
-                                       "attacks", "seeds",  "shard",      "precision", NULL};
+                                       "attacks", "seeds",  "shard",      "precision", "analyses", NULL};
     memset(s, 0, sizeof *s);
     key_ref *sorted_seeds = NULL;
     char q[256];
@@ -448,16 +581,22 @@ int drq_spec_parse(const json_t *root, drq_spec *s, drq_err *err) {
                     diffusion_archs, &s->diffusion, err))
         goto fail;
 
-    json_t *atk = json_object_get(root, "attacks");
-    if (!atk) {
+    json_t *atk = json_object_get(root, "attacks"), *ana = json_object_get(root, "analyses");
+    if (!atk && !ana) {
         drq_errf(err, "attacks: required (expected a non-empty array of objects)");
         goto fail;
     }
-    if (!json_is_array(atk) || json_array_size(atk) == 0 || json_array_size(atk) > DRQ_SPEC_MAX_LIST) {
+    if (atk && (!json_is_array(atk) || json_array_size(atk) == 0 || json_array_size(atk) > DRQ_SPEC_MAX_LIST)) {
         drq_errf(err, "attacks: expected a non-empty array of at most %d objects", DRQ_SPEC_MAX_LIST);
         goto fail;
     }
-    s->nattacks = (int)json_array_size(atk);
+    if (ana && (!json_is_array(ana) || json_array_size(ana) == 0 || json_array_size(ana) > DRQ_SPEC_MAX_LIST)) {
+        drq_errf(err, "analyses: expected a non-empty array of at most %d objects", DRQ_SPEC_MAX_LIST);
+        goto fail;
+    }
+    int natk = atk ? (int)json_array_size(atk) : 0;
+    s->nanalyses = ana ? (int)json_array_size(ana) : 0;
+    s->nattacks = natk + s->nanalyses;
     /* The job count is known now: refuse a sweep that is too large before
      * parsing its attacks.  drq_spec_njobs (common/expand.c) saturates instead
      * of wrapping around. */
@@ -477,13 +616,14 @@ int drq_spec_parse(const json_t *root, drq_spec *s, drq_err *err) {
     }
     s->attacks = xcalloc((size_t)s->nattacks, sizeof *s->attacks);
     int i = 0;
-    for (; i < s->nattacks; i++) {
+    for (; i < natk; i++) {
         snprintf(q, sizeof q, "attacks[%d]", i);
         if (parse_attack(json_array_get(atk, (size_t)i), q, s, sorted_seeds, &s->attacks[i], err)) break;
     }
     if (check_names("attacks", (const char *)s->attacks + offsetof(drq_attack_spec, name), sizeof *s->attacks, i,
-                    s->nattacks, err))
+                    natk, err))
         goto fail;
+    if (parse_analyses(ana, s, natk, err)) goto fail;
     free(sorted_seeds);
     return 0;
 fail:
@@ -543,6 +683,35 @@ static json_t *model_json(const drq_model_spec *m) {
     return o;
 }
 
+/* The canonical analyses[]: every key of its kind, defaults filled in. */
+static json_t *analyses_json(const drq_spec *s) {
+    json_t *arr = json_array();
+    for (int i = s->nattacks - s->nanalyses; i < s->nattacks; i++) {
+        const drq_attack_spec *a = &s->attacks[i];
+        json_t *o = json_object();
+        json_object_set_new(o, "name", json_string(a->name));
+        json_object_set_new(o, "kind", json_string(kind_names[a->kind]));
+        if (a->kind == ATK_VARIANCE) {
+            json_object_set_new(o, "n_delta", json_integer(a->n_delta));
+            json_object_set_new(o, "n_omega", json_integer(a->n_omega));
+        } else if (a->kind == ATK_GRADCORR) {
+            json_t *es = json_array();
+            for (int k = 0; k < a->nestimators; k++) json_array_append_new(es, json_string(estimator_names[a->estimators[k]]));
+            json_object_set_new(o, "estimators", es);
+            json_object_set_new(o, "eot_k", json_integer(a->eot_k));
+            json_object_set_new(o, "at", json_string("clean"));
+        } else {
+            json_object_set_new(o, "n_uniform", json_integer(a->n_uniform));
+        }
+        if (a->kind != ATK_GRADCORR) {
+            json_object_set_new(o, "norm", json_string(norms[a->norm]));
+            json_object_set_new(o, "eps", json_real(a->eps));
+        }
+        json_array_append_new(arr, o);
+    }
+    return arr;
+}
+
 json_t *drq_spec_to_json(const drq_spec *s) {
     json_t *root = json_object();
     json_object_set_new(root, "name", json_string(s->name));
@@ -569,7 +738,7 @@ json_t *drq_spec_to_json(const drq_spec *s) {
     }
     json_object_set_new(root, "purifiers", pa);
     json_t *aa = json_array();
-    for (int i = 0; i < s->nattacks; i++) {
+    for (int i = 0; i < s->nattacks - s->nanalyses; i++) {
         const drq_attack_spec *a = &s->attacks[i];
         json_t *o = json_object();
         json_object_set_new(o, "name", json_string(a->name));
@@ -596,7 +765,10 @@ json_t *drq_spec_to_json(const drq_spec *s) {
         }
         json_array_append_new(aa, o);
     }
-    json_object_set_new(root, "attacks", aa);
+    /* without attacks (an analyses-only sweep) the key is left out: [] would not parse back */
+    if (json_array_size(aa)) json_object_set_new(root, "attacks", aa);
+    else json_decref(aa);
+    if (s->nanalyses) json_object_set_new(root, "analyses", analyses_json(s));
     json_t *sa = json_array();
     for (int i = 0; i < s->nseeds; i++) json_array_append_new(sa, json_integer(s->seeds[i]));
     json_object_set_new(root, "seeds", sa);

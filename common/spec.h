@@ -10,7 +10,8 @@
  * and what workers receive.
  *
  * Expansion: jobs = purifiers × attacks × seeds × image shards, enumerated by a
- * sequence number seq in that nesting order (shard fastest).  A job of an attack
+ * sequence number seq in that nesting order (shard fastest); the analyses
+ * count as attacks placed after the spec's attacks.  A job of an attack
  * with randomness "transfer" and a seed other than its transfer_seed depends on
  * the job of the same purifier, attack and shard at the transfer_seed.
  */
@@ -26,7 +27,11 @@
 typedef enum { DS_NONE, DS_CIFAR10, DS_MNIST, DS_FASHION_MNIST } drq_dataset_kind;
 typedef enum { PUR_NONE, PUR_DDPM, PUR_REVERSE, PUR_DDIM } drq_purifier_kind;
 typedef enum { VAR_FIXEDLARGE, VAR_FIXEDSMALL } drq_var_kind;
-typedef enum { ATK_PGD, ATK_BPDA, ATK_NOOP } drq_attack_kind;
+/* The analyses (spec key "analyses", docs/spec.md) are kinds of the same
+ * enumeration: they share the attack dimension of the expansion. */
+typedef enum { ATK_PGD, ATK_BPDA, ATK_NOOP, ATK_VARIANCE, ATK_GRADCORR, ATK_SCREEN, ATK_NKINDS } drq_attack_kind;
+/* gradcorr's gradient estimators (docs/spec.md §analyses, docs/seeds.md). */
+typedef enum { EST_FIXED, EST_FIXED_OTHER, EST_FRESH, EST_EOT, EST_BPDA, EST_NKINDS } drq_estimator;
 typedef enum { NORM_LINF, NORM_L2 } drq_norm;
 typedef enum { RND_FIXED, RND_FRESH, RND_EOT, RND_TRANSFER } drq_randomness;
 typedef enum { GRAD_FULL, GRAD_BPDA } drq_grad;
@@ -72,6 +77,10 @@ typedef struct {
     drq_grad grad;
     int64_t *fail_images;  /* noop only: images that always fail (poison) */
     int nfail_images;
+    /* analyses only (kind variance / gradcorr / screen) */
+    int n_delta, n_omega;             /* variance */
+    drq_estimator estimators[EST_NKINDS]; /* gradcorr: in spec order, distinct */
+    int nestimators;
 } drq_attack_spec;
 
 typedef struct {
@@ -80,8 +89,12 @@ typedef struct {
     drq_model_spec classifier, diffusion;
     drq_purifier_spec *purifiers;
     int npurifiers;
+    /* attacks[0 .. nattacks − nanalyses) are the spec's "attacks", the last
+     * nanalyses entries its "analyses" (kinds variance / gradcorr / screen):
+     * jobs = purifiers × (attacks + analyses) × seeds × shards */
     drq_attack_spec *attacks;
     int nattacks;
+    int nanalyses;
     int64_t *seeds;
     int nseeds;
     int64_t shard_images;
@@ -94,6 +107,9 @@ typedef struct {
 #define DRQ_SPEC_MAX_SEEDS 100000
 #define DRQ_SPEC_MAX_LIST 10000 /* purifiers, attacks */
 #define DRQ_SPEC_MAX_JOBS INT64_C(100000000)
+/* Largest n_delta, n_omega, n_uniform, eot_k of an analysis: the streams of
+ * docs/seeds.md reserve 1000 numbers for the δ draws. */
+#define DRQ_ANALYSIS_MAX_DRAWS 1000
 
 /* Validates and parses; 0 or -1 + err naming the JSON path. */
 int drq_spec_parse(const json_t *root, drq_spec *out, drq_err *err);
@@ -126,6 +142,9 @@ int64_t drq_spec_nrows(const drq_spec *s); /* result rows of the whole sweep */
 void drq_spec_job(const drq_spec *s, int64_t seq, drq_job_desc *d);
 
 const char *drq_attack_kind_name(drq_attack_kind k);
+/* Whether a kind is an analysis (variance, gradcorr, screen) rather than an attack. */
+int drq_kind_is_analysis(drq_attack_kind k);
+const char *drq_estimator_name(drq_estimator e);
 const char *drq_dataset_kind_name(drq_dataset_kind k); /* the spec spelling, as dataset_load takes it */
 
 const char *drq_precision_name(drq_precision p);

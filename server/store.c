@@ -1,6 +1,7 @@
 /* store.c — see store.h. */
 #include "store.h"
 
+#include "common/analysis_rows.h"
 #include "faultvfs.h"
 
 #include <assert.h>
@@ -900,6 +901,47 @@ static void bind_dbl_na(sqlite3_stmt *s, int i, double v) {
         sqlite3_bind_null(s, DRQ_COL_##n + 1);
 #define BIND_METRIC_(n, k) BIND_##k(n)
 
+/* ---- analysis tables (schema/003_analyses.sql) ---------------------------- */
+
+/* The INSERT of each analysis table, its columns in drq_analysis_columns order. */
+static const char *const q_analysis[DRQ_AT_N] = {
+    NULL,
+    "INSERT OR IGNORE INTO variance_results(sweep, purifier, analysis, seed, image, label, n_delta, n_omega, "
+    "var_total, var_input, var_internal, snr, radius_init, radius_fixed_omega, radius_fixed_delta, radius_both, "
+    "cos_same_omega, cos_same_delta) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    "INSERT OR IGNORE INTO gradcorr_results(sweep, purifier, analysis, seed, image, at, est_a, est_b, cosine) "
+    "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    "INSERT OR IGNORE INTO screen_results(sweep, purifier, analysis, seed, image, label, clean_pred, clean_correct, "
+    "comp_unif_mean, comp_unif_std, n_uniform) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+};
+
+/* Copies the measurements of an analysis row (its extra, common/analysis_rows.c)
+ * into its table; nothing for any other row.  Runs inside the transaction
+ * that inserted the results row, and only when that row was new, so a table
+ * row exists exactly when its results row does. */
+static void store_analysis_insert(store *st, const drq_row *r) {
+    drq_analysis_table t = drq_analysis_of(r);
+    if (t == DRQ_AT_NONE) return;
+    json_t *rows = drq_analysis_rows(r, t);
+    size_t i;
+    json_t *vals;
+    json_array_foreach(rows, i, vals) {
+        sqlite3_stmt *s = ps(st, q_analysis[t]);
+        int ncol;
+        drq_analysis_columns(t, &ncol);
+        assert(sqlite3_bind_parameter_count(s) == ncol && (int)json_array_size(vals) == ncol);
+        for (int c = 0; c < ncol; c++) {
+            json_t *v = json_array_get(vals, (size_t)c);
+            if (json_is_integer(v)) sqlite3_bind_int64(s, c + 1, json_integer_value(v));
+            else if (json_is_real(v)) sqlite3_bind_double(s, c + 1, json_real_value(v));
+            else if (json_is_string(v)) sqlite3_bind_text(s, c + 1, json_string_value(v), -1, SQLITE_TRANSIENT);
+            else sqlite3_bind_null(s, c + 1);
+        }
+        run(st, s);
+    }
+    json_decref(rows);
+}
+
 int64_t store_results_insert(store *st, const store_job *job, const char *purifier, const char *attack,
                              const drq_row *rows, int64_t n) {
     static const char *q = "INSERT OR IGNORE INTO results(" RESULT_COLS ") VALUES("
@@ -919,7 +961,15 @@ int64_t store_results_insert(store *st, const store_job *job, const char *purifi
         sqlite3_bind_int64(s, DRQ_COL_image + 1, r->image);
         DRQ_ROW_COLUMNS(BIND_METRIC_, BIND_METRIC_)
         run(st, s);
-        added += sqlite3_changes(st->db);
+        int changed = sqlite3_changes(st->db);
+        added += changed;
+        if (changed && r->extra) {
+            drq_row id = *r; /* identity from the job, as above */
+            id.sweep = job->sweep, id.seed = job->seed;
+            snprintf(id.purifier, sizeof id.purifier, "%s", purifier);
+            snprintf(id.attack, sizeof id.attack, "%s", attack);
+            store_analysis_insert(st, &id);
+        }
     }
     if (added) {
         int i = 0;

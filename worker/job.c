@@ -7,7 +7,7 @@
 #include <string.h>
 #include <time.h>
 
-static job_runner runners[3]; /* indexed by drq_attack_kind */
+static job_runner runners[ATK_NKINDS]; /* indexed by drq_attack_kind */
 
 void job_register_runner(drq_attack_kind kind, job_runner fn) {
     if ((unsigned)kind < sizeof runners / sizeof runners[0]) runners[kind] = fn;

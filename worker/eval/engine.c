@@ -6,13 +6,15 @@
 #include <string.h>
 
 #include "common/dataset.h"
-#include "common/rng.h"
 #include "kernels/device.h"
+#include "worker/eval/analyses.h"
 #include "worker/eval/attack.h"
+#include "worker/eval/compress.h"
 #include "worker/eval/metrics.h"
 
 static int g_batch = 8;
 void engine_set_batch(int batch) { g_batch = batch > 0 ? batch : 1; }
+int engine_batch(void) { return g_batch; }
 
 static drq_device_sel g_dev; /* cpu unless engine_set_device */
 
@@ -243,8 +245,7 @@ static int measure(const drq_job *job, const attack_config *ac, attack_models *a
     int *clean = xmalloc(sizeof(int) * n), *adv = xmalloc(sizeof(int) * n);
     /* fixed-ω quantities under ω_s */
     Tensor pa = tensor_new(n, x->c, x->h, x->w), p0 = tensor_new(n, x->c, x->h, x->w);
-    Tensor xmax = tensor_new(n, x->c, x->h, x->w), xu = tensor_new(n, x->c, x->h, x->w);
-    Tensor pu = tensor_new(n, x->c, x->h, x->w);
+    Tensor xmax = tensor_new(n, x->c, x->h, x->w);
     uint64_t *om = xmalloc(sizeof(uint64_t) * n);
     for (int i = 0; i < n; i++) om[i] = ac->seed;
     int nu = as->n_uniform, stopped = 0;
@@ -254,22 +255,7 @@ static int measure(const drq_job *job, const attack_config *ac, attack_models *a
     if (purifier_stopped(am->pur)) goto stop;
     purifier_forward(am->pur, x, om, image, 0, &p0, NULL);
     if (purifier_stopped(am->pur)) goto stop;
-    /* uniform δ: U[−a, a] per pixel, a = eps (L∞) or eps·sqrt(3/d) (L2: E‖δ‖₂² = eps²) */
-    float amp = (float)(ac->l2 ? ac->eps * sqrt(3.0 / (double)per) : ac->eps);
-    for (int j = 0; j < nu; j++) {
-        for (int i = 0; i < n; i++) {
-            float *d = xu.data + i * per;
-            const float *xi = x->data + i * per;
-            drq_uniform(drq_key(ac->seed, (uint64_t)image[i], drq_stream_uniform_delta((unsigned)j)), per, -amp, amp, d);
-            for (size_t e = 0; e < per; e++) d[e] = fminf(1.0f, fmaxf(0.0f, xi[e] + d[e]));
-        }
-        purifier_forward(am->pur, &xu, om, image, 0, &pu, NULL);
-        if (purifier_stopped(am->pur)) goto stop;
-        for (int i = 0; i < n; i++) {
-            double dn = metrics_diff_l2(xu.data + i * per, x->data + i * per, per);
-            cu[(size_t)i * nu + j] = dn > 0 ? metrics_diff_l2(pu.data + i * per, p0.data + i * per, per) / dn : NAN;
-        }
-    }
+    if (compress_uniform(am->pur, x, image, ac->seed, ac->l2, ac->eps, nu, &p0, cu)) goto stop;
     double secs = (drq_clock_mono() - t0) / n;
     long evals = (purifier_unet_evals(am->pur) - evals0) / n;
     for (int i = 0; i < n; i++) {
@@ -307,7 +293,7 @@ static int measure(const drq_job *job, const attack_config *ac, attack_models *a
         stopped = 1;
     }
     free(clean), free(adv), free(om), free(cu);
-    tensor_free(&pa), tensor_free(&p0), tensor_free(&xmax), tensor_free(&xu), tensor_free(&pu);
+    tensor_free(&pa), tensor_free(&p0), tensor_free(&xmax);
     return stopped;
 }
 
@@ -413,4 +399,5 @@ job_status engine_run(const drq_job *job, job_ctx *ctx, drq_row **rows, int64_t 
 void attack_engine_register(void) {
     job_register_runner(ATK_PGD, engine_run);
     job_register_runner(ATK_BPDA, engine_run);
+    analyses_register(); /* variance, gradcorr, screen (worker/eval/analyses.c) */
 }

@@ -17,8 +17,9 @@
 #include "worker/models/models.h"
 #include "worker/eval/purify.h"
 
-void attack_engine_register(void); /* installs the pgd and bpda runners */
+void attack_engine_register(void); /* installs the pgd and bpda runners, and the analyses' */
 void engine_set_batch(int batch);  /* images per batch (default 8) */
+int engine_batch(void);            /* the current images per batch */
 /* Where models run: "cpu" (default) or "cuda:N".  -1 with a message in err
  * when the device does not exist or this build has no CUDA backend.  Every
  * thread that runs jobs binds itself to the device on its next job; the
