@@ -11,24 +11,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "cli/report_analyses.h"
+#include "cli/report_util.h"
 #include "common/spec.h"
 #include "common/util.h"
 #include "server/store.h"
 
 /* ---- accumulation --------------------------------------------------------------- */
-
-typedef struct {
-    double n, mean, m2;
-} st; /* Welford, NaN skipped */
-
-static void st_add(st *s, double x) {
-    if (isnan(x)) return;
-    s->n += 1;
-    double d = x - s->mean;
-    s->mean += d / s->n;
-    s->m2 += d * (x - s->mean);
-}
-static double st_sd(const st *s) { return s->n > 1 ? sqrt(s->m2 / (s->n - 1)) : 0; }
 
 typedef struct {
     int64_t seed, clean_ok, clean_known, robust_ok, robust_known;
@@ -53,18 +42,25 @@ typedef struct {
 struct drq_report_out {
     cell *c;
     int n;
+    report_an *an; /* the analysis rows (cli/report_analyses.c) */
 };
 
-drq_report_out *drq_report_out_new(void) { return xcalloc(1, sizeof(drq_report_out)); }
+drq_report_out *drq_report_out_new(void) {
+    drq_report_out *ro = xcalloc(1, sizeof(drq_report_out));
+    ro->an = report_an_new();
+    return ro;
+}
 
 void drq_report_out_free(drq_report_out *ro) {
     if (!ro) return;
     for (int i = 0; i < ro->n; i++) free(ro->c[i].seeds);
     free(ro->c);
+    report_an_free(ro->an);
     free(ro);
 }
 
 void drq_report_out_add(drq_report_out *ro, const drq_row *r) {
+    if (report_an_add(ro->an, r)) return; /* a variance / gradcorr / screen row */
     cell *c = NULL;
     for (int i = ro->n - 1; i >= 0 && !c; i--) /* rows come grouped: the last cell is the usual hit */
         if (!strcmp(ro->c[i].pur, r->purifier) && !strcmp(ro->c[i].atk, r->attack)) c = &ro->c[i];
@@ -155,25 +151,30 @@ static int apply_specs(drq_report_out *ro, const char *db, sweep_spec **out, int
         drq_err e;
         stp = store_open(db, 1, &e);
     }
-    for (int i = 0; i < ro->n; i++) {
-        cell *c = &ro->c[i];
+    int64_t an_sweeps[64];
+    int nan_sweeps = report_an_sweeps(ro->an, an_sweeps, 64);
+    for (int i = 0; i < ro->n + nan_sweeps; i++) {
+        cell *c = i < ro->n ? &ro->c[i] : NULL;
+        int64_t sweep = c ? c->sweep : an_sweeps[i - ro->n];
         sweep_spec *sp = NULL;
         for (int k = 0; k < nss && !sp; k++)
-            if (ss[k].sweep == c->sweep) sp = &ss[k];
+            if (ss[k].sweep == sweep) sp = &ss[k];
         if (!sp) {
             ss = xrealloc(ss, (size_t)(nss + 1) * sizeof *ss);
             sp = &ss[nss++];
             memset(sp, 0, sizeof *sp);
-            sp->sweep = c->sweep;
-            char *text = stp ? store_sweep_spec(stp, c->sweep) : NULL;
+            sp->sweep = sweep;
+            char *text = stp ? store_sweep_spec(stp, sweep) : NULL;
             drq_err e;
             if (text && drq_spec_parse_text(text, &sp->spec, &e) == 0) {
                 sp->ok = 1;
                 nok++;
                 snprintf(sp->name, sizeof sp->name, "%s", sp->spec.name);
+                for (int p = 0; p < sp->spec.npurifiers; p++) report_an_purifier(ro->an, &sp->spec.purifiers[p], p);
             }
             free(text);
         }
+        if (!c) continue;
         c->pord = c->aord = -1;
         if (sp->ok) {
             for (int p = 0; p < sp->spec.npurifiers; p++)
@@ -230,119 +231,6 @@ static void order_cells(drq_report_out *ro) {
 }
 
 /* ---- text output --------------------------------------------------------------------- */
-
-typedef struct {
-    FILE *f;
-    char *buf;
-    size_t len;
-} mem;
-
-static void mem_open(mem *m) {
-    m->buf = NULL;
-    m->len = 0;
-    m->f = open_memstream(&m->buf, &m->len);
-    if (!m->f) DIE("open_memstream: %s", strerror(errno));
-}
-static void mem_close(mem *m) { fclose(m->f); }
-
-static void csv_s(FILE *f, const char *s, int last) {
-    if (strpbrk(s, ",\"\n")) {
-        fputc('"', f);
-        for (; *s; s++) {
-            if (*s == '"') fputc('"', f);
-            fputc(*s, f);
-        }
-        fputc('"', f);
-    } else {
-        fputs(s, f);
-    }
-    fputc(last ? '\n' : ',', f);
-}
-/* mean,std (empty when no data) */
-static void csv_st(FILE *f, const st *s) {
-    if (s->n > 0)
-        fprintf(f, "%.10g,%.10g,", s->mean, st_sd(s));
-    else
-        fputs(",,", f);
-}
-static void csv_n(FILE *f, double n, int last) { fprintf(f, "%.0f%c", n, last ? '\n' : ','); }
-
-/* Markdown cell "mean ± std" (std when n > 1), "–" when no data. */
-static void md_st(FILE *f, const st *s, int prec) {
-    if (s->n == 0)
-        fputs(" – |", f);
-    else if (s->n > 1)
-        fprintf(f, " %.*f ± %.*f |", prec, s->mean, prec, st_sd(s));
-    else
-        fprintf(f, " %.*f |", prec, s->mean);
-}
-/* Markdown text: '|' would end the cell */
-static void md_s(FILE *f, const char *s) {
-    fputc(' ', f);
-    for (; *s; s++) {
-        if (*s == '|') fputc('\\', f);
-        fputc(*s, f);
-    }
-    fputs(" |", f);
-}
-
-typedef struct {
-    const char *dir;
-    int failed;
-} outdir;
-
-static int write_file(outdir *od, const char *name, const char *text, size_t len) {
-    if (od->failed) return -1;
-    char path[4096], tmp[4200];
-    snprintf(path, sizeof path, "%s/%s", od->dir, name);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) {
-        fprintf(stderr, "drq: report: cannot write %s: %s\n", tmp, strerror(errno));
-        od->failed = 1;
-        return -1;
-    }
-    size_t w = fwrite(text, 1, len, f);
-    if (fclose(f) || w != len || rename(tmp, path)) {
-        fprintf(stderr, "drq: report: writing %s failed: %s\n", path, strerror(errno));
-        unlink(tmp);
-        od->failed = 1;
-        return -1;
-    }
-    return 0;
-}
-
-/* mkdir -p; 0 or -1 after a message. */
-static int make_dir(const char *dir) {
-    char p[4096];
-    if (snprintf(p, sizeof p, "%s", dir) >= (int)sizeof p) {
-        fprintf(stderr, "drq: report: output path too long\n");
-        return -1;
-    }
-    for (char *s = p + 1;; s++) {
-        if (*s == '/' || !*s) {
-            char ch = *s;
-            *s = 0;
-            struct stat sb;
-            if (stat(p, &sb) != 0) {
-                if (mkdir(p, 0777) != 0 && errno != EEXIST) {
-                    fprintf(stderr, "drq: report: cannot create %s: %s\n", p, strerror(errno));
-                    return -1;
-                }
-            } else if (!S_ISDIR(sb.st_mode)) {
-                fprintf(stderr, "drq: report: cannot create %s: %s is not a directory\n", dir, p);
-                return -1;
-            }
-            *s = ch;
-            if (!ch) break;
-        }
-    }
-    if (access(dir, W_OK | X_OK) != 0) {
-        fprintf(stderr, "drq: report: %s is not writable: %s\n", dir, strerror(errno));
-        return -1;
-    }
-    return 0;
-}
 
 /* ---- the tables ---------------------------------------------------------------------- */
 
@@ -582,16 +470,6 @@ static int table6(const drq_report_out *ro, FILE *md, FILE *csv) {
 
 /* ---- plots -------------------------------------------------------------------------------- */
 
-/* gnuplot string literal (double quotes; noenhanced terminals, so only \ and " matter) */
-static void gp_str(FILE *f, const char *s) {
-    fputc('"', f);
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\') fputc('\\', f);
-        fputc(*s, f);
-    }
-    fputc('"', f);
-}
-
 /* Colour / point type / panel indices: distinct purifier (pidx) and attack
  * (aidx) names in cell order. */
 static void name_indices(const drq_report_out *ro, int *pidx, int *aidx) {
@@ -606,13 +484,6 @@ static void name_indices(const drq_report_out *ro, int *pidx, int *aidx) {
         if (aidx[i] < 0) aidx[i] = na++;
     }
 }
-
-static const int point_types[] = {7, 5, 9, 11, 13, 15, 1, 2, 3, 4, 6, 8, 10, 12, 14};
-static const int open_point_types[] = {6, 4, 8, 10, 12, 14, 1, 2, 3}; /* Fig. 3: overlapping points stay visible */
-static const char *const colours[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
-                                      "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
-#define NCOLOURS (int)(sizeof colours / sizeof *colours)
-#define NPT (int)(sizeof point_types / sizeof *point_types)
 
 /* Fig. 3 style: robust accuracy against the uniform compression rate, a point per purifier × attack. */
 static int fig3(const drq_report_out *ro, const int *pidx, const int *aidx, FILE *dat, FILE *gp) {
@@ -732,71 +603,24 @@ static int fig1c(const drq_report_out *ro, const int *pidx, const int *aidx, FIL
     return nb;
 }
 
-/* The gnuplot to run: $DRQ_GNUPLOT, else gnuplot on PATH; NULL when not found. */
-static char *find_gnuplot(void) {
-    const char *env = getenv("DRQ_GNUPLOT");
-    if (env && *env) return access(env, X_OK) == 0 ? xstrdup(env) : NULL;
-    const char *path = getenv("PATH");
-    if (!path) path = "/usr/bin:/bin";
-    char *copy = xstrdup(path), *save = NULL, *found = NULL;
-    for (char *d = strtok_r(copy, ":", &save); d && !found; d = strtok_r(NULL, ":", &save)) {
-        char p[4096];
-        snprintf(p, sizeof p, "%s/gnuplot", *d ? d : ".");
-        if (access(p, X_OK) == 0) found = xstrdup(p);
-    }
-    free(copy);
-    return found;
-}
-
-/* Runs gnuplot SCRIPT in dir (output to gnuplot.log there); 0 ok. */
-static int run_gnuplot(const char *exe, const char *dir, const char *script) {
-    pid_t pid = fork();
-    if (pid < 0) return -1;
-    if (pid == 0) {
-        if (chdir(dir) != 0) _exit(126);
-        int fd = open("gnuplot.log", O_WRONLY | O_CREAT | O_APPEND, 0666);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-            close(fd);
-        }
-        execl(exe, "gnuplot", script, (char *)NULL);
-        _exit(127);
-    }
-    int status;
-    while (waitpid(pid, &status, 0) < 0)
-        if (errno != EINTR) return -1;
-    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
-}
-
-static int nonempty(const char *dir, const char *name) {
-    char p[4096];
-    snprintf(p, sizeof p, "%s/%s", dir, name);
-    struct stat sb;
-    return stat(p, &sb) == 0 && sb.st_size > 0;
-}
-
 /* ---- report.md ------------------------------------------------------------------------- */
 
-static void section(FILE *r, const char *title, const char *what, int rows, const char *base, const mem *md,
-                    const char *absent) {
-    fprintf(r, "\n## %s\n\n", title);
-    if (!rows) {
-        fprintf(r, "Not in this sweep: %s.\n", absent);
-        return;
-    }
-    fprintf(r, "%s\n\n", what);
-    fwrite(md->buf, 1, md->len, r);
-    fprintf(r, "\n[%s.csv](%s.csv) · [%s.md](%s.md)\n", base, base, base, base);
-}
-
 int drq_report_out_write(drq_report_out *ro, const char *db, const char *source, const char *dir) {
-    if (make_dir(dir)) return 1;
+    if (rep_make_dir(dir)) return 1;
     sweep_spec *ss = NULL;
     int nss = 0;
     int nspec = apply_specs(ro, db, &ss, &nss);
     order_cells(ro);
     outdir od = {.dir = dir};
+    /* what the compression → robustness fit takes from the attacks: every
+     * fixed-ω full-gradient PGD cell's robust count over all its rows */
+    for (int i = 0; i < ro->n; i++) {
+        const cell *c = &ro->c[i];
+        if (c->rnd != RND_FIXED || c->grad != GRAD_FULL || (c->kind != ATK_PGD && c->kind != -1)) continue;
+        double ok = 0, known = 0;
+        for (int k = 0; k < c->nseeds; k++) ok += (double)c->seeds[k].robust_ok, known += (double)c->seeds[k].robust_known;
+        report_an_attacked(ro->an, c->pur, c->atk, ok, known);
+    }
 
     /* tables */
     mem md[4], csv[4];
@@ -815,9 +639,9 @@ int drq_report_out_write(drq_report_out *ro, const char *db, const char *source,
         if (!nrows[t]) continue;
         char name[64];
         snprintf(name, sizeof name, "%s.md", base[t]);
-        write_file(&od, name, md[t].buf, md[t].len);
+        rep_write_file(&od, name, md[t].buf, md[t].len);
         snprintf(name, sizeof name, "%s.csv", base[t]);
-        write_file(&od, name, csv[t].buf, csv[t].len);
+        rep_write_file(&od, name, csv[t].buf, csv[t].len);
     }
 
     /* plot data and scripts */
@@ -829,17 +653,17 @@ int drq_report_out_write(drq_report_out *ro, const char *db, const char *source,
     free(pidx), free(aidx);
     mem_close(&d3), mem_close(&g3), mem_close(&d1), mem_close(&g1);
     if (p3) {
-        write_file(&od, "fig3-compression-robustness.dat", d3.buf, d3.len);
-        write_file(&od, "fig3-compression-robustness.gp", g3.buf, g3.len);
+        rep_write_file(&od, "fig3-compression-robustness.dat", d3.buf, d3.len);
+        rep_write_file(&od, "fig3-compression-robustness.gp", g3.buf, g3.len);
     }
     if (p1) {
-        write_file(&od, "fig1c-distances.dat", d1.buf, d1.len);
-        write_file(&od, "fig1c-distances.gp", g1.buf, g1.len);
+        rep_write_file(&od, "fig1c-distances.dat", d1.buf, d1.len);
+        rep_write_file(&od, "fig1c-distances.gp", g1.buf, g1.len);
     }
     free(d3.buf), free(g3.buf), free(d1.buf), free(g1.buf);
 
     /* draw */
-    char *gpx = od.failed || !(p1 || p3) ? NULL : find_gnuplot();
+    char *gpx = od.failed ? NULL : rep_find_gnuplot();
     int ok1 = 0, ok3 = 0;
     const char *plot_note = NULL;
     if (!od.failed && (p1 || p3)) {
@@ -852,10 +676,10 @@ int drq_report_out_write(drq_report_out *ro, const char *db, const char *source,
                         "and `gnuplot fig1c-distances.gp` in this folder.";
             fprintf(stderr, "drq: report: warning: gnuplot not found (install gnuplot-nox); tables written, no plots\n");
         } else {
-            if (p3) ok3 = run_gnuplot(gpx, dir, "fig3-compression-robustness.gp") == 0 &&
-                          nonempty(dir, "fig3-compression-robustness.png") && nonempty(dir, "fig3-compression-robustness.svg");
-            if (p1) ok1 = run_gnuplot(gpx, dir, "fig1c-distances.gp") == 0 && nonempty(dir, "fig1c-distances.png") &&
-                          nonempty(dir, "fig1c-distances.svg");
+            if (p3) ok3 = rep_run_gnuplot(gpx, dir, "fig3-compression-robustness.gp") == 0 &&
+                          rep_nonempty(dir, "fig3-compression-robustness.png") && rep_nonempty(dir, "fig3-compression-robustness.svg");
+            if (p1) ok1 = rep_run_gnuplot(gpx, dir, "fig1c-distances.gp") == 0 && rep_nonempty(dir, "fig1c-distances.png") &&
+                          rep_nonempty(dir, "fig1c-distances.svg");
             if ((p3 && !ok3) || (p1 && !ok1)) {
                 plot_note = "gnuplot failed on a plot (see gnuplot.log in this folder); the tables are complete.";
                 fprintf(stderr, "drq: report: warning: gnuplot failed (%s); tables written\n", logp);
@@ -865,7 +689,6 @@ int drq_report_out_write(drq_report_out *ro, const char *db, const char *source,
             }
         }
     }
-    free(gpx);
 
     /* report.md */
     mem rep;
@@ -905,7 +728,7 @@ int drq_report_out_write(drq_report_out *ro, const char *db, const char *source,
           "compression rates, and over seeds for accuracies (per-seed accuracy first, as `drq report`). "
           "Definitions: docs/design.md §Metrics; docs/report.md.\n",
           r);
-    section(r, "Table 1 — distances to the clean image and SSIM",
+    rep_section(r, "Table 1 — distances to the clean image and SSIM",
             "Distances from x in [0,1] pixels: init = x_adv − x, max = the forward-noised state (mapped back to [0,1]) − x, "
             "end = P(x_adv) − x; SSIM(x_adv, x) and SSIM(P(x_adv), x).",
             n1, base[0], &md[0], "no row has distances or SSIM");
@@ -921,16 +744,16 @@ int drq_report_out_write(drq_report_out *ro, const char *db, const char *source,
                      !present[1] ? "Fresh ω" : "EOT");
         if (!present[0])
             snprintf(what + strlen(what), sizeof what - strlen(what), " Fixed ω: not in this sweep.");
-        section(r, "Table 3 — clean and robust accuracy, fixed ω against random ω", what, n3, base[1], &md[1], "");
+        rep_section(r, "Table 3 — clean and robust accuracy, fixed ω against random ω", what, n3, base[1], &md[1], "");
     } else {
-        section(r, "Table 3 — clean and robust accuracy, fixed ω against random ω", "", 0, base[1], &md[1],
+        rep_section(r, "Table 3 — clean and robust accuracy, fixed ω against random ω", "", 0, base[1], &md[1],
                 "no attack row with a robust prediction");
     }
-    section(r, "Table S2 — transfer across ω",
+    rep_section(r, "Table S2 — transfer across ω",
             "Adversarial examples made under ω_s (the attack's transfer_seed) and evaluated under ω_s′ for every "
             "other seed s′; the column at ω_s is the same attack evaluated under its own ω (fixed ω).",
             nS2, base[2], &md[2], "no attack with randomness \"transfer\"");
-    section(r, "Table 6 — compression rate",
+    rep_section(r, "Table 6 — compression rate",
             "Compression rate c = ‖P_ω(x+δ) − P_ω(x)‖₂ / ‖δ‖₂ under one fixed ω: of the adversarial δ on the images "
             "that stayed robust and on those that did not, and of uniform noise δ ~ U[−eps, eps]^d (per-image mean "
             "over the attack's n_uniform draws).",
@@ -956,7 +779,7 @@ int drq_report_out_write(drq_report_out *ro, const char *db, const char *source,
     else if (ok3)
         fputs("Robust accuracy (mean ± std over seeds) against the mean compression rate of uniform noise, a point per "
               "purifier (colour) × attack (symbol). The paper's fitted sigmoid is not drawn: the compression → "
-              "robustness fit is issue 16 deliverable 2, not part of this report.\n\n"
+              "robustness fit is drawn below (Figure 3 — the fit), from the screen analyses.\n\n"
               "![Fig. 3: compression rate against robust accuracy](fig3-compression-robustness.png)\n\n"
               "[SVG](fig3-compression-robustness.svg) · script "
               "[fig3-compression-robustness.gp](fig3-compression-robustness.gp) · data "
@@ -965,14 +788,10 @@ int drq_report_out_write(drq_report_out *ro, const char *db, const char *source,
     else
         fprintf(r, "%s\n", plot_note ? plot_note : "not drawn.");
 
-    fputs("\n## Not in this sweep\n\n"
-          "- Table 5 (gradient correlations), Table 7 (compression and robust accuracy over t\\*), Table S6 (variance "
-          "decomposition, SNR and radii), Fig. 2f (histograms of radii) and Fig. 4 (robust accuracy and compression "
-          "over t\\*): not in this sweep: needs the gradcorr/screen/variance job kinds (issue 16 deliverable 1).\n"
-          "- The logistic compression → robustness fit on Fig. 3 (issue 16 deliverable 2).\n",
-          r);
+    int an_plots = 0, an_tables = report_an_write(ro->an, dir, &od, od.failed ? NULL : gpx, r, &an_plots);
+    free(gpx);
     mem_close(&rep);
-    write_file(&od, "report.md", rep.buf, rep.len);
+    rep_write_file(&od, "report.md", rep.buf, rep.len);
     free(rep.buf);
     for (int t = 0; t < 4; t++) free(md[t].buf), free(csv[t].buf);
     for (int k = 0; k < nss; k++)
@@ -980,6 +799,6 @@ int drq_report_out_write(drq_report_out *ro, const char *db, const char *source,
     free(ss);
     if (od.failed) return 1;
     fprintf(stderr, "drq: report written to %s/report.md (%d tables, %d plots)\n", dir,
-            (n1 > 0) + (n3 > 0) + (nS2 > 0) + (n6 > 0), ok1 + ok3);
+            (n1 > 0) + (n3 > 0) + (nS2 > 0) + (n6 > 0) + an_tables, ok1 + ok3 + an_plots);
     return 0;
 }

@@ -87,8 +87,10 @@ check "Table 6 uniform p1/a-eot" same "$(cell "$O/table6-compression.csv" p1,a-e
 check_eq "Table 6 robust + non-robust images = rows" \
     "$(awk -F, 'NR > 1 { s += $4 + $7 } END { print s }' "$O/table6-compression.csv")" "$(rows "$T/a.csv")"
 check "report.md embeds Table 3 with the EOT column" grep -q '| robust acc % EOT |' "$O/report.md"
-check "report.md: Tables 5, 7, S6 need the new job kinds" grep -q 'not in this sweep: needs the gradcorr/screen/variance job kinds (issue 16 deliverable 1)' "$O/report.md"
-check "report.md: the Fig. 3 fit is left out" grep -q 'deliverable 2' "$O/report.md"
+check "report.md: no Table 5 without a gradcorr analysis" grep -q 'Not in this sweep: no gradcorr analysis' "$O/report.md"
+check "report.md: no Table 7 / fit without a screen analysis" grep -q 'Not in this sweep: no screen analysis' "$O/report.md"
+check "report.md: no Table S6 without a variance analysis" grep -q 'Not in this sweep: no variance analysis' "$O/report.md"
+check "no analysis table files" test ! -e "$O/table5-gradcorr.csv" -a ! -e "$O/table7-screen.csv" -a ! -e "$O/tableS6-variance.csv"
 
 png_ok() { # valid PNG: the 8 magic bytes and more than 5 KB
     [ "$(head -c 8 "$1" | od -An -tx1 | tr -d ' \n')" == "89504e470d0a1a0a" ] && [ "$(stat -c %s "$1")" -gt 5000 ]
