@@ -170,7 +170,8 @@ static int apply_specs(drq_report_out *ro, const char *db, sweep_spec **out, int
                 sp->ok = 1;
                 nok++;
                 snprintf(sp->name, sizeof sp->name, "%s", sp->spec.name);
-                for (int p = 0; p < sp->spec.npurifiers; p++) report_an_purifier(ro->an, &sp->spec.purifiers[p], p);
+                for (int p = 0; p < sp->spec.npurifiers; p++) /* a later sweep's purifiers after an earlier one's */
+                    report_an_purifier(ro->an, &sp->spec.purifiers[p], (nss - 1) * DRQ_SPEC_MAX_LIST + p);
             }
             free(text);
         }
