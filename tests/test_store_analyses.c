@@ -5,6 +5,8 @@
  *     table row per pair); rows of attacks (noop's extra too) add nothing;
  *   - re-inserting the same rows adds nothing (exactly once on identity);
  *   - a rolled-back transaction leaves neither the results row nor the table rows;
+ *   - the coordinator's check that rows fit their job's kind (analysis
+ *     rows carry their measurements, attack rows none);
  *   - a database from before the migration (no analysis tables, schema
  *     version 2) opens read-write and gets them, and then opens read-only.
  */
@@ -100,7 +102,29 @@ static int64_t insert(store *st, int64_t seq, const char *pur, const char *atk, 
     return store_results_insert(st, &j, pur, atk, rows, 4);
 }
 
+/* What the coordinator accepts as the rows of a job (server/workers.c, on_result). */
+static void test_check(void) {
+    drq_row r;
+    char why[256] = "";
+    drq_row_init(&r);
+    r.extra = (char *)extras[0];
+    CHECK_EQ_INT(drq_analysis_check(ATK_VARIANCE, &r, 1, why, sizeof why), 1);
+    CHECK_EQ_INT(drq_analysis_check(ATK_PGD, &r, 1, why, sizeof why), 0);
+    CHECK_CONTAINS(why, "row 0: extra's analysis is variance, the job's kind is pgd");
+    CHECK_EQ_INT(drq_analysis_check(ATK_SCREEN, &r, 1, why, sizeof why), 0);
+    r.extra = (char *)extras[3];
+    CHECK_EQ_INT(drq_analysis_check(ATK_NOOP, &r, 1, why, sizeof why), 1);
+    CHECK_EQ_INT(drq_analysis_check(ATK_GRADCORR, &r, 1, why, sizeof why), 0);
+    CHECK_CONTAINS(why, "extra's analysis is none, the job's kind is gradcorr");
+    r.extra = "{\"analysis\":\"gradcorr\",\"pairs\":[]}";
+    CHECK_EQ_INT(drq_analysis_check(ATK_GRADCORR, &r, 1, why, sizeof why), 0);
+    CHECK_CONTAINS(why, "a gradcorr row without measurements");
+    r.extra = NULL;
+    CHECK_EQ_INT(drq_analysis_check(ATK_BPDA, &r, 1, why, sizeof why), 1);
+}
+
 int main(void) {
+    test_check();
     snprintf(dir, sizeof dir, "/tmp/drq-storean-XXXXXX");
     if (!mkdtemp(dir)) return 1;
     char db[128];
