@@ -148,6 +148,30 @@ static const char *duration(double s, char *buf, size_t n) {
     return buf;
 }
 
+/* Adds the UNet and classifier passes of n images of an analysis
+ * (worker/eval/analyses.c) with S sampler steps per purification: variance
+ * purifies N_δ·N_ω times; gradcorr takes one gradient per estimator (K for
+ * eot; a full one costs S forwards, S recomputations and S VJPs, a BPDA one
+ * S forwards); screen purifies 2 + n_uniform times and classifies once. */
+static void analysis_cost(const drq_attack_spec *as, double n, int S, double *ufwd, double *uvjp, double *cfwd,
+                          double *cvjp) {
+    if (as->kind == ATK_VARIANCE) {
+        *ufwd += n * as->n_delta * as->n_omega * S;
+    } else if (as->kind == ATK_GRADCORR) {
+        for (int e = 0; e < as->nestimators; e++) {
+            int bpda = as->estimators[e] == EST_BPDA;
+            double G = as->estimators[e] == EST_EOT ? as->eot_k : 1;
+            *ufwd += n * G * S * (bpda ? 1 : 2);
+            *uvjp += n * G * (bpda ? 0 : S);
+            *cfwd += n * G;
+            *cvjp += n * G;
+        }
+    } else {
+        *ufwd += n * (2.0 + as->n_uniform) * S;
+        *cfwd += n;
+    }
+}
+
 int dryrun_print(const drq_spec *sp, const dryrun_opts *o, FILE *out) {
     drq_err err = {{0}};
     int64_t shards = drq_spec_shards(sp), jobs = drq_spec_njobs(sp), rows = drq_spec_nrows(sp);
@@ -164,6 +188,10 @@ int dryrun_print(const drq_spec *sp, const dryrun_opts *o, FILE *out) {
             double n = (double)per_cell * sp->nseeds;
             if (as->kind == ATK_NOOP) {
                 noop_s += n * as->ms_per_image / 1000.0;
+                continue;
+            }
+            if (drq_kind_is_analysis(as->kind)) {
+                analysis_cost(as, n, S, &ufwd, &uvjp, &cfwd, &cvjp);
                 continue;
             }
             int full = !(as->kind == ATK_BPDA || as->grad == GRAD_BPDA);
@@ -196,6 +224,7 @@ int dryrun_print(const drq_spec *sp, const dryrun_opts *o, FILE *out) {
     fprintf(out, "dry run of sweep '%s': nothing submitted, no database written\n", sp->name);
     fprintf(out, "jobs: %lld (%d purifiers x %d attacks x %d seeds x %lld shards of %lld images)\n", (long long)jobs,
             sp->npurifiers, sp->nattacks, sp->nseeds, (long long)shards, (long long)sp->shard_images);
+    if (sp->nanalyses) fprintf(out, "  (the %d attacks include %d analyses)\n", sp->nattacks, sp->nanalyses);
     fprintf(out, "rows: %lld\n", (long long)rows);
     fprintf(out, "unet_forward: %.0f\nunet_vjp: %.0f\nclassifier_forward: %.0f\nclassifier_vjp: %.0f\n", ufwd, uvjp, cfwd,
             cvjp);

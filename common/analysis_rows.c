@@ -110,6 +110,29 @@ json_t *drq_analysis_rows(const drq_row *r, drq_analysis_table t) {
     return out;
 }
 
+int drq_analysis_check(drq_attack_kind kind, const drq_row *rows, int64_t n, char *why, size_t cap) {
+    drq_analysis_table want = kind == ATK_VARIANCE ? DRQ_AT_VARIANCE
+                            : kind == ATK_GRADCORR ? DRQ_AT_GRADCORR
+                            : kind == ATK_SCREEN   ? DRQ_AT_SCREEN : DRQ_AT_NONE;
+    for (int64_t i = 0; i < n; i++) {
+        drq_analysis_table t = drq_analysis_of(&rows[i]);
+        if (t != want) {
+            snprintf(why, cap, "row %lld: extra's analysis is %s, the job's kind is %s", (long long)i,
+                     t ? kinds[t] : "none", drq_attack_kind_name(kind));
+            return 0;
+        }
+        if (!want) continue;
+        json_t *tr = drq_analysis_rows(&rows[i], t);
+        size_t got = json_array_size(tr);
+        json_decref(tr);
+        if (!got) {
+            snprintf(why, cap, "row %lld: a %s row without measurements in its extra", (long long)i, kinds[t]);
+            return 0;
+        }
+    }
+    return 1;
+}
+
 void drq_analysis_csv_header(FILE *f, drq_analysis_table t) {
     int n;
     const char *const *cols = drq_analysis_columns(t, &n);

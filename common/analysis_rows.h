@@ -14,6 +14,7 @@
 #include <stdio.h>
 
 #include "row.h"
+#include "spec.h"
 
 typedef enum { DRQ_AT_NONE = 0, DRQ_AT_VARIANCE, DRQ_AT_GRADCORR, DRQ_AT_SCREEN, DRQ_AT_N } drq_analysis_table;
 
@@ -31,6 +32,11 @@ drq_analysis_table drq_analysis_of(const drq_row *r);
  * table's columns in order (integers, reals, strings; null for "not
  * available").  Empty when r is not a row of table t.  Caller decrefs. */
 json_t *drq_analysis_rows(const drq_row *r, drq_analysis_table t);
+
+/* Whether n result rows fit a job of this kind: rows of an analysis each map
+ * to at least one row of its table, rows of an attack to none (so that no
+ * attack row can write into an analysis table).  0 + why naming the row. */
+int drq_analysis_check(drq_attack_kind kind, const drq_row *rows, int64_t n, char *why, size_t cap);
 
 /* Export of one table row (an array from drq_analysis_rows): the CSV header
  * / line (RFC 4180 quoting, %.17g), or a JSON object line. */

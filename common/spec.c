@@ -501,11 +501,14 @@ static int parse_analyses(const json_t *ana, drq_spec *s, int natk, drq_err *err
     if (check_names("analyses", (const char *)(s->attacks + natk) + offsetof(drq_attack_spec, name),
                     sizeof *s->attacks, i, s->nanalyses, err))
         return -1;
-    for (int k = 0; k < s->nanalyses; k++)
-        for (int j = 0; j < natk; j++) /* attacks are few; this stays cheap */
-            if (!strcmp(s->attacks[natk + k].name, s->attacks[j].name))
-                return drq_errf(err, "analyses[%d].name: duplicate name \"%s\" (same as attacks[%d].name)", k,
-                                s->attacks[j].name, j);
+    /* both lists are free of repeats now: a repeat in the whole is an analysis named like an attack */
+    key_ref *refs = xcalloc((size_t)s->nattacks, sizeof *refs);
+    for (int i = 0; i < s->nattacks; i++) refs[i].s = s->attacks[i].name, refs[i].idx = i;
+    int first, dup = first_duplicate(refs, s->nattacks, &first);
+    free(refs);
+    if (dup >= 0)
+        return drq_errf(err, "analyses[%d].name: duplicate name \"%s\" (same as attacks[%d].name)", dup - natk,
+                        s->attacks[dup].name, first);
     return 0;
 }
 

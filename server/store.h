@@ -138,7 +138,9 @@ int64_t store_requeue_all_leased(store *st);
 
 /* ---- results ------------------------------------------------------------ */
 
-/* Inserts rows (identity taken from job) with INSERT OR IGNORE; returns the
+/* Inserts rows (identity taken from job) with INSERT OR IGNORE; a new row of
+ * an analysis job also fills its analysis table (variance_results …, from its
+ * extra through common/analysis_rows.c) in the same transaction.  Returns the
  * number of new rows. */
 int64_t store_results_insert(store *st, const store_job *job, const char *purifier, const char *attack,
                              const drq_row *rows, int64_t n);

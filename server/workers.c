@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/analysis_rows.h"
 #include "internal.h"
 
 /* ---- workers ---------------------------------------------------------------- */
@@ -338,6 +339,7 @@ static void on_result(drq_server *s, worker *w, const drq_msg *m) {
         goto bad;
     }
     if (!rows_match_job(&j, pur, atk, rows, got, why, sizeof why)) goto bad;
+    if (!drq_analysis_check(se->spec.attacks[j.attack].kind, rows, got, why, sizeof why)) goto bad;
     int64_t added = store_results_insert(s->st, &j, pur, atk, rows, got);
     drq_rows_free(rows, got);
     rows = NULL;

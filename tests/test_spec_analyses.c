@@ -124,6 +124,9 @@ static void test_errors(void) {
                    "analyses[0].kind: expected one of variance|gradcorr|screen");
     CHECK_CONTAINS(err_of(ANA("{\"name\":\"pgd\",\"kind\":\"screen\"}")),
                    "analyses[0].name: duplicate name \"pgd\" (same as attacks[0].name)");
+    CHECK_CONTAINS(err_of(HEAD "\"attacks\":[{\"name\":\"a\",\"kind\":\"pgd\"},{\"name\":\"b\",\"kind\":\"pgd\"}],"
+                               "\"analyses\":[{\"name\":\"s\",\"kind\":\"screen\"},{\"name\":\"b\",\"kind\":\"screen\"}]}"),
+                   "analyses[1].name: duplicate name \"b\" (same as attacks[1].name)");
     CHECK_CONTAINS(err_of(ANA("{\"name\":\"s\",\"kind\":\"screen\"},{\"name\":\"s\",\"kind\":\"variance\"}")),
                    "analyses[1].name: duplicate name \"s\" (same as analyses[0].name)");
     CHECK_CONTAINS(err_of(HEAD "\"analyses\":[]}"), "analyses: expected a non-empty array");

@@ -306,10 +306,9 @@ job_status analyses_run(const drq_job *job, job_ctx *ctx, drq_row **rows, int64_
         double t0 = drq_clock_mono();
         long evals0 = purifier_unet_evals(pur);
         int stopped = measure(&b);
-        for (int i = 0; i < n; i++) {
-            out[done + i].seconds = (drq_clock_mono() - t0) / n;
-            out[done + i].unet_evals = (purifier_unet_evals(pur) - evals0) / n;
-        }
+        double secs = (drq_clock_mono() - t0) / n;
+        long evals = (purifier_unet_evals(pur) - evals0) / n;
+        for (int i = 0; i < n; i++) out[done + i].seconds = secs, out[done + i].unet_evals = evals;
         free(label), free(image);
         if (stopped) { /* the batch's partial work is dropped; its rows hold no extra yet */
             status = JOB_PREEMPTED;

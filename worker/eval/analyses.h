@@ -5,9 +5,10 @@
  * screen_results, schema/003_analyses.sql).
  *
  * Every number is a function of (job seed, image) under docs/seeds.md, so the
- * rows do not depend on the batch size; a job checkpoints the rows of its
- * finished batches (per-image granularity) and a resumed job gives the rows
- * of an uninterrupted one.
+ * rows do not depend on the batch size.  A job checkpoints the rows of its
+ * finished batches (per-image granularity) after every batch when
+ * ctx->checkpoint_every > 0 and always when preempted (a batch cut short is
+ * redone); a resumed job gives the rows of an uninterrupted one.
  */
 #ifndef DRQ_ANALYSES_H
 #define DRQ_ANALYSES_H
