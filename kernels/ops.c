@@ -102,32 +102,43 @@ void group_norm_backward_input_at(const char *file, int line, const Tensor *x, c
     backend_of(x)->group_norm_backward_input(x, gy, groups, gamma, stats, gx);
 }
 
-void group_norm_swish_forward_at(const char *file, int line, const Tensor *x, int groups, float eps,
-                                 const float *gamma, const float *beta, Tensor *h, Tensor *y, float *stats) {
+/* bias: NULL, or n × C × 1 × 1 on x's device */
+#define GN_BIAS_OK(x, bias)                                                                                           \
+    (!(bias) || ((bias)->dev == (x)->dev && (bias)->n == (x)->n && (bias)->c == (x)->c && (bias)->h == 1 &&           \
+                 (bias)->w == 1))
+
+void group_norm_swish_forward_at(const char *file, int line, const Tensor *x, const Tensor *bias, int groups,
+                                 float eps, const float *gamma, const float *beta, Tensor *h, Tensor *y,
+                                 float *stats) {
     SAME("group_norm_swish_forward", x, h);
     SAME("group_norm_swish_forward", x, y);
     REQUIRE(groups > 0 && x->c % groups == 0, "group_norm_swish_forward", x, y);
+    REQUIRE(GN_BIAS_OK(x, bias), "group_norm_swish_forward (bias: n × C × 1 × 1)", x, bias ? bias : x);
     const drq_backend *b = backend_of(x);
     if (b->group_norm_swish_forward) {
-        b->group_norm_swish_forward(x, groups, eps, gamma, beta, h, y, stats);
+        b->group_norm_swish_forward(x, bias, groups, eps, gamma, beta, h, y, stats);
     } else {
+        if (bias) DIE("%s:%d: group_norm_swish_forward with a bias needs the backend's fused op", file, line);
         b->group_norm_forward(x, groups, eps, gamma, beta, h, stats);
         b->swish_forward(h, y);
     }
 }
 
-void group_norm_swish_backward_input_at(const char *file, int line, const Tensor *x, const Tensor *h, const Tensor *gy,
-                                        int groups, const float *gamma, const float *stats, Tensor *gx) {
+void group_norm_swish_backward_input_at(const char *file, int line, const Tensor *x, const Tensor *bias,
+                                        const Tensor *h, const Tensor *gy, int groups, const float *gamma,
+                                        const float *stats, Tensor *gx) {
     SAME("group_norm_swish_backward_input", x, h);
     SAME("group_norm_swish_backward_input", x, gy);
     SAME("group_norm_swish_backward_input", x, gx);
     REQUIRE(groups > 0 && x->c % groups == 0, "group_norm_swish_backward_input", x, gx);
     REQUIRE(gx->data != x->data && gx->data != h->data && gx->data != gy->data, "group_norm_swish_backward_input", x,
             gx);
+    REQUIRE(GN_BIAS_OK(x, bias), "group_norm_swish_backward_input (bias: n × C × 1 × 1)", x, bias ? bias : x);
     const drq_backend *b = backend_of(x);
     if (b->group_norm_swish_backward_input) {
-        b->group_norm_swish_backward_input(x, h, gy, groups, gamma, stats, gx);
+        b->group_norm_swish_backward_input(x, bias, h, gy, groups, gamma, stats, gx);
     } else { /* swish's gradient goes into gy (the caller's scratch), then the norm's */
+        if (bias) DIE("%s:%d: group_norm_swish_backward_input with a bias needs the backend's fused op", file, line);
         b->swish_backward_input(h, gy, (Tensor *)gy);
         b->group_norm_backward_input(x, gy, groups, gamma, stats, gx);
     }

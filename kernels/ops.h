@@ -70,16 +70,21 @@ void group_norm_forward_at(DRQ_OP_SITE, const Tensor *x, int groups, float eps, 
 void group_norm_backward_input_at(DRQ_OP_SITE, const Tensor *x, const Tensor *gy, int groups, const float *gamma,
                                const float *stats, Tensor *gx);
 /* Fused group norm + swish (the UNet's norm → nonlinearity pairs): h = the
- * group norm of x (saved for the backward), y = swish(h).  Bit-identical to
- * group_norm_forward then swish_forward, in one pass over memory; the
- * backward equals swish_backward_input then group_norm_backward_input.  The
- * backward may use gy as scratch (its contents are undefined afterwards); gx
- * must not alias x, h or gy.  A backend without the fused op runs the pair
- * (ops.c). */
-void group_norm_swish_forward_at(DRQ_OP_SITE, const Tensor *x, int groups, float eps, const float *gamma,
-                                 const float *beta, Tensor *h, Tensor *y, float *stats);
-void group_norm_swish_backward_input_at(DRQ_OP_SITE, const Tensor *x, const Tensor *h, const Tensor *gy, int groups,
-                                        const float *gamma, const float *stats, Tensor *gx);
+ * group norm of x + bias (saved for the backward), y = swish(h).  bias
+ * (n × C × 1 × 1, or NULL) is added per (sample, channel) first: the
+ * ResnetBlock's time-embedding add, which so costs no pass of its own.
+ * Bit-identical to add_channel_forward, group_norm_forward, swish_forward, in
+ * one pass over memory; the backward (at the same x and bias) equals
+ * swish_backward_input then group_norm_backward_input at x + bias, and is also
+ * the gradient of x (bias gets none: nothing needs it).  The backward may use
+ * gy as scratch (its contents are undefined afterwards); gx must not alias x,
+ * h or gy.  A backend without the fused op runs the pair (ops.c), without a
+ * bias only. */
+void group_norm_swish_forward_at(DRQ_OP_SITE, const Tensor *x, const Tensor *bias, int groups, float eps,
+                                 const float *gamma, const float *beta, Tensor *h, Tensor *y, float *stats);
+void group_norm_swish_backward_input_at(DRQ_OP_SITE, const Tensor *x, const Tensor *bias, const Tensor *h,
+                                        const Tensor *gy, int groups, const float *gamma, const float *stats,
+                                        Tensor *gx);
 /* Inference batch norm as a per-channel affine map; batch_norm_fold turns
  * (weight, bias, running_mean, running_var, eps) into (scale, shift). */
 void batch_norm_fold(int c, const float *weight, const float *bias, const float *mean, const float *var,
@@ -202,10 +207,10 @@ typedef struct drq_backend {
     void (*group_norm_backward_input)(const Tensor *x, const Tensor *gy, int groups, const float *gamma,
                                       const float *stats, Tensor *gx);
     /* optional (NULL: ops.c composes group norm and swish) */
-    void (*group_norm_swish_forward)(const Tensor *x, int groups, float eps, const float *gamma, const float *beta,
-                                     Tensor *h, Tensor *y, float *stats);
-    void (*group_norm_swish_backward_input)(const Tensor *x, const Tensor *h, const Tensor *gy, int groups,
-                                            const float *gamma, const float *stats, Tensor *gx);
+    void (*group_norm_swish_forward)(const Tensor *x, const Tensor *bias, int groups, float eps, const float *gamma,
+                                     const float *beta, Tensor *h, Tensor *y, float *stats);
+    void (*group_norm_swish_backward_input)(const Tensor *x, const Tensor *bias, const Tensor *h, const Tensor *gy,
+                                            int groups, const float *gamma, const float *stats, Tensor *gx);
     void (*batch_norm_forward)(const Tensor *x, const float *scale, const float *shift, Tensor *y);
     void (*batch_norm_backward_input)(const Tensor *gy, const float *scale, Tensor *gx);
     void (*swish_forward)(const Tensor *x, Tensor *y);

@@ -195,8 +195,8 @@ static void r_gn(side *s) {
 }
 static void r_gns(side *s) { /* fused group norm + swish; the backward clobbers in[1] (its scratch) */
     Tensor st = tensor_new_on(s->in[0].dev, 3, 64, 1, 1);
-    group_norm_swish_forward(&s->in[0], 32, 1e-6f, s->p[0], s->p[1], &s->out[0], &s->out[1], st.data);
-    group_norm_swish_backward_input(&s->in[0], &s->out[0], &s->in[1], 32, s->p[0], st.data, &s->out[2]);
+    group_norm_swish_forward(&s->in[0], NULL, 32, 1e-6f, s->p[0], s->p[1], &s->out[0], &s->out[1], st.data);
+    group_norm_swish_backward_input(&s->in[0], NULL, &s->out[0], &s->in[1], 32, s->p[0], st.data, &s->out[2]);
     tensor_free(&st);
 }
 static void r_bn(side *s) {

@@ -223,7 +223,7 @@ static void test_reductions(void) {
             float gamma[64], beta[64], st[3 * 32 * 2], str[3 * 32 * 2];
             for (int i = 0; i < 64; i++) gamma[i] = 1 + 0.2f * nrand(), beta[i] = 0.1f * nrand();
             for (int i = 0; i < 3 * 64; i++) x.data[i] += 3.0f; /* a non-zero mean in some groups */
-            gn_args a = {x.data, gy.data, aff ? gamma : NULL, aff ? beta : NULL, st, y.data, st, 64, groups, 35, 1e-6f, NULL, NULL};
+            gn_args a = {x.data, gy.data, aff ? gamma : NULL, aff ? beta : NULL, st, y.data, st, 64, groups, 35, 1e-6f, NULL, NULL, NULL};
             sim_gn_forward(a, 3 * groups, nt);
             group_norm_forward(&x, groups, 1e-6f, aff ? gamma : NULL, aff ? beta : NULL, &yr, str);
             snprintf(nm, sizeof nm, "group_norm fwd (groups %d, block %d)", groups, nt);
@@ -239,7 +239,7 @@ static void test_reductions(void) {
             Tensor act = like(&x), hr = like(&x), actr = like(&x), gs = like(&x), gsr = like(&x), sw = like(&x);
             a.y = y.data, a.act = act.data, a.stats = st;
             sim_gn_forward(a, 3 * groups, nt);
-            group_norm_swish_forward(&x, groups, 1e-6f, aff ? gamma : NULL, aff ? beta : NULL, &hr, &actr, str);
+            group_norm_swish_forward(&x, NULL, groups, 1e-6f, aff ? gamma : NULL, aff ? beta : NULL, &hr, &actr, str);
             snprintf(nm, sizeof nm, "group_norm_swish fwd (groups %d, block %d)", groups, nt);
             CHECK_CLOSE(nm, &act, &actr, TOL);
             pw_args sp = {0};
@@ -250,9 +250,24 @@ static void test_reductions(void) {
             a.act = NULL, a.h = hr.data, a.y = gs.data, a.stats_in = str;
             sim_gn_backward(a, 3 * groups, nt);
             memcpy(sw.data, gy.data, tensor_numel(&gy) * sizeof(float));
-            group_norm_swish_backward_input(&x, &hr, &sw, groups, aff ? gamma : NULL, str, &gsr);
+            group_norm_swish_backward_input(&x, NULL, &hr, &sw, groups, aff ? gamma : NULL, str, &gsr);
             snprintf(nm, sizeof nm, "group_norm_swish bwd (groups %d, block %d)", groups, nt);
             CHECK_CLOSE(nm, &gs, &gsr, TOL);
+            /* with the time-embedding bias (gn_args.bias) */
+            Tensor bias = rnd(3, 64, 1, 1);
+            a.bias = bias.data, a.h = NULL, a.act = act.data, a.y = y.data, a.stats = st;
+            sim_gn_forward(a, 3 * groups, nt);
+            group_norm_swish_forward(&x, &bias, groups, 1e-6f, aff ? gamma : NULL, aff ? beta : NULL, &hr, &actr, str);
+            snprintf(nm, sizeof nm, "group_norm_swish + bias fwd (groups %d, block %d)", groups, nt);
+            CHECK_CLOSE(nm, &act, &actr, TOL);
+            a.act = NULL, a.h = hr.data, a.y = gs.data, a.stats_in = str;
+            sim_gn_backward(a, 3 * groups, nt);
+            memcpy(sw.data, gy.data, tensor_numel(&gy) * sizeof(float));
+            group_norm_swish_backward_input(&x, &bias, &hr, &sw, groups, aff ? gamma : NULL, str, &gsr);
+            snprintf(nm, sizeof nm, "group_norm_swish + bias bwd (groups %d, block %d)", groups, nt);
+            CHECK_CLOSE(nm, &gs, &gsr, TOL);
+            a.bias = NULL;
+            tensor_free(&bias);
             Tensor *tf[] = {&act, &hr, &actr, &gs, &gsr, &sw};
             for (size_t i = 0; i < sizeof tf / sizeof tf[0]; i++) tensor_free(tf[i]);
             Tensor *ts[] = {&x, &gy, &y, &yr, &gx, &gxr};

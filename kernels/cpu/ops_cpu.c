@@ -167,16 +167,35 @@ static void gn_stats(const float *xp, size_t m, float eps, double *mean, double 
     *rstd = 1.0 / sqrt(ss / (double)m + eps);
 }
 
-/* h = group norm of x; with y, also y = swish(h). */
-static void gn_forward(const Tensor *x, int groups, float eps, const float *gamma, const float *beta, Tensor *h,
-                       Tensor *y, float *stats) {
+/* One (sample, group) of x + bias: x itself without a bias, else x + bias
+ * per channel (float additions, as add_channel_forward) written into buf,
+ * a thread's group-sized buffer that stays in cache. */
+static const float *gn_group_input(const Tensor *x, const Tensor *bias, int ng, int groups, float *buf) {
+    int cpg = x->c / groups, g = ng % groups, i = ng / groups;
+    size_t hw = (size_t)x->h * x->w, off = ((size_t)i * x->c + (size_t)g * cpg) * hw;
+    if (!bias) return x->data + off;
+    for (int cc = 0; cc < cpg; cc++) {
+        float b = bias->data[(size_t)i * x->c + g * cpg + cc];
+        const float *xc = x->data + off + cc * hw;
+        float *oc = buf + cc * hw;
+        for (size_t e = 0; e < hw; e++) oc[e] = xc[e] + b;
+    }
+    return buf;
+}
+
+/* h = group norm of x (+ bias per channel, see gn_group_input); with y, also y = swish(h). */
+static void gn_forward(const Tensor *x, const Tensor *bias, int groups, float eps, const float *gamma,
+                       const float *beta, Tensor *h, Tensor *y, float *stats) {
     int n = x->n, cpg = x->c / groups;
     size_t hw = (size_t)x->h * x->w, m = (size_t)cpg * hw;
-#pragma omp parallel for schedule(static) if (tensor_numel(x) >= PAR_MIN)
+#pragma omp parallel if (tensor_numel(x) >= PAR_MIN)
+    {
+    float *buf = bias ? xmalloc(m * sizeof(float)) : NULL;
+#pragma omp for schedule(static)
     for (int ng = 0; ng < n * groups; ng++) {
         int g = ng % groups, i = ng / groups;
         size_t off = ((size_t)i * x->c + (size_t)g * cpg) * hw;
-        const float *xp = x->data + off;
+        const float *xp = gn_group_input(x, bias, ng, groups, buf);
         double mean, rstd;
         gn_stats(xp, m, eps, &mean, &rstd);
         stats[2 * ng] = (float)mean;
@@ -194,16 +213,18 @@ static void gn_forward(const Tensor *x, int groups, float eps, const float *gamm
             }
         }
     }
+    free(buf);
+    }
 }
 
 static void cpu_group_norm_forward(const Tensor *x, int groups, float eps, const float *gamma, const float *beta,
                                    Tensor *y, float *stats) {
-    gn_forward(x, groups, eps, gamma, beta, y, NULL, stats);
+    gn_forward(x, NULL, groups, eps, gamma, beta, y, NULL, stats);
 }
 
-static void cpu_group_norm_swish_forward(const Tensor *x, int groups, float eps, const float *gamma, const float *beta,
-                                         Tensor *h, Tensor *y, float *stats) {
-    gn_forward(x, groups, eps, gamma, beta, h, y, stats);
+static void cpu_group_norm_swish_forward(const Tensor *x, const Tensor *bias, int groups, float eps,
+                                         const float *gamma, const float *beta, Tensor *h, Tensor *y, float *stats) {
+    gn_forward(x, bias, groups, eps, gamma, beta, h, y, stats);
 }
 
 /* One (sample, group) of the backward: op = rstd·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂))
@@ -246,22 +267,24 @@ static void cpu_group_norm_backward_input(const Tensor *x, const Tensor *gy, int
 
 /* swish's VJP is taken per (sample, group) into a thread-local buffer that
  * stays in cache, then the norm's: no full pass writes it to memory. */
-static void cpu_group_norm_swish_backward_input(const Tensor *x, const Tensor *h, const Tensor *gy, int groups,
-                                                const float *gamma, const float *stats, Tensor *gx) {
+static void cpu_group_norm_swish_backward_input(const Tensor *x, const Tensor *bias, const Tensor *h,
+                                                const Tensor *gy, int groups, const float *gamma, const float *stats,
+                                                Tensor *gx) {
     int n = x->n, cpg = x->c / groups;
     size_t hw = (size_t)x->h * x->w, m = (size_t)cpg * hw;
 #pragma omp parallel if (tensor_numel(x) >= PAR_MIN)
     {
-        float *gs = xmalloc(m * sizeof(float));
+        float *gs = xmalloc(m * sizeof(float)), *buf = bias ? xmalloc(m * sizeof(float)) : NULL;
 #pragma omp for schedule(static)
         for (int ng = 0; ng < n * groups; ng++) {
             size_t off = ((size_t)(ng / groups) * x->c + (size_t)(ng % groups) * cpg) * hw;
             const float *hp = h->data + off, *gp = gy->data + off;
             for (size_t k = 0; k < m; k++) gs[k] = swish_grad(hp[k], gp[k]);
-            gn_backward_group(x->data + off, gs, gx->data + off, gamma, ng % groups, cpg, hw, stats[2 * ng],
-                              stats[2 * ng + 1]);
+            gn_backward_group(gn_group_input(x, bias, ng, groups, buf), gs, gx->data + off, gamma, ng % groups, cpg,
+                              hw, stats[2 * ng], stats[2 * ng + 1]);
         }
         free(gs);
+        free(buf);
     }
 }
 

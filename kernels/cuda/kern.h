@@ -202,7 +202,15 @@ typedef struct {
      * backward takes gy through swish's VJP at h (the saved norm output) first */
     float *act;
     const float *h;
+    /* group_norm_swish's bias (n × C, or NULL): the input is x + bias per channel */
+    const float *bias;
 } gn_args;
+/* the input at k = off + e of row: x, plus the bias of its channel (a float add, as K_add_channel) */
+DRQ_HD float gn_x(gn_args p, int row, size_t k, size_t e) {
+    if (!p.bias) return p.x[k];
+    int g = row % p.groups, i = row / p.groups, cpg = p.C / p.groups;
+    return p.x[k] + p.bias[(size_t)i * p.C + (size_t)g * cpg + e / p.hw];
+}
 /* the backward's incoming gradient at k: gy, or swish's VJP of it at h (K_swish_bwd's arithmetic) */
 DRQ_HD float gn_gy(gn_args p, size_t k) {
     if (!p.h) return p.gy[k];
@@ -216,17 +224,17 @@ DRQ_HD size_t gn_off(gn_args p, int row) {
 DRQ_HD size_t gn_m(gn_args p) { return (size_t)(p.C / p.groups) * p.hw; }
 /* forward phase 1: Σ x */
 DRQ_HD double KR_gn_sum(gn_args p, int row, int tid, int nt) {
-    const float *xp = p.x + gn_off(p, row);
+    size_t off = gn_off(p, row);
     double s = 0;
-    for (size_t e = (size_t)tid; e < gn_m(p); e += (size_t)nt) s += xp[e];
+    for (size_t e = (size_t)tid; e < gn_m(p); e += (size_t)nt) s += gn_x(p, row, off + e, e);
     return s;
 }
 /* forward phase 2: Σ (x − mean)² */
 DRQ_HD double KR_gn_sqdev(gn_args p, int row, double mean, int tid, int nt) {
-    const float *xp = p.x + gn_off(p, row);
+    size_t off = gn_off(p, row);
     double ss = 0;
     for (size_t e = (size_t)tid; e < gn_m(p); e += (size_t)nt) {
-        double d = xp[e] - mean;
+        double d = gn_x(p, row, off + e, e) - mean;
         ss += d * d;
     }
     return ss;
@@ -240,7 +248,7 @@ DRQ_HD void KR_gn_apply(gn_args p, int row, double mean, double rstd, int tid, i
         int ch = g * cpg + (int)(e / p.hw);
         float a = (float)rstd * (p.gamma ? p.gamma[ch] : 1.0f);
         float bb = (p.beta ? p.beta[ch] : 0.0f) - (float)mean * a;
-        float v = p.x[off + e] * a + bb;
+        float v = gn_x(p, row, off + e, e) * a + bb;
         p.y[off + e] = v;
         if (p.act) p.act[off + e] = v / (1.0f + expf(-v)); /* K_swish_fwd's arithmetic */
     }
@@ -254,7 +262,7 @@ DRQ_HD void KR_gn_bwd_sums(gn_args p, int row, int tid, int nt, double out[2]) {
         double gm = p.gamma ? p.gamma[g * cpg + (int)(e / p.hw)] : 1.0;
         double gh = gn_gy(p, off + e) * gm;
         sg += gh;
-        sgx += gh * (p.x[off + e] - mean) * rstd;
+        sgx += gh * (gn_x(p, row, off + e, e) - mean) * rstd;
     }
     out[0] = sg, out[1] = sgx;
 }
@@ -265,7 +273,7 @@ DRQ_HD void KR_gn_bwd_apply(gn_args p, int row, double sg, double sgx, int tid, 
     double mean = p.stats_in[2 * row], rstd = p.stats_in[2 * row + 1], mg = sg / (double)m, mgx = sgx / (double)m;
     for (size_t e = (size_t)tid; e < m; e += (size_t)nt) {
         double gm = p.gamma ? p.gamma[g * cpg + (int)(e / p.hw)] : 1.0;
-        double xh = (p.x[off + e] - mean) * rstd;
+        double xh = (gn_x(p, row, off + e, e) - mean) * rstd;
         p.y[off + e] = (float)(rstd * (gn_gy(p, off + e) * gm - mg - xh * mgx));
     }
 }

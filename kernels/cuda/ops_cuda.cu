@@ -238,17 +238,18 @@ static void cuda_group_norm_backward_input(const Tensor *x, const Tensor *gy, in
 }
 
 /* group norm + swish in the same kernels (kern.h gn_args.act / .h) */
-static void cuda_group_norm_swish_forward(const Tensor *x, int groups, float eps, const float *gamma,
-                                          const float *beta, Tensor *h, Tensor *y, float *stats) {
+static void cuda_group_norm_swish_forward(const Tensor *x, const Tensor *bias, int groups, float eps,
+                                          const float *gamma, const float *beta, Tensor *h, Tensor *y, float *stats) {
     gn_args a = gn_make(x, groups, eps, gamma, beta);
-    a.y = h->data, a.act = y->data, a.stats = stats;
+    a.y = h->data, a.act = y->data, a.stats = stats, a.bias = bias ? bias->data : NULL;
     LAUNCH_ROWS(k_group_norm_fwd, a, x->n * groups);
 }
 
-static void cuda_group_norm_swish_backward_input(const Tensor *x, const Tensor *h, const Tensor *gy, int groups,
-                                                 const float *gamma, const float *stats, Tensor *gx) {
+static void cuda_group_norm_swish_backward_input(const Tensor *x, const Tensor *bias, const Tensor *h,
+                                                 const Tensor *gy, int groups, const float *gamma,
+                                                 const float *stats, Tensor *gx) {
     gn_args a = gn_make(x, groups, 0.0f, gamma, NULL);
-    a.gy = gy->data, a.h = h->data, a.stats_in = stats, a.y = gx->data;
+    a.gy = gy->data, a.h = h->data, a.stats_in = stats, a.y = gx->data, a.bias = bias ? bias->data : NULL;
     LAUNCH_ROWS(k_group_norm_bwd, a, x->n * groups);
 }
 

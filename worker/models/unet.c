@@ -42,15 +42,17 @@ static void gnorm_backward(gnorm *g, const Tensor *x, const Tensor *gy, Tensor *
     group_norm_backward_input(x, gy, GN_GROUPS, g->gamma, g->stats.data, gx);
 }
 
-/* h = norm(x) (saved), y = swish(h): the fused op, one pass over memory. */
-static void gnorm_swish_forward(gnorm *g, const Tensor *x, Tensor *h, Tensor *y) {
+/* h = norm(x + bias) (saved; bias per (sample, channel) or NULL), y = swish(h):
+ * the fused op, one pass over memory. */
+static void gnorm_swish_forward(gnorm *g, const Tensor *x, const Tensor *bias, Tensor *h, Tensor *y) {
     tensor_ensure_on(&g->stats, x->dev, x->n, 2 * GN_GROUPS, 1, 1);
-    group_norm_swish_forward(x, GN_GROUPS, GN_EPS, g->gamma, g->beta, h, y, g->stats.data);
+    group_norm_swish_forward(x, bias, GN_GROUPS, GN_EPS, g->gamma, g->beta, h, y, g->stats.data);
 }
 
-/* gx = VJP of gnorm_swish_forward at x (h saved); gy is used as scratch. */
-static void gnorm_swish_backward(gnorm *g, const Tensor *x, const Tensor *h, Tensor *gy, Tensor *gx) {
-    group_norm_swish_backward_input(x, h, gy, GN_GROUPS, g->gamma, g->stats.data, gx);
+/* gx = VJP of gnorm_swish_forward at x and bias (h saved); gy is used as scratch. */
+static void gnorm_swish_backward(gnorm *g, const Tensor *x, const Tensor *bias, const Tensor *h, Tensor *gy,
+                                 Tensor *gx) {
+    group_norm_swish_backward_input(x, bias, h, gy, GN_GROUPS, g->gamma, g->stats.data, gx);
 }
 
 static Conv2d conv_bind(params *p, int cin, int cout, int k, int stride, int pad, const char *prefix) {
@@ -73,9 +75,9 @@ typedef struct {
     int has_nin;
     const float *temb_w, *temb_b;
     Tensor h1;  /* norm1(x)                 saved */
-    Tensor c1;  /* conv1(..) + temb_proj    saved */
-    Tensor h2;  /* norm2(c1)                saved */
-    Tensor tmp, tproj;
+    Tensor c1;  /* conv1(..)                saved */
+    Tensor h2;  /* norm2(c1 + tproj)        saved */
+    Tensor tmp, tproj; /* tproj = temb_proj(swish(temb)): saved, norm2 adds it */
     Tensor ga, gb;
 } resblock;
 
@@ -100,12 +102,11 @@ static void res_forward(resblock *r, const Tensor *x, const Tensor *temb_act, Te
     ENSURE_LIKE(&r->h2, n, r->cout, H, W);
     ENSURE_LIKE(&r->tproj, n, r->cout, 1, 1);
     ENSURE_LIKE(out, n, r->cout, H, W);
-    gnorm_swish_forward(&r->norm1, x, &r->h1, &r->tmp);
+    gnorm_swish_forward(&r->norm1, x, NULL, &r->h1, &r->tmp);
     conv2d_forward(&r->conv1, &r->tmp, &r->c1);
     linear_forward(r->temb_w, r->temb_b, r->temb_ch, r->cout, temb_act, &r->tproj);
-    add_channel_forward(&r->c1, &r->tproj, &r->c1);
     ENSURE_LIKE(&r->tmp, n, r->cout, H, W);
-    gnorm_swish_forward(&r->norm2, &r->c1, &r->h2, &r->tmp);
+    gnorm_swish_forward(&r->norm2, &r->c1, &r->tproj, &r->h2, &r->tmp); /* + temb_proj, fused */
     conv2d_forward(&r->conv2, &r->tmp, out);
     if (r->has_nin) {
         conv2d_forward(&r->nin_shortcut, x, &r->tmp);
@@ -122,10 +123,10 @@ static void res_backward(resblock *r, const Tensor *x, const Tensor *gout, Tenso
     ENSURE_LIKE(&r->gb, n, r->cout, H, W);
     ENSURE_LIKE(gx, n, r->cin, H, W);
     conv2d_backward_input(&r->conv2, gout, &r->ga);
-    gnorm_swish_backward(&r->norm2, &r->c1, &r->h2, &r->ga, &r->gb);
+    gnorm_swish_backward(&r->norm2, &r->c1, &r->tproj, &r->h2, &r->ga, &r->gb);
     conv2d_backward_input(&r->conv1, &r->gb, gx);
     ENSURE_LIKE(&r->ga, n, r->cin, H, W);
-    gnorm_swish_backward(&r->norm1, x, &r->h1, gx, &r->ga); /* gx: scratch, rewritten below */
+    gnorm_swish_backward(&r->norm1, x, NULL, &r->h1, gx, &r->ga); /* gx: scratch, rewritten below */
     if (r->has_nin) {
         conv2d_backward_input(&r->nin_shortcut, gout, gx);
         add_forward(gx, &r->ga, gx);
@@ -370,7 +371,7 @@ static void node_forward(unet *m, node *nd, const Tensor *x) {
         ENSURE_LIKE(&nd->mid, n, x->c, x->h, x->w);
         ENSURE_LIKE(&nd->tmp, n, x->c, x->h, x->w);
         ENSURE_LIKE(&nd->out, n, nd->conv.cout, x->h, x->w);
-        gnorm_swish_forward(&nd->norm, x, &nd->mid, &nd->tmp);
+        gnorm_swish_forward(&nd->norm, x, NULL, &nd->mid, &nd->tmp);
         conv2d_forward(&nd->conv, &nd->tmp, &nd->out);
         break;
     }
@@ -390,7 +391,7 @@ static void node_backward(node *nd, const Tensor *g) {
         break;
     case N_OUT:
         conv2d_backward_input(&nd->conv, g, &nd->tmp);
-        gnorm_swish_backward(&nd->norm, x, &nd->mid, &nd->tmp, &nd->gin);
+        gnorm_swish_backward(&nd->norm, x, NULL, &nd->mid, &nd->tmp, &nd->gin);
         break;
     }
 }
