@@ -56,7 +56,7 @@ endif
 
 WARN     := -Wall -Wextra -Werror -Wno-unused-parameter
 CFLAGS   += -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -fopenmp -MMD -MP -I.
-LDLIBS   += -ldnnl -ljansson -lzmq -luv -lsqlite3 -lmicrohttpd -lz -lpthread -lm
+LDLIBS   += -ldnnl -ljansson -lzmq -luv -lsqlite3 -lmicrohttpd -lpng -lz -lpthread -lm
 LDFLAGS  += -fopenmp -Wl,--as-needed $(LDSAN)
 
 COMMON_SRC  := $(wildcard common/*.c)

@@ -25,7 +25,7 @@ static const struct {
     [MSG_HELLO] = {"HELLO", "name:s version:s devices:as held:ai credit:i", 0, 0},
     [MSG_READY] = {"READY", "credit:i", 0, 0},
     [MSG_HEARTBEAT] = {"HEARTBEAT", "?progress:ap", 0, 0},
-    [MSG_RESULT] = {"RESULT", "seq:i job:i final:b n:i ?credit:i", 1, 1},
+    [MSG_RESULT] = {"RESULT", "seq:i job:i final:b n:i ?credit:i ?images:i", 1, 1},
     [MSG_CHECKPOINT] = {"CHECKPOINT", "seq:i job:i step:i", 1, 1},
     [MSG_FAIL] = {"FAIL", "seq:i job:i error:s retryable:b ?credit:i", 0, 0},
     [MSG_RELEASE] = {"RELEASE", "seq:i job:i ?credit:i", 0, 0},

@@ -53,6 +53,7 @@ typedef struct {
     drq_var_kind var;
     int stride;
     int clamp_x0, clamp_out;
+    int forward; /* ddim: noise x to t* first (default 1); 0: the deterministic chain from x */
 } drq_purifier_spec;
 
 typedef struct {
@@ -72,6 +73,7 @@ typedef struct {
     drq_grad grad;
     int64_t *fail_images;  /* noop only: images that always fail (poison) */
     int nfail_images;
+    int save;              /* "save": DRQ_SAVE_* bits, images stored per row (common/images.h) */
 } drq_attack_spec;
 
 typedef struct {
