@@ -20,6 +20,7 @@
 
 #include "cli.h"
 #include "cli/dryrun.h"
+#include "cli/images_export.h"
 #include "common/proto.h"
 #include "common/report.h"
 #include "common/row.h"
@@ -559,11 +560,13 @@ static int results_remote(const char *ep, int64_t sweep, sink *k) {
 int cmd_results(int argc, char **argv) {
     const char *ep;
     argc = take_server_opt(argc, argv, &ep);
-    const char *what = NULL, *format = "csv", *out = NULL;
+    const char *what = NULL, *format = "csv", *out = NULL, *images = NULL;
     int64_t sweep_opt = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--format") && i + 1 < argc)
             format = argv[++i];
+        else if (!strcmp(argv[i], "--images") && i + 1 < argc)
+            images = argv[++i];
         else if (!strcmp(argv[i], "--out") && i + 1 < argc)
             out = argv[++i];
         else if (!strcmp(argv[i], "--sweep") && i + 1 < argc)
@@ -575,7 +578,8 @@ int cmd_results(int argc, char **argv) {
     }
     if (!what || (strcmp(format, "csv") && strcmp(format, "jsonl")) || sweep_opt < 0) {
         fprintf(stderr, "usage: drq results SWEEP|FILE.db [--format csv|jsonl] [--out FILE] [--sweep N (with a .db)]\n"
-                        "                   [--server tcp://HOST:5556]\n");
+                        "                   [--server tcp://HOST:5556]\n"
+                        "       drq results FILE.db --images DIR [--sweep N]\n");
         return 1;
     }
     struct stat sb;
@@ -583,6 +587,12 @@ int cmd_results(int argc, char **argv) {
     int64_t sweep = local ? sweep_opt : sweep_arg(what);
     if (!local && sweep < 0) {
         fprintf(stderr, "drq: results: '%s' is neither a sweep id nor a database file\n", what);
+        return 1;
+    }
+    if (images) { /* the saved images instead of the rows (cli/images_export.h) */
+        if (local) return cli_images_export(what, sweep, images);
+        fprintf(stderr, "drq: results: --images reads the database file (drq results FILE.db --images DIR "
+                        "[--sweep %lld]); drq-server does not send images\n", (long long)sweep);
         return 1;
     }
     char tmp[4096];
