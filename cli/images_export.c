@@ -140,14 +140,14 @@ static int flush_row(exporter *x) {
 
 static int on_image(void *arg, const store_image *im) {
     exporter *x = arg;
-    if (x->have && (strcmp(im->purifier, x->pur) || strcmp(im->attack, x->atk) || im->seed != x->seed ||
-                    im->image != x->image || im->c != x->c || im->h != x->h || im->w != x->w)) {
+    if (x->have && (im->sweep != x->sweep || strcmp(im->purifier, x->pur) || strcmp(im->attack, x->atk) ||
+                    im->seed != x->seed || im->image != x->image || im->c != x->c || im->h != x->h || im->w != x->w)) {
         if (flush_row(x)) return x->failed = 1;
     }
     if (!x->have) {
         snprintf(x->pur, sizeof x->pur, "%s", im->purifier);
         snprintf(x->atk, sizeof x->atk, "%s", im->attack);
-        x->seed = im->seed, x->image = im->image, x->c = im->c, x->h = im->h, x->w = im->w;
+        x->sweep = im->sweep, x->seed = im->seed, x->image = im->image, x->c = im->c, x->h = im->h, x->w = im->w;
         for (int k = 0; k < DRQ_IMG_NKINDS; k++) free(x->data[k]), x->data[k] = NULL;
         x->have = 1;
     }
@@ -165,7 +165,7 @@ static int export_sweep(store *st, int64_t sweep, const char *dir, int64_t *rows
         fprintf(stderr, "drq: results: %s\n", err.msg);
         return -1;
     }
-    exporter x = {.dir = dir, .sd = &sd, .sweep = sweep};
+    exporter x = {.dir = dir, .sd = &sd};
     int64_t n = store_images_foreach(st, sweep, NULL, NULL, 0, on_image, &x, &err);
     int rc = 0;
     if (n < 0) {
@@ -215,5 +215,62 @@ int cli_images_export(const char *db, int64_t sweep, const char *dir) {
     else if (!rc)
         fprintf(stderr, "drq: %lld rows of images exported to %s (%lld files)\n", (long long)rows, dir,
                 (long long)files);
+    return rc;
+}
+
+/* ---- rows from drq-server ------------------------------------------------------- */
+
+struct cli_images_sink {
+    exporter x;
+    cli_sweep_data none; /* no clean images: drq-server sends no spec */
+    int64_t images;
+};
+
+cli_images_sink *cli_images_sink_new(const char *dir) {
+    drq_err err;
+    if (make_dirs(dir, &err)) {
+        fprintf(stderr, "drq: results: %s\n", err.msg);
+        return NULL;
+    }
+    cli_images_sink *k = xcalloc(1, sizeof *k);
+    k->x.dir = dir;
+    k->x.sd = &k->none;
+    return k;
+}
+
+int cli_images_sink_add(cli_images_sink *k, const drq_row *rows, int64_t n) {
+    for (int64_t i = 0; i < n && !k->x.failed; i++) {
+        const drq_row *r = &rows[i];
+        if (!r->images) continue;
+        store_image im = {.sweep = r->sweep, .seed = r->seed, .image = r->image, .c = r->images->c,
+                          .h = r->images->h, .w = r->images->w};
+        snprintf(im.purifier, sizeof im.purifier, "%s", r->purifier);
+        snprintf(im.attack, sizeof im.attack, "%s", r->attack);
+        for (int kind = 0; kind < DRQ_IMG_NKINDS && !k->x.failed; kind++) {
+            if (!r->images->data[kind]) continue;
+            im.what = kind, im.data = r->images->data[kind];
+            on_image(&k->x, &im);
+            k->images++;
+        }
+    }
+    if (k->x.failed) fprintf(stderr, "drq: results: %s\n", k->x.err.msg);
+    return k->x.failed ? -1 : 0;
+}
+
+int cli_images_sink_end(cli_images_sink *k, const char *source, int failed) {
+    if (!k) return 1;
+    int rc = failed || k->x.failed;
+    if (!rc && flush_row(&k->x)) {
+        fprintf(stderr, "drq: results: %s\n", k->x.err.msg);
+        rc = 1;
+    }
+    if (!rc && k->x.rows == 0)
+        fprintf(stderr, "drq: results: no saved images in sweep %s (an attack keeps them with \"save\": docs/spec.md)\n",
+                source);
+    else if (!rc)
+        fprintf(stderr, "drq: %lld rows of images exported to %s (%lld files; the clean x only from a database file: "
+                        "drq-server sends no spec)\n", (long long)k->x.rows, k->x.dir, (long long)k->x.files);
+    for (int i = 0; i < DRQ_IMG_NKINDS; i++) free(k->x.data[i]);
+    free(k);
     return rc;
 }

@@ -1,4 +1,4 @@
-/* images_export.h — `drq results FILE.db --images DIR`: the images that
+/* images_export.h — `drq results SWEEP|FILE.db --images DIR`: the images that
  * attacks with "save" kept (common/images.h, the images table) as 8-bit PNG
  * and safetensors files, with the clean x from the sweep's dataset beside
  * them; and the sweep data the report's image grid shares (cli/image_grid.c).
@@ -17,6 +17,16 @@
  * into dir (created with its parents).  Returns 0 (also when there are no
  * images: it says so on stderr), or 1 after printing "drq: …". */
 int cli_images_export(const char *db, int64_t sweep, const char *dir);
+
+/* The same for the rows of a sweep fetched from drq-server with their
+ * images (FETCH "images": true): new (NULL after printing why: DIR cannot be
+ * made), add each page (-1 after printing why), end (flushes, prints the
+ * summary, frees; 0, or 1 when failed or writing failed).  No clean x:
+ * drq-server sends no spec. */
+typedef struct cli_images_sink cli_images_sink;
+cli_images_sink *cli_images_sink_new(const char *dir);
+int cli_images_sink_add(cli_images_sink *k, const drq_row *rows, int64_t n);
+int cli_images_sink_end(cli_images_sink *k, const char *source, int failed);
 
 /* A sweep's spec and the clean images of its dataset range. */
 typedef struct {

@@ -44,6 +44,11 @@ enum { DRQ_SAVE_X_ADV = 1, DRQ_SAVE_PURIFIED = 2 };
  * DRQ_MAX_MSG_BYTES): shard.images × the row's bytes. */
 #define DRQ_SAVE_MAX_JOB_BYTES (32 << 20)
 
+/* Rows per FETCH page when the client asks for images (drq results SWEEP
+ * --images): DRQ_SAVE_MAX_JOB_BYTES / DRQ_SAVE_MAX_ROW_BYTES, so that a
+ * page stays within the size of one RESULT. */
+#define DRQ_SAVE_FETCH_ROWS (DRQ_SAVE_MAX_JOB_BYTES / DRQ_SAVE_MAX_ROW_BYTES)
+
 /* Bytes of images per row for the spec's "save" bits (DRQ_SAVE_*) and an
  * image of c×h×w: x_adv once, "purified" twice (P(x) and P(x_adv)). */
 int64_t drq_save_row_bytes(int save, int64_t c, int64_t h, int64_t w);

@@ -36,7 +36,7 @@ static const struct {
     [MSG_RESET] = {"RESET", "", 0, 0},
     [MSG_SUBMIT] = {"SUBMIT", "id:i spec:o ?submission:s ?again:b", 0, 0},
     [MSG_STATUS] = {"STATUS", "id:i ?sweep:i ?failures:i", 0, 0},
-    [MSG_FETCH] = {"FETCH", "id:i sweep:i limit:i ?after:ac", 0, 0},
+    [MSG_FETCH] = {"FETCH", "id:i sweep:i limit:i ?after:ac ?images:b", 0, 0},
     [MSG_CANCEL_SWEEP] = {"CANCEL_SWEEP", "id:i sweep:i", 0, 0},
     [MSG_RETRY] = {"RETRY", "id:i sweep:i", 0, 0},
     [MSG_WORKERS] = {"WORKERS", "id:i", 0, 0},

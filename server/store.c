@@ -1054,6 +1054,36 @@ int64_t store_results_foreach(store *st, int64_t sweep, void (*fn)(void *arg, co
 
 /* ---- images ------------------------------------------------------------------ */
 
+int64_t store_images_attach(store *st, drq_row *rows, int64_t n) {
+    static const char *q = "SELECT what, c, h, w, data FROM images WHERE sweep = ? AND purifier = ? AND attack = ? "
+                           "AND seed = ? AND image = ?";
+    sqlite3_stmt *s = ps(st, q);
+    int64_t got = 0;
+    for (int64_t i = 0; i < n; i++) {
+        drq_row *r = &rows[i];
+        sqlite3_reset(s);
+        sqlite3_bind_int64(s, 1, r->sweep);
+        sqlite3_bind_text(s, 2, r->purifier, -1, SQLITE_STATIC);
+        sqlite3_bind_text(s, 3, r->attack, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 4, r->seed);
+        sqlite3_bind_int64(s, 5, r->image);
+        while (step(st, s) == SQLITE_ROW) {
+            const char *what = (const char *)sqlite3_column_text(s, 0);
+            int k = what ? drq_image_kind(what) : -1;
+            int c = sqlite3_column_int(s, 1), h = sqlite3_column_int(s, 2), w = sqlite3_column_int(s, 3);
+            const void *data = sqlite3_column_blob(s, 4);
+            int64_t bytes = sqlite3_column_bytes(s, 4);
+            if (k < 0 || c < 1 || h < 1 || w < 1 || bytes != (int64_t)sizeof(float) * c * h * w ||
+                bytes > DRQ_SAVE_MAX_ROW_BYTES)
+                continue;
+            if (!r->images) r->images = drq_row_images_new(c, h, w), got++;
+            if (r->images->c == c && r->images->h == h && r->images->w == w) drq_row_images_set(r->images, k, data);
+        }
+    }
+    sqlite3_reset(s);
+    return got;
+}
+
 int64_t store_images_foreach(store *st, int64_t sweep, const char *purifier, const char *attack, int64_t limit,
                              int (*fn)(void *arg, const store_image *im), void *arg, drq_err *err) {
     /* ?2/?3 NULL: every purifier and attack; the window keeps the first

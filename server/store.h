@@ -164,6 +164,10 @@ typedef struct {
     int c, h, w;
     const float *data; /* c·h·w floats, valid during the callback only */
 } store_image;
+/* Attaches to each of rows[0..n) (identity from the row, no images yet)
+ * the images stored for it (drq_row.images); returns how many rows got
+ * some.  A stored image of another size than the row's first is skipped. */
+int64_t store_images_attach(store *st, drq_row *rows, int64_t n);
 /* Calls fn on every image of a sweep in key order (purifier, attack, seed,
  * image, what), or only those of one purifier and attack when both are
  * given (non-NULL), at most `limit` images per (purifier, attack, seed) when

@@ -7,9 +7,11 @@
 #   `drq results FILE.db --images DIR` writes PNGs that decode to 28×28
 #   gray with samples round(255·v) of the stored floats, and safetensors
 #   files whose tensors equal the stored bytes (x: the dataset's pixels / 255);
+#   drq-server + drq-worker store the same images (also through checkpoints),
+#   and `drq results SWEEP --images DIR` fetches them (PNGs equal the file's);
 #   `drq report --out` draws a grid per purifier × attack and links it; a
-#   sweep without "save" says so and draws none; --images with a sweep id
-#   and an IDX dataset over the per-row cap fail with clear messages.
+#   sweep without "save" says so and draws none; an unknown sweep id and an
+#   IDX dataset over the per-row cap fail with clear messages.
 cd "$(dirname "$0")/.." || exit 1
 source tests/queue_lib.sh
 
@@ -111,6 +113,19 @@ for pur, atk, seed, image, what, data in con.execute("select purifier, attack, s
 assert n == 24, n
 EOF
 
+# drq-server + drq-worker over TCP (checkpoints after every PGD step carry the finished
+# rows' images too): the same images; `drq results SWEEP --images` fetches them
+check "server starts" start_server "$T/srv.db"
+start_worker w1 --checkpoint-every 1
+check "submit" bash -c "'$DRQ' submit '$T/s.json' >'$T/submit.log' 2>&1"
+check "the sweep finishes on drq-server" wait_for 120 sweep_finished "$T/srv.db"
+check_eq "drq-server stored the images of drq run, bit for bit" "$(dump "$T/srv.db")" "$(dump "$T/a.db")"
+"$DRQ" results 1 --images "$T/rout" 2>"$T/rexp.log"
+check_eq "drq results SWEEP --images exit status" "$?" 0
+check_eq "from drq-server: 3 PNGs + 1 safetensors per row (no clean x: no spec)" "$(find "$T/rout" -type f | wc -l)" 32
+check "from drq-server: the same PNG bytes as the file's export" bash -c \
+    "cd '$T/rout' && for f in \$(find . -name '*.png'); do cmp -s \"\$f\" '$O/'\"\$f\" || { echo \"\$f differs\"; exit 1; }; done"
+
 # the report's grids
 "$DRQ" report "$T/a.db" --out "$T/rep" >/dev/null 2>&1
 check_eq "drq report --out exit status" "$?" 0
@@ -127,8 +142,8 @@ msg=$("$DRQ" results "$T/p.db" --images "$T/out2" 2>&1)
 check_eq "no save: --images exits 0" "$?" 0
 check "no save: --images says there are none" grep -q "no saved images" <<<"$msg"
 msg=$("$DRQ" results 7 --images "$T/out3" 2>&1)
-check_eq "--images with a sweep id: exit 1" "$?" 1
-check "--images with a sweep id: says to use the database file" grep -q "reads the database file" <<<"$msg"
+check_eq "--images of an unknown sweep: exit 1" "$?" 1
+check "--images of an unknown sweep: says so" grep -q "no sweep 7" <<<"$msg"
 
 # an IDX dataset of 1×300×300: 3 images × 360000 bytes per row exceed the 1 MiB cap
 mkdir -p "$T/big"
