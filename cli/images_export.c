@@ -265,8 +265,8 @@ int cli_images_sink_end(cli_images_sink *k, const char *source, int failed) {
         rc = 1;
     }
     if (!rc && k->x.rows == 0)
-        fprintf(stderr, "drq: results: no saved images in sweep %s (an attack keeps them with \"save\": docs/spec.md)\n",
-                source);
+        fprintf(stderr, "drq: results: no saved images in sweep %s (an attack keeps them with \"save\": "
+                        "docs/spec.md)\n", source);
     else if (!rc)
         fprintf(stderr, "drq: %lld rows of images exported to %s (%lld files; the clean x only from a database file: "
                         "drq-server sends no spec)\n", (long long)k->x.rows, k->x.dir, (long long)k->x.files);

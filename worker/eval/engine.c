@@ -184,8 +184,8 @@ static int load_checkpoint(const job_ctx *ctx, const drq_job *job, int c, int h,
     memcpy(&ver, p + 4, 4), memcpy(&r->next_image, p + 8, 8), memcpy(&step, p + 16, 4), memcpy(&n, p + 20, 4);
     memcpy(&per, p + 24, 4), memcpy(&r->evals, p + 28, 8), memcpy(&r->secs, p + 36, 8);
     p += 44;
-    if ((ver != 1 && ver != 2) || per != c * h * w || n < 1 || n > 1 << 20 || step < 0 || r->evals < 0 || !(r->secs >= 0) ||
-        r->next_image < job->image_start ||
+    if ((ver != 1 && ver != 2) || per != c * h * w || n < 1 || n > 1 << 20 || step < 0 || r->evals < 0 ||
+        !(r->secs >= 0) || r->next_image < job->image_start ||
         r->next_image + n > job->image_start + job->image_count)
         return -1;
     size_t need = sizeof(float) * (size_t)n * per + 4 * (size_t)n + 8;
@@ -380,7 +380,8 @@ static int check_save_size(const drq_spec *s, const drq_job *job, const drq_data
     const drq_attack_spec *as = &s->attacks[job->attack];
     int64_t row = drq_save_row_bytes(as->save, ds->c, ds->h, ds->w);
     if (row > DRQ_SAVE_MAX_ROW_BYTES)
-        return drq_errf(err, "attacks[%d].save: images of %dx%dx%d from %s make %lld bytes per row, more than the cap of %d",
+        return drq_errf(err,
+                        "attacks[%d].save: images of %dx%dx%d from %s make %lld bytes per row, more than the cap of %d",
                         job->attack, ds->c, ds->h, ds->w, s->dataset.path, (long long)row, DRQ_SAVE_MAX_ROW_BYTES);
     if (row * s->shard_images > DRQ_SAVE_MAX_JOB_BYTES)
         return drq_errf(err, "attacks[%d].save: %lld images per shard × %lld bytes exceed the cap of %d bytes per job "
