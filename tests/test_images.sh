@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # test_images.sh — the attack option "save" end to end (docs/report.md §Images)
 # on the demo's models and 4 Fashion-MNIST images (t* = 4, 2 PGD steps):
+#   `drq run --dry-run` gives the bytes they will take;
 #   `drq run` stores x_adv, P(x), P(x_adv) per row (the images table), with
 #   the rows' RESULT messages; an interrupted run resumed gives the same
 #   images, once each; rerunning a finished sweep adds none;
@@ -31,6 +32,8 @@ spec ', "save": ["x_adv", "purified"]' "$DATA" fashion-mnist 4 >"$T/s.json"
 spec '' "$DATA" fashion-mnist 4 >"$T/plain.json"
 dump() { sqlite3 "$1" "select purifier, attack, seed, image, what, c, h, w, hex(data) from images order by 1, 2, 3, 4, 5" | md5sum; }
 
+check_eq "dry run: the images' size (4 images × 2 purifiers × 3 kinds × 3136 bytes)" \
+    "$("$DRQ" run "$T/s.json" --dry-run 2>/dev/null | grep '^saved_images:' | cut -d' ' -f2)" 75264
 check "drq run with save" bash -c "'$DRQ' run '$T/s.json' --db '$T/a.db' --quiet >'$T/a.log' 2>&1"
 check_eq "24 images stored (2 purifiers × 4 images × 3 kinds)" "$(sqlite3 "$T/a.db" 'select count(*) from images')" 24
 check_eq "each 1×28×28 float32" "$(sqlite3 "$T/a.db" 'select distinct c, h, w, length(data) from images')" "1|28|28|3136"
