@@ -21,6 +21,8 @@
 #include "cli.h"
 #include "cli/dryrun.h"
 #include "common/analysis_rows.h"
+#include "cli/images_export.h"
+#include "common/images.h"
 #include "common/proto.h"
 #include "common/report.h"
 #include "common/row.h"
@@ -481,6 +483,7 @@ typedef struct {
     drq_report *rep; /* drq report: aggregate instead of writing rows */
     drq_report_out *out; /* drq report --out DIR (cli/report_out.h) */
     drq_analysis_table kind; /* drq results --kind: the rows of that analysis table instead */
+    cli_images_sink *img; /* drq results SWEEP --images DIR: rows with their images, nothing else */
     int64_t n;
 } sink;
 
@@ -509,7 +512,7 @@ static void sink_rows(sink *k, const drq_row *rows, int64_t n) {
         sink_analysis(k, rows, n);
         return;
     }
-    for (int64_t i = 0; i < n; i++) {
+    for (int64_t i = 0; i < n && !k->img; i++) {
         if (k->out) drq_report_out_add(k->out, &rows[i]);
         if (k->rep)
             drq_report_add(k->rep, &rows[i]);
@@ -554,7 +557,8 @@ static int results_remote(const char *ep, int64_t sweep, sink *k) {
     for (;;) {
         json_t *b = json_object();
         json_object_set_new(b, "sweep", json_integer(sweep));
-        json_object_set_new(b, "limit", json_integer(50000));
+        json_object_set_new(b, "limit", json_integer(k->img ? DRQ_SAVE_FETCH_ROWS : 50000));
+        if (k->img) json_object_set_new(b, "images", json_true());
         if (after) json_object_set_new(b, "after", after);
         after = NULL;
         drq_msg r;
@@ -562,14 +566,22 @@ static int results_remote(const char *ep, int64_t sweep, sink *k) {
         drq_row *rows = NULL;
         int64_t n = 0;
         drq_err e;
-        if (r.nbin != 1 || drq_rows_unpack(r.bin[0], r.binlen[0], drq_jint(r.body, "n"), &rows, &n, &e)) {
+        json_t *il = json_object_get(r.body, "images"); /* bytes of images after the rows (common/images.h) */
+        if (r.nbin != 1 || (il && (!json_is_integer(il) || json_integer_value(il) < 0)) ||
+            drq_images_unpack_rows(r.bin[0], r.binlen[0], il ? (size_t)json_integer_value(il) : 0,
+                                   drq_jint(r.body, "n"), &rows, &n, &e)) {
             fprintf(stderr, "drq: malformed rows from the server: %s\n", r.nbin == 1 ? e.msg : "no row frame");
             drq_msg_free(&r);
             rc = 1;
             break;
         }
         sink_rows(k, rows, n);
+        if (k->img && cli_images_sink_add(k->img, rows, n)) rc = 1;
         drq_rows_free(rows, n);
+        if (rc) {
+            drq_msg_free(&r);
+            break;
+        }
         json_t *next = json_object_get(r.body, "next");
         if (next) after = json_incref(next);
         drq_msg_free(&r);
@@ -582,13 +594,15 @@ static int results_remote(const char *ep, int64_t sweep, sink *k) {
 int cmd_results(int argc, char **argv) {
     const char *ep;
     argc = take_server_opt(argc, argv, &ep);
-    const char *what = NULL, *format = "csv", *out = NULL, *kind = NULL;
+    const char *what = NULL, *format = "csv", *out = NULL, *kind = NULL, *images = NULL;
     int64_t sweep_opt = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--format") && i + 1 < argc)
             format = argv[++i];
         else if (!strcmp(argv[i], "--kind") && i + 1 < argc)
             kind = argv[++i];
+        else if (!strcmp(argv[i], "--images") && i + 1 < argc)
+            images = argv[++i];
         else if (!strcmp(argv[i], "--out") && i + 1 < argc)
             out = argv[++i];
         else if (!strcmp(argv[i], "--sweep") && i + 1 < argc)
@@ -601,7 +615,8 @@ int cmd_results(int argc, char **argv) {
     if (!what || (strcmp(format, "csv") && strcmp(format, "jsonl")) || sweep_opt < 0 ||
         (kind && !drq_analysis_table_parse(kind))) {
         fprintf(stderr, "usage: drq results SWEEP|FILE.db [--format csv|jsonl] [--out FILE] [--sweep N (with a .db)]\n"
-                        "                   [--kind variance|gradcorr|screen] [--server tcp://HOST:5556]\n");
+                        "                   [--kind variance|gradcorr|screen] [--server tcp://HOST:5556]\n"
+                        "       drq results SWEEP|FILE.db --images DIR [--sweep N (with a .db)]\n");
         return 1;
     }
     struct stat sb;
@@ -610,6 +625,12 @@ int cmd_results(int argc, char **argv) {
     if (!local && sweep < 0) {
         fprintf(stderr, "drq: results: '%s' is neither a sweep id nor a database file\n", what);
         return 1;
+    }
+    if (images) { /* the saved images instead of the rows (cli/images_export.h) */
+        if (local) return cli_images_export(what, sweep, images);
+        sink k = {.img = cli_images_sink_new(images)};
+        if (!k.img) return 1;
+        return cli_images_sink_end(k.img, what, results_remote(ep, sweep, &k));
     }
     char tmp[4096];
     sink k = {.f = stdout, .jsonl = !strcmp(format, "jsonl"), .kind = drq_analysis_table_parse(kind)};

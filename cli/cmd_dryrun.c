@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "cli/dryrun.h"
+#include "common/images.h"
 #include "kernels/cpu/cpu.h"
 #include "kernels/tensor.h"
 #include "worker/models/models.h"
@@ -226,6 +227,13 @@ int dryrun_print(const drq_spec *sp, const dryrun_opts *o, FILE *out) {
             sp->npurifiers, sp->nattacks, sp->nseeds, (long long)shards, (long long)sp->shard_images);
     if (sp->nanalyses) fprintf(out, "  (the %d attacks include %d analyses)\n", sp->nattacks, sp->nanalyses);
     fprintf(out, "rows: %lld\n", (long long)rows);
+    double saved = 0; /* the attack option "save": bytes of the images table (common/images.h) */
+    for (int a = 0; a < sp->nattacks; a++)
+        saved += (double)per_cell * sp->nseeds * sp->npurifiers *
+                 (double)drq_save_row_bytes(sp->attacks[a].save, sp->dataset.kind == DS_CIFAR10 ? 3 : 1, res, res);
+    if (saved > 0)
+        fprintf(out, "saved_images: %.0f bytes (%sB in the database; %s)\n", saved, human(saved, b1, sizeof b1),
+                sp->dataset.kind == DS_CIFAR10 ? "3x32x32 images" : "IDX images taken as 1x28x28");
     fprintf(out, "unet_forward: %.0f\nunet_vjp: %.0f\nclassifier_forward: %.0f\nclassifier_vjp: %.0f\n", ufwd, uvjp, cfwd,
             cvjp);
     double flops = (ufwd + uvjp) * uf + (cfwd + cvjp) * cf;

@@ -13,6 +13,7 @@
 
 #include "cli/report_analyses.h"
 #include "cli/report_util.h"
+#include "cli/image_grid.h"
 #include "common/spec.h"
 #include "common/util.h"
 #include "server/store.h"
@@ -604,6 +605,46 @@ static int fig1c(const drq_report_out *ro, const int *pidx, const int *aidx, FIL
     return nb;
 }
 
+/* ---- image grids ------------------------------------------------------------------------ */
+
+/* The "Images" section: a grid (cli/image_grid.h) per purifier × attack
+ * that saved images, from the database file; returns the grids drawn. */
+static int images_section(FILE *r, const drq_report_out *ro, const char *db, const char *dir) {
+    fputs("\n## Images — clean x, P(x), x_adv, P(x_adv) and the amplified δ\n\n", r);
+    if (!db) {
+        fputs("Not drawn: images are read from the database file (run `drq report FILE.db --out DIR`).\n", r);
+        return 0;
+    }
+    drq_err err;
+    store *sdb = store_open(db, 1, &err);
+    if (!sdb) {
+        fprintf(r, "Not drawn: %s\n", err.msg);
+        return 0;
+    }
+    int drawn = 0;
+    for (int i = 0; i < ro->n; i++) {
+        const cell *c = &ro->c[i];
+        char name[256], path[4400];
+        snprintf(name, sizeof name, "images-s%lld-%s-%s.png", (long long)c->sweep, c->pur, c->atk);
+        snprintf(path, sizeof path, "%s/%s", dir, name);
+        int rc = report_image_grid(sdb, c->sweep, c->pur, c->atk, 4, path, &err);
+        if (rc == REPORT_GRID_NONE) continue;
+        if (!drawn++)
+            fputs("Per row one image (the first by index, at the lowest seed); columns: clean x, P(x), x_adv, "
+                  "P(x_adv) under the evaluation ω, and δ = x_adv − x amplified to 0.5 + δ·0.5/eps (docs/report.md "
+                  "§Images).\n",
+                  r);
+        fprintf(r, "\n**%s × %s**", c->pur, c->atk);
+        if (rc == 0)
+            fprintf(r, "\n\n![%s × %s](%s)\n", c->pur, c->atk, name);
+        else
+            fprintf(r, ": not drawn: %s\n", err.msg);
+    }
+    if (!drawn) fputs("Not in this sweep: no attack has \"save\" (docs/spec.md).\n", r);
+    store_close(sdb);
+    return drawn;
+}
+
 /* ---- report.md ------------------------------------------------------------------------- */
 
 int drq_report_out_write(drq_report_out *ro, const char *db, const char *source, const char *dir) {
@@ -791,6 +832,7 @@ int drq_report_out_write(drq_report_out *ro, const char *db, const char *source,
 
     int an_plots = 0, an_tables = report_an_write(ro->an, dir, &od, od.failed ? NULL : gpx, r, &an_plots);
     free(gpx);
+    images_section(r, ro, db, dir);
     mem_close(&rep);
     rep_write_file(&od, "report.md", rep.buf, rep.len);
     free(rep.buf);

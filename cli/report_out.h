@@ -16,7 +16,10 @@
  *   tableS2-transfer.{md,csv} transfer across ω (randomness "transfer");
  *   table6-compression.{md,csv} compression rate robust / non-robust / uniform;
  *   fig3-compression-robustness.{png,svg}, fig1c-distances.{png,svg} and the
- *                             .gp scripts and .dat files that drew them.
+ *                             .gp scripts and .dat files that drew them;
+ *   images-s<sweep>-<purifier>-<attack>.png  the image grid of each cell
+ *                             whose attack has "save" (cli/image_grid.h;
+ *                             database files only).
  * Each table and plot only when the sweep has its data.  Without gnuplot
  * (or when it fails) the tables are still written, report.md says so and a
  * warning goes to stderr; the exit status stays 0.  $DRQ_GNUPLOT names the

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "images.h"
+
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "drq's packed row format assumes a little-endian host"
 #endif
@@ -63,7 +65,10 @@ void drq_row_init(drq_row *r) {
 
 void drq_rows_free(drq_row *rows, int64_t n) {
     if (!rows) return;
-    for (int64_t i = 0; i < n; i++) free(rows[i].extra);
+    for (int64_t i = 0; i < n; i++) {
+        free(rows[i].extra);
+        drq_row_images_free(rows[i].images);
+    }
     free(rows);
 }
 

@@ -47,6 +47,10 @@ typedef struct {
     char device[DRQ_TAG_MAX];
     char worker[DRQ_TAG_MAX];
     char *extra; /* JSON object text or NULL; owned (drq_rows_free) */
+    /* images kept by the attack option "save" (common/images.h) or NULL;
+     * owned; not a column and not in the packed row: they travel in a
+     * section of their own (drq_images_pack) */
+    struct drq_row_images *images;
 } drq_row;
 
 /* Every column of a row in export order (CSV header, JSON keys, the SQL
@@ -100,7 +104,7 @@ extern const int drq_row_ncolumns;
 /* A row with every metric "not available" and no extra. */
 void drq_row_init(drq_row *r);
 
-/* Frees the extra strings of n rows, then the array itself. */
+/* Frees the extra strings and images of n rows, then the array itself. */
 void drq_rows_free(drq_row *rows, int64_t n);
 
 /* Packs n rows into a fresh buffer (*len bytes). */

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/images.h"
 #include "common/json_get.h"
 
 /* ---- typed getters ------------------------------------------------------ */
@@ -227,7 +228,8 @@ static int parse_model(const json_t *root, const char *key, int required, const 
 }
 
 static int parse_purifier(const json_t *v, const char *path, drq_purifier_spec *p, drq_err *err) {
-    static const char *const keys[] = {"name", "kind", "t_star", "var", "stride", "clamp_x0", "clamp_out", NULL};
+    static const char *const keys[] = {"name",     "kind",      "t_star",  "var", "stride",
+                                       "clamp_x0", "clamp_out", "forward", NULL};
     if (need_object(v, path, err) || drq_json_check_keys(v, path, keys, err)) return -1;
     int k;
     if (get_name(v, path, "name", p->name, err) < 0) return -1;
@@ -244,6 +246,50 @@ static int parse_purifier(const json_t *v, const char *path, drq_purifier_spec *
         drq_json_path(q, sizeof q, path, "stride");
         return drq_errf(err, "%s: only valid for kind \"ddim\"", q);
     }
+    int rc = get_bool(v, path, "forward", 1, &p->forward, err);
+    if (rc < 0) return -1;
+    if (rc && p->kind != PUR_DDIM) {
+        char q[256];
+        drq_json_path(q, sizeof q, path, "forward");
+        return drq_errf(err, "%s: only valid for kind \"ddim\"", q);
+    }
+    return 0;
+}
+
+/* The names of the attack option "save", in DRQ_SAVE_* bit order. */
+static const char *const save_names[] = {"x_adv", "purified", NULL};
+
+/* "save": an array of distinct names from save_names → DRQ_SAVE_* bits.
+ * On datasets whose image size the kind fixes, the images of one row must
+ * fit DRQ_SAVE_MAX_ROW_BYTES (other sizes are checked when the engine loads
+ * the dataset, common/images.h). */
+static int parse_save(const json_t *v, const char *path, const drq_spec *s, drq_attack_spec *a, drq_err *err) {
+    char q[256];
+    json_t *sv = json_object_get(v, "save");
+    a->save = 0;
+    if (!sv) return 0;
+    drq_json_path(q, sizeof q, path, "save");
+    if (!json_is_array(sv)) return drq_errf(err, "%s: expected an array of \"x_adv\" and \"purified\"", q);
+    size_t i;
+    json_t *e;
+    json_array_foreach(sv, i, e) {
+        int bit = -1;
+        for (int k = 0; json_is_string(e) && save_names[k]; k++)
+            if (!strcmp(json_string_value(e), save_names[k])) bit = 1 << k;
+        if (bit < 0) return drq_errf(err, "%s[%zu]: expected \"x_adv\" or \"purified\"", q, i);
+        if (a->save & bit) return drq_errf(err, "%s[%zu]: \"%s\" given twice", q, i, json_string_value(e));
+        a->save |= bit;
+    }
+    if (a->save && a->kind == ATK_NOOP) return drq_errf(err, "%s: not valid for kind \"noop\" (it has no images)", q);
+    if (s->dataset.kind == DS_CIFAR10) {
+        int64_t bytes = drq_save_row_bytes(a->save, 3, 32, 32);
+        if (bytes > DRQ_SAVE_MAX_ROW_BYTES)
+            return drq_errf(err, "%s: %lld bytes of images per row, more than the cap of %d", q, (long long)bytes,
+                            DRQ_SAVE_MAX_ROW_BYTES);
+        if (bytes * s->shard_images > DRQ_SAVE_MAX_JOB_BYTES)
+            return drq_errf(err, "%s: %lld images per shard × %lld bytes exceed the cap of %d bytes per job (lower "
+                            "shard.images)", q, (long long)s->shard_images, (long long)bytes, DRQ_SAVE_MAX_JOB_BYTES);
+    }
     return 0;
 }
 
@@ -253,7 +299,7 @@ static int parse_attack(const json_t *v, const char *path, const drq_spec *s, co
     static const char *const keys[] = {"name",        "kind",    "norm",          "eps",       "steps",
                                        "rel_stepsize", "abs_stepsize", "random_start", "randomness", "eot_k",
                                        "votes",       "transfer_seed", "n_uniform", "ms_per_image", "grad",
-                                       "fail_images", NULL};
+                                       "fail_images", "save", NULL};
     char q[256];
     if (need_object(v, path, err) || drq_json_check_keys(v, path, keys, err)) return -1;
     int k;
@@ -327,6 +373,7 @@ static int parse_attack(const json_t *v, const char *path, const drq_spec *s, co
             a->fail_images[i] = json_integer_value(e);
         }
     }
+    if (parse_save(v, path, s, a, err)) return -1;
     if (a->kind != ATK_NOOP && s->dataset.kind == DS_NONE) {
         drq_json_path(q, sizeof q, path, "kind");
         return drq_errf(err, "%s: \"%s\" needs a dataset (dataset.kind is \"none\")", q, attack_kinds[a->kind]);
@@ -573,6 +620,7 @@ int drq_spec_parse(const json_t *root, drq_spec *s, drq_err *err) {
         s->purifiers[0].t_star = 100;
         s->purifiers[0].stride = 1;
         s->purifiers[0].clamp_out = 1;
+        s->purifiers[0].forward = 1;
     }
 
     int any_diffusion = 0;
@@ -737,6 +785,8 @@ json_t *drq_spec_to_json(const drq_spec *s) {
         json_object_set_new(o, "stride", json_integer(p->stride));
         json_object_set_new(o, "clamp_x0", json_boolean(p->clamp_x0));
         json_object_set_new(o, "clamp_out", json_boolean(p->clamp_out));
+        /* written only when not the default, so that older specs keep their canonical form */
+        if (!p->forward) json_object_set_new(o, "forward", json_false());
         json_array_append_new(pa, o);
     }
     json_object_set_new(root, "purifiers", pa);
@@ -765,6 +815,12 @@ json_t *drq_spec_to_json(const drq_spec *s) {
             json_t *fi = json_array();
             for (int k = 0; k < a->nfail_images; k++) json_array_append_new(fi, json_integer(a->fail_images[k]));
             json_object_set_new(o, "fail_images", fi);
+        }
+        if (a->save) { /* only when set, like "forward" */
+            json_t *sv = json_array();
+            for (int k = 0; save_names[k]; k++)
+                if (a->save & (1 << k)) json_array_append_new(sv, json_string(save_names[k]));
+            json_object_set_new(o, "save", sv);
         }
         json_array_append_new(aa, o);
     }

@@ -58,6 +58,7 @@ typedef struct {
     drq_var_kind var;
     int stride;
     int clamp_x0, clamp_out;
+    int forward; /* ddim: noise x to t* first (default 1); 0: the deterministic chain from x */
 } drq_purifier_spec;
 
 typedef struct {
@@ -81,6 +82,7 @@ typedef struct {
     int n_delta, n_omega;             /* variance */
     drq_estimator estimators[EST_NKINDS]; /* gradcorr: in spec order, distinct */
     int nestimators;
+    int save;              /* "save": DRQ_SAVE_* bits, images stored per row (common/images.h) */
 } drq_attack_spec;
 
 typedef struct {

@@ -9,6 +9,7 @@ PKGS=(
   libjansson-dev libzmq3-dev libuv1-dev libsqlite3-dev zlib1g-dev sqlite3
   libmicrohttpd-dev                                  # drq-server --http: the dashboard and /metrics
   gnuplot-nox                                        # drq report --out: the PNG and SVG plots (docs/report.md)
+  libpng-dev                                         # drq results --images, the report's image grid: PNG writing (docs/report.md)
   python3-torch python3-numpy                        # test oracle and training only
   dataset-fashion-mnist                              # demo dataset
   clang libclang-rt-14-dev                           # test only: make fuzz (libFuzzer, ASan/UBSan runtimes)

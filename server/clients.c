@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/images.h"
 #include "internal.h"
 
 /* ---- client requests ---------------------------------------------------------- */
@@ -148,18 +149,22 @@ void srv_on_client_msg(drq_server *s, drq_msg *m) {
             return;
         }
         int64_t limit = drq_jint(b, "limit");
+        int images = drq_jbool(b, "images"); /* rows with their saved images (common/images.h) */
         if (limit < 1) limit = 1;
         if (limit > MAX_FETCH) limit = MAX_FETCH;
+        if (images && limit > DRQ_SAVE_FETCH_ROWS) limit = DRQ_SAVE_FETCH_ROWS;
         json_t *after = json_object_get(b, "after");
         drq_row *rows;
         int64_t n = store_results_fetch(s->st, sweep, after ? json_string_value(json_array_get(after, 0)) : NULL,
                                         after ? json_string_value(json_array_get(after, 1)) : NULL,
                                         after ? json_integer_value(json_array_get(after, 2)) : 0,
                                         after ? json_integer_value(json_array_get(after, 3)) : 0, limit, &rows);
-        size_t len;
-        void *packed = drq_rows_pack(rows, n, &len);
+        size_t len, il = 0;
+        if (images) store_images_attach(s->st, rows, n);
+        void *packed = images ? drq_images_pack_rows(rows, n, &len, &il) : drq_rows_pack(rows, n, &len);
         json_t *r = json_object();
         json_object_set_new(r, "n", json_integer(n));
+        if (il) json_object_set_new(r, "images", json_integer((json_int_t)il));
         if (n == limit) {
             const drq_row *l = &rows[n - 1];
             json_object_set_new(r, "next", json_pack("[s,s,I,I]", l->purifier, l->attack, (json_int_t)l->seed,

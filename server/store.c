@@ -2,6 +2,7 @@
 #include "store.h"
 
 #include "common/analysis_rows.h"
+#include "common/images.h"
 #include "faultvfs.h"
 
 #include <assert.h>
@@ -942,6 +943,30 @@ static void store_analysis_insert(store *st, const drq_row *r) {
     json_decref(rows);
 }
 
+/* The images of row r (identity from the job, as its row) with INSERT OR
+ * IGNORE, inside the caller's transaction. */
+static void images_insert(store *st, const store_job *job, const char *purifier, const char *attack, const drq_row *r) {
+    static const char *q = "INSERT OR IGNORE INTO images(sweep, purifier, attack, seed, image, what, c, h, w, data) "
+                           "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    const drq_row_images *im = r->images;
+    sqlite3_stmt *s = ps(st, q);
+    for (int k = 0; k < DRQ_IMG_NKINDS; k++) {
+        if (!im->data[k]) continue;
+        sqlite3_reset(s);
+        sqlite3_bind_int64(s, 1, job->sweep);
+        sqlite3_bind_text(s, 2, purifier, -1, SQLITE_STATIC);
+        sqlite3_bind_text(s, 3, attack, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 4, job->seed);
+        sqlite3_bind_int64(s, 5, r->image);
+        sqlite3_bind_text(s, 6, drq_image_names[k], -1, SQLITE_STATIC);
+        sqlite3_bind_int(s, 7, im->c);
+        sqlite3_bind_int(s, 8, im->h);
+        sqlite3_bind_int(s, 9, im->w);
+        sqlite3_bind_blob64(s, 10, im->data[k], sizeof(float) * (size_t)im->c * im->h * im->w, SQLITE_STATIC);
+        run(st, s);
+    }
+}
+
 int64_t store_results_insert(store *st, const store_job *job, const char *purifier, const char *attack,
                              const drq_row *rows, int64_t n) {
     static const char *q = "INSERT OR IGNORE INTO results(" RESULT_COLS ") VALUES("
@@ -970,6 +995,7 @@ int64_t store_results_insert(store *st, const store_job *job, const char *purifi
             snprintf(id.attack, sizeof id.attack, "%s", attack);
             store_analysis_insert(st, &id);
         }
+        if (r->images) images_insert(st, job, purifier, attack, r);
     }
     if (added) {
         int i = 0;
@@ -1074,6 +1100,84 @@ int64_t store_results_foreach(store *st, int64_t sweep, void (*fn)(void *arg, co
         drq_rows_free(rows, n);
         if (n < PAGE) return total;
     }
+}
+
+/* ---- images ------------------------------------------------------------------ */
+
+int64_t store_images_attach(store *st, drq_row *rows, int64_t n) {
+    static const char *q = "SELECT what, c, h, w, data FROM images WHERE sweep = ? AND purifier = ? AND attack = ? "
+                           "AND seed = ? AND image = ?";
+    sqlite3_stmt *s = ps(st, q);
+    int64_t got = 0;
+    for (int64_t i = 0; i < n; i++) {
+        drq_row *r = &rows[i];
+        sqlite3_reset(s);
+        sqlite3_bind_int64(s, 1, r->sweep);
+        sqlite3_bind_text(s, 2, r->purifier, -1, SQLITE_STATIC);
+        sqlite3_bind_text(s, 3, r->attack, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 4, r->seed);
+        sqlite3_bind_int64(s, 5, r->image);
+        while (step(st, s) == SQLITE_ROW) {
+            const char *what = (const char *)sqlite3_column_text(s, 0);
+            int k = what ? drq_image_kind(what) : -1;
+            int c = sqlite3_column_int(s, 1), h = sqlite3_column_int(s, 2), w = sqlite3_column_int(s, 3);
+            const void *data = sqlite3_column_blob(s, 4);
+            int64_t bytes = sqlite3_column_bytes(s, 4);
+            if (k < 0 || c < 1 || h < 1 || w < 1 || bytes != (int64_t)sizeof(float) * c * h * w ||
+                bytes > DRQ_SAVE_MAX_ROW_BYTES)
+                continue;
+            if (!r->images) r->images = drq_row_images_new(c, h, w), got++;
+            if (r->images->c == c && r->images->h == h && r->images->w == w) drq_row_images_set(r->images, k, data);
+        }
+    }
+    sqlite3_reset(s);
+    return got;
+}
+
+int64_t store_images_foreach(store *st, int64_t sweep, const char *purifier, const char *attack, int64_t limit,
+                             int (*fn)(void *arg, const store_image *im), void *arg, drq_err *err) {
+    /* ?2/?3 NULL: every purifier and attack; the window keeps the first
+     * `limit` image indices of each (purifier, attack, seed) */
+    static const char *q =
+        "SELECT purifier, attack, seed, image, what, c, h, w, data FROM images AS i WHERE sweep = ?1 "
+        "AND (?2 IS NULL OR (purifier = ?2 AND attack = ?3)) AND (?4 <= 0 OR image IN (SELECT DISTINCT image FROM "
+        "images WHERE sweep = ?1 AND purifier = i.purifier AND attack = i.attack AND seed = i.seed ORDER BY image "
+        "LIMIT ?4)) ORDER BY purifier, attack, seed, image, what";
+    sqlite3_stmt *s = ps(st, q);
+    sqlite3_bind_int64(s, 1, sweep);
+    if (purifier && attack) {
+        sqlite3_bind_text(s, 2, purifier, -1, SQLITE_STATIC);
+        sqlite3_bind_text(s, 3, attack, -1, SQLITE_STATIC);
+    } else {
+        sqlite3_bind_null(s, 2);
+        sqlite3_bind_null(s, 3);
+    }
+    sqlite3_bind_int64(s, 4, limit);
+    int64_t n = 0;
+    while (step(st, s) == SQLITE_ROW) {
+        store_image im = {.sweep = sweep};
+        col_str(s, 0, im.purifier, sizeof im.purifier);
+        col_str(s, 1, im.attack, sizeof im.attack);
+        im.seed = sqlite3_column_int64(s, 2);
+        im.image = sqlite3_column_int64(s, 3);
+        const char *what = (const char *)sqlite3_column_text(s, 4);
+        im.what = what ? drq_image_kind(what) : -1;
+        im.c = sqlite3_column_int(s, 5), im.h = sqlite3_column_int(s, 6), im.w = sqlite3_column_int(s, 7);
+        im.data = sqlite3_column_blob(s, 8); /* before _bytes, as SQLite asks */
+        int64_t bytes = sqlite3_column_bytes(s, 8);
+        if (im.what < 0 || im.c < 1 || im.h < 1 || im.w < 1 ||
+            bytes != (int64_t)sizeof(float) * im.c * im.h * im.w) {
+            drq_errf(err, "images: sweep %lld, %s/%s seed %lld image %lld: what '%s', %dx%dx%d, %lld bytes: malformed",
+                     (long long)sweep, im.purifier, im.attack, (long long)im.seed, (long long)im.image,
+                     what ? what : "(null)", im.c, im.h, im.w, (long long)bytes);
+            sqlite3_reset(s);
+            return -1;
+        }
+        n++;
+        if (fn(arg, &im)) break;
+    }
+    sqlite3_reset(s);
+    return n;
 }
 
 /* ---- checkpoints, events, workers ---------------------------------------- */

@@ -140,8 +140,9 @@ int64_t store_requeue_all_leased(store *st);
 
 /* Inserts rows (identity taken from job) with INSERT OR IGNORE; a new row of
  * an analysis job also fills its analysis table (variance_results …, from its
- * extra through common/analysis_rows.c) in the same transaction.  Returns the
- * number of new rows. */
+ * extra through common/analysis_rows.c), and the images the rows carry
+ * (drq_row.images) go into the images table the same way, all in the same
+ * transaction.  Returns the number of new rows. */
 int64_t store_results_insert(store *st, const store_job *job, const char *purifier, const char *attack,
                              const drq_row *rows, int64_t n);
 /* Rows present for a job's key range. */
@@ -154,6 +155,29 @@ int64_t store_results_fetch(store *st, int64_t sweep, const char *after_p, const
  * memory for any sweep size); returns the number of rows. */
 int64_t store_results_foreach(store *st, int64_t sweep, void (*fn)(void *arg, const drq_row *rows, int64_t n),
                               void *arg);
+
+/* ---- images (the attack option "save", common/images.h) ----------------------- */
+
+/* One stored image: the row's identity, its kind and pixels. */
+typedef struct {
+    int64_t sweep, seed, image;
+    char purifier[DRQ_NAME_MAX], attack[DRQ_NAME_MAX];
+    int what; /* DRQ_IMG_* */
+    int c, h, w;
+    const float *data; /* c·h·w floats, valid during the callback only */
+} store_image;
+/* Attaches to each of rows[0..n) (identity from the row, no images yet)
+ * the images stored for it (drq_row.images); returns how many rows got
+ * some.  A stored image of another size than the row's first is skipped. */
+int64_t store_images_attach(store *st, drq_row *rows, int64_t n);
+/* Calls fn on every image of a sweep in key order (purifier, attack, seed,
+ * image, what), or only those of one purifier and attack when both are
+ * given (non-NULL), at most `limit` images per (purifier, attack, seed) when
+ * limit > 0 (the first images by index); fn returning nonzero stops.
+ * Returns the number of images passed to fn; -1 + err on a malformed row
+ * (an unknown kind, a size that does not match c·h·w). */
+int64_t store_images_foreach(store *st, int64_t sweep, const char *purifier, const char *attack, int64_t limit,
+                             int (*fn)(void *arg, const store_image *im), void *arg, drq_err *err);
 
 /* ---- checkpoints, events, workers ------------------------------------------ */
 

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "common/analysis_rows.h"
+#include "common/images.h"
 #include "internal.h"
 
 /* ---- workers ---------------------------------------------------------------- */
@@ -334,7 +335,8 @@ static void on_result(drq_server *s, worker *w, const drq_msg *m) {
     int64_t got = 0;
     drq_err e;
     char why[1200];
-    if (drq_rows_unpack(m->bin[0], m->binlen[0], n, &rows, &got, &e)) {
+    /* the frame holds the rows, then "images" bytes of their images (common/images.h) */
+    if (drq_images_unpack_rows(m->bin[0], m->binlen[0], (size_t)drq_jint(b, "images"), n, &rows, &got, &e)) {
         snprintf(why, sizeof why, "malformed result rows: %s", e.msg);
         goto bad;
     }

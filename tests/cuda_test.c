@@ -588,7 +588,7 @@ static void test_pgd(void) {
     if (!tx || !tl) return;
     Tensor x = tensor_wrap(tx->data, 2, 1, 16, 16);
     int label[2] = {(int)tl->data[0], (int)tl->data[1]};
-    for (int c = 0; c < 2; c++) {
+    for (int c = 0; c < PGD_REF_NCASES; c++) {
         Tensor g[3] = {{0}}, h[3] = {{0}};
         const pgd_ref_case *pc = &PGD_REF_CASES[c];
         pgd_run(DRQ_CUDA, pc->pc, &x, label, g);

@@ -4,7 +4,7 @@
  * check.h.
  *
  * Cases: L∞ PGD, eps 0.1, step 0.02, random start, fixed ω = seed 3, 3
- * steps, on unet_small / wrn_small, 2 images of 1×16×16.  Float32
+ * steps, through DDIM, DDPM and DDIM without forward noising, on unet_small / wrn_small, 2 images of 1×16×16.  Float32
  * gradients may flip the sign of near-zero components, so iterates are
  * compared as a whole: within 2% of the perturbation's L2 norm, and at most
  * 10 of 512 pixels off by more than 1e-4.
@@ -22,9 +22,11 @@ typedef struct {
     purify_config pc;
 } pgd_ref_case;
 
-static const pgd_ref_case PGD_REF_CASES[2] = {
+#define PGD_REF_NCASES 3
+static const pgd_ref_case PGD_REF_CASES[PGD_REF_NCASES] = {
     {"ddim", {.kind = PURIFY_DDIM, .t_star = 4, .stride = 2, .clamp_out = 1}},
     {"ddpm", {.kind = PURIFY_DDPM, .t_star = 3, .clamp_out = 1}},
+    {"ddimdet", {.kind = PURIFY_DDIM, .t_star = 4, .stride = 2, .no_forward = 1, .clamp_out = 1}}, /* "forward": false */
 };
 
 static inline attack_config pgd_ref_attack(void) {

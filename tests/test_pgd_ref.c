@@ -2,7 +2,7 @@
  * L∞ PGD (random start, fixed ω, full gradient through the sampler) on the
  * unet_small / wrn_small fixtures, computed in float64 PyTorch with drq's
  * noise re-implemented in numpy (tests/ref/gen_pgd_fixture.py), for DDIM
- * (t* = 4, stride 2) and DDPM (t* = 3); cases and tolerances in pgd_ref.h
+ * (t* = 4, stride 2), DDIM without forward noising (the same) and DDPM (t* = 3); cases and tolerances in pgd_ref.h
  * (shared with the GPU test).
  */
 #include <math.h>
@@ -26,7 +26,7 @@ int main(void) {
     Tensor x = tensor_wrap(tx->data, 2, 1, 16, 16);
     int label[2] = {(int)tl->data[0], (int)tl->data[1]};
     int64_t image[2] = {0, 1};
-    for (int c = 0; c < 2; c++) {
+    for (int c = 0; c < PGD_REF_NCASES; c++) {
         const pgd_ref_case *pc = &PGD_REF_CASES[c];
         purifier *p = purifier_new(u, &pc->pc);
         attack_models am = {w, p, 10, NULL};

@@ -5,6 +5,9 @@
  *   - ω is per image: a batch of 3 equals three batches of 1; the same ω
  *     gives the same output, another ω another one;
  *   - the identity purifier;
+ *   - DDIM without forward noising (no_forward): its VJP against finite
+ *     differences, no dependence on ω at all (two seeds, identical bits), and
+ *     batch invariance;
  *   - memory: keeping the states for the backward pass costs t* × image,
  *     not t* × activations (heap growth between t* = 4 and t* = 24).
  */
@@ -104,6 +107,32 @@ static void test_batch_and_omega(unet *u) {
     purifier_free(p);
 }
 
+/* DDIM with no_forward: the chain starts from x itself, so P(x) is a
+ * deterministic function of x: the same bits under any ω, and per image. */
+static void test_ddim_deterministic(unet *u) {
+    purify_config c = {.kind = PURIFY_DDIM, .t_star = 6, .stride = 2, .no_forward = 1, .clamp_out = 1};
+    purifier *p = purifier_new(u, &c);
+    Tensor x = tensor_new(3, 1, 8, 8), y = tensor_new(3, 1, 8, 8), y2 = tensor_new(3, 1, 8, 8);
+    Tensor y1 = tensor_new(1, 1, 8, 8), xm = tensor_new(3, 1, 8, 8);
+    for (size_t i = 0; i < tensor_numel(&x); i++) x.data[i] = urandf();
+    uint64_t om[3] = {1, 2, 3}, om2[3] = {77, 1u << 20, 9};
+    int64_t im[3] = {100, 101, 102};
+    purifier_forward(p, &x, om, im, 0, &y, &xm);
+    purifier_forward(p, &x, om2, im, 0, &y2, NULL);
+    CHECK_MSG(memcmp(y.data, y2.data, 3 * 64 * sizeof(float)) == 0, "ddim forward:false: two seeds, identical P(x)");
+    CHECK_LE(rel_l2(xm.data, x.data, 3 * 64), 1e-6, "ddim forward:false: the max state is x (through 2x − 1 and back)");
+    CHECK_LE(1e-3, rel_l2(y.data, x.data, 3 * 64), "ddim forward:false: P(x) is not the identity");
+    for (int i = 0; i < 3; i++) {
+        Tensor xi = tensor_wrap(x.data + 64 * i, 1, 1, 8, 8);
+        purifier_forward(p, &xi, &om[i], &im[i], 0, &y1, NULL);
+        CHECK_MSG(memcmp(y1.data, y.data + 64 * i, 64 * sizeof(float)) == 0,
+                  "ddim forward:false: image %d alone = inside the batch of 3", i);
+    }
+    CHECK_EQ_INT(purifier_steps(p), 3);
+    tensor_free(&x), tensor_free(&y), tensor_free(&y2), tensor_free(&y1), tensor_free(&xm);
+    purifier_free(p);
+}
+
 #if defined(__SANITIZE_ADDRESS__)
 #define UNDER_ASAN 1
 #elif defined(__has_feature)
@@ -154,7 +183,11 @@ int main(void) {
     fd_case(u, "ddpm t*=30 (later steps)", (purify_config){.kind = PURIFY_DDPM, .t_star = 30});
     fd_case(u, "reverse-only t*=3", (purify_config){.kind = PURIFY_REVERSE, .t_star = 3});
     fd_case(u, "ddim t*=7 stride 3", (purify_config){.kind = PURIFY_DDIM, .t_star = 7, .stride = 3});
+    fd_case(u, "ddim forward:false t*=7 stride 3", (purify_config){.kind = PURIFY_DDIM, .t_star = 7, .stride = 3,
+                                                                  .no_forward = 1});
+    fd_case(u, "ddim forward:false t*=30", (purify_config){.kind = PURIFY_DDIM, .t_star = 30, .no_forward = 1});
     test_batch_and_omega(u);
+    test_ddim_deterministic(u);
     test_memory(u);
     unet_free(u);
     return CHECK_DONE();

@@ -417,8 +417,64 @@ static void test_large_lists(void) {
     }
 }
 
+/* The attack option "save" and the ddim purifier's "forward" (issue 16 item 4). */
+#define CLF "\"classifier\":{\"arch\":\"wrn\",\"weights\":\"w\"},\"diffusion\":{\"arch\":\"ddpm-unet\",\"weights\":\"u\"}"
+#define MNIST "\"dataset\":{\"kind\":\"mnist\",\"path\":\"d\",\"count\":20}"
+#define PUR(extra) "\"purifiers\":[{\"name\":\"p\",\"kind\":\"ddim\",\"t_star\":5" extra "}]"
+#define ATK(extra) "\"attacks\":[{\"name\":\"a\",\"kind\":\"pgd\"" extra "}]"
+static void test_save_and_forward(void) {
+    drq_spec s;
+    drq_err e;
+    const char *plain = "{\"name\":\"x\"," MNIST "," CLF "," PUR("") "," ATK("") "}";
+    CHECK_EQ_INT(drq_spec_parse_text(plain, &s, &e), 0);
+    CHECK_EQ_INT(s.attacks[0].save, 0);
+    CHECK_EQ_INT(s.purifiers[0].forward, 1);
+    char *c = drq_spec_canonical(&s);
+    CHECK_MSG(!strstr(c, "\"save\"") && !strstr(c, "\"forward\""), "defaults are not written: %s", c);
+    free(c), drq_spec_free(&s);
+    const char *set = "{\"name\":\"x\"," MNIST "," CLF "," PUR(",\"forward\":false") ","
+                      ATK(",\"save\":[\"purified\",\"x_adv\"]") "}";
+    CHECK_EQ_INT(drq_spec_parse_text(set, &s, &e), 0);
+    CHECK_EQ_INT(s.attacks[0].save, 3);
+    CHECK_EQ_INT(s.purifiers[0].forward, 0);
+    c = drq_spec_canonical(&s);
+    CHECK_CONTAINS(c, "\"save\":[\"x_adv\",\"purified\"]");
+    CHECK_CONTAINS(c, "\"forward\":false");
+    drq_spec s2;
+    CHECK_EQ_INT(drq_spec_parse_text(c, &s2, &e), 0);
+    CHECK_EQ_INT(s2.attacks[0].save, 3);
+    CHECK_EQ_INT(s2.purifiers[0].forward, 0);
+    free(c), drq_spec_free(&s), drq_spec_free(&s2);
+    /* bad values, each error naming its path */
+    CHECK_EQ_STR(err_of("{\"name\":\"x\"," MNIST "," CLF "," PUR("") "," ATK(",\"save\":[\"x_adv\",\"noise\"]") "}"),
+                 "attacks[0].save[1]: expected \"x_adv\" or \"purified\"");
+    CHECK_EQ_STR(err_of("{\"name\":\"x\"," MNIST "," CLF "," PUR("") "," ATK(",\"save\":\"x_adv\"") "}"),
+                 "attacks[0].save: expected an array of \"x_adv\" and \"purified\"");
+    CHECK_EQ_STR(err_of("{\"name\":\"x\"," MNIST "," CLF "," PUR("") "," ATK(",\"save\":[\"x_adv\",\"x_adv\"]") "}"),
+                 "attacks[0].save[1]: \"x_adv\" given twice");
+    CHECK_EQ_STR(err_of("{\"name\":\"x\"," MNIST "," CLF "," PUR("") "," ATK(",\"save\":[3]") "}"),
+                 "attacks[0].save[0]: expected \"x_adv\" or \"purified\"");
+    CHECK_EQ_STR(err_of("{\"name\":\"x\"," DS_NONE ",\"attacks\":[{\"name\":\"a\",\"kind\":\"noop\",\"save\":[\"x_adv\"]}]}"),
+                 "attacks[0].save: not valid for kind \"noop\" (it has no images)");
+    CHECK_EQ_STR(err_of("{\"name\":\"x\"," MNIST "," CLF ",\"purifiers\":[{\"name\":\"p\",\"kind\":\"ddpm\",\"forward\":false}],"
+                        ATK("") "}"),
+                 "purifiers[0].forward: only valid for kind \"ddim\"");
+    CHECK_EQ_STR(err_of("{\"name\":\"x\"," MNIST "," CLF "," PUR(",\"forward\":0") "," ATK("") "}"),
+                 "purifiers[0].forward: expected true or false");
+    /* the cap: CIFAR-10 rows keep 3 × 12288 bytes; 1000 of them per shard exceed DRQ_SAVE_MAX_JOB_BYTES */
+    const char *cifar = "{\"name\":\"x\",\"dataset\":{\"kind\":\"cifar10\",\"path\":\"d\"}," CLF "," PUR("") ","
+                        ATK(",\"save\":[\"x_adv\",\"purified\"]") ",\"shard\":{\"images\":%d}}";
+    char text[1024];
+    snprintf(text, sizeof text, cifar, 1000);
+    CHECK_EQ_STR(err_of(text), "attacks[0].save: 1000 images per shard × 36864 bytes exceed the cap of 33554432 bytes "
+                               "per job (lower shard.images)");
+    snprintf(text, sizeof text, cifar, 900);
+    CHECK_EQ_STR(err_of(text), "");
+}
+
 int main(void) {
     test_issue_example();
+    test_save_and_forward();
     test_precision();
     test_errors();
     test_defaults_and_transfer();

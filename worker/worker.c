@@ -22,6 +22,7 @@
 #include <omp.h>
 #endif
 
+#include "common/images.h"
 #include "common/proto.h"
 #include "common/row.h"
 #include "common/spec.h"
@@ -219,11 +220,12 @@ static void *compute_main(void *arg) {
         w->running = NULL;
         switch (st) {
         case JOB_DONE: {
-            size_t len;
-            void *packed = drq_rows_pack(rows, n, &len);
+            size_t len, images_len;
+            void *packed = drq_images_pack_rows(rows, n, &len, &images_len); /* rows, then their images */
             json_t *b = job_body(q->job.id);
             json_object_set_new(b, "final", json_true());
             json_object_set_new(b, "n", json_integer(n));
+            if (images_len) json_object_set_new(b, "images", json_integer((json_int_t)images_len));
             push_out(w, MSG_RESULT, q->job.id, b, packed, len);
             WLOG(w, "job %lld done: %lld rows in %.3f s", (long long)q->job.id, (long long)n, dt);
             break;

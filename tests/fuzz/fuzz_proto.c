@@ -10,8 +10,13 @@
  * a frame is caught by ASan.  A binary frame is then unpacked as result rows
  * (exactly "n" rows for a decoded RESULT, any number otherwise — the noop
  * workload's checkpoint blob embeds rows too); rows that unpack must pack
- * back to the same bytes and export as CSV and JSON lines.
+ * back to the same bytes and export as CSV and JSON lines.  A decoded
+ * RESULT's frame is also split as rows + "images" bytes of their images
+ * (common/images.h); a frame that is not a valid message is also tried as
+ * an images section of 4 rows.  Images that unpack must pack back to the
+ * same bytes.
  */
+#include "common/images.h"
 #include "common/proto.h"
 #include "common/row.h"
 #include "tests/fuzz/fuzz_common.h"
@@ -62,6 +67,57 @@ static void rows(const void *bin, size_t len, int64_t expect) {
     drq_rows_free(r, n);
 }
 
+/* A RESULT frame of rows and images_len bytes of their images. */
+static void result_images(const void *bin, size_t len, size_t images_len, int64_t expect) {
+    drq_row *r = NULL;
+    int64_t n = -1;
+    drq_err err;
+    err.msg[0] = 0;
+    if (drq_images_unpack_rows(bin, len, images_len, expect, &r, &n, &err) != 0) {
+        if (!err.msg[0]) {
+            fprintf(stderr, "drq_images_unpack_rows failed without a message\n");
+            abort();
+        }
+        return;
+    }
+    size_t plen, il;
+    void *packed = drq_images_pack_rows(r, n, &plen, &il);
+    if (plen != len || il != images_len || (len && memcmp(packed, bin, len) != 0)) {
+        fprintf(stderr, "rows and images do not pack back to the same %zu bytes (got %zu)\n", len, plen);
+        abort();
+    }
+    free(packed);
+    drq_rows_free(r, n);
+}
+
+/* A bare images section onto 4 rows without images. */
+static void images_section(const void *bin, size_t len) {
+    drq_row r[4];
+    memset(r, 0, sizeof r);
+    drq_err err;
+    err.msg[0] = 0;
+    if (drq_images_unpack(bin, len, r, 4, &err) != 0) {
+        for (int i = 0; i < 4; i++)
+            if (r[i].images) {
+                fprintf(stderr, "drq_images_unpack failed but left images on row %d\n", i);
+                abort();
+            }
+        if (!err.msg[0]) {
+            fprintf(stderr, "drq_images_unpack failed without a message\n");
+            abort();
+        }
+        return;
+    }
+    size_t plen;
+    void *packed = drq_images_pack(r, 4, &plen);
+    if (plen != len || (len && memcmp(packed, bin, len) != 0)) {
+        fprintf(stderr, "images do not pack back to the same %zu bytes (got %zu)\n", len, plen);
+        abort();
+    }
+    free(packed);
+    for (int i = 0; i < 4; i++) drq_row_images_free(r[i].images);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const void *frames[3] = {NULL, NULL, NULL};
     size_t lens[3] = {0, 0, 0};
@@ -99,13 +155,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         }
         (void)drq_msg_name(m.type);
         if (m.nbin) rows(m.bin[0], m.binlen[0], m.type == MSG_RESULT ? drq_jint(m.body, "n") : -1);
+        if (m.type == MSG_RESULT)
+            result_images(m.bin[0], m.binlen[0], (size_t)drq_jint(m.body, "images"), drq_jint(m.body, "n"));
         drq_msg_free(&m);
     } else {
         if (!err.msg[0]) {
             fprintf(stderr, "drq_msg_decode failed without a message\n");
             abort();
         }
-        if (nframes == 3) rows(frames[2], lens[2], -1);
+        if (nframes == 3) rows(frames[2], lens[2], -1), images_section(frames[2], lens[2]);
     }
     for (int i = 0; i < nframes; i++) free((void *)frames[i]);
     return 0;

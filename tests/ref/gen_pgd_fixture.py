@@ -3,7 +3,8 @@
 tests/test_pgd_ref.c: L∞ PGD with a random start and fixed ω, full gradient
 through the sampler, on the committed unet_small / wrn_small fixtures.
 
-Cases: DDIM (t* = 4, stride 2: deterministic given ω) and DDPM fixedlarge
+Cases: DDIM (t* = 4, stride 2: deterministic given ω), DDIM without forward
+noising ("forward": false, t* = 4, stride 2: no ω at all) and DDPM fixedlarge
 (t* = 3).  Noise comes from ref_rng.py (drq's Philox scheme re-implemented).
 Writes tests/fixtures/pgd_ref.safetensors: x, label, and for each case the
 iterate after every step (xadv_<case>_<k>).
@@ -43,14 +44,15 @@ def schedule():
     return beta, np.cumprod(1 - beta)
 
 
-def purify(unet, x, kind, t_star, stride=1):
+def purify(unet, x, kind, t_star, stride=1, forward=True):
     beta, ab = schedule()
     shape = x.shape[1:]
     per = int(np.prod(shape))
     noise = lambda stream: torch.stack([torch.from_numpy(G.normal(G.key(SEED, i, stream), per).astype(np.float64))
                                         .reshape(shape) for i in IMAGES])
     s = 2 * x - 1
-    s = np.sqrt(ab[t_star - 1]) * s + np.sqrt(1 - ab[t_star - 1]) * noise(1)
+    if forward:
+        s = np.sqrt(ab[t_star - 1]) * s + np.sqrt(1 - ab[t_star - 1]) * noise(1)
     steps = list(range(t_star - 1, -1, -stride))
     for k, i in enumerate(steps):
         t = torch.full((x.shape[0],), float(i), dtype=torch.float64)
@@ -80,17 +82,18 @@ def main():
     x = torch.from_numpy(x).double()
     label = torch.tensor(LABELS)
     out = {"x": x.float(), "label": label.float()}
-    for kind, t_star, stride in (("ddim", 4, 2), ("ddpm", 3, 1)):
+    for name, kind, t_star, stride, forward in (("ddim", "ddim", 4, 2, True), ("ddpm", "ddpm", 3, 1, True),
+                                                ("ddimdet", "ddim", 4, 2, False)):
         start = torch.stack([torch.from_numpy(G.uniform(G.key(SEED, i, 2), 256, -EPS, EPS).astype(np.float64))
                              .reshape(1, 16, 16) for i in IMAGES])
         xa = torch.clamp(x + start, 0, 1)
         for k in range(STEPS):
             xr = xa.clone().requires_grad_(True)
-            logits = clf(purify(unet, xr, kind, t_star, stride))
+            logits = clf(purify(unet, xr, kind, t_star, stride, forward))
             loss = torch.nn.functional.cross_entropy(logits, label, reduction="sum")
             (g,) = torch.autograd.grad(loss, xr)
             xa = torch.clamp(torch.min(torch.max(xa + STEP * torch.sign(g), x - EPS), x + EPS), 0, 1)
-            out[f"xadv_{kind}_{k + 1}"] = xa.float()
+            out[f"xadv_{name}_{k + 1}"] = xa.float()
     R.save_safetensors(os.path.join(FIX, "pgd_ref.safetensors"), {k: v.numpy() for k, v in out.items()})
     print("wrote", os.path.join(FIX, "pgd_ref.safetensors"))
 

@@ -6,6 +6,8 @@
 #include <string.h>
 
 #include "common/dataset.h"
+#include "common/images.h"
+#include "common/rng.h"
 #include "kernels/device.h"
 #include "worker/eval/analyses.h"
 #include "worker/eval/attack.h"
@@ -125,15 +127,17 @@ purify_config engine_purify_config(const drq_purifier_spec *p) {
     c.t_star = p->t_star;
     c.var_small = p->var == VAR_FIXEDSMALL;
     c.stride = p->stride;
+    c.no_forward = p->kind == PUR_DDIM && !p->forward;
     c.clamp_x0 = p->clamp_x0;
     c.clamp_out = p->clamp_out;
     return c;
 }
 
 /* =====================================================================
- * checkpoints: "DRQA" v1 | next_image i64 | step i32 | n i32 | per i32 |
+ * checkpoints: "DRQA" v2 | next_image i64 | step i32 | n i32 | per i32 |
  * evals i64 | secs f64 | xadv f32[n·per] | success i32[n] | rows_len u64 |
- * packed rows of the images before next_image
+ * packed rows of the images before next_image | images_len u64 | their
+ * packed images (common/images.h).  v1 (before "save") ends after the rows.
  * ===================================================================== */
 typedef struct {
     int64_t next_image;
@@ -151,13 +155,13 @@ static void put(char **p, const void *v, size_t n) {
 
 static void save_checkpoint(job_ctx *ctx, int64_t next_image, int64_t evals, double secs, const attack_state *st,
                             size_t per, const drq_row *rows, int64_t nrows) {
-    size_t rl = 0;
-    void *packed = drq_rows_pack(rows, nrows, &rl);
+    size_t rl = 0, il = 0;
+    void *packed = drq_rows_pack(rows, nrows, &rl), *images = drq_images_pack(rows, nrows, &il);
     int32_t step = st->step, n = st->n, pp = (int32_t)per;
-    uint64_t rl64 = rl;
-    size_t len = 4 + 4 + 8 + 4 * 3 + 16 + sizeof(float) * n * per + 4 * (size_t)n + 8 + rl;
+    uint64_t rl64 = rl, il64 = il;
+    size_t len = 4 + 4 + 8 + 4 * 3 + 16 + sizeof(float) * n * per + 4 * (size_t)n + 8 + rl + 8 + il;
     char *blob = xmalloc(len), *p = blob;
-    uint32_t ver = 1;
+    uint32_t ver = 2;
     put(&p, "DRQA", 4), put(&p, &ver, 4), put(&p, &next_image, 8), put(&p, &step, 4), put(&p, &n, 4);
     put(&p, &pp, 4), put(&p, &evals, 8), put(&p, &secs, 8), put(&p, st->xadv.data, sizeof(float) * n * per);
     for (int i = 0; i < n; i++) {
@@ -165,8 +169,9 @@ static void save_checkpoint(job_ctx *ctx, int64_t next_image, int64_t evals, dou
         put(&p, &s, 4);
     }
     put(&p, &rl64, 8), put(&p, packed, rl);
+    put(&p, &il64, 8), put(&p, images, il);
     ctx->checkpoint(ctx, (int64_t)next_image * 100000 + step, blob, len);
-    free(blob), free(packed);
+    free(blob), free(packed), free(images);
 }
 
 /* Parses a checkpoint for a batch of images of shape c×h×w; -1 when it does
@@ -182,8 +187,8 @@ static int load_checkpoint(const job_ctx *ctx, const drq_job *job, int c, int h,
     memcpy(&ver, p + 4, 4), memcpy(&r->next_image, p + 8, 8), memcpy(&step, p + 16, 4), memcpy(&n, p + 20, 4);
     memcpy(&per, p + 24, 4), memcpy(&r->evals, p + 28, 8), memcpy(&r->secs, p + 36, 8);
     p += 44;
-    if (ver != 1 || per != c * h * w || n < 1 || n > 1 << 20 || step < 0 || r->evals < 0 || !(r->secs >= 0) ||
-        r->next_image < job->image_start ||
+    if ((ver != 1 && ver != 2) || per != c * h * w || n < 1 || n > 1 << 20 || step < 0 || r->evals < 0 ||
+        !(r->secs >= 0) || r->next_image < job->image_start ||
         r->next_image + n > job->image_start + job->image_count)
         return -1;
     size_t need = sizeof(float) * (size_t)n * per + 4 * (size_t)n + 8;
@@ -200,12 +205,25 @@ static int load_checkpoint(const job_ctx *ctx, const drq_job *job, int c, int h,
     }
     memcpy(&rl, p, 8);
     p += 8;
-    if ((uint64_t)(end - p) != rl ||
-        drq_rows_unpack(p, rl, r->next_image - job->image_start, &r->rows, &r->nrows, &err)) {
-        attack_state_free(&r->st);
-        return -1;
+    uint64_t il = 0;
+    const char *images = end;
+    if (ver == 2) { /* the images section follows the rows */
+        if ((uint64_t)(end - p) < rl + 8) goto bad;
+        memcpy(&il, p + rl, 8);
+        images = p + rl + 8;
+    }
+    if ((uint64_t)(end - p) != rl + (ver == 2 ? 8 + il : 0) ||
+        drq_rows_unpack(p, rl, r->next_image - job->image_start, &r->rows, &r->nrows, &err))
+        goto bad;
+    if (drq_images_unpack(images, il, r->rows, r->nrows, &err)) {
+        drq_rows_free(r->rows, r->nrows);
+        r->rows = NULL;
+        goto bad;
     }
     return 0;
+bad:
+    attack_state_free(&r->st);
+    return -1;
 }
 
 /* =====================================================================
@@ -232,6 +250,48 @@ static attack_config make_attack(const drq_attack_spec *a, int64_t seed) {
     }
     c.bpda = a->kind == ATK_BPDA || a->grad == GRAD_BPDA;
     return c;
+}
+
+/* The ω of the final evaluation (attack_evaluate): ω_s (fixed), the job's
+ * own seed (transfer), the first vote's draw (fresh, eot). */
+static uint64_t eval_omega(const attack_config *ac) {
+    if (ac->mode == OMEGA_FIXED) return ac->seed;
+    if (ac->mode == OMEGA_TRANSFER) return ac->transfer_seed;
+    return drq_derived_seed(ac->seed, DRQ_PURPOSE_FINAL, 0, 0);
+}
+
+/* The attack option "save": attaches to rows out[0..n) the images the spec
+ * asks for -- x_adv, and P(x), P(x_adv) under the evaluation ω (pa, p0 are
+ * those under ω_s, reused when the two are the same).  1 when a stop flag
+ * ended it mid-way. */
+static int keep_images(const attack_config *ac, attack_models *am, int save, const Tensor *x, const int64_t *image,
+                       const attack_state *st, const Tensor *pa, const Tensor *p0, drq_row *out) {
+    int n = x->n;
+    size_t per = tensor_numel(x) / n;
+    Tensor ea = {0}, e0 = {0};
+    const Tensor *qa = pa, *q0 = p0;
+    uint64_t w = eval_omega(ac);
+    if ((save & DRQ_SAVE_PURIFIED) && w != ac->seed) {
+        uint64_t *om = xmalloc(sizeof(uint64_t) * n);
+        for (int i = 0; i < n; i++) om[i] = w;
+        ea = tensor_new(n, x->c, x->h, x->w), e0 = tensor_new(n, x->c, x->h, x->w);
+        purifier_forward(am->pur, &st->xadv, om, image, 0, &ea, NULL);
+        if (!purifier_stopped(am->pur)) purifier_forward(am->pur, x, om, image, 0, &e0, NULL);
+        free(om);
+        qa = &ea, q0 = &e0;
+    }
+    int stopped = purifier_stopped(am->pur);
+    for (int i = 0; i < n && !stopped; i++) {
+        drq_row_images *im = drq_row_images_new(x->c, x->h, x->w);
+        if (save & DRQ_SAVE_X_ADV) drq_row_images_set(im, DRQ_IMG_X_ADV, st->xadv.data + i * per);
+        if (save & DRQ_SAVE_PURIFIED) {
+            drq_row_images_set(im, DRQ_IMG_PURIFIED_CLEAN, q0->data + i * per);
+            drq_row_images_set(im, DRQ_IMG_PURIFIED_ADV, qa->data + i * per);
+        }
+        out[i].images = im;
+    }
+    tensor_free(&ea), tensor_free(&e0);
+    return stopped;
 }
 
 /* Fills the rows of one finished batch (docs/design.md §Metrics); 1 when a
@@ -288,6 +348,10 @@ static int measure(const drq_job *job, const attack_config *ac, attack_models *a
         snprintf(r->device, sizeof r->device, "%s", job->device ? job->device : "cpu");
         snprintf(r->worker, sizeof r->worker, "%s", job->worker ? job->worker : "");
     }
+    if (as->save && keep_images(ac, am, as->save, x, image, st, &pa, &p0, out)) {
+        for (int i = 0; i < n; i++) drq_row_images_free(out[i].images), out[i].images = NULL;
+        goto stop;
+    }
     if (0) {
     stop:
         stopped = 1;
@@ -295,6 +359,22 @@ static int measure(const drq_job *job, const attack_config *ac, attack_models *a
     free(clean), free(adv), free(om), free(cu);
     tensor_free(&pa), tensor_free(&p0), tensor_free(&xmax);
     return stopped;
+}
+
+/* The caps of "save" (common/images.h) against the dataset's image size,
+ * which an IDX dataset only reveals when loaded: per row and per job. */
+static int check_save_size(const drq_spec *s, const drq_job *job, const drq_dataset *ds, drq_err *err) {
+    const drq_attack_spec *as = &s->attacks[job->attack];
+    int64_t row = drq_save_row_bytes(as->save, ds->c, ds->h, ds->w);
+    if (row > DRQ_SAVE_MAX_ROW_BYTES)
+        return drq_errf(err,
+                        "attacks[%d].save: images of %dx%dx%d from %s make %lld bytes per row, more than the cap of %d",
+                        job->attack, ds->c, ds->h, ds->w, s->dataset.path, (long long)row, DRQ_SAVE_MAX_ROW_BYTES);
+    if (row * s->shard_images > DRQ_SAVE_MAX_JOB_BYTES)
+        return drq_errf(err, "attacks[%d].save: %lld images per shard × %lld bytes exceed the cap of %d bytes per job "
+                        "(lower shard.images)", job->attack, (long long)s->shard_images, (long long)row,
+                        DRQ_SAVE_MAX_JOB_BYTES);
+    return 0;
 }
 
 job_status engine_run(const drq_job *job, job_ctx *ctx, drq_row **rows, int64_t *nrows, drq_err *err) {
@@ -312,6 +392,10 @@ job_status engine_run(const drq_job *job, job_ctx *ctx, drq_row **rows, int64_t 
     if (dataset_load(drq_dataset_kind_name(s->dataset.kind), s->dataset.path, "test", (long)job->image_start,
                      (long)job->image_count, &ds, &e2)) {
         drq_errf(err, "dataset: %s", e2.msg);
+        return JOB_FAILED;
+    }
+    if (as->save && check_save_size(s, job, &ds, err)) {
+        dataset_free(&ds);
         return JOB_FAILED;
     }
     purify_config pc = engine_purify_config(&s->purifiers[job->purifier]);

@@ -36,6 +36,12 @@ struct purifier {
 
 static double abar_at(const purifier *p, int i) { return i < 0 ? 1.0 : p->abar[i]; }
 
+/* Whether the chain starts from x_d with the one-shot forward noising to t*
+ * (ddpm, ddim) or from x_d itself (reverse, ddim with no_forward). */
+static int noises_forward(const purify_config *c) {
+    return c->kind == PURIFY_DDPM || (c->kind == PURIFY_DDIM && !c->no_forward);
+}
+
 purifier *purifier_new(unet *u, const purify_config *c) {
     purifier *p = xcalloc(1, sizeof *p);
     p->c = *c;
@@ -162,7 +168,7 @@ void purifier_forward(purifier *p, const Tensor *x_in, const uint64_t *omega, co
     Tensor *s = &p->x;
     ENSURE(s, x);
     affine_clamp_forward(x, 2.0f, -1.0f, -INFINITY, INFINITY, s); /* [0,1] → [-1,1] */
-    if (p->c.kind != PURIFY_REVERSE) { /* one-shot forward noising to t* */
+    if (noises_forward(&p->c)) { /* one-shot forward noising to t* */
         float a = (float)sqrt(p->abar[p->c.t_star - 1]), b = (float)sqrt(1.0 - p->abar[p->c.t_star - 1]);
         ENSURE(&p->g, x); /* scratch for ε */
         noise(p, omega, image, DRQ_STREAM_FORWARD_EPS, &p->g);
@@ -216,7 +222,7 @@ void purifier_backward(purifier *p, const Tensor *gy_in, Tensor *gx) {
         unet_backward(p->u, &p->geps, &p->gu);
         add_forward(&p->gx0, &p->gu, g);
     }
-    float a = p->c.kind == PURIFY_REVERSE ? 1.0f : (float)sqrt(p->abar[p->c.t_star - 1]);
+    float a = noises_forward(&p->c) ? (float)sqrt(p->abar[p->c.t_star - 1]) : 1.0f;
     ENSURE(&p->yout, gy);
     affine_clamp_forward(g, 2.0f * a, 0.0f, -INFINITY, INFINITY, &p->yout);
     to_out(&p->yout, gx);

@@ -3,7 +3,9 @@
  *
  *   ddpm     forward-noise x_d to t*, then ancestral reverse steps t*−1 … 0
  *   reverse  the same reverse chain started from x_d itself (no noising)
- *   ddim     forward-noise, then deterministic DDIM steps (η = 0), optional stride
+ *   ddim     forward-noise, then deterministic DDIM steps (η = 0), optional stride;
+ *            with no_forward the DDIM chain starts from x_d itself: no draw
+ *            at all, so P(x) is the same for every ω (compression only)
  *   none     identity (no purifier; the classifier sees x)
  *
  * ω — every Gaussian draw of one purification — is keyed per image by
@@ -33,6 +35,7 @@ typedef struct {
     int t_star;     /* 1 … 1000 */
     int var_small;  /* ddpm: 0 fixedlarge (σ² = β), 1 fixedsmall (posterior variance) */
     int stride;     /* ddim: step stride ≥ 1 */
+    int no_forward; /* ddim: skip the forward noising (spec "forward": false) */
     int clamp_x0;   /* clamp the x0 prediction to [-1,1] at every step (zeroes gradients) */
     int clamp_out;  /* clamp the output to [0,1] (default on) */
 } purify_config;
@@ -45,7 +48,8 @@ void purifier_free(purifier *p);
 /* y = P_ω(x) for x in [0,1] (n×C×H×W).  omega[i], image[i]: the noise seed
  * and dataset index of image i.  With `keep`, the states needed by
  * purifier_backward are stored.  xmax (optional, n×C×H×W): the forward-noised
- * state mapped back to [0,1] (for ddpm/ddim; x itself for reverse/none). */
+ * state mapped back to [0,1] (for ddpm/ddim; x itself for reverse, none and
+ * ddim without forward noising). */
 void purifier_forward(purifier *p, const Tensor *x, const uint64_t *omega, const int64_t *image, int keep, Tensor *y,
                     Tensor *xmax);
 /* gx = (∂P/∂x)ᵀ gy at the last forward (which must have had keep = 1). */
