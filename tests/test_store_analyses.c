@@ -197,6 +197,7 @@ int main(void) {
     CHECK_EQ_INT(sqlite3_open(db, &h), SQLITE_OK);
     CHECK_EQ_INT(sqlite3_exec(h,
                               "DROP TABLE variance_results; DROP TABLE gradcorr_results; DROP TABLE screen_results; "
+                              "DROP TABLE IF EXISTS images; " /* 004 */
                               "DELETE FROM schema_version WHERE version >= 3;",
                               NULL, NULL, NULL),
                  SQLITE_OK);
