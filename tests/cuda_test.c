@@ -233,6 +233,10 @@ static void r_resample(side *s) {
     avgpool_global_forward(&s->in[0], &s->out[2]);
     avgpool_global_backward_input(&s->in[2], &s->out[3]);
 }
+static void r_maxpool(side *s) { /* the ResNet stem's 3×3 stride 2 pad 1, on an odd 9×8 plane */
+    maxpool2d_forward(&s->in[0], 3, 2, 1, &s->out[0]);
+    maxpool2d_backward_input(&s->in[0], &s->in[1], 3, 2, 1, &s->out[1]);
+}
 static void r_concat(side *s) {
     concat_forward(&s->in[0], &s->in[1], &s->out[0]);
     concat_backward_input(&s->in[2], &s->out[1], &s->out[2]);
@@ -280,6 +284,7 @@ static const op_case OPS[] = {
      {{2, 24, 8, 8}, {2, 24, 8, 8}, {2, 24, 8, 8}, {2, 24, 8, 8}}, {0}, {0}, {0}, r_attn},
     {"upsample/avgpool", {{2, 3, 5, 6}, {2, 3, 10, 12}, {2, 3, 1, 1}},
      {{2, 3, 10, 12}, {2, 3, 5, 6}, {2, 3, 1, 1}, {2, 3, 5, 6}}, {0}, {0}, {0}, r_resample},
+    {"maxpool2d", {{2, 3, 9, 8}, {2, 3, 5, 4}}, {{2, 3, 5, 4}, {2, 3, 9, 8}}, {0}, {0}, {0}, r_maxpool},
     {"concat", {{2, 3, 4, 5}, {2, 6, 4, 5}, {2, 9, 4, 5}}, {{2, 9, 4, 5}, {2, 3, 4, 5}, {2, 6, 4, 5}}, {0}, {0},
      {0}, r_concat},
     {"timestep_embedding", {{5, 64, 1, 1}}, {{5, 64, 1, 1}, {5, 1, 1, 1}}, {0}, {0}, {0}, r_temb},
@@ -563,7 +568,8 @@ static void pgd_run(drq_device dev, purify_config pc, const Tensor *x, const int
     wrn *w = fixture_model("wrn_small", 0, &ww, dev);
     if (!u || !w) return;
     purifier *p = purifier_new(u, &pc);
-    attack_models am = {w, p, 10, NULL};
+    classifier *cw = classifier_wrap_wrn(w);
+    attack_models am = {cw, p, 10, NULL};
     attack_config ac = pgd_ref_attack();
     attack_state st;
     int64_t image[2] = {0, 1};
@@ -575,7 +581,7 @@ static void pgd_run(drq_device dev, purify_config pc, const Tensor *x, const int
     attack_state_free(&st);
     attack_models_release(&am);
     purifier_free(p);
-    unet_free(u), wrn_free(w);
+    classifier_free(cw), unet_free(u), wrn_free(w);
     st_free(&wu), st_free(&ww);
 }
 

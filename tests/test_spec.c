@@ -149,8 +149,8 @@ static void test_errors(void) {
                    "attacks[0].ms_per_image: only valid for kind \"noop\"");
     CHECK_CONTAINS(err_of("{\"name\":\"x\"," DS_NONE ",\"attacks\":[{\"name\":\"a\",\"kind\":\"pgd\"}]}"),
                    "attacks[0].kind: \"pgd\" needs a dataset");
-    CHECK_CONTAINS(err_of("{\"name\":\"x\",\"dataset\":{\"kind\":\"mnist\",\"path\":\"d\"},\"classifier\":{\"arch\":\"resnet50\",\"weights\":\"w\"},\"attacks\":[{\"name\":\"a\",\"kind\":\"pgd\"}]}"),
-                   "classifier.arch: expected one of wrn");
+    CHECK_CONTAINS(err_of("{\"name\":\"x\",\"dataset\":{\"kind\":\"mnist\",\"path\":\"d\"},\"classifier\":{\"arch\":\"vit\",\"weights\":\"w\"},\"attacks\":[{\"name\":\"a\",\"kind\":\"pgd\"}]}"),
+                   "classifier.arch: expected one of wrn|resnet50");
     CHECK_CONTAINS(err_of("{\"name\":\"x\",\"dataset\":{\"kind\":\"mnist\",\"path\":\"d\"},\"classifier\":{\"arch\":\"wrn\",\"weights\":\"w\"},\"diffusion\":{\"arch\":\"wrn\",\"weights\":\"w\"},\"purifiers\":[{\"name\":\"p\",\"kind\":\"ddpm\"}],\"attacks\":[{\"name\":\"a\",\"kind\":\"pgd\"}]}"),
                    "diffusion.arch: expected one of ddpm-unet");
     CHECK_CONTAINS(err_of("{\"name\":\"x\",\"dataset\":{\"kind\":\"mnist\",\"path\":\"d\"},\"classifier\":{\"arch\":\"wrn\",\"weights\":\"w\"},\"attacks\":[{\"name\":\"a\",\"kind\":\"bpda\",\"grad\":\"full\"}]}"),
