@@ -211,7 +211,7 @@ int dryrun_print(const drq_spec *sp, const dryrun_opts *o, FILE *out) {
     drq_err err = {{0}};
     int64_t shards = drq_spec_shards(sp), jobs = drq_spec_njobs(sp), rows = drq_spec_nrows(sp);
     int64_t per_cell = rows / ((int64_t)sp->npurifiers * sp->nattacks * sp->nseeds); /* images */
-    int res = sp->dataset.kind == DS_CIFAR10 ? 32 : 28;
+    int res = sp->dataset.kind == DS_CIFAR10 ? 32 : sp->dataset.kind == DS_IMAGENET ? 224 : 28;
     double ufwd = 0, uvjp = 0, cfwd = 0, cvjp = 0, noop_s = 0;
     int max_s = 0;
     for (int p = 0; p < sp->npurifiers; p++) {
