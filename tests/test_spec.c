@@ -95,8 +95,10 @@ static void test_errors(void) {
     CHECK_CONTAINS(err_of("{\"name\":\"x\"," DS_NONE "}"), "attacks: required");
     CHECK_CONTAINS(err_of("{\"name\":\"x\"," DS_NONE ",\"attacks\":[]}"), "attacks: expected a non-empty array");
     /* dataset */
+    CHECK_CONTAINS(err_of("{\"name\":\"x\",\"dataset\":{\"kind\":\"svhn\"}," NOOP_ATK "}"),
+                   "dataset.kind: expected one of none|cifar10|mnist|fashion-mnist|imagenet");
     CHECK_CONTAINS(err_of("{\"name\":\"x\",\"dataset\":{\"kind\":\"imagenet\"}," NOOP_ATK "}"),
-                   "dataset.kind: expected one of none|cifar10|mnist|fashion-mnist");
+                   "dataset.path: required");
     CHECK_CONTAINS(err_of("{\"name\":\"x\",\"dataset\":{\"kind\":\"none\"}," NOOP_ATK "}"),
                    "dataset.count: required");
     CHECK_CONTAINS(err_of("{\"name\":\"x\",\"dataset\":{\"kind\":\"none\",\"count\":0}," NOOP_ATK "}"),
