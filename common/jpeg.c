@@ -36,7 +36,8 @@ static int muldiv255(int a, int b) {
     return ((t >> 8) + t) >> 8;
 }
 
-int drq_jpeg_decode(const uint8_t *buf, size_t len, const char *what, uint8_t **rgb, int *w, int *h, drq_err *err) {
+int drq_jpeg_decode(const uint8_t *buf, size_t len, const char *what, uint64_t max_pixels, uint8_t **rgb, int *w,
+                    int *h, drq_err *err) {
     struct jpeg_decompress_struct ci;
     jerr e;
     /* volatile: modified between setjmp and longjmp */
@@ -59,10 +60,10 @@ int drq_jpeg_decode(const uint8_t *buf, size_t len, const char *what, uint8_t **
     }
     jpeg_mem_src(&ci, buf, (unsigned long)len);
     jpeg_read_header(&ci, TRUE);
-    if ((uint64_t)ci.image_width * ci.image_height > DRQ_JPEG_MAX_PIXELS) {
+    if ((uint64_t)ci.image_width * ci.image_height > max_pixels) {
         jpeg_destroy_decompress(&ci);
-        return drq_errf(err, "%s: %ux%u pixels is more than the %d a JPEG may have here (a decompression bomb?)", what,
-                        ci.image_width, ci.image_height, DRQ_JPEG_MAX_PIXELS);
+        return drq_errf(err, "%s: %ux%u pixels is more than the %llu a JPEG may have here (a decompression bomb?)",
+                        what, ci.image_width, ci.image_height, (unsigned long long)max_pixels);
     }
     int cmyk = ci.jpeg_color_space == JCS_CMYK || ci.jpeg_color_space == JCS_YCCK;
     int grey = ci.jpeg_color_space == JCS_GRAYSCALE;
@@ -103,7 +104,7 @@ int drq_jpeg_load(const char *path, uint8_t **rgb, int *w, int *h, drq_err *err)
     drq_err e2;
     uint8_t *buf = (uint8_t *)read_file_all(path, &len, &e2);
     if (!buf) return drq_errf(err, "%s", e2.msg);
-    int rc = drq_jpeg_decode(buf, len, path, rgb, w, h, err);
+    int rc = drq_jpeg_decode(buf, len, path, DRQ_JPEG_MAX_PIXELS, rgb, w, h, err);
     free(buf);
     return rc;
 }

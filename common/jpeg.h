@@ -12,6 +12,8 @@
  * in Pillow; libjpeg's other warnings (extraneous bytes before a marker) are
  * ignored, as in Pillow.  Images of more than DRQ_JPEG_MAX_PIXELS pixels
  * are refused before decoding (Pillow's decompression-bomb limit).
+ * tests/test_res256.sh checks all this against Pillow; tests/fuzz/fuzz_jpeg.c
+ * fuzzes it.
  */
 #ifndef DRQ_JPEG_H
 #define DRQ_JPEG_H
@@ -24,8 +26,10 @@
 #define DRQ_JPEG_MAX_PIXELS 178956970 /* Pillow: 2 × MAX_IMAGE_PIXELS */
 
 /* buf (len bytes) → *rgb (w × h × 3, interleaved rows, malloc'd).  what
- * names the input in err ("FILE: ..."). */
-int drq_jpeg_decode(const uint8_t *buf, size_t len, const char *what, uint8_t **rgb, int *w, int *h, drq_err *err);
+ * names the input in err ("FILE: ...").  Images of more than max_pixels
+ * are refused (drq_jpeg_load: DRQ_JPEG_MAX_PIXELS; the fuzz harness less). */
+int drq_jpeg_decode(const uint8_t *buf, size_t len, const char *what, uint64_t max_pixels, uint8_t **rgb, int *w,
+                    int *h, drq_err *err);
 /* The same for the file path. */
 int drq_jpeg_load(const char *path, uint8_t **rgb, int *w, int *h, drq_err *err);
 

@@ -8,7 +8,10 @@ For each architecture: builds the model with seeded random weights (default
 init + random norm affine parameters and BN statistics), batch 2, writes
 weights (F32) and inputs (x, t, grad_y) to a temporary folder, runs
 `drq model run --arch A --config cifar10|imagenet ...`, and compares y (rel L2 ≤ 1e-5)
-and grad_x (rel L2 ≤ 1e-4) with the float64 oracle.  Prints every error;
+and grad_x (rel L2 ≤ 1e-4) with the float64 oracle.  ResNet-50 runs three
+seeds, and its grad_x is held to 1e-4 or twice PyTorch float32's own worst
+error on those seeds where that is larger (ReLU decisions that flip between
+float32 and float64; see kink_cases).  Prints every error;
 exits 1 on any failure.  With --keep the folder stays, holding
 expected.<arch>.safetensors for tests/tool_stcmp.
 """
@@ -58,25 +61,35 @@ def case(arch, seed):
     return model, x, t, grad_y
 
 
-def conditioned_case(arch, seed, tries=8):
-    """A case whose input gradient PyTorch's own float32 gets within the
-    tolerance of float64.  At 224×224 ResNet-50 takes ~10 M ReLU decisions;
-    with random weights a pre-activation often lies within float32 rounding
-    of zero, and where float32 and float64 decide it differently the input
-    gradient moves by up to ~1e-2 (PyTorch's float32 as much as drq's; 5e-5
-    to 1e-4 is float32's error without such a flip).  A case float32 itself
-    fails cannot test drq, so the next seed is taken, and said."""
-    for s in range(seed, seed + tries):
+KINK_SEEDS = 3  # ResNet-50 cases
+
+
+def kink_cases(arch, seed):
+    """The ResNet-50 cases and the grad_x tolerance they can be held to.
+
+    At 224×224 ResNet-50 takes ~10 M ReLU decisions.  Wherever a
+    pre-activation lies within float32 rounding of zero, a float32 and the
+    float64 computation may decide it differently, and the input gradient
+    then moves by anything from 1e-5 to 1e-2 (measured: PyTorch's own
+    float32 is 5e-5 to 1.2e-2 from float64 on these seeds; drq 8e-6 to 5e-4;
+    either, without a flip, ~1e-5).  The tight VJP check of the architecture
+    is the small fixture at 1e-4 (tests/test_parity.sh); here grad_x must be
+    within 1e-4 or, where PyTorch's float32 itself is farther on these
+    cases, within twice PyTorch's worst error (measured: drq and PyTorch are
+    both 1.19e-2 from float64 on seed 20240, where float64 decides a unit
+    differently from both)."""
+    cases, worst = [], 0.0
+    for s in range(seed, seed + KINK_SEEDS):
         model, x, t, grad_y = case(arch, s)
         _, gx32 = rm.forward_vjp(model, x, grad_y)
-        _, gx64 = rm.forward_vjp(copy.deepcopy(model).double(), x.double(), grad_y.double())
+        y64, gx64 = rm.forward_vjp(copy.deepcopy(model).double(), x.double(), grad_y.double())
         rel = rm.rel_l2(gx32.numpy(), gx64.numpy())[0]
-        if rel <= TOL["grad_x"]:
-            print(f"   {arch} seed {s}: PyTorch float32 grad_x within {rel:.1e} of float64: a well-conditioned case")
-            return model, x, t, grad_y
-        print(f"   {arch} seed {s}: PyTorch float32 grad_x {rel:.1e} from float64, beyond the tolerance (a ReLU "
-              f"decision flips between float32 and float64): next seed")
-    raise SystemExit(f"check_full: no well-conditioned {arch} case in seeds {seed}..{seed + tries - 1}")
+        worst = max(worst, rel)
+        print(f"   {arch} seed {s}: PyTorch float32 grad_x {rel:.1e} from float64")
+        cases.append((f"{arch}#{s}", model, x, t, grad_y, (y64, gx64)))
+    tol = dict(TOL, grad_x=max(TOL["grad_x"], 2 * worst))
+    print(f"   {arch}: grad_x tolerance {tol['grad_x']:.1e} (1e-4, or twice PyTorch float32's worst on these cases)")
+    return [c + (tol,) for c in cases]
 
 
 def main():
@@ -96,10 +109,13 @@ def main():
     tmp = tempfile.mkdtemp(prefix="drq_check_full.")
     failed = 0
     try:
+        cases = []
         for k, arch in enumerate(args.arch.split(",")):
-            model, x, t, grad_y = case(arch, args.seed + k)
             if arch == "resnet50":
-                model, x, t, grad_y = conditioned_case(arch, args.seed + k)
+                cases += [(arch,) + c for c in kink_cases(arch, args.seed + k)]
+            else:
+                cases.append((arch, arch) + case(arch, args.seed + k) + (None, TOL))
+        for arch, label, model, x, t, grad_y, ref64, tol in cases:
             w = os.path.join(tmp, f"{arch}.weights.safetensors")
             inp = os.path.join(tmp, f"{arch}.in.safetensors")
             out = os.path.join(tmp, f"{arch}.out.safetensors")
@@ -113,37 +129,39 @@ def main():
 
             cmd = [args.drq, "model", "run", "--arch", arch, "--config", FULL[arch][2], "--weights", w,
                    "--in", inp, "--out", out]
-            print(f"== {arch}: {' '.join(cmd)}", flush=True)
+            print(f"== {label}: {' '.join(cmd)}", flush=True)
             t0 = time.time()
             r = subprocess.run(cmd)
             t_drq = time.time() - t0
             if r.returncode != 0:
-                print(f"FAIL {arch}: drq exited with status {r.returncode}")
+                print(f"FAIL {label}: drq exited with status {r.returncode}")
                 failed += 2
                 continue
 
             t0 = time.time()
-            m64 = model.double()
-            y64, gx64 = rm.forward_vjp(m64, x.double(), grad_y.double(), None if t is None else t.double())
+            if ref64 is None:
+                m64 = model.double()
+                ref64 = rm.forward_vjp(m64, x.double(), grad_y.double(), None if t is None else t.double())
+            y64, gx64 = ref64
             t_ref = time.time() - t0
             rm.save_safetensors(exp, {"y": y64.float(), "grad_x": gx64.float()})
             got = rm.load_safetensors(out)
             print(f"   drq {t_drq:.1f} s (forward + VJP, incl. loading), float64 oracle {t_ref:.1f} s")
             for name, ref in (("y", y64), ("grad_x", gx64)):
                 if name not in got:
-                    print(f"FAIL {arch} {name}: missing from {out}")
+                    print(f"FAIL {label} {name}: missing from {out}")
                     failed += 1
                     continue
                 a = got[name]
                 if tuple(a.shape) != tuple(ref.shape):
-                    print(f"FAIL {arch} {name}: shape {list(a.shape)}, expected {list(ref.shape)}")
+                    print(f"FAIL {label} {name}: shape {list(a.shape)}, expected {list(ref.shape)}")
                     failed += 1
                     continue
                 rel, mx = rm.rel_l2(a, ref.numpy())
-                ok = rel <= TOL[name]  # NaN compares False: fails
+                ok = rel <= tol[name]  # NaN compares False: fails
                 failed += not ok
-                print(f"{'ok  ' if ok else 'FAIL'} {arch:9s} {name:6s} {str(list(a.shape)):16s} rel_l2 {rel:.3e}"
-                      f"  max_abs {mx:.3e}  tol {TOL[name]:.0e}")
+                print(f"{'ok  ' if ok else 'FAIL'} {label:14s} {name:6s} {str(list(a.shape)):16s} rel_l2 {rel:.3e}"
+                      f"  max_abs {mx:.3e}  tol {tol[name]:.1e}")
     finally:
         if args.keep:
             print(f"kept {tmp}")
