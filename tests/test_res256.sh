@@ -8,7 +8,9 @@
 #      truncated JPEG, a corrupt one, a file that is no JPEG, an empty file;
 #      a flat folder without its label file (with the devkit's ground truth:
 #      the message says why that file is not enough), a label out of range,
-#      a range past the end.
+#      a range past the end;
+#   3. drq run end to end: an ImageNet class-folder layout, a small ResNet-50
+#      (tests/fixtures/resnet_tiny), a 2-step PGD: rows and labels; the dry run.
 # Prints "RESULT <passed> <failed> <skipped>".  BUILD selects the build folder.
 set -u
 cd "$(dirname "$0")/.."
@@ -94,5 +96,31 @@ cp "$T/good.jpg" "$T/cls2/n01/a.jpg"
 cp "$T/good.jpg" "$T/cls2/n02/b.png"
 expect_err "a PNG among the images" "$T/cls2/n02/b.png: not a JPEG" dataset "$T/cls2" 0 1 "$T/x.rgb"
 expect_err "not a folder" "$T/good.jpg: not a folder" dataset "$T/good.jpg" 0 1 "$T/x.rgb"
+
+# 3. end to end: drq run on an ImageNet class-folder layout with a small ResNet-50
+#    (tests/fixtures/resnet_tiny, 10 classes), no purifier, a 2-step PGD; then the dry run
+mkdir -p "$T/inet/val/n0" "$T/inet/val/n1" "$T/inet/val/n2"
+for c in 0 1 2; do for j in a b; do cp "$T/good.jpg" "$T/inet/val/n$c/$j.JPEG"; done; done
+cat >"$T/spec.json" <<SPEC
+{"name": "inet", "dataset": {"kind": "imagenet", "path": "$T/inet", "start": 1, "count": 4},
+ "classifier": {"arch": "resnet50", "config": "tests/fixtures/resnet_tiny.json",
+                "weights": "tests/fixtures/resnet_tiny.weights.safetensors"},
+ "attacks": [{"name": "pgd", "kind": "pgd", "eps": 0.0156863, "steps": 2, "abs_stepsize": 0.004}],
+ "seeds": [0], "shard": {"images": 2}}
+SPEC
+if "$BUILD/drq" run "$T/spec.json" --db "$T/inet.db" --threads 2 >"$T/run.log" 2>&1; then
+    ok "drq run: imagenet + resnet50 sweep finished"
+else bad "drq run: exit $? ($(tail -5 "$T/run.log"))"; fi
+rows=$("$BUILD/drq" results "$T/inet.db" --format csv 2>/dev/null | tail -n +2 | wc -l)
+[ "$rows" = 4 ] && ok "drq run: 4 rows" || bad "drq run: $rows rows, expected 4"
+"$BUILD/drq" results "$T/inet.db" --format csv >"$T/rows.csv" 2>/dev/null
+labels=$("$PY" -c '
+import csv, sys
+r = list(csv.DictReader(open(sys.argv[1])))
+print(" ".join(x["label"] for x in sorted(r, key=lambda x: int(x["image"]))))' "$T/rows.csv" 2>&1)
+[ "$labels" = "0 1 1 2" ] && ok "drq run: labels of images 1..4 are their class folders"     || bad "drq run: labels '$labels', expected '0 1 1 2'"
+if XDG_CACHE_HOME=$T/cache "$BUILD/drq" run "$T/spec.json" --dry-run >"$T/dry.log" 2>&1 && grep -q "classifier_forward" "$T/dry.log"; then
+    ok "drq run --dry-run: imagenet + resnet50"
+else bad "dry run: $(tail -5 "$T/dry.log")"; fi
 echo "RESULT $pass $fail $skip"
 [ "$fail" -eq 0 ]
