@@ -25,7 +25,7 @@ typedef struct {
 
 static int usage(void) {
     fprintf(stderr,
-            "usage: drq model run --arch ddpm-unet|wrn|resnet50 --config cifar10|FILE.json|'{json}'\n"
+            "usage: drq model run --arch ddpm-unet|wrn|resnet50 --config cifar10|imagenet|FILE.json|'{json}'\n"
             "                     --weights W.safetensors --in IN.safetensors --out OUT.safetensors [--threads N]\n"
             "       drq model bench --arch ddpm-unet|wrn|resnet50 --config C --batch B [--repeat R] [--vjp] [--threads N]\n"
             "       either: [--device cpu|cuda:N] [--precision tf32|fp32]\n"

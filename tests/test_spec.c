@@ -59,6 +59,20 @@ static void test_issue_example(void) {
     drq_spec_free(&s);
 }
 
+/* ImageNet: the validation set's 50000 images are the default count; a
+ * resnet50 classifier is accepted */
+static void test_imagenet(void) {
+    drq_spec s;
+    drq_err e;
+    CHECK_EQ_INT(drq_spec_parse_text("{\"name\":\"x\",\"dataset\":{\"kind\":\"imagenet\",\"path\":\"v\",\"start\":200},"
+                                     "\"classifier\":{\"arch\":\"resnet50\",\"weights\":\"w\"},"
+                                     "\"attacks\":[{\"name\":\"a\",\"kind\":\"bpda\"}]}", &s, &e), 0);
+    CHECK_EQ_INT(s.dataset.kind, DS_IMAGENET);
+    CHECK_EQ_INT(s.dataset.count, 49800);
+    CHECK_EQ_STR(s.classifier.arch, "resnet50");
+    drq_spec_free(&s);
+}
+
 /* "precision": tf32 by default, fp32 on request, written only when not the default */
 static void test_precision(void) {
     drq_spec s;
@@ -422,6 +436,7 @@ static void test_large_lists(void) {
 int main(void) {
     test_issue_example();
     test_precision();
+    test_imagenet();
     test_errors();
     test_defaults_and_transfer();
     test_job_limit();
