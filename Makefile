@@ -56,7 +56,7 @@ endif
 
 WARN     := -Wall -Wextra -Werror -Wno-unused-parameter
 CFLAGS   += -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -fopenmp -MMD -MP -I.
-LDLIBS   += -ldnnl -ljansson -lzmq -luv -lsqlite3 -lmicrohttpd -lpng -lz -lpthread -lm
+LDLIBS   += -ldnnl -ljansson -lzmq -luv -lsqlite3 -lmicrohttpd -lpng -ljpeg -lz -lpthread -lm
 LDFLAGS  += -fopenmp -Wl,--as-needed $(LDSAN)
 
 COMMON_SRC  := $(wildcard common/*.c)
@@ -180,7 +180,7 @@ deps:
 # The numeric tests run twice: at this machine's instruction set and under
 # ONEDNN_MAX_CPU_ISA=AVX2 (oneDNN's kernels and drq's own loops both follow
 # it, kernels/cpu/isa.c), so an AVX-512 machine proves the AVX2 path too.
-NUMERIC_TESTS := test_batch_invariance test_conv test_fused test_models test_ops test_purify test_pgd_ref test_engine \
+NUMERIC_TESTS := test_batch_invariance test_conv test_fused test_models test_ops test_purify test_pgd_ref test_engine test_resnet50 \
                  test_device_plumbing test_metrics test_analysis test_analyses test_images
 NUMERIC_SH    := tests/test_parity.sh tests/test_same_rows.sh
 test: deps
@@ -243,12 +243,13 @@ clean:
 FUZZ_CC      ?= clang
 FUZZ_TIME    ?= 300
 FUZZ_BUILD   ?= build-fuzz
-FUZZ_TARGETS := safetensors spec model_config proto dataset
+FUZZ_TARGETS := safetensors spec model_config proto dataset jpeg
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -O1 -g -fno-omit-frame-pointer $(FUZZ_SAN) \
                 -Wall -Wextra -Wno-unused-parameter -MMD -MP -I.
 FUZZ_LIBSRC  := common/util.c common/json_get.c common/safetensors.c common/spec.c common/expand.c common/proto.c \
-                common/row.c common/images.c common/dataset.c worker/models/model_config.c
+                common/row.c common/images.c common/dataset.c common/dataset_imagenet.c common/jpeg.c common/resample.c \
+                worker/models/model_config.c
 FUZZ_LIBOBJ  := $(patsubst %.c,$(FUZZ_BUILD)/obj/%.o,$(FUZZ_LIBSRC))
 FUZZ_BINS    := $(patsubst %,$(FUZZ_BUILD)/fuzz_%,$(FUZZ_TARGETS))
 .SECONDARY: $(FUZZ_LIBOBJ) $(patsubst %,$(FUZZ_BUILD)/obj/tests/fuzz/fuzz_%.o,$(FUZZ_TARGETS))
@@ -258,7 +259,7 @@ $(FUZZ_BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
 $(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_%.o $(FUZZ_LIBOBJ)
-	$(FUZZ_CC) -fsanitize=fuzzer $(FUZZ_SAN) -o $@ $^ -ljansson -lzmq -lz -lm -lpthread
+	$(FUZZ_CC) -fsanitize=fuzzer $(FUZZ_SAN) -o $@ $^ -ljansson -lzmq -ljpeg -lz -lm -lpthread
 
 fuzz-build: deps
 	@rm -f $(FUZZ_BINS)

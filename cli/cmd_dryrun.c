@@ -27,6 +27,7 @@
 #include "common/images.h"
 #include "kernels/cpu/cpu.h"
 #include "kernels/tensor.h"
+#include "worker/models/classifier.h"
 #include "worker/models/models.h"
 
 /* ---- rates: measured once, cached ---------------------------------------- */
@@ -68,16 +69,15 @@ static long rss_bytes(void) {
 /* Times a forward and forward + input-VJP of one model at batch b on random weights. */
 static int measure(const char *arch, const char *cfg, int b, int res, rate *r, drq_err *err) {
     unet_config uc;
-    wrn_config wc;
     int is_unet = !strcmp(arch, "ddpm-unet");
-    if (is_unet ? unet_config_parse(cfg, &uc, err) : wrn_config_parse(cfg, &wc, err)) return -1;
+    if (is_unet && unet_config_parse(cfg, &uc, err)) return -1;
     long base = rss_bytes();
     unet *u = is_unet ? unet_load(&uc, NULL, 1, err) : NULL;
-    wrn *w = is_unet ? NULL : wrn_load(&wc, NULL, 1, err);
+    classifier *w = is_unet ? NULL : classifier_load(arch, cfg, NULL, 1, DRQ_CPU, err);
     if (!u && !w) return -1;
-    int cin = is_unet ? uc.in_channels : wc.in_channels, hw = is_unet ? uc.resolution : res;
+    int cin = is_unet ? uc.in_channels : classifier_in_channels(w), hw = is_unet ? uc.resolution : res;
     Tensor x = tensor_new(b, cin, hw, hw), gx = tensor_new(b, cin, hw, hw);
-    Tensor y = is_unet ? tensor_new(b, uc.out_ch, hw, hw) : tensor_new(b, wc.num_classes, 1, 1);
+    Tensor y = is_unet ? tensor_new(b, uc.out_ch, hw, hw) : tensor_new(b, classifier_num_classes(w), 1, 1);
     Tensor gy = tensor_new(y.n, y.c, y.h, y.w);
     for (size_t i = 0; i < tensor_numel(&x); i++) x.data[i] = (float)((i * 2654435761u) % 1000) / 1000.0f;
     for (size_t i = 0; i < tensor_numel(&gy); i++) gy.data[i] = 1e-2f * (float)(i % 7);
@@ -88,10 +88,10 @@ static int measure(const char *arch, const char *cfg, int b, int res, rate *r, d
     for (int rep = 0; rep < 2; rep++) { /* the first round plans and warms caches */
         double t0 = drq_clock_mono();
         if (u) unet_forward(u, &x, t, &y);
-        else wrn_forward(w, &x, &y);
+        else classifier_forward(w, &x, &y);
         double t1 = drq_clock_mono();
         if (u) unet_backward(u, &gy, &gx);
-        else wrn_backward(w, &gy, &gx);
+        else classifier_backward(w, &gy, &gx);
         double t2 = drq_clock_mono();
         long now = rss_bytes();
         if (now > top) top = now;
@@ -102,7 +102,7 @@ static int measure(const char *arch, const char *cfg, int b, int res, rate *r, d
     r->peak = grown > 0 ? (double)grown : 0;
     tensor_free(&x), tensor_free(&gx), tensor_free(&y), tensor_free(&gy), free(t);
     if (u) unet_free(u);
-    if (w) wrn_free(w);
+    classifier_free(w);
     return 0;
 }
 
@@ -128,7 +128,7 @@ static int get_rate(json_t *cache, int *dirty, const char *arch, const char *cfg
 
 /* ---- the report ------------------------------------------------------------ */
 static char *config_arg(const drq_model_spec *ms) {
-    if (!ms->config) return xstrdup("cifar10");
+    if (!ms->config) return xstrdup(!strcmp(ms->arch, "resnet50") ? "imagenet" : "cifar10"); /* the arch's preset */
     if (json_is_string(ms->config)) return xstrdup(json_string_value(ms->config));
     return json_dumps(ms->config, JSON_COMPACT | JSON_SORT_KEYS);
 }
@@ -177,7 +177,7 @@ int dryrun_print(const drq_spec *sp, const dryrun_opts *o, FILE *out) {
     drq_err err = {{0}};
     int64_t shards = drq_spec_shards(sp), jobs = drq_spec_njobs(sp), rows = drq_spec_nrows(sp);
     int64_t per_cell = rows / ((int64_t)sp->npurifiers * sp->nattacks * sp->nseeds); /* images */
-    int res = sp->dataset.kind == DS_CIFAR10 ? 32 : 28;
+    int res = sp->dataset.kind == DS_CIFAR10 ? 32 : sp->dataset.kind == DS_IMAGENET ? 224 : 28;
     double ufwd = 0, uvjp = 0, cfwd = 0, cvjp = 0, noop_s = 0;
     int max_s = 0;
     for (int p = 0; p < sp->npurifiers; p++) {
@@ -207,6 +207,8 @@ int dryrun_print(const drq_spec *sp, const dryrun_opts *o, FILE *out) {
     }
     unet_config uc;
     wrn_config wc;
+    resnet50_config rc50;
+    int ccin = 1; /* the classifier's input channels */
     char *ucfg = sp->diffusion.present ? config_arg(&sp->diffusion) : NULL;
     char *ccfg = sp->classifier.present ? config_arg(&sp->classifier) : NULL;
     double uf = 0, cf = 0;
@@ -217,9 +219,12 @@ int dryrun_print(const drq_spec *sp, const dryrun_opts *o, FILE *out) {
         if (unet_config_parse(ucfg, &uc, &err)) goto fail;
         uf = unet_forward_flops(&uc);
     }
-    if (ccfg) {
+    if (ccfg && !strcmp(sp->classifier.arch, "resnet50")) {
+        if (resnet50_config_parse(ccfg, &rc50, &err)) goto fail;
+        cf = resnet50_forward_flops(&rc50, res), ccin = 3;
+    } else if (ccfg) {
         if (wrn_config_parse(ccfg, &wc, &err)) goto fail;
-        cf = wrn_forward_flops(&wc, res);
+        cf = wrn_forward_flops(&wc, res), ccin = wc.in_channels;
     }
     char b1[64], b2[64], b3[64];
     fprintf(out, "dry run of sweep '%s': nothing submitted, no database written\n", sp->name);
@@ -259,7 +264,7 @@ int dryrun_print(const drq_spec *sp, const dryrun_opts *o, FILE *out) {
     int dirty = 0, saved_threads = drq_get_threads();
     drq_set_threads(thr);
     if (ucfg && (ufwd > 0 || uvjp > 0) && get_rate(cache, &dirty, "ddpm-unet", ucfg, b, thr, res, &ur, &err)) goto fail_rates;
-    if (ccfg && (cfwd > 0 || cvjp > 0) && get_rate(cache, &dirty, "wrn", ccfg, b, thr, res, &cr, &err)) goto fail_rates;
+    if (ccfg && (cfwd > 0 || cvjp > 0) && get_rate(cache, &dirty, sp->classifier.arch, ccfg, b, thr, res, &cr, &err)) goto fail_rates;
     drq_set_threads(saved_threads);
     if (dirty) {
         char tmp[4200];
@@ -267,7 +272,7 @@ int dryrun_print(const drq_spec *sp, const dryrun_opts *o, FILE *out) {
         if (json_dump_file(cache, tmp, JSON_INDENT(1) | JSON_SORT_KEYS) == 0) rename(tmp, cpath);
         else unlink(tmp);
     }
-    double states = (double)(max_s + 4) * b * (sp->classifier.present ? wc.in_channels : 1) * res * res * 4;
+    double states = (double)(max_s + 4) * b * ccin * res * res * 4;
     double data = sp->dataset.kind == DS_NONE ? 0 : (double)sp->dataset.count * res * res * 4 * 3;
     double peak = ur.peak + cr.peak + states + data;
     fprintf(out, "peak_memory_per_worker: %.0f bytes (%.2f GiB at batch %d: models and tapes measured %.2f GiB, "

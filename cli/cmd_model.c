@@ -2,16 +2,18 @@
  * given inputs (users checking a conversion; parity tests), and timing the
  * models on random weights (make bench).
  *
- *   drq model run --arch ddpm-unet|wrn --config cifar10|FILE.json|'{json}'
+ *   drq model run --arch ddpm-unet|wrn|resnet50 --config cifar10|FILE.json|'{json}'
  *                 --weights W.safetensors --in IN.safetensors --out OUT.safetensors [--threads N]
- *   drq model bench --arch ddpm-unet|wrn --config C --batch B [--repeat R] [--vjp] [--threads N] [--res R]
+ *   drq model bench --arch ddpm-unet|wrn|resnet50 --config C --batch B [--repeat R] [--vjp] [--threads N] [--res R]
  *   drq model peak [--threads N] [--size N] [--repeat R]
  * bench prints seconds per image and the achieved GFLOP/s (the forward FLOPs
  * of worker/models/flops.c; a forward + input-VJP counts as two forwards);
- * peak prints oneDNN sgemm's GFLOP/s at size³ (default 2048), the machine's
- * measured peak that make bench compares every model with.
+ * classifiers run at --res (default: ResNet-50 224, WRN 32); peak prints
+ * oneDNN sgemm's GFLOP/s at size³ (default 2048), the machine's measured peak
+ * that make bench compares every model with.
  * run and bench take --device cpu|cuda:N and --precision tf32|fp32 (GPU convolutions).
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +21,7 @@
 #include "../common/safetensors.h"
 #include "../kernels/device.h"
 #include "kernels/cpu/cpu.h"
+#include "worker/models/classifier.h"
 #include "worker/models/models.h"
 #include "cli.h"
 
@@ -31,9 +34,9 @@ typedef struct {
 
 static int usage(void) {
     fprintf(stderr,
-            "usage: drq model run --arch ddpm-unet|wrn --config cifar10|FILE.json|'{json}'\n"
+            "usage: drq model run --arch ddpm-unet|wrn|resnet50 --config cifar10|imagenet|FILE.json|'{json}'\n"
             "                     --weights W.safetensors --in IN.safetensors --out OUT.safetensors [--threads N]\n"
-            "       drq model bench --arch ddpm-unet|wrn --config C --batch B [--repeat R] [--vjp] [--threads N] [--res R]\n"
+            "       drq model bench --arch ddpm-unet|wrn|resnet50 --config C --batch B [--repeat R] [--vjp] [--threads N] [--res R]\n"
             "       drq model peak [--threads N] [--size N] [--repeat R]\n"
             "       either: [--device cpu|cuda:N] [--precision tf32|fp32]\n"
             "IN holds x (N×C×H×W float32), for the UNet also t (N step indices), optionally grad_y;\n"
@@ -43,7 +46,7 @@ static int usage(void) {
 
 static int parse(int argc, char **argv, model_args *a) {
     memset(a, 0, sizeof *a);
-    a->threads = 0, a->batch = 1, a->repeat = 3, a->res = 32, a->size = 2048;
+    a->threads = 0, a->batch = 1, a->repeat = 3, a->res = 0, a->size = 2048;
     for (int i = 2; i < argc; i++) {
         const char *k = argv[i];
         const char **dst = !strcmp(k, "--arch") ? &a->arch : !strcmp(k, "--config") ? &a->config
@@ -78,7 +81,7 @@ static int parse(int argc, char **argv, model_args *a) {
         }
         return 0;
     }
-    if (a->res < 1 || a->res > 4096) {
+    if (a->res > 4096) { /* 0: the classifier's default */
         fprintf(stderr, "drq model: --res: expected 1…4096, got %d\n", a->res);
         return -1;
     }
@@ -86,8 +89,8 @@ static int parse(int argc, char **argv, model_args *a) {
         fprintf(stderr, "drq model: --arch and --config are required\n");
         return -1;
     }
-    if (strcmp(a->arch, "ddpm-unet") && strcmp(a->arch, "wrn")) {
-        fprintf(stderr, "drq model: --arch: expected ddpm-unet or wrn, got '%s'\n", a->arch);
+    if (strcmp(a->arch, "ddpm-unet") && !classifier_arch_known(a->arch)) {
+        fprintf(stderr, "drq model: --arch: expected ddpm-unet, wrn or resnet50, got '%s'\n", a->arch);
         return -1;
     }
     drq_err err;
@@ -103,12 +106,12 @@ static int parse(int argc, char **argv, model_args *a) {
     return 0;
 }
 
-/* A model of either family behind one small interface. */
+/* The UNet or a classifier (worker/models/classifier.h). */
 typedef struct {
     unet *u;
-    wrn *w;
+    classifier *c;
     unet_config uc;
-    wrn_config wc;
+    int is_wrn;
 } any_model;
 
 static int model_open(const model_args *a, st_file *weights, any_model *m, drq_err *err) {
@@ -118,28 +121,28 @@ static int model_open(const model_args *a, st_file *weights, any_model *m, drq_e
         m->u = unet_load_on(&m->uc, weights, 1234, a->dev.kind, err);
         return m->u ? 0 : -1;
     }
-    if (wrn_config_parse(a->config, &m->wc, err)) return -1;
-    m->w = wrn_load_on(&m->wc, weights, 1234, a->dev.kind, err);
-    return m->w ? 0 : -1;
+    m->is_wrn = !strcmp(a->arch, "wrn");
+    m->c = classifier_load(a->arch, a->config, weights, 1234, a->dev.kind, err);
+    return m->c ? 0 : -1;
 }
 
 static void model_close(any_model *m) {
     unet_free(m->u);
-    wrn_free(m->w);
+    classifier_free(m->c);
 }
 
 static Tensor out_tensor(const any_model *m, const Tensor *x, drq_device dev) {
-    return m->u ? tensor_new_on(dev, x->n, m->uc.out_ch, x->h, x->w) : tensor_new_on(dev, x->n, m->wc.num_classes, 1, 1);
+    return m->u ? tensor_new_on(dev, x->n, m->uc.out_ch, x->h, x->w) : tensor_new_on(dev, x->n, classifier_num_classes(m->c), 1, 1);
 }
 
 static void forward(any_model *m, const Tensor *x, const float *t, Tensor *y) {
     if (m->u) unet_forward(m->u, x, t, y);
-    else wrn_forward(m->w, x, y);
+    else classifier_forward(m->c, x, y);
 }
 
 static void backward(any_model *m, const Tensor *gy, Tensor *gx) {
     if (m->u) unet_backward(m->u, gy, gx);
-    else wrn_backward(m->w, gy, gx);
+    else classifier_backward(m->c, gy, gx);
 }
 
 /* Checks IN's tensors against the model: x is N×C×H×W with the model's
@@ -148,19 +151,19 @@ static void backward(any_model *m, const Tensor *gy, Tensor *gx) {
 static int check_inputs(const any_model *m, const st_tensor *x, const st_tensor *t, const st_tensor *gy,
                         const char *path, drq_err *err) {
     if (!x) return drq_errf(err, "%s: no tensor 'x'", path);
-    int cin = m->u ? m->uc.in_channels : m->wc.in_channels;
+    int cin = m->u ? m->uc.in_channels : classifier_in_channels(m->c);
     if (x->ndim != 4 || x->shape[1] != cin || x->shape[0] < 1 || x->shape[2] < 1 || x->shape[3] < 1)
         return drq_errf(err, "%s: tensor 'x' must be N×%d×H×W", path, cin);
     if (m->u && (x->shape[2] != m->uc.resolution || x->shape[3] != m->uc.resolution))
         return drq_errf(err, "%s: tensor 'x' must be N×%d×%d×%d for this config", path, cin, m->uc.resolution,
                         m->uc.resolution);
-    if (m->w && (x->shape[2] < 4 || x->shape[3] < 4))
+    if (m->is_wrn && (x->shape[2] < 4 || x->shape[3] < 4))
         return drq_errf(err, "%s: tensor 'x' is too small for the WRN (H, W ≥ 4)", path);
     if (m->u && (!t || t->numel != (size_t)x->shape[0]))
         return drq_errf(err, "%s: the UNet needs tensor 't' with %lld step indices", path, (long long)x->shape[0]);
     if (gy) {
         size_t want = (size_t)x->shape[0] * (m->u ? (size_t)m->uc.out_ch * x->shape[2] * x->shape[3]
-                                                  : (size_t)m->wc.num_classes);
+                                                  : (size_t)classifier_num_classes(m->c));
         if (gy->numel != want || gy->shape[0] != x->shape[0])
             return drq_errf(err, "%s: tensor 'grad_y' must have the output's shape (%zu values)", path, want);
     }
@@ -182,7 +185,7 @@ static int run(const model_args *a) {
     forward(&m, &x, tt ? tt->data : NULL, &yd);
     tensor_copy(&y, &yd);
     st_out outs[2] = {{"y", 4, {y.n, y.c, y.h, y.w}, y.data}};
-    if (m.w) outs[0].ndim = 2;
+    if (m.c) outs[0].ndim = 2;
     int nout = 1;
     if (tg) {
         Tensor gyh = tensor_wrap(tg->data, y.n, y.c, y.h, y.w), gy = tensor_clone_on(dev, &gyh);
@@ -203,6 +206,19 @@ fail:
     return 1;
 }
 
+/* FLOPs of one forward per image at res (worker/models/flops.c); NaN when the
+ * config does not parse (it did once, in model_open). */
+static double model_flops(const model_args *a, const any_model *m, int res) {
+    drq_err e;
+    if (m->u) return unet_forward_flops(&m->uc);
+    if (m->is_wrn) {
+        wrn_config wc;
+        return wrn_config_parse(a->config, &wc, &e) ? NAN : wrn_forward_flops(&wc, res);
+    }
+    resnet50_config rc;
+    return resnet50_config_parse(a->config, &rc, &e) ? NAN : resnet50_forward_flops(&rc, res);
+}
+
 /* Times forward (and forward + input-VJP with --vjp) on random weights;
  * prints one line: arch config batch threads mode s_per_image params. */
 static int bench(const model_args *a) {
@@ -213,7 +229,9 @@ static int bench(const model_args *a) {
         fprintf(stderr, "drq model bench: %s\n", err.msg);
         return 1;
     }
-    int res = m.u ? m.uc.resolution : a->res, cin = m.u ? m.uc.in_channels : m.wc.in_channels;
+    /* classifiers at --res, by default their dataset's size: ResNet-50 224 (ImageNet), WRN 32 (CIFAR-10) */
+    int res = m.u ? m.uc.resolution : a->res ? a->res : m.is_wrn ? 32 : 224;
+    int cin = m.u ? m.uc.in_channels : classifier_in_channels(m.c);
     drq_device dev = a->dev.kind;
     Tensor xh = tensor_new(a->batch, cin, res, res);
     for (size_t i = 0; i < tensor_numel(&xh); i++) xh.data[i] = (float)((i * 2654435761u) % 1000) / 1000.0f;
@@ -235,10 +253,10 @@ static int bench(const model_args *a) {
     }
     char desc[256];
     drq_device_describe(&a->dev, desc, sizeof desc);
-    double flops = (a->vjp ? 2 : 1) * (m.u ? unet_forward_flops(&m.uc) : wrn_forward_flops(&m.wc, res));
+    double flops = (a->vjp ? 2 : 1) * model_flops(a, &m, res);
     printf("drq %s %s batch=%d threads=%d mode=%s s_per_image=%.6g gflops=%.4g params=%zu device=\"%s\"\n", a->arch,
            a->config, a->batch, drq_get_threads(), a->vjp ? "fwd+vjp" : "fwd", best / a->batch,
-           flops * a->batch / best / 1e9, m.u ? unet_param_count(m.u) : wrn_param_count(m.w), desc);
+           flops * a->batch / best / 1e9, m.u ? unet_param_count(m.u) : classifier_param_count(m.c), desc);
     tensor_free(&xh), tensor_free(&gyh), tensor_free(&x), tensor_free(&gx), tensor_free(&y), tensor_free(&gy), free(t);
     model_close(&m);
     return 0;

@@ -1,5 +1,5 @@
 /* dataset.c — see dataset.h. */
-#include "dataset.h"
+#include "dataset_internal.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -55,8 +55,7 @@ static int ends_with(const char *s, const char *suf) {
 }
 
 /* Checks start/count against total; sets *n to the number of images. */
-static int resolve_range(long start, long count, long total, const char *what, long *n,
-                         drq_err *err) {
+int dataset_resolve_range(long start, long count, long total, const char *what, long *n, drq_err *err) {
     if (start < 0) return drq_errf(err, "start %ld is negative (%s)", start, what);
     if (count < -1) return drq_errf(err, "count %ld is invalid: use -1 for \"to the end\" (%s)", count, what);
     if (start > total)
@@ -340,7 +339,7 @@ static int load_idx(const char *kind, const char *path, const char *split, long 
     size_t hw = (size_t)im.dims[1] * im.dims[2];
     if (idx_check_size(&lb, 1, "labels", err) || idx_check_size(&im, hw, "images", err)) goto done;
     long n;
-    if (resolve_range(start, count, total, img_path, &n, err)) goto done;
+    if (dataset_resolve_range(start, count, total, img_path, &n, err)) goto done;
 
     /* labels: check every one, keep those of the range */
     labels = xmalloc((size_t)n + 1);
@@ -403,9 +402,9 @@ static int load_idx(const char *kind, const char *path, const char *split, long 
     out->w = (int)im.dims[2];
     out->num_classes = NUM_CLASSES;
     out->x = xmalloc(want * sizeof(float));
-    out->y = xmalloc((size_t)n + 1);
+    out->y = xmalloc(((size_t)n + 1) * sizeof *out->y);
     to_float(pix, want, out->x);
-    memcpy(out->y, labels, (size_t)n);
+    for (long i = 0; i < n; i++) out->y[i] = labels[i];
     rc = 0;
 done:
     idx_close(&im);
@@ -471,10 +470,10 @@ static int load_cifar(const char *path, const char *split, long start, long coun
         total += recs[i];
     }
     long n;
-    if (resolve_range(start, count, total, what, &n, err)) goto done;
+    if (dataset_resolve_range(start, count, total, what, &n, err)) goto done;
 
     out->x = xmalloc((size_t)n * CIFAR_PIX * sizeof(float));
-    out->y = xmalloc((size_t)n + 1);
+    out->y = xmalloc(((size_t)n + 1) * sizeof *out->y);
     buf = xmalloc(CIFAR_REC * 256);
     long base = 0, k = 0; /* base: global index of files[i]'s first record; k: images filled */
     for (int i = 0; i < nf && k < n; base += recs[i], i++) {
@@ -542,8 +541,10 @@ int dataset_load(const char *kind, const char *path, const char *split, long sta
         rc = load_cifar(path, split, start, count, out, err);
     else if (strcmp(kind, "mnist") == 0 || strcmp(kind, "fashion-mnist") == 0)
         rc = load_idx(kind, path, split, start, count, out, err);
+    else if (strcmp(kind, "imagenet") == 0)
+        rc = dataset_load_imagenet(path, split, start, count, out, err);
     else
-        return drq_errf(err, "unknown dataset kind \"%s\" (expected cifar10, mnist or fashion-mnist)", kind);
+        return drq_errf(err, "unknown dataset kind \"%s\" (expected cifar10, mnist, fashion-mnist or imagenet)", kind);
     if (rc) dataset_free(out);
     return rc;
 }

@@ -39,7 +39,7 @@
 typedef struct {
     int n, c, h, w;
     float *x;   /* n×c×h×w in [0,1] */
-    uint8_t *y; /* n labels, each < num_classes */
+    uint16_t *y; /* n labels, each < num_classes (ImageNet: 1000) */
     int num_classes;
 } drq_dataset;
 

@@ -158,7 +158,7 @@ static int first_duplicate(key_ref *refs, int n, int *first) {
 
 /* ---- objects ------------------------------------------------------------ */
 
-static const char *const dataset_kinds[] = {"none", "cifar10", "mnist", "fashion-mnist", NULL};
+static const char *const dataset_kinds[] = {"none", "cifar10", "mnist", "fashion-mnist", "imagenet", NULL};
 static const char *const purifier_kinds[] = {"none", "ddpm", "reverse", "ddim", NULL};
 static const char *const var_kinds[] = {"fixedlarge", "fixedsmall", NULL};
 static const char *const attack_kinds[] = {"pgd", "bpda", "noop", NULL}; /* accepted in attacks[] */
@@ -178,8 +178,10 @@ int drq_kind_is_analysis(drq_attack_kind k) { return k == ATK_VARIANCE || k == A
 const char *drq_estimator_name(drq_estimator e) { return estimator_names[e]; }
 const char *drq_dataset_kind_name(drq_dataset_kind k) { return dataset_kinds[k]; }
 
-/* Test-split sizes, the default image count of a real dataset. */
+/* Test-split sizes, the default image count of a real dataset (ImageNet:
+ * the validation set). */
 #define DATASET_DEFAULT_SIZE 10000
+#define DATASET_IMAGENET_SIZE 50000
 
 static int parse_dataset(const json_t *v, drq_dataset_spec *d, drq_err *err) {
     static const char *const keys[] = {"kind", "path", "start", "count", NULL};
@@ -194,14 +196,15 @@ static int parse_dataset(const json_t *v, drq_dataset_spec *d, drq_err *err) {
     if (rc && d->kind == DS_NONE) return drq_errf(err, "dataset.path: not allowed for dataset kind \"none\"");
     d->path = p ? xstrdup(p) : NULL;
     if (drq_json_get_int(v, path, "start", 0, 0, INT64_C(1000000000), 0, &d->start, err) < 0) return -1;
+    int64_t size = d->kind == DS_IMAGENET ? DATASET_IMAGENET_SIZE : DATASET_DEFAULT_SIZE;
     if (drq_json_get_int(v, path, "count", d->kind == DS_NONE, 1, INT64_C(1000000000),
-                d->start < DATASET_DEFAULT_SIZE ? DATASET_DEFAULT_SIZE - d->start : 1, &d->count, err) < 0)
+                d->start < size ? size - d->start : 1, &d->count, err) < 0)
         return -1;
     return 0;
 }
 
 /* The architectures the engine builds (worker/models/models.h), per role. */
-static const char *const classifier_archs[] = {"wrn", NULL};
+static const char *const classifier_archs[] = {"wrn", "resnet50", NULL};
 static const char *const diffusion_archs[] = {"ddpm-unet", NULL};
 
 static int parse_model(const json_t *root, const char *key, int required, const char *why,

@@ -24,7 +24,7 @@
 #include "row.h"
 #include "util.h"
 
-typedef enum { DS_NONE, DS_CIFAR10, DS_MNIST, DS_FASHION_MNIST } drq_dataset_kind;
+typedef enum { DS_NONE, DS_CIFAR10, DS_MNIST, DS_FASHION_MNIST, DS_IMAGENET } drq_dataset_kind;
 typedef enum { PUR_NONE, PUR_DDPM, PUR_REVERSE, PUR_DDIM } drq_purifier_kind;
 typedef enum { VAR_FIXEDLARGE, VAR_FIXEDSMALL } drq_var_kind;
 /* The analyses (spec key "analyses", docs/spec.md) are kinds of the same

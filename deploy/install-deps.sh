@@ -8,6 +8,8 @@ PKGS=(
   libopenblas0-pthread                               # only for benchmarks: PyTorch's BLAS (docs/design.md §Numerics)
   libjansson-dev libzmq3-dev libuv1-dev libsqlite3-dev zlib1g-dev sqlite3
   libmicrohttpd-dev                                  # drq-server --http: the dashboard and /metrics
+  libjpeg62-turbo-dev                                # ImageNet validation JPEGs (libjpeg-turbo)
+  python3-pil                                        # test only: Pillow, the oracle of Res256Crop224 (tests/test_res256.sh)
   gnuplot-nox                                        # drq report --out: the PNG and SVG plots (docs/report.md)
   libpng-dev                                         # drq results --images, the report's image grid: PNG writing (docs/report.md)
   python3-torch python3-numpy                        # test oracle and training only

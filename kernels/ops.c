@@ -277,6 +277,30 @@ void concat_backward_input_at(const char *file, int line, const Tensor *gy, Tens
     backend_of(gy)->concat_backward_input(gy, ga, gb);
 }
 
+/* k, stride, pad and the output size, as ops.h's maxpool2d comment says */
+#define MAXPOOL_REQUIRE(op, x, y)                                                                        \
+    do {                                                                                                 \
+        SAME_DEV(op, x, y);                                                                              \
+        REQUIRE(k >= 1 && stride >= 1 && pad >= 0 && 2 * pad <= k && x->h + 2 * pad >= k && x->w + 2 * pad >= k, \
+                op, x, y);                                                                               \
+        REQUIRE(y->n == x->n && y->c == x->c && y->h == maxpool2d_out(x->h, k, stride, pad) &&           \
+                    y->w == maxpool2d_out(x->w, k, stride, pad),                                         \
+                op, x, y);                                                                               \
+    } while (0)
+
+void maxpool2d_forward_at(const char *file, int line, const Tensor *x, int k, int stride, int pad, Tensor *y) {
+    MAXPOOL_REQUIRE("maxpool2d_forward", x, y);
+    backend_of(x)->maxpool2d_forward(x, k, stride, pad, y);
+}
+
+void maxpool2d_backward_input_at(const char *file, int line, const Tensor *x, const Tensor *gy, int k, int stride,
+                                 int pad, Tensor *gx) {
+    MAXPOOL_REQUIRE("maxpool2d_backward_input", x, gy);
+    SAME("maxpool2d_backward_input", x, gx);
+    REQUIRE(gx->data != gy->data, "maxpool2d_backward_input", gy, gx);
+    backend_of(x)->maxpool2d_backward_input(x, gy, k, stride, pad, gx);
+}
+
 void timestep_embedding_forward_at(const char *file, int line, const float *t, int n, int dim, Tensor *y) {
     REQUIRE(y->n == n && y->c * y->h * y->w == dim && dim >= 4, "timestep_embedding_forward", y, y);
     backend_of(y)->timestep_embedding_forward(t, n, dim, y);

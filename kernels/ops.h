@@ -120,6 +120,16 @@ void avgpool_global_backward_input_at(DRQ_OP_SITE, const Tensor *gy, Tensor *gx)
 void concat_forward_at(DRQ_OP_SITE, const Tensor *a, const Tensor *b, Tensor *y); /* along channels */
 void concat_backward_input_at(DRQ_OP_SITE, const Tensor *gy, Tensor *ga, Tensor *gb);
 
+/* ---- max pooling (ResNet stem) ------------------------------------------
+ * k × k windows, stride s, implicit -inf padding p on every side (p ≤ k/2, so
+ * every window holds an input element); y is floor((H + 2p − k)/s) + 1 per
+ * side (PyTorch's ceil_mode=False).  Ties: the first maximum of the window in
+ * row-major order takes the whole gradient, as PyTorch's CPU and CUDA
+ * kernels do.  The backward recomputes the argmax from x (nothing saved). */
+static inline int maxpool2d_out(int in, int k, int stride, int pad) { return (in + 2 * pad - k) / stride + 1; }
+void maxpool2d_forward_at(DRQ_OP_SITE, const Tensor *x, int k, int stride, int pad, Tensor *y);
+void maxpool2d_backward_input_at(DRQ_OP_SITE, const Tensor *x, const Tensor *gy, int k, int stride, int pad, Tensor *gx);
+
 /* ---- sinusoidal timestep embedding -------------------------------------
  * y[i] = [sin(t_i f_0..f_{half-1}), cos(t_i f_0..)], f_k = exp(-k ln(10000)/(half-1));
  * dim even.  The backward gives d/dt (t is a float step index). */
@@ -180,6 +190,8 @@ void normal_fill(const uint64_t *keys, Tensor *y);
 #define avgpool_global_backward_input(...) avgpool_global_backward_input_at(__FILE__, __LINE__, __VA_ARGS__)
 #define concat_forward(...) concat_forward_at(__FILE__, __LINE__, __VA_ARGS__)
 #define concat_backward_input(...) concat_backward_input_at(__FILE__, __LINE__, __VA_ARGS__)
+#define maxpool2d_forward(...) maxpool2d_forward_at(__FILE__, __LINE__, __VA_ARGS__)
+#define maxpool2d_backward_input(...) maxpool2d_backward_input_at(__FILE__, __LINE__, __VA_ARGS__)
 #define timestep_embedding_forward(...) timestep_embedding_forward_at(__FILE__, __LINE__, __VA_ARGS__)
 #define timestep_embedding_backward_input(...) timestep_embedding_backward_input_at(__FILE__, __LINE__, __VA_ARGS__)
 #define affine_clamp_forward(...) affine_clamp_forward_at(__FILE__, __LINE__, __VA_ARGS__)
@@ -230,6 +242,8 @@ typedef struct drq_backend {
     void (*avgpool_global_backward_input)(const Tensor *gy, Tensor *gx);
     void (*concat_forward)(const Tensor *a, const Tensor *b, Tensor *y);
     void (*concat_backward_input)(const Tensor *gy, Tensor *ga, Tensor *gb);
+    void (*maxpool2d_forward)(const Tensor *x, int k, int stride, int pad, Tensor *y);
+    void (*maxpool2d_backward_input)(const Tensor *x, const Tensor *gy, int k, int stride, int pad, Tensor *gx);
     void (*timestep_embedding_forward)(const float *t, int n, int dim, Tensor *y);
     void (*timestep_embedding_backward_input)(const float *t, int n, int dim, const Tensor *gy, float *gt);
     void (*affine_clamp_forward)(const Tensor *x, float a, float b, float lo, float hi, Tensor *y);

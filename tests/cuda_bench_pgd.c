@@ -57,7 +57,8 @@ int main(int argc, char **argv) {
     }
     purify_config pc = {.kind = PURIFY_DDPM, .t_star = tstar, .clamp_out = 1};
     purifier *p = purifier_new(u, &pc);
-    attack_models am = {w, p, 10, NULL};
+    classifier *cw = classifier_wrap_wrn(w);
+    attack_models am = {cw, p, 10, NULL};
     attack_config ac = {.eps = 8.0 / 255, .steps = steps, .stepsize = 2.0 / 255, .random_start = 1, .seed = 1};
     Tensor x = tensor_new(batch, 3, 32, 32);
     for (size_t i = 0; i < tensor_numel(&x); i++) x.data[i] = (float)((i * 2654435761u) % 1000) / 1000.0f;
@@ -81,7 +82,7 @@ int main(int argc, char **argv) {
     attack_state_free(&st);
     attack_models_release(&am);
     purifier_free(p);
-    unet_free(u), wrn_free(w);
+    classifier_free(cw), unet_free(u), wrn_free(w);
     tensor_free(&x), free(label), free(image);
     return 0;
 }

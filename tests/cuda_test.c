@@ -233,6 +233,10 @@ static void r_resample(side *s) {
     avgpool_global_forward(&s->in[0], &s->out[2]);
     avgpool_global_backward_input(&s->in[2], &s->out[3]);
 }
+static void r_maxpool(side *s) { /* the ResNet stem's 3×3 stride 2 pad 1, on an odd 9×8 plane */
+    maxpool2d_forward(&s->in[0], 3, 2, 1, &s->out[0]);
+    maxpool2d_backward_input(&s->in[0], &s->in[1], 3, 2, 1, &s->out[1]);
+}
 static void r_concat(side *s) {
     concat_forward(&s->in[0], &s->in[1], &s->out[0]);
     concat_backward_input(&s->in[2], &s->out[1], &s->out[2]);
@@ -280,6 +284,7 @@ static const op_case OPS[] = {
      {{2, 24, 8, 8}, {2, 24, 8, 8}, {2, 24, 8, 8}, {2, 24, 8, 8}}, {0}, {0}, {0}, r_attn},
     {"upsample/avgpool", {{2, 3, 5, 6}, {2, 3, 10, 12}, {2, 3, 1, 1}},
      {{2, 3, 10, 12}, {2, 3, 5, 6}, {2, 3, 1, 1}, {2, 3, 5, 6}}, {0}, {0}, {0}, r_resample},
+    {"maxpool2d", {{2, 3, 9, 8}, {2, 3, 5, 4}}, {{2, 3, 5, 4}, {2, 3, 9, 8}}, {0}, {0}, {0}, r_maxpool},
     {"concat", {{2, 3, 4, 5}, {2, 6, 4, 5}, {2, 9, 4, 5}}, {{2, 9, 4, 5}, {2, 3, 4, 5}, {2, 6, 4, 5}}, {0}, {0},
      {0}, r_concat},
     {"timestep_embedding", {{5, 64, 1, 1}}, {{5, 64, 1, 1}, {5, 1, 1, 1}}, {0}, {0}, {0}, r_temb},
@@ -344,7 +349,7 @@ static void test_noise(void) {
  * ===================================================================== */
 typedef struct {
     unet *u;
-    wrn *w;
+    classifier *w;
     const float *t;
     const Tensor *gy;
     purifier *p;
@@ -355,7 +360,7 @@ static double fd_loss_gpu(void *vc, const Tensor *x) {
     fd_ctx *c = vc;
     Tensor xd = tensor_clone_on(DRQ_CUDA, x), yd = tensor_new_on(DRQ_CUDA, c->gy->n, c->gy->c, c->gy->h, c->gy->w);
     if (c->u) unet_forward(c->u, &xd, c->t, &yd);
-    else if (c->w) wrn_forward(c->w, &xd, &yd);
+    else if (c->w) classifier_forward(c->w, &xd, &yd);
     else {
         uint64_t om[8] = {5, 5, 5, 5, 5, 5, 5, 5};
         int64_t im[8] = {0, 1, 2, 3, 4, 5, 6, 7};
@@ -373,6 +378,7 @@ static float frand(void) { return nrand(); } /* fd.h takes a float generator */
 typedef struct {
     const char *cfg, *weights, *io; /* weights NULL: random parameters */
     int is_unet;
+    const char *arch; /* a classifier's (classifier.h); NULL: wrn */
 } model_case;
 
 /* Forward + VJP of one model on both devices; FD on the GPU for fixtures. */
@@ -380,16 +386,16 @@ static void test_model(const model_case *mc, const char *prec, double tol, int f
     drq_err err = {{0}};
     st_file wf = {0};
     char nm[200];
-    snprintf(nm, sizeof nm, "%s %s [%s]", mc->is_unet ? "unet" : "wrn", mc->cfg, prec);
+    const char *arch = mc->is_unet ? "unet" : mc->arch ? mc->arch : "wrn";
+    snprintf(nm, sizeof nm, "%s %s [%s]", arch, mc->cfg, prec);
     P->set_precision(prec);
     if (mc->weights && st_load(mc->weights, &wf, &err)) {
         CHECK_MSG(0, "%s: %s", nm, err.msg);
         return;
     }
     unet_config uc;
-    wrn_config wc;
     unet *uh = NULL, *ud = NULL;
-    wrn *wh = NULL, *wd = NULL;
+    classifier *wh = NULL, *wd = NULL;
     int cin, res, cout;
     if (mc->is_unet) {
         CHECK_MSG(unet_config_parse(mc->cfg, &uc, &err) == 0, "%s", err.msg);
@@ -397,10 +403,11 @@ static void test_model(const model_case *mc, const char *prec, double tol, int f
         ud = unet_load_on(&uc, mc->weights ? &wf : NULL, 7, DRQ_CUDA, &err);
         cin = uc.in_channels, res = uc.resolution, cout = uc.out_ch;
     } else {
-        CHECK_MSG(wrn_config_parse(mc->cfg, &wc, &err) == 0, "%s", err.msg);
-        wh = wrn_load(&wc, mc->weights ? &wf : NULL, 7, &err);
-        wd = wrn_load_on(&wc, mc->weights ? &wf : NULL, 7, DRQ_CUDA, &err);
-        cin = wc.in_channels, res = 32, cout = wc.num_classes;
+        wh = classifier_load(arch, mc->cfg, mc->weights ? &wf : NULL, 7, DRQ_CPU, &err);
+        wd = classifier_load(arch, mc->cfg, mc->weights ? &wf : NULL, 7, DRQ_CUDA, &err);
+        /* the classifier's dataset size: CIFAR-10 32, ImageNet 224 */
+        cin = wh ? classifier_in_channels(wh) : 3, res = strcmp(arch, "wrn") ? 224 : 32;
+        cout = wh ? classifier_num_classes(wh) : 1;
     }
     CHECK_MSG((uh && ud) || (wh && wd), "%s: load: %s", nm, err.msg);
     if (!(uh && ud) && !(wh && wd)) return;
@@ -416,8 +423,8 @@ static void test_model(const model_case *mc, const char *prec, double tol, int f
         unet_forward(uh, &x, t, &y), unet_backward(uh, &gy, &gx);
         unet_forward(ud, &xd, t, &yd), unet_backward(ud, &gyd, &gxd);
     } else {
-        wrn_forward(wh, &x, &y), wrn_backward(wh, &gy, &gx);
-        wrn_forward(wd, &xd, &yd), wrn_backward(wd, &gyd, &gxd);
+        classifier_forward(wh, &x, &y), classifier_backward(wh, &gy, &gx);
+        classifier_forward(wd, &xd, &yd), classifier_backward(wd, &gyd, &gxd);
     }
     char k[240];
     snprintf(k, sizeof k, "%s forward", nm); CHECK_NMSE(k, &yd, &y, tol);
@@ -440,7 +447,7 @@ static void test_model(const model_case *mc, const char *prec, double tol, int f
     }
     Tensor *ts[] = {&x, &gy, &y, &gx, &xd, &gyd, &yd, &gxd};
     for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) tensor_free(ts[i]);
-    unet_free(uh), unet_free(ud), wrn_free(wh), wrn_free(wd);
+    unet_free(uh), unet_free(ud), classifier_free(wh), classifier_free(wd);
     st_free(&wf);
     P->set_precision("fp32");
 }
@@ -563,7 +570,8 @@ static void pgd_run(drq_device dev, purify_config pc, const Tensor *x, const int
     wrn *w = fixture_model("wrn_small", 0, &ww, dev);
     if (!u || !w) return;
     purifier *p = purifier_new(u, &pc);
-    attack_models am = {w, p, 10, NULL};
+    classifier *cw = classifier_wrap_wrn(w);
+    attack_models am = {cw, p, 10, NULL};
     attack_config ac = pgd_ref_attack();
     attack_state st;
     int64_t image[2] = {0, 1};
@@ -575,7 +583,7 @@ static void pgd_run(drq_device dev, purify_config pc, const Tensor *x, const int
     attack_state_free(&st);
     attack_models_release(&am);
     purifier_free(p);
-    unet_free(u), wrn_free(w);
+    classifier_free(cw), unet_free(u), wrn_free(w);
     st_free(&wu), st_free(&ww);
 }
 
@@ -637,11 +645,13 @@ int main(void) {
     test_noise();
     test_op_fd();
     static const model_case models[] = {
-        {"tests/fixtures/unet_tiny.json", "tests/fixtures/unet_tiny.weights.safetensors", NULL, 1},
-        {"tests/fixtures/unet_small.json", "tests/fixtures/unet_small.weights.safetensors", NULL, 1},
-        {"tests/fixtures/wrn_small.json", "tests/fixtures/wrn_small.weights.safetensors", NULL, 0},
-        {"cifar10", NULL, NULL, 1},
-        {"cifar10", NULL, NULL, 0},
+        {"tests/fixtures/unet_tiny.json", "tests/fixtures/unet_tiny.weights.safetensors", NULL, 1, NULL},
+        {"tests/fixtures/unet_small.json", "tests/fixtures/unet_small.weights.safetensors", NULL, 1, NULL},
+        {"tests/fixtures/wrn_small.json", "tests/fixtures/wrn_small.weights.safetensors", NULL, 0, NULL},
+        {"cifar10", NULL, NULL, 1, NULL},
+        {"cifar10", NULL, NULL, 0, NULL},
+        {"tests/fixtures/resnet_tiny.json", "tests/fixtures/resnet_tiny.weights.safetensors", NULL, 0, "resnet50"},
+        {"imagenet", NULL, NULL, 0, "resnet50"},
     };
     for (size_t i = 0; i < sizeof models / sizeof models[0]; i++) {
         int fixture = models[i].weights != NULL;

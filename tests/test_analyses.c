@@ -195,7 +195,7 @@ static double ce_loss(void *vc, const Tensor *x) {
     fd_ctx *c = vc;
     Tensor px = tensor_new(x->n, x->c, x->h, x->w), lg = tensor_new(x->n, c->am->classes, 1, 1);
     purifier_forward(c->am->pur, x, c->om, c->image, 0, &px, NULL);
-    wrn_forward(c->am->clf, &px, &lg);
+    classifier_forward(c->am->clf, &px, &lg);
     double s = 0;
     for (int i = 0; i < x->n; i++) {
         const float *l = lg.data + i * c->am->classes;

@@ -11,7 +11,8 @@
  * must be bit-identical at batch 1, 2, 3, 5, 8 and 13 and at 1, 2, 3 and 4
  * threads.
  * Part 2, whole models: the demo UNet and WRN (their real configs, random
- * weights), the CIFAR-10 UNet and WRN-28-10 and a 2-channel UNet; forward
+ * weights), the CIFAR-10 UNet and WRN-28-10, ImageNet's ResNet-50 at 224×224
+ * and a 2-channel UNet; forward
  * and input-VJP of a batch of 3 at 1, 2 and 3 threads against each image
  * alone at 1 thread.  This covers every op and every GEMM shape (M = 1 and
  * M > 1) the models run.
@@ -25,6 +26,7 @@
 
 #include "../common/util.h"
 #include "../kernels/ops.h"
+#include "worker/models/classifier.h"
 #include "worker/models/models.h"
 #include "check.h"
 
@@ -122,7 +124,7 @@ static void conv_case_run(const conv_case *sh) {
 
 /* ---- whole models --------------------------------------------------------- */
 typedef struct {
-    const char *name, *arch, *config; /* arch "unet" or "wrn"; config as for drq model --config */
+    const char *name, *arch, *config; /* arch "unet" or a classifier's; config as for drq model --config */
     int in_c, hw;
 } model_case;
 
@@ -131,6 +133,7 @@ static const model_case model_cases[] = {
     {"demo wrn-16-2", "wrn", "examples/models/fmnist-wrn.json", 1, 28},
     {"cifar10 unet", "unet", "cifar10", 3, 32},
     {"cifar10 wrn-28-10", "wrn", "cifar10", 3, 32},
+    {"imagenet resnet50", "resnet50", "imagenet", 3, 224},
     {"2-channel unet", "unet",
      "{\"resolution\":16,\"in_channels\":2,\"out_ch\":2,\"ch\":32,\"ch_mult\":[1,2],\"num_res_blocks\":1,"
      "\"attn_resolutions\":[8]}",
@@ -139,7 +142,7 @@ static const model_case model_cases[] = {
 
 typedef struct {
     unet *u;
-    wrn *w;
+    classifier *w;
     int out_c, out_hw;
 } net;
 
@@ -153,8 +156,8 @@ static void net_run(net *m, const Tensor *x, const float *t, const Tensor *gy, i
         unet_forward(m->u, &xn, t + i0, &yn);
         unet_backward(m->u, &gyn, &gxn);
     } else {
-        wrn_forward(m->w, &xn, &yn);
-        wrn_backward(m->w, &gyn, &gxn);
+        classifier_forward(m->w, &xn, &yn);
+        classifier_backward(m->w, &gyn, &gxn);
     }
 }
 
@@ -167,10 +170,8 @@ static void model_case_run(const model_case *mc) {
         m.u = unet_load(&c, NULL, 11, &err);
         m.out_c = c.out_ch, m.out_hw = c.resolution;
     } else {
-        wrn_config c;
-        if (wrn_config_parse(mc->config, &c, &err)) { CHECK_MSG(0, "%s: %s", mc->name, err.msg); return; }
-        m.w = wrn_load(&c, NULL, 13, &err);
-        m.out_c = c.num_classes, m.out_hw = 1;
+        m.w = classifier_load(mc->arch, mc->config, NULL, 13, DRQ_CPU, &err);
+        m.out_c = m.w ? classifier_num_classes(m.w) : 0, m.out_hw = 1;
     }
     if (!m.u && !m.w) { CHECK_MSG(0, "%s: load: %s", mc->name, err.msg); return; }
     enum { N = 3 };
@@ -197,7 +198,7 @@ static void model_case_run(const model_case *mc) {
     tensor_free(&x), tensor_free(&gy);
     free(y1), free(g1), free(yb), free(gb);
     if (m.u) unet_free(m.u);
-    if (m.w) wrn_free(m.w);
+    classifier_free(m.w);
 }
 
 int main(void) {

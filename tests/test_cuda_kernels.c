@@ -191,6 +191,31 @@ static void test_index_kernels(void) {
     for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) tensor_free(ts[i]);
 }
 
+/* ---- max pooling: forward per output, backward as a gather per input ---- */
+static void test_maxpool(void) {
+    /* (k, stride, pad): the ResNet stem, non-overlapping, stride 1; ties included (rounded inputs) */
+    const int geo[3][3] = {{3, 2, 1}, {2, 2, 0}, {3, 1, 1}};
+    for (int g = 0; g < 3; g++) {
+        int K = geo[g][0], S = geo[g][1], P = geo[g][2], H = 9, W = 8;
+        int OH = maxpool2d_out(H, K, S, P), OW = maxpool2d_out(W, K, S, P);
+        Tensor x = rnd(2, 3, H, W), gy = rnd(2, 3, OH, OW);
+        for (size_t i = 0; i < tensor_numel(&x); i++) x.data[i] = roundf(2 * x.data[i]); /* many ties */
+        Tensor y = tensor_new(2, 3, OH, OW), yr = like(&y), gx = like(&x), gxr = like(&x);
+        maxpool_args a = {x.data, gy.data, y.data, H, W, OH, OW, K, S, P};
+        RUN_PW(K_maxpool_fwd, a, tensor_numel(&y));
+        maxpool2d_forward(&x, K, S, P, &yr);
+        char nm[80];
+        snprintf(nm, sizeof nm, "maxpool fwd k%d s%d p%d", K, S, P);
+        CHECK_CLOSE(nm, &y, &yr, 0);
+        a.y = gx.data;
+        RUN_PW(K_maxpool_bwd, a, tensor_numel(&gx));
+        maxpool2d_backward_input(&x, &gy, K, S, P, &gxr);
+        snprintf(nm, sizeof nm, "maxpool bwd k%d s%d p%d (gather = scatter, same order)", K, S, P);
+        CHECK_CLOSE(nm, &gx, &gxr, 0);
+        tensor_free(&x), tensor_free(&gy), tensor_free(&y), tensor_free(&yr), tensor_free(&gx), tensor_free(&gxr);
+    }
+}
+
 /* ---- reductions --------------------------------------------------------- */
 /* k_group_norm_fwd / _bwd on the CPU: each row's phases over nt simulated threads */
 static void sim_gn_forward(gn_args a, int rows, int nt) {
@@ -397,6 +422,7 @@ int main(void) {
     drq_set_threads(1);
     test_pointwise();
     test_index_kernels();
+    test_maxpool();
     test_reductions();
     test_gemm_plans();
     return CHECK_DONE();

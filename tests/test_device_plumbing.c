@@ -295,9 +295,10 @@ static void test_attacks(unet *uc, unet *ud, wrn *wc, wrn *wd) {
          .votes = 3, .seed = 5},
         {.eps = 0.1, .steps = 1, .stepsize = 0.03, .mode = OMEGA_FRESH, .votes = 2, .seed = 6, .bpda = 1},
     };
+    classifier *cc = classifier_wrap_wrn(wc), *cd = classifier_wrap_wrn(wd);
     for (size_t c = 0; c < sizeof acs / sizeof acs[0]; c++) {
         purifier *pc = purifier_new(uc, &pcfg), *pd = purifier_new(ud, &pcfg);
-        attack_models mc = {wc, pc, 10, NULL}, md = {wd, pd, 10, NULL};
+        attack_models mc = {cc, pc, 10, NULL}, md = {cd, pd, 10, NULL};
         attack_state sc, sd;
         attack_begin(&acs[c], &x, image, &sc), attack_begin(&acs[c], &x, image, &sd);
         for (int k = 0; k < acs[c].steps; k++)
@@ -312,6 +313,7 @@ static void test_attacks(unet *uc, unet *ud, wrn *wc, wrn *wd) {
         attack_models_release(&mc), attack_models_release(&md);
         purifier_free(pc), purifier_free(pd);
     }
+    classifier_free(cc), classifier_free(cd);
     tensor_free(&x);
 }
 

@@ -194,13 +194,13 @@ static void test_bpda_gradient(void) {
     uint64_t om[2] = {5, 5};
     attack_gradient(&ac, &am, &x, label, image, 5, &g, NULL);
     purifier_forward(p, &x, om, image, 0, &px, NULL);
-    wrn_forward(em.clf, &px, &lg);
+    classifier_forward(em.clf, &px, &lg);
     for (int i = 0; i < 2; i++) {
         double z = 0;
         for (int k = 0; k < 10; k++) z += exp(lg.data[i * 10 + k]);
         for (int k = 0; k < 10; k++) gl.data[i * 10 + k] = (float)(exp(lg.data[i * 10 + k]) / z) - (k == label[i]);
     }
-    wrn_backward(em.clf, &gl, &gref);
+    classifier_backward(em.clf, &gl, &gref);
     CHECK_LE(rel_l2(g.data, gref.data, tensor_numel(&g)), 1e-6, "bpda gradient vs classifier gradient at P(x)");
     tensor_free(&x), tensor_free(&g), tensor_free(&px), tensor_free(&lg), tensor_free(&gl), tensor_free(&gref);
     attack_models_release(&am);

@@ -313,6 +313,56 @@ static void r_cat(const OpCase *k, const float *x, double *y) {
     }
 }
 
+/* max pooling: groups = k, a = stride, b = pad (ops.h: -inf padding) */
+static void f_maxp(const OpCase *k, const Tensor *x, Tensor *y) { maxpool2d_forward(x, k->groups, (int)k->a, (int)k->b, y); }
+static void b_maxp(const OpCase *k, const Tensor *x, const Tensor *gy, Tensor *gx) {
+    maxpool2d_backward_input(x, gy, k->groups, (int)k->a, (int)k->b, gx);
+}
+static void r_maxp(const OpCase *k, const float *x, double *y) {
+    int K = k->groups, S = (int)k->a, P = (int)k->b;
+    for (int p = 0; p < k->n * k->c; p++)
+        for (int oy = 0; oy < k->oh; oy++)
+            for (int ox = 0; ox < k->ow; ox++) {
+                double m = -INFINITY;
+                for (int i = 0; i < K; i++)
+                    for (int j = 0; j < K; j++) {
+                        int r = oy * S - P + i, c = ox * S - P + j;
+                        if (r >= 0 && r < k->h && c >= 0 && c < k->w && x[((size_t)p * k->h + r) * k->w + c] > m)
+                            m = x[((size_t)p * k->h + r) * k->w + c];
+                    }
+                y[((size_t)p * k->oh + oy) * k->ow + ox] = m;
+            }
+}
+/* Distinct values 0.1 apart (a shuffled ramp): no window has two maxima
+ * within the finite-difference step, so the VJP is the exact derivative. */
+static void p_maxp(const OpCase *k, float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] = 0.1f * (float)i - 0.05f * (float)n;
+    for (size_t i = n - 1; i > 0; i--) {
+        size_t j = (size_t)(urand() * (i + 1));
+        float t = x[i];
+        x[i] = x[j], x[j] = t;
+    }
+}
+
+/* Ties: on a constant plane every window's gradient goes to its first
+ * element in row-major order (PyTorch's rule); with padding the first is the
+ * first element inside the image. */
+static void test_maxpool_ties(void) {
+    Tensor x = tensor_new(1, 1, 4, 5), gy = tensor_new(1, 1, 2, 3), gx = tensor_new(1, 1, 4, 5);
+    for (int i = 0; i < 20; i++) x.data[i] = 0.5f;
+    for (int i = 0; i < 6; i++) gy.data[i] = (float)(1 << i);
+    maxpool2d_backward_input(&x, &gy, 3, 2, 1, &gx);
+    /* window (oy, ox) starts at row 2·oy − 1, column 2·ox − 1, clipped to 0 */
+    float want[20] = {0};
+    for (int oy = 0; oy < 2; oy++)
+        for (int ox = 0; ox < 3; ox++) {
+            int r = oy ? 2 * oy - 1 : 0, c = ox ? 2 * ox - 1 : 0;
+            want[r * 5 + c] += gy.data[oy * 3 + ox];
+        }
+    for (int i = 0; i < 20; i++) CHECK_CMP_DBL(gx.data[i], ==, want[i]);
+    tensor_free(&x), tensor_free(&gy), tensor_free(&gx);
+}
+
 /* timestep embedding: input n t-values (n × 1), output n × dim; t in [0, 999] */
 static void f_temb(const OpCase *k, const Tensor *x, Tensor *y) { timestep_embedding_forward(x->data, k->n, k->oc, y); }
 static void b_temb(const OpCase *k, const Tensor *x, const Tensor *gy, Tensor *gx) {
@@ -537,6 +587,12 @@ int main(void) {
          .bwd = b_up, .ref = r_up},
         {.name = "avgpool_global", .n = 3, .c = 5, .h = 7, .w = 9, .on = 3, .oc = 5, .oh = 1, .ow = 1,
          .fwd = f_pool, .bwd = b_pool, .ref = r_pool},
+        {.name = "maxpool_k3s2p1", .n = 2, .c = 3, .h = 9, .w = 7, .on = 2, .oc = 3, .oh = 5, .ow = 4, .fwd = f_maxp,
+         .bwd = b_maxp, .ref = r_maxp, .groups = 3, .a = 2, .b = 1, .prep = p_maxp},
+        {.name = "maxpool_k2s2p0", .n = 1, .c = 2, .h = 6, .w = 8, .on = 1, .oc = 2, .oh = 3, .ow = 4, .fwd = f_maxp,
+         .bwd = b_maxp, .ref = r_maxp, .groups = 2, .a = 2, .b = 0, .prep = p_maxp},
+        {.name = "maxpool_k3s1p1", .n = 2, .c = 2, .h = 5, .w = 6, .on = 2, .oc = 2, .oh = 5, .ow = 6, .fwd = f_maxp,
+         .bwd = b_maxp, .ref = r_maxp, .groups = 3, .a = 1, .b = 1, .prep = p_maxp},
         {.name = "concat_first", .n = 2, .c = 3, .h = 5, .w = 3, .on = 2, .oc = 7, .oh = 5, .ow = 3, .fwd = f_cat,
          .bwd = b_cat, .ref = r_cat, .groups = 4, .p0 = cato},
         {.name = "concat_second", .n = 2, .c = 3, .h = 5, .w = 3, .on = 2, .oc = 7, .oh = 5, .ow = 3, .fwd = f_cat,
@@ -564,6 +620,7 @@ int main(void) {
         run_case(&cases[i]);
     }
     test_aliasing(sx, sz, &ddpm_c);
+    test_maxpool_ties();
     test_normal_fill();
     free(W), free(B), free(gam), free(bet), free(addo), free(chv), free(chx), free(aq), free(ak), free(av), free(cato);
     free(axo), free(sx), free(seps), free(sz);

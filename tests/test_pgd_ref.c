@@ -23,13 +23,14 @@ int main(void) {
     CHECK_MSG(st_load("tests/fixtures/pgd_ref.safetensors", &ref, &err) == 0, "%s", err.msg);
     const st_tensor *tx = st_find(&ref, "x"), *tl = st_find(&ref, "label");
     if (!u || !w || !tx || !tl) return CHECK_DONE();
+    classifier *cw = classifier_wrap_wrn(w);
     Tensor x = tensor_wrap(tx->data, 2, 1, 16, 16);
     int label[2] = {(int)tl->data[0], (int)tl->data[1]};
     int64_t image[2] = {0, 1};
     for (int c = 0; c < PGD_REF_NCASES; c++) {
         const pgd_ref_case *pc = &PGD_REF_CASES[c];
         purifier *p = purifier_new(u, &pc->pc);
-        attack_models am = {w, p, 10, NULL};
+        attack_models am = {cw, p, 10, NULL};
         attack_config ac = pgd_ref_attack();
         attack_state st;
         attack_begin(&ac, &x, image, &st);
@@ -47,7 +48,7 @@ int main(void) {
         attack_models_release(&am);
         purifier_free(p);
     }
-    unet_free(u), wrn_free(w);
+    classifier_free(cw), unet_free(u), wrn_free(w);
     st_free(&wu), st_free(&ww), st_free(&ref);
     return CHECK_DONE();
 }

@@ -59,6 +59,20 @@ static void test_issue_example(void) {
     drq_spec_free(&s);
 }
 
+/* ImageNet: the validation set's 50000 images are the default count; a
+ * resnet50 classifier is accepted */
+static void test_imagenet(void) {
+    drq_spec s;
+    drq_err e;
+    CHECK_EQ_INT(drq_spec_parse_text("{\"name\":\"x\",\"dataset\":{\"kind\":\"imagenet\",\"path\":\"v\",\"start\":200},"
+                                     "\"classifier\":{\"arch\":\"resnet50\",\"weights\":\"w\"},"
+                                     "\"attacks\":[{\"name\":\"a\",\"kind\":\"bpda\"}]}", &s, &e), 0);
+    CHECK_EQ_INT(s.dataset.kind, DS_IMAGENET);
+    CHECK_EQ_INT(s.dataset.count, 49800);
+    CHECK_EQ_STR(s.classifier.arch, "resnet50");
+    drq_spec_free(&s);
+}
+
 /* "precision": tf32 by default, fp32 on request, written only when not the default */
 static void test_precision(void) {
     drq_spec s;
@@ -95,8 +109,10 @@ static void test_errors(void) {
     CHECK_CONTAINS(err_of("{\"name\":\"x\"," DS_NONE "}"), "attacks: required");
     CHECK_CONTAINS(err_of("{\"name\":\"x\"," DS_NONE ",\"attacks\":[]}"), "attacks: expected a non-empty array");
     /* dataset */
+    CHECK_CONTAINS(err_of("{\"name\":\"x\",\"dataset\":{\"kind\":\"svhn\"}," NOOP_ATK "}"),
+                   "dataset.kind: expected one of none|cifar10|mnist|fashion-mnist|imagenet");
     CHECK_CONTAINS(err_of("{\"name\":\"x\",\"dataset\":{\"kind\":\"imagenet\"}," NOOP_ATK "}"),
-                   "dataset.kind: expected one of none|cifar10|mnist|fashion-mnist");
+                   "dataset.path: required");
     CHECK_CONTAINS(err_of("{\"name\":\"x\",\"dataset\":{\"kind\":\"none\"}," NOOP_ATK "}"),
                    "dataset.count: required");
     CHECK_CONTAINS(err_of("{\"name\":\"x\",\"dataset\":{\"kind\":\"none\",\"count\":0}," NOOP_ATK "}"),
@@ -149,8 +165,8 @@ static void test_errors(void) {
                    "attacks[0].ms_per_image: only valid for kind \"noop\"");
     CHECK_CONTAINS(err_of("{\"name\":\"x\"," DS_NONE ",\"attacks\":[{\"name\":\"a\",\"kind\":\"pgd\"}]}"),
                    "attacks[0].kind: \"pgd\" needs a dataset");
-    CHECK_CONTAINS(err_of("{\"name\":\"x\",\"dataset\":{\"kind\":\"mnist\",\"path\":\"d\"},\"classifier\":{\"arch\":\"resnet50\",\"weights\":\"w\"},\"attacks\":[{\"name\":\"a\",\"kind\":\"pgd\"}]}"),
-                   "classifier.arch: expected one of wrn");
+    CHECK_CONTAINS(err_of("{\"name\":\"x\",\"dataset\":{\"kind\":\"mnist\",\"path\":\"d\"},\"classifier\":{\"arch\":\"vit\",\"weights\":\"w\"},\"attacks\":[{\"name\":\"a\",\"kind\":\"pgd\"}]}"),
+                   "classifier.arch: expected one of wrn|resnet50");
     CHECK_CONTAINS(err_of("{\"name\":\"x\",\"dataset\":{\"kind\":\"mnist\",\"path\":\"d\"},\"classifier\":{\"arch\":\"wrn\",\"weights\":\"w\"},\"diffusion\":{\"arch\":\"wrn\",\"weights\":\"w\"},\"purifiers\":[{\"name\":\"p\",\"kind\":\"ddpm\"}],\"attacks\":[{\"name\":\"a\",\"kind\":\"pgd\"}]}"),
                    "diffusion.arch: expected one of ddpm-unet");
     CHECK_CONTAINS(err_of("{\"name\":\"x\",\"dataset\":{\"kind\":\"mnist\",\"path\":\"d\"},\"classifier\":{\"arch\":\"wrn\",\"weights\":\"w\"},\"attacks\":[{\"name\":\"a\",\"kind\":\"bpda\",\"grad\":\"full\"}]}"),
@@ -476,6 +492,7 @@ int main(void) {
     test_issue_example();
     test_save_and_forward();
     test_precision();
+    test_imagenet();
     test_errors();
     test_defaults_and_transfer();
     test_job_limit();

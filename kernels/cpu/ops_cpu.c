@@ -459,6 +459,52 @@ static void cpu_concat_backward_input(const Tensor *gy, Tensor *ga, Tensor *gb) 
 }
 
 /* =====================================================================
+ * max pooling (ops.h: -inf padding, the first maximum wins ties)
+ * ===================================================================== */
+/* Index within the H × W plane xp of the first maximum of output window
+ * (oy, ox). */
+static int maxpool_argmax(const float *xp, int H, int W, int k, int stride, int pad, int oy, int ox) {
+    int best = -1;
+    float m = 0.0f;
+    for (int i = 0; i < k; i++) {
+        int r = oy * stride - pad + i;
+        if (r < 0 || r >= H) continue;
+        for (int j = 0; j < k; j++) {
+            int c = ox * stride - pad + j;
+            if (c < 0 || c >= W) continue;
+            float v = xp[r * W + c];
+            if (best < 0 || v > m) best = r * W + c, m = v;
+        }
+    }
+    return best;
+}
+
+static void cpu_maxpool2d_forward(const Tensor *x, int k, int stride, int pad, Tensor *y) {
+    int H = x->h, W = x->w, OH = y->h, OW = y->w;
+#pragma omp parallel for schedule(static)
+    for (int p = 0; p < x->n * x->c; p++) {
+        const float *xp = x->data + (size_t)p * H * W;
+        float *yp = y->data + (size_t)p * OH * OW;
+        for (int oy = 0; oy < OH; oy++)
+            for (int ox = 0; ox < OW; ox++) yp[oy * OW + ox] = xp[maxpool_argmax(xp, H, W, k, stride, pad, oy, ox)];
+    }
+}
+
+/* Each window's gradient goes to its argmax, windows in row-major order (the
+ * CUDA gather, kern.h K_maxpool_bwd, adds in the same order). */
+static void cpu_maxpool2d_backward_input(const Tensor *x, const Tensor *gy, int k, int stride, int pad, Tensor *gx) {
+    int H = x->h, W = x->w, OH = gy->h, OW = gy->w;
+#pragma omp parallel for schedule(static)
+    for (int p = 0; p < x->n * x->c; p++) {
+        const float *xp = x->data + (size_t)p * H * W, *gp = gy->data + (size_t)p * OH * OW;
+        float *op = gx->data + (size_t)p * H * W;
+        memset(op, 0, sizeof(float) * H * W);
+        for (int oy = 0; oy < OH; oy++)
+            for (int ox = 0; ox < OW; ox++) op[maxpool_argmax(xp, H, W, k, stride, pad, oy, ox)] += gp[oy * OW + ox];
+    }
+}
+
+/* =====================================================================
  * sinusoidal timestep embedding (computed in double: t reaches 999 and
  * float32 phases would lose ~1e-4 absolute)
  * ===================================================================== */
@@ -583,6 +629,8 @@ const drq_backend CPU_OPS_TABLE = {
     .upsample2x_backward_input = cpu_upsample2x_backward_input,
     .avgpool_global_forward = cpu_avgpool_global_forward,
     .avgpool_global_backward_input = cpu_avgpool_global_backward_input,
+    .maxpool2d_forward = cpu_maxpool2d_forward,
+    .maxpool2d_backward_input = cpu_maxpool2d_backward_input,
     .concat_forward = cpu_concat_forward,
     .concat_backward_input = cpu_concat_backward_input,
     .timestep_embedding_forward = cpu_timestep_embedding_forward,

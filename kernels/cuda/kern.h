@@ -112,6 +112,54 @@ DRQ_HD void K_crop(pad_args p, size_t i) {
     p.dst[i] = p.src[pl * p.hp * p.wp + (size_t)(r + p.top) * p.wp + col + p.left];
 }
 
+/* ---- max pooling (ops.h: -inf padding, the first maximum wins ties) ---- */
+typedef struct {
+    const float *x, *gy;
+    float *y; /* forward: y; backward: gx */
+    int H, W, OH, OW, k, stride, pad;
+} maxpool_args;
+/* Index within plane xp of the first maximum of output window (oy, ox). */
+DRQ_HD int maxpool_argmax(maxpool_args p, const float *xp, int oy, int ox) {
+    int best = -1;
+    float m = 0.0f;
+    for (int i = 0; i < p.k; i++) {
+        int r = oy * p.stride - p.pad + i;
+        if (r < 0 || r >= p.H) continue;
+        for (int j = 0; j < p.k; j++) {
+            int c = ox * p.stride - p.pad + j;
+            if (c < 0 || c >= p.W) continue;
+            float v = xp[r * p.W + c];
+            if (best < 0 || v > m) best = r * p.W + c, m = v;
+        }
+    }
+    return best;
+}
+/* y (OH × OW planes), index i of y */
+DRQ_HD void K_maxpool_fwd(maxpool_args p, size_t i) {
+    size_t plane = (size_t)p.OH * p.OW, pl = i / plane;
+    int rc = (int)(i % plane);
+    const float *xp = p.x + pl * p.H * p.W;
+    p.y[i] = xp[maxpool_argmax(p, xp, rc / p.OW, rc % p.OW)];
+}
+/* gx (H × W planes), index i of gx: a gather over the windows that hold
+ * (r, c), in row-major window order (the CPU's scatter order), adding gy
+ * where (r, c) is the window's argmax.  No atomics: deterministic. */
+DRQ_HD void K_maxpool_bwd(maxpool_args p, size_t i) {
+    size_t plane = (size_t)p.H * p.W, pl = i / plane;
+    int rc = (int)(i % plane), r = rc / p.W, c = rc % p.W;
+    const float *xp = p.x + pl * plane, *gp = p.gy + pl * p.OH * p.OW;
+    /* windows oy with oy·s − pad ≤ r ≤ oy·s − pad + k − 1 */
+    int oy0 = r + p.pad - p.k + 1, ox0 = c + p.pad - p.k + 1;
+    oy0 = oy0 > 0 ? (oy0 + p.stride - 1) / p.stride : 0;
+    ox0 = ox0 > 0 ? (ox0 + p.stride - 1) / p.stride : 0;
+    int oy1 = (r + p.pad) / p.stride, ox1 = (c + p.pad) / p.stride;
+    float s = 0.0f;
+    for (int oy = oy0; oy <= oy1 && oy < p.OH; oy++)
+        for (int ox = ox0; ox <= ox1 && ox < p.OW; ox++)
+            if (maxpool_argmax(p, xp, oy, ox) == rc) s += gp[oy * p.OW + ox];
+    p.y[i] = s;
+}
+
 /* ---- timestep embedding (phases in double, as on the CPU) -------------- */
 typedef struct {
     const float *t, *gy;

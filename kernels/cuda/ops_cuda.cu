@@ -56,6 +56,8 @@ PW_KERNEL(k_up_bwd, up_args, K_up_bwd)
 PW_KERNEL(k_pad, pad_args, K_pad)
 PW_KERNEL(k_crop, pad_args, K_crop)
 PW_KERNEL(k_temb_fwd, temb_args, K_temb_fwd)
+PW_KERNEL(k_maxpool_fwd, maxpool_args, K_maxpool_fwd)
+PW_KERNEL(k_maxpool_bwd, maxpool_args, K_maxpool_bwd)
 
 /* Small host arrays (a batch's timesteps, noise keys) travel as kernel
  * arguments: a launch copies them without stopping the host, where a
@@ -316,6 +318,16 @@ static void cuda_upsample2x_backward_input(const Tensor *gy, Tensor *gx) {
     LAUNCH_PW(k_up_bwd, (up_args{gy->data, gx->data, gx->h, gx->w}), tensor_numel(gx));
 }
 
+static void cuda_maxpool2d_forward(const Tensor *x, int k, int stride, int pad, Tensor *y) {
+    LAUNCH_PW(k_maxpool_fwd, (maxpool_args{x->data, NULL, y->data, x->h, x->w, y->h, y->w, k, stride, pad}),
+              tensor_numel(y));
+}
+
+static void cuda_maxpool2d_backward_input(const Tensor *x, const Tensor *gy, int k, int stride, int pad, Tensor *gx) {
+    LAUNCH_PW(k_maxpool_bwd, (maxpool_args{x->data, gy->data, gx->data, x->h, x->w, gy->h, gy->w, k, stride, pad}),
+              tensor_numel(gx));
+}
+
 /* per sample: y = [a (sa bytes), b (sb bytes)] — two pitched copies */
 static void cuda_concat_forward(const Tensor *a, const Tensor *b, Tensor *y) {
     size_t sa = (size_t)a->c * a->h * a->w * sizeof(float), sb = (size_t)b->c * b->h * b->w * sizeof(float);
@@ -445,6 +457,8 @@ static drq_backend make_backend(void) {
     b.avgpool_global_backward_input = cuda_avgpool_global_backward_input;
     b.concat_forward = cuda_concat_forward;
     b.concat_backward_input = cuda_concat_backward_input;
+    b.maxpool2d_forward = cuda_maxpool2d_forward;
+    b.maxpool2d_backward_input = cuda_maxpool2d_backward_input;
     b.timestep_embedding_forward = cuda_timestep_embedding_forward;
     b.timestep_embedding_backward_input = cuda_timestep_embedding_backward_input;
     b.affine_clamp_forward = cuda_affine_clamp_forward;

@@ -5,7 +5,7 @@
 #
 # Runs BUILD_DIR/fuzz_<target> on BUILD_DIR/corpus/<target> (which it grows)
 # for SECONDS with tests/fuzz/<target>.dict when present (inputs up to 4 KiB
-# for model_config, 8 KiB for spec and proto, 32 KiB for safetensors and
+# for model_config, 8 KiB for spec and proto, 32 KiB for safetensors, jpeg and
 # dataset; libFuzzer's -timeout=30 s per input, -rss_limit_mb=2048), and prints
 #   fuzz <target>: <execs> execs, cov <n>, crashes <n> (ft <n>, corpus <n>, <s> s, seeds cov <n>)
 # then "N passed, N failed".  A target fails when its harness is missing (did
@@ -38,7 +38,7 @@ for t in "$@"; do
     # seeds are 30 KiB) but no more, as the default (the largest corpus file)
     # lets one big seed slow down every mutation
     case $t in
-    safetensors | dataset) maxlen=32768 ;;
+    safetensors | dataset | jpeg) maxlen=32768 ;;
     model_config) maxlen=4096 ;;
     *) maxlen=8192 ;;
     esac

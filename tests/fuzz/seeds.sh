@@ -4,7 +4,7 @@
 #   tests/fuzz/seeds.sh [BUILD_DIR]        (default build-fuzz)
 #
 # Writes BUILD_DIR/corpus/<target>/ for target in safetensors spec model_config
-# proto dataset:
+# proto dataset jpeg:
 #   - every input that tests/test_{spec,safetensors,proto,dataset}.c hand to
 #     the parsers: each test is linked (uninstrumented, into BUILD_DIR/seedgen/)
 #     with tests/fuzz/seed_recorder.c and -Wl,--wrap=<parser>, and run once;
@@ -21,11 +21,11 @@ B=${1:-build-fuzz}
 CC=${FUZZ_CC:-clang}
 S=$B/seedgen
 mkdir -p "$S/obj" "$B/corpus"
-for t in safetensors spec model_config proto dataset; do mkdir -p "$B/corpus/$t"; done
+for t in safetensors spec model_config proto dataset jpeg; do mkdir -p "$B/corpus/$t"; done
 corpus=$(cd "$B/corpus" && pwd)
 
 CFLAGS=(-std=c11 -D_GNU_SOURCE -O1 -g -I. -w)
-LIBS=(-ljansson -lzmq -lz -lm -lpthread)
+LIBS=(-ljansson -lzmq -ljpeg -lz -lm -lpthread)
 WRAP=-Wl,--wrap=drq_spec_parse_text,--wrap=drq_spec_load,--wrap=st_load,--wrap=drq_msg_decode,--wrap=drq_rows_unpack,--wrap=dataset_load
 
 objs=()
@@ -59,11 +59,21 @@ copy() { # copy TARGET FILE...: adds files under their own names
 copy spec examples/*.json
 copy model_config tests/fixtures/*.json examples/models/*.json
 printf 'cifar10' >"$B/corpus/model_config/preset-cifar10"
+# JPEG: small images written by Pillow (greyscale, RGB 4:2:0 and 4:4:4, progressive, CMYK), when it is there
+"${PYTHON:-/usr/bin/python3}" - "$B/corpus/jpeg" <<'PYEOF' 2>/dev/null || echo "seeds: no Pillow, no JPEG seeds" >&2
+import io, sys
+from PIL import Image
+d = sys.argv[1]
+for name, mode, kw in (("grey", "L", {}), ("rgb420", "RGB", {}), ("rgb444", "RGB", {"subsampling": 0}),
+                       ("progressive", "RGB", {"progressive": True}), ("cmyk", "CMYK", {})):
+    im = Image.linear_gradient("L").resize((37, 23)).convert(mode)
+    im.save(f"{d}/file-{name}.jpg", "JPEG", quality=75, **kw)
+PYEOF
 for f in tests/fixtures/*.safetensors; do
     [ "$(stat -c %s "$f")" -le 65536 ] && copy safetensors "$f"
 done
 
-for t in safetensors spec model_config proto dataset; do
+for t in safetensors spec model_config proto dataset jpeg; do
     printf 'seeds %s: %d seed files, corpus %d files\n' "$t" \
         "$(find "$B/corpus/$t" -type f \( -name 'seed-*' -o -name 'file-*' -o -name 'preset-*' \) | wc -l)" \
         "$(find "$B/corpus/$t" -type f | wc -l)"

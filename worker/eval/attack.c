@@ -23,7 +23,7 @@ typedef struct {
 } pass;
 
 static pass *pass_get(const Tensor *x, attack_models *m) {
-    drq_device dev = wrn_device(m->clf);
+    drq_device dev = classifier_device(m->clf);
     pass *s = m->scratch ? m->scratch : (m->scratch = xcalloc(1, sizeof(pass)));
     int n = x->n;
     tensor_assign(&s->x, dev, x);
@@ -63,7 +63,7 @@ int attack_gradient(const attack_config *a, attack_models *m, const Tensor *x, c
     for (int i = 0; i < x->n; i++) s->omega[i] = omega;
     purifier_forward(m->pur, &s->x, s->omega, image, !a->bpda, &s->px, NULL);
     if (purifier_stopped(m->pur)) return 1;
-    wrn_forward(m->clf, &s->px, &s->logits);
+    classifier_forward(m->clf, &s->px, &s->logits);
     if (purifier_poll_stop(m->pur)) return 1; /* before the classifier's VJP */
     const float *hl = host_logits(s);
     for (int i = 0; i < x->n; i++) { /* ∂CE/∂logits = softmax − onehot */
@@ -76,7 +76,7 @@ int attack_gradient(const attack_config *a, attack_models *m, const Tensor *x, c
         for (int k = 0; k < m->classes; k++) gl[k] = (float)(exp((double)l[k] - mx) / z) - (k == label[i]);
     }
     drq_dev_copy(s->glogits.data, s->glogits.dev, s->hgl, DRQ_CPU, tensor_numel(&s->glogits) * sizeof(float));
-    wrn_backward(m->clf, &s->glogits, &s->gpx);
+    classifier_backward(m->clf, &s->glogits, &s->gpx);
     if (a->bpda) tensor_copy(g, &s->gpx);
     else {
         purifier_backward(m->pur, &s->gpx, &s->gx);
@@ -169,7 +169,7 @@ static int predict(attack_models *m, const Tensor *x, const int64_t *image, uint
     for (int i = 0; i < x->n; i++) s->omega[i] = omega;
     purifier_forward(m->pur, &s->x, s->omega, image, 0, &s->px, NULL);
     if (purifier_stopped(m->pur)) return 1;
-    wrn_forward(m->clf, &s->px, &s->logits);
+    classifier_forward(m->clf, &s->px, &s->logits);
     const float *hl = host_logits(s);
     for (int i = 0; i < x->n; i++) pred[i] = metrics_argmax(hl + (size_t)i * m->classes, m->classes);
     return 0;

@@ -17,6 +17,7 @@
 
 #include <stdint.h>
 
+#include "worker/models/classifier.h"
 #include "worker/models/models.h"
 #include "worker/eval/purify.h"
 
@@ -37,7 +38,7 @@ typedef struct {
 } attack_config;
 
 typedef struct {
-    wrn *clf;
+    classifier *clf;
     purifier *pur;
     int classes;
     void *scratch; /* per-pass buffers on the models' device, reused across steps (NULL initially) */

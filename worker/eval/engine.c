@@ -45,7 +45,7 @@ static _Thread_local cached t_clf, t_diff;
 /* The --config argument of a spec model: a preset / path string as given,
  * or an inline object serialised. */
 static char *config_arg(const drq_model_spec *ms) {
-    if (!ms->config) return xstrdup("cifar10");
+    if (!ms->config) return xstrdup(!strcmp(ms->arch, "resnet50") ? "imagenet" : "cifar10"); /* the arch's preset */
     if (json_is_string(ms->config)) return xstrdup(json_string_value(ms->config));
     return json_dumps(ms->config, JSON_COMPACT | JSON_SORT_KEYS);
 }
@@ -66,17 +66,17 @@ static int load_model(const drq_model_spec *ms, const char *what, int unet_wante
     }
     if (c->model) {
         if (unet_wanted) unet_free(c->model);
-        else wrn_free(c->model);
+        else classifier_free(c->model);
     }
     st_free(&c->w);
     free(c->key);
     c->key = NULL, c->model = NULL;
-    const char *want = unet_wanted ? "ddpm-unet" : "wrn";
     int rc = -1;
     st_file w = {0};
     drq_err e2;
-    if (strcmp(ms->arch, want)) {
-        drq_errf(err, "%s.arch: '%s' is not built in this version (expected %s)", what, ms->arch, want);
+    if (unet_wanted ? strcmp(ms->arch, "ddpm-unet") != 0 : !classifier_arch_known(ms->arch)) {
+        drq_errf(err, "%s.arch: '%s' is not built in this version (expected %s)", what, ms->arch,
+                 unet_wanted ? "ddpm-unet" : "wrn or resnet50");
     } else if (st_load(ms->weights, &w, &e2)) {
         drq_errf(err, "%s.weights: %s", what, e2.msg);
     } else if (unet_wanted) {
@@ -84,11 +84,10 @@ static int load_model(const drq_model_spec *ms, const char *what, int unet_wante
         if (unet_config_parse(cfg, &uc, &e2)) drq_errf(err, "%s.config: %s", what, e2.msg);
         else if (!(c->model = unet_load_on(&uc, &w, 0, g_dev.kind, &e2))) drq_errf(err, "%s: %s", what, e2.msg);
         else rc = 0;
+    } else if (!(c->model = classifier_load(ms->arch, cfg, &w, 0, g_dev.kind, &e2))) {
+        drq_errf(err, "%s: %s", what, e2.msg);
     } else {
-        wrn_config wc;
-        if (wrn_config_parse(cfg, &wc, &e2)) drq_errf(err, "%s.config: %s", what, e2.msg);
-        else if (!(c->model = wrn_load_on(&wc, &w, 0, g_dev.kind, &e2))) drq_errf(err, "%s: %s", what, e2.msg);
-        else rc = 0;
+        rc = 0;
     }
     if (rc == 0) {
         c->key = key;
@@ -108,7 +107,7 @@ int engine_models_get(const drq_spec *s, int need_classifier, engine_models *m, 
         if (!s->classifier.present) return drq_errf(err, "classifier: required for attack jobs");
         if (load_model(&s->classifier, "classifier", 0, &t_clf, err)) return -1;
         m->clf = t_clf.model;
-        m->classes = wrn_num_classes(m->clf);
+        m->classes = classifier_num_classes(m->clf);
     }
     int needs_unet = 0;
     for (int i = 0; i < s->npurifiers; i++) needs_unet |= s->purifiers[i].kind != PUR_NONE;

@@ -14,6 +14,7 @@
 #define DRQ_ENGINE_H
 
 #include "worker/job.h"
+#include "worker/models/classifier.h"
 #include "worker/models/models.h"
 #include "worker/eval/purify.h"
 
@@ -29,7 +30,7 @@ int engine_set_device(const char *device, drq_err *err);
 /* The spec's models, loaded (or reused) for this thread: the classifier when
  * asked for, the UNet when a purifier needs one (else NULL). */
 typedef struct {
-    wrn *clf;
+    classifier *clf;
     unet *diff;
     int classes;
 } engine_models;

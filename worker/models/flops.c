@@ -63,3 +63,18 @@ double wrn_forward_flops(const wrn_config *c, int res) {
     return 2 * m;
 }
 
+/* ResNet-50 (worker/models/resnet50.c) at res × res: stem, Bottlenecks, fc. */
+double resnet50_forward_flops(const resnet50_config *c, int res) {
+    int r = (res - 1) / 2 + 1; /* conv1 7×7/2 pad 3 */
+    double m = conv_macs(r, 3, c->width, 7);
+    r = (r - 1) / 2 + 1; /* maxpool 3×3/2 pad 1 */
+    int cin = c->width;
+    for (int l = 0; l < 4; l++)
+        for (int i = 0; i < c->layers[l]; i++) {
+            int width = c->width << l, cout = 4 * width, ro = i == 0 && l > 0 ? (r - 1) / 2 + 1 : r;
+            m += conv_macs(r, cin, width, 1) + conv_macs(ro, width, width, 3) + conv_macs(ro, width, cout, 1);
+            if (ro != r || cin != cout) m += conv_macs(ro, cin, cout, 1);
+            cin = cout, r = ro;
+        }
+    return 2 * (m + (double)cin * c->num_classes);
+}

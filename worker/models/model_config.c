@@ -1,4 +1,4 @@
-/* model_config.c — parsing the UNet / WRN size configs of `--config`:
+/* model_config.c — parsing the UNet / WRN / ResNet-50 size configs of `--config`:
  * a preset name, a JSON file, or inline JSON.  Strict: unknown keys, wrong
  * types and out-of-range sizes are errors naming the key (the JSON-field
  * helpers are common/json_get.h's, shared with the sweep spec). */
@@ -104,4 +104,22 @@ int wrn_config_parse(const char *arg, wrn_config *c, drq_err *err) {
     if (rc) return rc;
     if ((c->depth - 4) % 6) return drq_errf(err, "config.depth: %d is not 6n+4", c->depth);
     return 0;
+}
+
+int resnet50_config_parse(const char *arg, resnet50_config *c, drq_err *err) {
+    /* ResNet-50, docs/design.md §Models: 25,557,032 parameters */
+    *c = (resnet50_config){.layers = {3, 4, 6, 3}, .width = 64, .num_classes = 1000};
+    if (!strcmp(arg, "imagenet")) return 0;
+    static const char *const keys[] = {"num_classes", "layers", "width", NULL};
+    json_t *j = config_json(arg, err);
+    if (!j) return -1;
+    int rc = drq_json_check_keys(j, "config", keys, err), n = 4;
+    if (!rc) rc = config_int(j, "num_classes", 2, 100000, &c->num_classes, err);
+    if (!rc && json_object_get(j, "layers")) {
+        rc = get_int_list(j, "layers", 1, 64, 4, 0, c->layers, &n, err);
+        if (!rc && n != 4) rc = drq_errf(err, "config.layers: expected 4 integers (Bottlenecks per stage), got %d", n);
+    }
+    if (!rc && json_object_get(j, "width")) rc = config_int(j, "width", 1, 1024, &c->width, err);
+    json_decref(j);
+    return rc;
 }

@@ -4,6 +4,9 @@
  *
  *   DDPM UNet (Ho et al. 2020)          worker/models/unet.c   docs/design.md §Models
  *   WideResNet (RobustBench "Standard")  worker/models/wrn.c    docs/design.md §Models
+ *   ResNet-50 (torchvision, ImageNet)    worker/models/resnet50.c
+ * The classifiers (WRN, ResNet-50) are also reachable through one interface,
+ * worker/models/classifier.h.
  *
  * Weights bind by their original state_dict names (worker/models/params.h); a
  * missing, extra or mis-shaped tensor is an error naming it.  Any batch size
@@ -31,13 +34,25 @@ typedef struct {
     int depth, widen, num_classes, in_channels;
 } wrn_config;
 
+/* torchvision ResNet-50 and its smaller relatives: layers[i] Bottlenecks in
+ * stage i (ImageNet: 3, 4, 6, 3), width the stem's channels (64; stage i is
+ * width·2^i wide, ×4 at its output), 3 input channels. */
+typedef struct {
+    int layers[4], width, num_classes;
+} resnet50_config;
+
 /* Parses "cifar10" (preset), a path to a .json file, or inline JSON ('{...}').
  * Unknown keys and bad values are errors naming the key. */
 int unet_config_parse(const char *arg, unet_config *c, drq_err *err);
 int wrn_config_parse(const char *arg, wrn_config *c, drq_err *err);
+/* "imagenet" (preset: layers [3,4,6,3], width 64, 1000 classes), a file or
+ * inline JSON with num_classes (required), layers and width (optional, the
+ * preset's by default). */
+int resnet50_config_parse(const char *arg, resnet50_config *c, drq_err *err);
 
 typedef struct unet unet;
 typedef struct wrn wrn;
+typedef struct resnet50 resnet50;
 
 /* weights NULL: random parameters from seed (benchmarks and self-tests).
  * The _on variants place parameters and activations on dev: forward and
@@ -57,14 +72,28 @@ wrn *wrn_load_on(const wrn_config *c, st_file *weights, uint64_t seed, drq_devic
 drq_device wrn_device(const wrn *m);
 size_t wrn_param_count(const wrn *m);
 int wrn_num_classes(const wrn *m);
+int wrn_in_channels(const wrn *m);
 /* logits = f(x): x n × in × H × W in [0,1], logits n × classes × 1 × 1. */
 void wrn_forward(wrn *m, const Tensor *x, Tensor *logits);
 void wrn_backward(wrn *m, const Tensor *glogits, Tensor *gx);
 void wrn_free(wrn *m);
 
+/* ResNet-50 on dev (weights NULL: random parameters from seed). */
+resnet50 *resnet50_load(const resnet50_config *c, st_file *weights, uint64_t seed, drq_device dev, drq_err *err);
+drq_device resnet50_device(const resnet50 *m);
+size_t resnet50_param_count(const resnet50 *m); /* PyTorch's parameters(): 25,557,032 for "imagenet" */
+int resnet50_num_classes(const resnet50 *m);
+/* logits = f(x): x n × 3 × H × W in [0,1] (any H, W ≥ 1; ImageNet: 224),
+ * normalised inside; logits n × classes × 1 × 1. */
+void resnet50_forward(resnet50 *m, const Tensor *x, Tensor *logits);
+/* gx = (∂logits/∂x)ᵀ glogits at the x of the last forward. */
+void resnet50_backward(resnet50 *m, const Tensor *glogits, Tensor *gx);
+void resnet50_free(resnet50 *m);
+
 /* FLOPs of one forward pass per image, from the config alone (flops.c); an
  * input-VJP costs about as much again.  WRN: at res × res inputs. */
 double unet_forward_flops(const unet_config *c);
 double wrn_forward_flops(const wrn_config *c, int res);
+double resnet50_forward_flops(const resnet50_config *c, int res);
 
 #endif

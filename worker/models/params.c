@@ -59,6 +59,19 @@ static int bind_names(params *p) {
     return 0;
 }
 
+/* NAME in the file, else the first of p->prefixes + NAME that is. */
+static st_tensor *find_prefixed(params *p, const char *name) {
+    st_tensor *t = st_find_mut(p->file, name);
+    for (int k = 0; !t && p->prefixes && p->prefixes[k]; k++) {
+        char full[300];
+        snprintf(full, sizeof full, "%s%s", p->prefixes[k], name);
+        t = st_find_mut(p->file, full);
+    }
+    return t;
+}
+
+int params_has(params *p, const char *name) { return p->file && find_prefixed(p, name) != NULL; }
+
 /* The host tensor NAME (see params_get); *numel gets its size. */
 static const float *get_host(params *p, param_init init, int ndim, const int *shape, const char *name, size_t *numel_out) {
     size_t numel = 1;
@@ -89,7 +102,7 @@ static const float *get_host(params *p, param_init init, int ndim, const int *sh
         for (int i = 0; i < p->file->n && !t; i++)
             if (p->alias[i] && !strcmp(p->alias[i], name)) t = &p->file->t[i], linear = p->linear_attn[i];
     } else {
-        t = st_find_mut(p->file, name);
+        t = find_prefixed(p, name);
     }
     char want[96], got[96];
     if (!t) {

@@ -46,6 +46,8 @@ typedef struct {
     int n_alias;
     char **alias;        /* per file tensor: its original name (diffusers files), or NULL */
     unsigned char *linear_attn; /* per file tensor: an attention Linear [C,C] standing for a 1×1 conv */
+    const char *const *prefixes; /* NULL-ended key prefixes tried when a name is absent (resnet50: RobustBench's
+                                    "module." / "model." wrappers); set before the first get */
 } params;
 
 enum { PARAMS_AUTO = 0, PARAMS_ORIGINAL = 1, PARAMS_DIFFUSERS = 2 };
@@ -58,6 +60,8 @@ const float *params_get(params *p, param_init init, int ndim, const int *shape, 
 /* The same, always in host memory (for values folded at load time). */
 const float *params_get_host(params *p, param_init init, int ndim, const int *shape, const char *fmt, ...)
     DRQ_PRINTF(5, 6);
+/* 1 when the file holds NAME (or a prefixed NAME, p->prefixes); 0 without a file. */
+int params_has(params *p, const char *name);
 /* A copy of n host floats on p->dev (host itself on the CPU; freed by
  * params_free otherwise). */
 const float *params_on_device(params *p, const float *host, size_t n);

@@ -168,6 +168,7 @@ size_t wrn_param_count(const wrn *m) {
 }
 
 int wrn_num_classes(const wrn *m) { return m->cfg.num_classes; }
+int wrn_in_channels(const wrn *m) { return m->cfg.in_channels; }
 
 void wrn_forward(wrn *m, const Tensor *x, Tensor *logits) {
     const wrn_config *c = &m->cfg;
