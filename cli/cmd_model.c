@@ -2,9 +2,9 @@
  * given inputs (users checking a conversion; parity tests), and timing the
  * models on random weights (make bench).
  *
- *   drq model run --arch ddpm-unet|wrn --config cifar10|FILE.json|'{json}'
+ *   drq model run --arch ddpm-unet|guided-unet|wrn --config cifar10|imagenet256|FILE.json|'{json}'
  *                 --weights W.safetensors --in IN.safetensors --out OUT.safetensors [--threads N]
- *   drq model bench --arch ddpm-unet|wrn --config C --batch B [--repeat R] [--vjp] [--threads N]
+ *   drq model bench --arch ddpm-unet|guided-unet|wrn --config C --batch B [--repeat R] [--vjp] [--threads N]
  * Both take --device cpu|cuda:N and --precision tf32|fp32 (GPU convolutions).
  */
 #include <stdio.h>
@@ -24,9 +24,9 @@ typedef struct {
 
 static int usage(void) {
     fprintf(stderr,
-            "usage: drq model run --arch ddpm-unet|wrn --config cifar10|FILE.json|'{json}'\n"
+            "usage: drq model run --arch ddpm-unet|guided-unet|wrn --config cifar10|imagenet256|FILE.json|'{json}'\n"
             "                     --weights W.safetensors --in IN.safetensors --out OUT.safetensors [--threads N]\n"
-            "       drq model bench --arch ddpm-unet|wrn --config C --batch B [--repeat R] [--vjp] [--threads N]\n"
+            "       drq model bench --arch ddpm-unet|guided-unet|wrn --config C --batch B [--repeat R] [--vjp] [--threads N]\n"
             "       either: [--device cpu|cuda:N] [--precision tf32|fp32]\n"
             "IN holds x (N×C×H×W float32), for the UNet also t (N step indices), optionally grad_y;\n"
             "OUT gets y, and grad_x when grad_y was given.\n");
@@ -66,8 +66,8 @@ static int parse(int argc, char **argv, model_args *a) {
         fprintf(stderr, "drq model: --arch and --config are required\n");
         return -1;
     }
-    if (strcmp(a->arch, "ddpm-unet") && strcmp(a->arch, "wrn")) {
-        fprintf(stderr, "drq model: --arch: expected ddpm-unet or wrn, got '%s'\n", a->arch);
+    if (strcmp(a->arch, "ddpm-unet") && strcmp(a->arch, "guided-unet") && strcmp(a->arch, "wrn")) {
+        fprintf(stderr, "drq model: --arch: expected ddpm-unet, guided-unet or wrn, got '%s'\n", a->arch);
         return -1;
     }
     drq_err err;
@@ -83,12 +83,14 @@ static int parse(int argc, char **argv, model_args *a) {
     return 0;
 }
 
-/* A model of either family behind one small interface. */
+/* A model of any family behind one small interface. */
 typedef struct {
     unet *u;
     wrn *w;
+    guided_unet *g;
     unet_config uc;
     wrn_config wc;
+    guided_unet_config gc;
 } any_model;
 
 static int model_open(const model_args *a, st_file *weights, any_model *m, drq_err *err) {
@@ -98,6 +100,11 @@ static int model_open(const model_args *a, st_file *weights, any_model *m, drq_e
         m->u = unet_load_on(&m->uc, weights, 1234, a->dev.kind, err);
         return m->u ? 0 : -1;
     }
+    if (!strcmp(a->arch, "guided-unet")) {
+        if (guided_unet_config_parse(a->config, &m->gc, err)) return -1;
+        m->g = guided_unet_load(&m->gc, weights, 1234, a->dev.kind, err);
+        return m->g ? 0 : -1;
+    }
     if (wrn_config_parse(a->config, &m->wc, err)) return -1;
     m->w = wrn_load_on(&m->wc, weights, 1234, a->dev.kind, err);
     return m->w ? 0 : -1;
@@ -106,19 +113,23 @@ static int model_open(const model_args *a, st_file *weights, any_model *m, drq_e
 static void model_close(any_model *m) {
     unet_free(m->u);
     wrn_free(m->w);
+    guided_unet_free(m->g);
 }
 
 static Tensor out_tensor(const any_model *m, const Tensor *x, drq_device dev) {
+    if (m->g) return tensor_new_on(dev, x->n, guided_unet_out_channels(m->g), x->h, x->w);
     return m->u ? tensor_new_on(dev, x->n, m->uc.out_ch, x->h, x->w) : tensor_new_on(dev, x->n, m->wc.num_classes, 1, 1);
 }
 
 static void forward(any_model *m, const Tensor *x, const float *t, Tensor *y) {
     if (m->u) unet_forward(m->u, x, t, y);
+    else if (m->g) guided_unet_forward(m->g, x, t, y);
     else wrn_forward(m->w, x, y);
 }
 
 static void backward(any_model *m, const Tensor *gy, Tensor *gx) {
     if (m->u) unet_backward(m->u, gy, gx);
+    else if (m->g) guided_unet_backward(m->g, gy, gx);
     else wrn_backward(m->w, gy, gx);
 }
 
@@ -128,19 +139,19 @@ static void backward(any_model *m, const Tensor *gy, Tensor *gx) {
 static int check_inputs(const any_model *m, const st_tensor *x, const st_tensor *t, const st_tensor *gy,
                         const char *path, drq_err *err) {
     if (!x) return drq_errf(err, "%s: no tensor 'x'", path);
-    int cin = m->u ? m->uc.in_channels : m->wc.in_channels;
+    int cin = m->u ? m->uc.in_channels : m->g ? 3 : m->wc.in_channels;
+    int res = m->u ? m->uc.resolution : m->g ? m->gc.image_size : 0; /* 0: any size */
     if (x->ndim != 4 || x->shape[1] != cin || x->shape[0] < 1 || x->shape[2] < 1 || x->shape[3] < 1)
         return drq_errf(err, "%s: tensor 'x' must be N×%d×H×W", path, cin);
-    if (m->u && (x->shape[2] != m->uc.resolution || x->shape[3] != m->uc.resolution))
-        return drq_errf(err, "%s: tensor 'x' must be N×%d×%d×%d for this config", path, cin, m->uc.resolution,
-                        m->uc.resolution);
+    if (res && (x->shape[2] != res || x->shape[3] != res))
+        return drq_errf(err, "%s: tensor 'x' must be N×%d×%d×%d for this config", path, cin, res, res);
     if (m->w && (x->shape[2] < 4 || x->shape[3] < 4))
         return drq_errf(err, "%s: tensor 'x' is too small for the WRN (H, W ≥ 4)", path);
-    if (m->u && (!t || t->numel != (size_t)x->shape[0]))
+    if (res && (!t || t->numel != (size_t)x->shape[0]))
         return drq_errf(err, "%s: the UNet needs tensor 't' with %lld step indices", path, (long long)x->shape[0]);
     if (gy) {
-        size_t want = (size_t)x->shape[0] * (m->u ? (size_t)m->uc.out_ch * x->shape[2] * x->shape[3]
-                                                  : (size_t)m->wc.num_classes);
+        size_t oc = m->u ? (size_t)m->uc.out_ch : m->g ? (size_t)guided_unet_out_channels(m->g) : 0;
+        size_t want = (size_t)x->shape[0] * (res ? oc * x->shape[2] * x->shape[3] : (size_t)m->wc.num_classes);
         if (gy->numel != want || gy->shape[0] != x->shape[0])
             return drq_errf(err, "%s: tensor 'grad_y' must have the output's shape (%zu values)", path, want);
     }
@@ -193,7 +204,8 @@ static int bench(const model_args *a) {
         fprintf(stderr, "drq model bench: %s\n", err.msg);
         return 1;
     }
-    int res = m.u ? m.uc.resolution : 32, cin = m.u ? m.uc.in_channels : m.wc.in_channels;
+    int res = m.u ? m.uc.resolution : m.g ? m.gc.image_size : 32;
+    int cin = m.u ? m.uc.in_channels : m.g ? 3 : m.wc.in_channels;
     drq_device dev = a->dev.kind;
     Tensor xh = tensor_new(a->batch, cin, res, res);
     for (size_t i = 0; i < tensor_numel(&xh); i++) xh.data[i] = (float)((i * 2654435761u) % 1000) / 1000.0f;
@@ -217,7 +229,7 @@ static int bench(const model_args *a) {
     drq_device_describe(&a->dev, desc, sizeof desc);
     printf("drq %s %s batch=%d threads=%d mode=%s s_per_image=%.6g params=%zu device=\"%s\"\n", a->arch, a->config,
            a->batch, drq_get_threads(), a->vjp ? "fwd+vjp" : "fwd", best / a->batch,
-           m.u ? unet_param_count(m.u) : wrn_param_count(m.w), desc);
+           m.u ? unet_param_count(m.u) : m.g ? guided_unet_param_count(m.g) : wrn_param_count(m.w), desc);
     tensor_free(&xh), tensor_free(&gyh), tensor_free(&x), tensor_free(&gx), tensor_free(&y), tensor_free(&gy), free(t);
     model_close(&m);
     return 0;

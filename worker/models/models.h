@@ -4,6 +4,7 @@
  *
  *   DDPM UNet (Ho et al. 2020)          worker/models/unet.c   docs/design.md §Models
  *   WideResNet (RobustBench "Standard")  worker/models/wrn.c    docs/design.md §Models
+ *   ADM UNet (guided-diffusion)          worker/models/guided_unet.c  docs/design.md §Models
  *
  * Weights bind by their original state_dict names (worker/models/params.h); a
  * missing, extra or mis-shaped tensor is an error naming it.  Any batch size
@@ -31,10 +32,22 @@ typedef struct {
     int depth, widen, num_classes, in_channels;
 } wrn_config;
 
+/* The ADM UNet by guided-diffusion's own flag names (script_util.py
+ * create_model); 3 input channels, 6 outputs with learn_sigma, else 3. */
+typedef struct {
+    int image_size, num_channels, num_res_blocks;
+    int channel_mult[UNET_MAX_LEVELS], n_levels;
+    int attention_resolutions[UNET_MAX_ATTN], n_attn; /* feature-map sizes, e.g. 32, 16, 8 */
+    int num_heads, num_head_channels;                 /* num_head_channels −1: num_heads heads */
+    int use_scale_shift_norm, resblock_updown, learn_sigma;
+} guided_unet_config;
+
 /* Parses "cifar10" (preset), a path to a .json file, or inline JSON ('{...}').
  * Unknown keys and bad values are errors naming the key. */
 int unet_config_parse(const char *arg, unet_config *c, drq_err *err);
 int wrn_config_parse(const char *arg, wrn_config *c, drq_err *err);
+/* Presets: "imagenet256" (DiffPure's 256×256 unconditional model). */
+int guided_unet_config_parse(const char *arg, guided_unet_config *c, drq_err *err);
 
 typedef struct unet unet;
 typedef struct wrn wrn;
@@ -61,5 +74,19 @@ int wrn_num_classes(const wrn *m);
 void wrn_forward(wrn *m, const Tensor *x, Tensor *logits);
 void wrn_backward(wrn *m, const Tensor *glogits, Tensor *gx);
 void wrn_free(wrn *m);
+
+typedef struct guided_unet guided_unet;
+guided_unet *guided_unet_load(const guided_unet_config *c, st_file *weights, uint64_t seed, drq_device dev,
+                              drq_err *err);
+drq_device guided_unet_device(const guided_unet *m);
+size_t guided_unet_param_count(const guided_unet *m);
+int guided_unet_out_channels(const guided_unet *m); /* 6 with learn_sigma (ε, then v's raw value), else 3 */
+int guided_unet_resolution(const guided_unet *m);
+/* out = the model at (x, t): x n × 3 × S × S (S = image_size), t n step
+ * indices (host, float), out n × out_channels × S × S. */
+void guided_unet_forward(guided_unet *m, const Tensor *x, const float *t, Tensor *out);
+/* gx = (∂out/∂x)ᵀ gout at the x and t of the last forward. */
+void guided_unet_backward(guided_unet *m, const Tensor *gout, Tensor *gx);
+void guided_unet_free(guided_unet *m);
 
 #endif
