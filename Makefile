@@ -5,7 +5,7 @@
 #   make test-cuda  the CUDA backend against the CPU (needs a GPU; says so otherwise)
 #   make bench-cuda CUDA speed against PyTorch CUDA on the same GPU
 #   make CUDA=0     a CPU-only build (the CUDA backend is built when nvcc + cuDNN are found)
-#   make test-ref   regenerate PyTorch fixtures and check the full CIFAR-10 configs (needs python3-torch)
+#   make test-ref   regenerate PyTorch fixtures and check the full CIFAR-10 and ImageNet (256×256 ADM UNet) configs (needs python3-torch)
 #   make bench      CPU speed against PyTorch on the same threads
 #   make demo       the main job (see README)
 #

@@ -1,12 +1,14 @@
-"""check_full.py — drq against the PyTorch float64 oracle on the full CIFAR-10
-configs (DDPM UNet 35.7 M parameters, WRN-28-10 36.5 M), random weights.
+"""check_full.py — drq against the PyTorch float64 oracle on the full configs
+(CIFAR-10: DDPM UNet 35.7 M parameters, WRN-28-10 36.5 M; ImageNet: the
+guided-diffusion 256×256 ADM UNet "imagenet256", 552.8 M), random weights.
 
     /usr/bin/python3 tests/ref/check_full.py --drq build/drq [--threads N] [--keep]
 
 For each architecture: builds the model with seeded random weights (default
-init + random norm affine parameters and BN statistics), batch 2, writes
-weights (F32) and inputs (x, t, grad_y) to a temporary folder, runs
-`drq model run --arch A --config cifar10 ...`, and compares y (rel L2 ≤ 1e-5)
+init + random norm affine parameters and BN statistics), batch 2 (the ADM
+UNet: batch 1, t = 149, DiffPure's first step at t* = 150), writes weights
+(F32) and inputs (x, t, grad_y) to a temporary folder, runs
+`drq model run --arch A --config cifar10|imagenet256 ...`, and compares y (rel L2 ≤ 1e-5)
 and grad_x (rel L2 ≤ 1e-4) with the float64 oracle.  Prints every error;
 exits 1 on any failure.  With --keep the folder stays, holding
 expected.<arch>.safetensors for tests/tool_stcmp.
@@ -22,22 +24,29 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ref_guided as rg  # noqa: E402
 import ref_models as rm  # noqa: E402
 
 TOL = {"y": 1e-5, "grad_x": 1e-4}
 BATCH = 2
+PRESET = {"ddpm-unet": "cifar10", "wrn": "cifar10", "guided-unet": "imagenet256"}
+GUIDED_256_PARAMS = 552_814_086  # openai/guided-diffusion 256x256_diffusion_uncond.pt
 
 
 def case(arch, seed):
-    cfg = rm.CIFAR10_UNET if arch == "ddpm-unet" else rm.CIFAR10_WRN
-    want = rm.CIFAR10_UNET_PARAMS if arch == "ddpm-unet" else rm.CIFAR10_WRN_PARAMS
+    cfg = {"ddpm-unet": rm.CIFAR10_UNET, "wrn": rm.CIFAR10_WRN, "guided-unet": rg.IMAGENET256}[arch]
+    want = {"ddpm-unet": rm.CIFAR10_UNET_PARAMS, "wrn": rm.CIFAR10_WRN_PARAMS, "guided-unet": GUIDED_256_PARAMS}[arch]
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed + 7919)
     model = rm.build(arch, cfg).float()
     assert rm.n_params(model) == want, (arch, rm.n_params(model), want)
     rm.randomize_norms(model, gen)
     model.eval()
-    if arch == "ddpm-unet":
+    if arch == "guided-unet":
+        x = torch.randn(1, 3, 256, 256, generator=gen)
+        t = torch.tensor([149.0])
+        grad_y = torch.randn(1, 6, 256, 256, generator=gen)
+    elif arch == "ddpm-unet":
         x = torch.randn(BATCH, 3, 32, 32, generator=gen)
         t = torch.tensor([99.0, 512.37])  # DiffPure's last step index, and a fractional one
         grad_y = torch.randn(BATCH, 3, 32, 32, generator=gen)
@@ -52,7 +61,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--drq", default="build/drq", help="path of the drq binary")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    ap.add_argument("--arch", default="ddpm-unet,wrn", help="comma-separated: ddpm-unet, wrn")
+    ap.add_argument("--arch", default="ddpm-unet,wrn,guided-unet", help="comma-separated: ddpm-unet, wrn, guided-unet")
     ap.add_argument("--seed", type=int, default=20240)
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = ap.parse_args()
@@ -78,7 +87,7 @@ def main():
             io["grad_y"] = grad_y
             rm.save_safetensors(inp, io)
 
-            cmd = [args.drq, "model", "run", "--arch", arch, "--config", "cifar10", "--weights", w,
+            cmd = [args.drq, "model", "run", "--arch", arch, "--config", PRESET[arch], "--weights", w,
                    "--in", inp, "--out", out]
             print(f"== {arch}: {' '.join(cmd)}", flush=True)
             t0 = time.time()
