@@ -5,7 +5,9 @@
  *   drq model run --arch ddpm-unet|guided-unet|wrn --config cifar10|imagenet256|FILE.json|'{json}'
  *                 --weights W.safetensors --in IN.safetensors --out OUT.safetensors [--threads N]
  *   drq model bench --arch ddpm-unet|guided-unet|wrn --config C --batch B [--repeat R] [--vjp] [--threads N]
- * Both take --device cpu|cuda:N and --precision tf32|fp32 (GPU convolutions).
+ * Both take --device cpu|cuda:N and --precision tf32|fp32 (GPU convolutions), and
+ * --mem-budget MIB (guided-unet: checkpoint inside the UNet when the batch's
+ * block activations would pass MIB mebibytes; 0, the default: never).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,7 +20,7 @@
 
 typedef struct {
     const char *arch, *config, *weights, *in, *out, *device, *precision;
-    int threads, batch, repeat, vjp;
+    int threads, batch, repeat, vjp, mem_budget_mib;
     drq_device_sel dev;
 } model_args;
 
@@ -27,7 +29,7 @@ static int usage(void) {
             "usage: drq model run --arch ddpm-unet|guided-unet|wrn --config cifar10|imagenet256|FILE.json|'{json}'\n"
             "                     --weights W.safetensors --in IN.safetensors --out OUT.safetensors [--threads N]\n"
             "       drq model bench --arch ddpm-unet|guided-unet|wrn --config C --batch B [--repeat R] [--vjp] [--threads N]\n"
-            "       either: [--device cpu|cuda:N] [--precision tf32|fp32]\n"
+            "       either: [--device cpu|cuda:N] [--precision tf32|fp32] [--mem-budget MIB (guided-unet)]\n"
             "IN holds x (N×C×H×W float32), for the UNet also t (N step indices), optionally grad_y;\n"
             "OUT gets y, and grad_x when grad_y was given.\n");
     return 1;
@@ -43,7 +45,7 @@ static int parse(int argc, char **argv, model_args *a) {
                          : !strcmp(k, "--out") ? &a->out : !strcmp(k, "--device") ? &a->device
                          : !strcmp(k, "--precision") ? &a->precision : NULL;
         int *idst = !strcmp(k, "--threads") ? &a->threads : !strcmp(k, "--batch") ? &a->batch
-                  : !strcmp(k, "--repeat") ? &a->repeat : NULL;
+                  : !strcmp(k, "--repeat") ? &a->repeat : !strcmp(k, "--mem-budget") ? &a->mem_budget_mib : NULL;
         if (!strcmp(k, "--vjp")) {
             a->vjp = 1;
         } else if ((dst || idst) && i + 1 < argc) {
@@ -68,6 +70,10 @@ static int parse(int argc, char **argv, model_args *a) {
     }
     if (strcmp(a->arch, "ddpm-unet") && strcmp(a->arch, "guided-unet") && strcmp(a->arch, "wrn")) {
         fprintf(stderr, "drq model: --arch: expected ddpm-unet, guided-unet or wrn, got '%s'\n", a->arch);
+        return -1;
+    }
+    if (a->mem_budget_mib && strcmp(a->arch, "guided-unet")) {
+        fprintf(stderr, "drq model: --mem-budget: only the guided-unet checkpoints inside the model\n");
         return -1;
     }
     drq_err err;
@@ -103,6 +109,7 @@ static int model_open(const model_args *a, st_file *weights, any_model *m, drq_e
     if (!strcmp(a->arch, "guided-unet")) {
         if (guided_unet_config_parse(a->config, &m->gc, err)) return -1;
         m->g = guided_unet_load(&m->gc, weights, 1234, a->dev.kind, err);
+        if (m->g) guided_unet_set_mem_budget(m->g, (size_t)a->mem_budget_mib << 20);
         return m->g ? 0 : -1;
     }
     if (wrn_config_parse(a->config, &m->wc, err)) return -1;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test_guided_cli.sh — the ADM UNet (guided-unet) through the command line:
 # `drq model run --arch guided-unet` refuses bad configs and weights with a
-# message naming the key or tensor (exit 1, no output file); `drq purify`
+# message naming the key or tensor (exit 1, no output file); --mem-budget
+# (checkpointing inside the UNet) changes no bit of the result; `drq purify`
 # with a spec whose diffusion model is a guided-unet purifies 28×28 images
 # through the 32×32 fixture model (resizing in and out), giving y and grad_x
 # of x's shape, bit-identical when run twice.
@@ -47,6 +48,19 @@ expect_error no-default-mult "config.channel_mult: missing, and image_size 32 ha
     --weights $F/guided_tiny.weights.safetensors
 expect_error preset-wrong-weights "missing tensor 'time_embed.0.weight'" "${run[@]}" --config imagenet256 \
     --weights $F/unet_tiny.weights.safetensors
+
+expect_error budget-other-arch "--mem-budget: only the guided-unet" "$BUILD/drq" model run --arch wrn \
+    --config $F/wrn_tiny.json --weights $F/wrn_tiny.weights.safetensors --in $F/wrn_tiny.io.safetensors \
+    --out "$TMP/out.safetensors" --mem-budget 1
+
+# --mem-budget 1 (MiB; the fixture's batch needs more): checkpointed, bit-identical to the plain run
+ok=1
+for b in 0 1; do
+    "$BUILD/drq" model run --arch guided-unet --config $F/guided_tiny.json --weights $F/guided_tiny.weights.safetensors \
+        --in $F/guided_tiny.io.safetensors --out "$TMP/b$b.safetensors" --mem-budget $b 2>>"$TMP/err" || ok=0
+done
+"$BUILD/tests/tool_stcmp" "$TMP/b1.safetensors" "$TMP/b0.safetensors" --default-tol 0 >/dev/null 2>&1 || ok=0
+if [ "$ok" -eq 1 ]; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL --mem-budget: $(cat "$TMP/err")"; fi
 
 # drq purify through a guided-unet spec
 cat >"$TMP/spec.json" <<JSON

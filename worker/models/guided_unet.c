@@ -72,17 +72,29 @@ static Conv2d conv1d_bind(params *p, int cin, int cout, const char *prefix) {
  * ===================================================================== */
 enum { RS_NONE, RS_UP, RS_DOWN };
 
+/* A block's tape is a struct of Tensors only, freed (and lent, see
+ * "checkpointing" below) as an array of TAPE_LEN tensors. */
+#define TAPE_LEN(type) (sizeof(type) / sizeof(Tensor))
+static void tape_free(Tensor *t, size_t n) {
+    for (size_t i = 0; i < n; i++) tensor_free(&t[i]);
+}
+
+/* A ResBlock's activations: its tape (saved by forward for backward) and backward scratch. */
 typedef struct {
-    int cin, cout, emb_ch, scale_shift, updown, has_skip;
-    gnorm norm_in, norm_out;
-    Conv2d conv_in, conv_out, skip;
-    const float *emb_w, *emb_b;
     Tensor hn1, a1; /* norm_in(x), swish of it          saved */
     Tensor r1, xs;  /* updown: a1 and x resampled */
     Tensor c1;      /* conv_in(..) (+ emb_out)          saved */
     Tensor hn2, a2; /* norm_out(c1); after scale-shift  saved */
     Tensor b2, eo;  /* swish(a2); emb_out               saved (eo) */
     Tensor ga, gb, gc;
+} res_tape;
+
+typedef struct {
+    int cin, cout, emb_ch, scale_shift, updown, has_skip;
+    gnorm norm_in, norm_out;
+    Conv2d conv_in, conv_out, skip;
+    const float *emb_w, *emb_b;
+    res_tape t;
 } resblock;
 
 static void res_bind(resblock *r, params *p, int cin, int cout, int emb_ch, int scale_shift, int updown,
@@ -97,7 +109,8 @@ static void res_bind(resblock *r, params *p, int cin, int cout, int emb_ch, int 
     snprintf(nm, sizeof nm, "%s.out_layers.0", prefix), gnorm_bind(&r->norm_out, p, cout, nm);
     snprintf(nm, sizeof nm, "%s.out_layers.3", prefix), r->conv_out = conv_bind(p, cout, cout, 3, 1, 1, nm);
     r->has_skip = cin != cout;
-    if (r->has_skip) snprintf(nm, sizeof nm, "%s.skip_connection", prefix), r->skip = conv_bind(p, cin, cout, 1, 1, 0, nm);
+    if (r->has_skip)
+        snprintf(nm, sizeof nm, "%s.skip_connection", prefix), r->skip = conv_bind(p, cin, cout, 1, 1, 0, nm);
 }
 
 /* Output size of the block's resampling. */
@@ -119,40 +132,40 @@ static void resample_backward(int kind, const Tensor *gy, Tensor *gx) {
 static void res_forward(resblock *r, const Tensor *x, const Tensor *emb_act, Tensor *out) {
     int n = x->n, H, W;
     res_out_hw(r, x->h, x->w, &H, &W);
-    ENSURE_LIKE(&r->hn1, n, r->cin, x->h, x->w);
-    ENSURE_LIKE(&r->a1, n, r->cin, x->h, x->w);
-    ENSURE_LIKE(&r->c1, n, r->cout, H, W);
-    ENSURE_LIKE(&r->hn2, n, r->cout, H, W);
-    ENSURE_LIKE(&r->a2, n, r->cout, H, W);
-    ENSURE_LIKE(&r->b2, n, r->cout, H, W);
-    ENSURE_LIKE(&r->eo, n, r->scale_shift ? 2 * r->cout : r->cout, 1, 1);
+    ENSURE_LIKE(&r->t.hn1, n, r->cin, x->h, x->w);
+    ENSURE_LIKE(&r->t.a1, n, r->cin, x->h, x->w);
+    ENSURE_LIKE(&r->t.c1, n, r->cout, H, W);
+    ENSURE_LIKE(&r->t.hn2, n, r->cout, H, W);
+    ENSURE_LIKE(&r->t.a2, n, r->cout, H, W);
+    ENSURE_LIKE(&r->t.b2, n, r->cout, H, W);
+    ENSURE_LIKE(&r->t.eo, n, r->scale_shift ? 2 * r->cout : r->cout, 1, 1);
     ENSURE_LIKE(out, n, r->cout, H, W);
-    group_norm_swish_forward(x, GN_GROUPS, GN_EPS, r->norm_in.gamma, r->norm_in.beta, &r->hn1, &r->a1,
+    group_norm_swish_forward(x, GN_GROUPS, GN_EPS, r->norm_in.gamma, r->norm_in.beta, &r->t.hn1, &r->t.a1,
                              gnorm_stats(&r->norm_in, x));
-    const Tensor *a = &r->a1, *xs = x;
+    const Tensor *a = &r->t.a1, *xs = x;
     if (r->updown) {
-        ENSURE_LIKE(&r->r1, n, r->cin, H, W);
-        ENSURE_LIKE(&r->xs, n, r->cin, H, W);
-        resample_forward(r->updown, &r->a1, &r->r1);
-        resample_forward(r->updown, x, &r->xs);
-        a = &r->r1, xs = &r->xs;
+        ENSURE_LIKE(&r->t.r1, n, r->cin, H, W);
+        ENSURE_LIKE(&r->t.xs, n, r->cin, H, W);
+        resample_forward(r->updown, &r->t.a1, &r->t.r1);
+        resample_forward(r->updown, x, &r->t.xs);
+        a = &r->t.r1, xs = &r->t.xs;
     }
-    conv2d_forward(&r->conv_in, a, &r->c1);
-    linear_forward(r->emb_w, r->emb_b, r->emb_ch, r->eo.c, emb_act, &r->eo);
+    conv2d_forward(&r->conv_in, a, &r->t.c1);
+    linear_forward(r->emb_w, r->emb_b, r->emb_ch, r->t.eo.c, emb_act, &r->t.eo);
     if (r->scale_shift) {
-        group_norm_forward(&r->c1, GN_GROUPS, GN_EPS, r->norm_out.gamma, r->norm_out.beta, &r->hn2,
-                           gnorm_stats(&r->norm_out, &r->c1));
-        scale_shift_forward(&r->hn2, &r->eo, &r->a2);
-        swish_forward(&r->a2, &r->b2);
+        group_norm_forward(&r->t.c1, GN_GROUPS, GN_EPS, r->norm_out.gamma, r->norm_out.beta, &r->t.hn2,
+                           gnorm_stats(&r->norm_out, &r->t.c1));
+        scale_shift_forward(&r->t.hn2, &r->t.eo, &r->t.a2);
+        swish_forward(&r->t.a2, &r->t.b2);
     } else {
-        add_channel_forward(&r->c1, &r->eo, &r->c1);
-        group_norm_swish_forward(&r->c1, GN_GROUPS, GN_EPS, r->norm_out.gamma, r->norm_out.beta, &r->hn2, &r->b2,
-                                 gnorm_stats(&r->norm_out, &r->c1));
+        add_channel_forward(&r->t.c1, &r->t.eo, &r->t.c1);
+        group_norm_swish_forward(&r->t.c1, GN_GROUPS, GN_EPS, r->norm_out.gamma, r->norm_out.beta, &r->t.hn2, &r->t.b2,
+                                 gnorm_stats(&r->norm_out, &r->t.c1));
     }
-    conv2d_forward(&r->conv_out, &r->b2, out);
+    conv2d_forward(&r->conv_out, &r->t.b2, out);
     if (r->has_skip) {
-        conv2d_forward(&r->skip, xs, &r->b2); /* b2 is free once conv_out has read it */
-        add_forward(out, &r->b2, out);
+        conv2d_forward(&r->skip, xs, &r->t.b2); /* b2 is free once conv_out has read it */
+        add_forward(out, &r->t.b2, out);
     } else {
         add_forward(out, xs, out);
     }
@@ -161,62 +174,67 @@ static void res_forward(resblock *r, const Tensor *x, const Tensor *emb_act, Ten
 /* gx = VJP of res_forward at its saved x; the embedding path carries no input gradient. */
 static void res_backward(resblock *r, const Tensor *x, const Tensor *gout, Tensor *gx) {
     int n = x->n, H = gout->h, W = gout->w;
-    ENSURE_LIKE(&r->ga, n, r->cout, H, W);
-    ENSURE_LIKE(&r->gb, n, r->cout, H, W);
+    ENSURE_LIKE(&r->t.ga, n, r->cout, H, W);
+    ENSURE_LIKE(&r->t.gb, n, r->cout, H, W);
     ENSURE_LIKE(gx, n, r->cin, x->h, x->w);
-    conv2d_backward_input(&r->conv_out, gout, &r->ga);
+    conv2d_backward_input(&r->conv_out, gout, &r->t.ga);
     if (r->scale_shift) {
-        swish_backward_input(&r->a2, &r->ga, &r->ga);
-        scale_shift_backward_input(&r->hn2, &r->eo, &r->ga, &r->ga, NULL);
-        group_norm_backward_input(&r->c1, &r->ga, GN_GROUPS, r->norm_out.gamma, r->norm_out.stats.data, &r->gb);
+        swish_backward_input(&r->t.a2, &r->t.ga, &r->t.ga);
+        scale_shift_backward_input(&r->t.hn2, &r->t.eo, &r->t.ga, &r->t.ga, NULL);
+        group_norm_backward_input(&r->t.c1, &r->t.ga, GN_GROUPS, r->norm_out.gamma, r->norm_out.stats.data, &r->t.gb);
     } else {
-        group_norm_swish_backward_input(&r->c1, &r->hn2, &r->ga, GN_GROUPS, r->norm_out.gamma, r->norm_out.stats.data,
-                                        &r->gb);
+        group_norm_swish_backward_input(&r->t.c1, &r->t.hn2, &r->t.ga, GN_GROUPS, r->norm_out.gamma,
+                                        r->norm_out.stats.data, &r->t.gb);
     }
     /* gb = ∂/∂c1; through conv_in to its input (a1, or r1 when resampled) */
-    ENSURE_LIKE(&r->gc, n, r->cin, x->h, x->w);
+    ENSURE_LIKE(&r->t.gc, n, r->cin, x->h, x->w);
     if (r->updown) {
-        ENSURE_LIKE(&r->ga, n, r->cin, H, W);
-        conv2d_backward_input(&r->conv_in, &r->gb, &r->ga);
-        resample_backward(r->updown, &r->ga, &r->gc);
+        ENSURE_LIKE(&r->t.ga, n, r->cin, H, W);
+        conv2d_backward_input(&r->conv_in, &r->t.gb, &r->t.ga);
+        resample_backward(r->updown, &r->t.ga, &r->t.gc);
     } else {
-        conv2d_backward_input(&r->conv_in, &r->gb, &r->gc);
+        conv2d_backward_input(&r->conv_in, &r->t.gb, &r->t.gc);
     }
-    ENSURE_LIKE(&r->gb, n, r->cin, x->h, x->w);
-    group_norm_swish_backward_input(x, &r->hn1, &r->gc, GN_GROUPS, r->norm_in.gamma, r->norm_in.stats.data, &r->gb);
+    ENSURE_LIKE(&r->t.gb, n, r->cin, x->h, x->w);
+    group_norm_swish_backward_input(x, &r->t.hn1, &r->t.gc, GN_GROUPS, r->norm_in.gamma, r->norm_in.stats.data,
+                                    &r->t.gb);
     /* the skip path: gout through the skip conv and the resampling */
     const Tensor *gs = gout;
     if (r->has_skip) {
-        ENSURE_LIKE(&r->ga, n, r->cin, H, W);
-        conv2d_backward_input(&r->skip, gout, &r->ga);
-        gs = &r->ga;
+        ENSURE_LIKE(&r->t.ga, n, r->cin, H, W);
+        conv2d_backward_input(&r->skip, gout, &r->t.ga);
+        gs = &r->t.ga;
     }
     if (r->updown) {
         resample_backward(r->updown, gs, gx);
-        add_forward(gx, &r->gb, gx);
+        add_forward(gx, &r->t.gb, gx);
     } else {
-        add_forward(gs, &r->gb, gx);
+        add_forward(gs, &r->t.gb, gx);
     }
 }
 
 static void res_free(resblock *r) {
     conv2d_release(&r->conv_in), conv2d_release(&r->conv_out), conv2d_release(&r->skip);
     tensor_free(&r->norm_in.stats), tensor_free(&r->norm_out.stats);
-    Tensor *ts[] = {&r->hn1, &r->a1, &r->r1, &r->xs, &r->c1, &r->hn2, &r->a2, &r->b2, &r->eo, &r->ga, &r->gb, &r->gc};
-    for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) tensor_free(ts[i]);
+    tape_free((Tensor *)&r->t, TAPE_LEN(res_tape));
 }
 
 /* =====================================================================
  * AttentionBlock: hn = norm(x); qkv = 1×1 conv; h = multi-head attention
  * (legacy order, ops.h attention_heads); out = x + proj_out(h)
  * ===================================================================== */
+/* An AttentionBlock's activations: tape and backward scratch. */
+typedef struct {
+    Tensor hn, tqkv, q, k, v, p; /* saved (tqkv only as scratch) */
+    Tensor h;                    /* attention output; backward scratch */
+    Tensor gq, gk, gv, gqkv, ga;
+} attn_tape;
+
 typedef struct {
     int c, heads;
     gnorm norm;
     Conv2d qkv, proj_out;
-    Tensor hn, tqkv, q, k, v, p; /* saved (tqkv only as scratch) */
-    Tensor h;                    /* attention output; backward scratch */
-    Tensor gq, gk, gv, gqkv, ga;
+    attn_tape t;
 } attnblock;
 
 static void attn_bind(attnblock *a, params *p, int c, int heads, const char *prefix) {
@@ -229,34 +247,34 @@ static void attn_bind(attnblock *a, params *p, int c, int heads, const char *pre
 
 static void attn_forward(attnblock *a, const Tensor *x, Tensor *out) {
     int n = x->n, H = x->h, W = x->w, L = H * W;
-    Tensor *ts[] = {&a->hn, &a->q, &a->k, &a->v, &a->h, out};
+    Tensor *ts[] = {&a->t.hn, &a->t.q, &a->t.k, &a->t.v, &a->t.h, out};
     for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) ENSURE_LIKE(ts[i], n, a->c, H, W);
-    ENSURE_LIKE(&a->tqkv, n, 3 * a->c, H, W);
-    ENSURE_LIKE(&a->p, n, a->heads * L * L, 1, 1);
-    group_norm_forward(x, GN_GROUPS, GN_EPS, a->norm.gamma, a->norm.beta, &a->hn, gnorm_stats(&a->norm, x));
-    conv2d_forward(&a->qkv, &a->hn, &a->tqkv);
-    attention_heads_forward(&a->tqkv, a->heads, &a->q, &a->k, &a->v, &a->p, &a->h);
-    conv2d_forward(&a->proj_out, &a->h, out);
+    ENSURE_LIKE(&a->t.tqkv, n, 3 * a->c, H, W);
+    ENSURE_LIKE(&a->t.p, n, a->heads * L * L, 1, 1);
+    group_norm_forward(x, GN_GROUPS, GN_EPS, a->norm.gamma, a->norm.beta, &a->t.hn, gnorm_stats(&a->norm, x));
+    conv2d_forward(&a->qkv, &a->t.hn, &a->t.tqkv);
+    attention_heads_forward(&a->t.tqkv, a->heads, &a->t.q, &a->t.k, &a->t.v, &a->t.p, &a->t.h);
+    conv2d_forward(&a->proj_out, &a->t.h, out);
     add_forward(out, x, out);
 }
 
 static void attn_backward(attnblock *a, const Tensor *x, const Tensor *gout, Tensor *gx) {
     int n = x->n, H = x->h, W = x->w;
-    Tensor *ts[] = {&a->gq, &a->gk, &a->gv, &a->ga, gx};
+    Tensor *ts[] = {&a->t.gq, &a->t.gk, &a->t.gv, &a->t.ga, gx};
     for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) ENSURE_LIKE(ts[i], n, a->c, H, W);
-    ENSURE_LIKE(&a->gqkv, n, 3 * a->c, H, W);
-    conv2d_backward_input(&a->proj_out, gout, &a->h); /* h: free scratch after forward */
-    attention_heads_backward_input(&a->q, &a->k, &a->v, &a->p, &a->h, a->heads, &a->gq, &a->gk, &a->gv, &a->gqkv);
-    conv2d_backward_input(&a->qkv, &a->gqkv, &a->ga);
-    group_norm_backward_input(x, &a->ga, GN_GROUPS, a->norm.gamma, a->norm.stats.data, gx);
+    ENSURE_LIKE(&a->t.gqkv, n, 3 * a->c, H, W);
+    conv2d_backward_input(&a->proj_out, gout, &a->t.h); /* h: free scratch after forward */
+    attention_heads_backward_input(&a->t.q, &a->t.k, &a->t.v, &a->t.p, &a->t.h, a->heads, &a->t.gq, &a->t.gk,
+                                   &a->t.gv, &a->t.gqkv);
+    conv2d_backward_input(&a->qkv, &a->t.gqkv, &a->t.ga);
+    group_norm_backward_input(x, &a->t.ga, GN_GROUPS, a->norm.gamma, a->norm.stats.data, gx);
     add_forward(gx, gout, gx);
 }
 
 static void attn_free(attnblock *a) {
     conv2d_release(&a->qkv), conv2d_release(&a->proj_out);
     tensor_free(&a->norm.stats);
-    Tensor *ts[] = {&a->hn, &a->tqkv, &a->q, &a->k, &a->v, &a->p, &a->h, &a->gq, &a->gk, &a->gv, &a->gqkv, &a->ga};
-    for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) tensor_free(ts[i]);
+    tape_free((Tensor *)&a->t, TAPE_LEN(attn_tape));
 }
 
 /* =====================================================================
@@ -283,6 +301,7 @@ typedef struct {
     Tensor mid;      /* N_UP: upsampled x; N_OUT: norm(x) */
     Tensor tmp;      /* N_OUT: swish(norm(x)) */
     Tensor out, gin, gh;
+    size_t tape; /* N_RES, N_ATTN: floats of the block's tape per image (an estimate, for the budget) */
 } node;
 
 struct guided_unet {
@@ -296,6 +315,11 @@ struct guided_unet {
     const Tensor **skips;
     Tensor *gskip;
     Tensor gtop;
+    res_tape res_pool;     /* checkpointing: the one tape the ResBlocks take turns with */
+    attn_tape attn_pool;   /* … and the AttentionBlocks */
+    size_t budget;         /* bytes of block tapes a forward may keep (0: no limit) */
+    size_t tape_per_image; /* floats of every block's tape for one image */
+    int ckpt;              /* the last forward checkpointed: its backward recomputes */
 };
 
 static node *add_node(guided_unet *m, node_kind kind) {
@@ -317,16 +341,24 @@ static int heads_of(const guided_unet_config *c, int ch) {
     return c->num_head_channels > 0 ? ch / c->num_head_channels : c->num_heads;
 }
 
-/* A ResBlock node under PREFIX (a TimestepEmbedSequential's layer 0 or 2). */
-static node *add_res(guided_unet *m, int cin, int cout, int updown, const char *prefix) {
+/* A ResBlock node under PREFIX (a TimestepEmbedSequential's layer 0 or 2) on
+ * R×R inputs; its tape size follows res_forward's tensors. */
+static node *add_res(guided_unet *m, int cin, int cout, int updown, int R, const char *prefix) {
     node *nd = add_node(m, N_RES);
     res_bind(&nd->res, &m->p, cin, cout, m->emb_ch, m->cfg.use_scale_shift_norm, updown, prefix);
+    size_t in = (size_t)R * R, out = updown == RS_UP ? 4 * in : updown == RS_DOWN ? in / 4 : in;
+    nd->tape = 2 * cin * in + (updown ? 2 * cin * out : 0) + 6 * cout * out + 2 * cout + cin * in;
+    m->tape_per_image += nd->tape;
     return nd;
 }
 
-static node *add_attn(guided_unet *m, int c, const char *prefix) {
+static node *add_attn(guided_unet *m, int c, int R, const char *prefix) {
     node *nd = add_node(m, N_ATTN);
-    attn_bind(&nd->attn, &m->p, c, heads_of(&m->cfg, c), prefix);
+    int heads = heads_of(&m->cfg, c);
+    attn_bind(&nd->attn, &m->p, c, heads, prefix);
+    size_t L = (size_t)R * R;
+    nd->tape = 15 * c * L + heads * L * L;
+    m->tape_per_image += nd->tape;
     return nd;
 }
 
@@ -351,15 +383,15 @@ static void build(guided_unet *m) {
     for (int lv = 0; lv < L; lv++) {
         for (int j = 0; j < c->num_res_blocks; j++, blk++) {
             snprintf(nm, sizeof nm, "input_blocks.%d.0", blk);
-            nd = add_res(m, ch, c->channel_mult[lv] * mc, RS_NONE, nm);
+            nd = add_res(m, ch, c->channel_mult[lv] * mc, RS_NONE, res, nm);
             ch = c->channel_mult[lv] * mc;
-            if (has_attn(c, res)) snprintf(nm, sizeof nm, "input_blocks.%d.1", blk), nd = add_attn(m, ch, nm);
+            if (has_attn(c, res)) snprintf(nm, sizeof nm, "input_blocks.%d.1", blk), nd = add_attn(m, ch, res, nm);
             nd->push = 1, nd->slot = sp, chans[sp++] = ch;
         }
         if (lv != L - 1) {
             snprintf(nm, sizeof nm, "input_blocks.%d.0", blk);
             if (c->resblock_updown) {
-                nd = add_res(m, ch, ch, RS_DOWN, nm);
+                nd = add_res(m, ch, ch, RS_DOWN, res, nm);
             } else {
                 char op[220];
                 snprintf(op, sizeof op, "%s.op", nm);
@@ -371,22 +403,23 @@ static void build(guided_unet *m) {
         }
     }
     m->n_slots = sp;
-    add_res(m, ch, ch, RS_NONE, "middle_block.0");
-    add_attn(m, ch, "middle_block.1");
-    add_res(m, ch, ch, RS_NONE, "middle_block.2");
+    add_res(m, ch, ch, RS_NONE, res, "middle_block.0");
+    add_attn(m, ch, res, "middle_block.1");
+    add_res(m, ch, ch, RS_NONE, res, "middle_block.2");
     blk = 0; /* output_blocks index */
     for (int lv = L - 1; lv >= 0; lv--) {
         for (int j = 0; j < c->num_res_blocks + 1; j++, blk++) {
             int skip_ch = chans[--sp], layer = 0;
             snprintf(nm, sizeof nm, "output_blocks.%d.%d", blk, layer++);
-            nd = add_res(m, ch + skip_ch, c->channel_mult[lv] * mc, RS_NONE, nm);
+            nd = add_res(m, ch + skip_ch, c->channel_mult[lv] * mc, RS_NONE, res, nm);
             nd->pop = 1, nd->slot = sp;
             ch = c->channel_mult[lv] * mc;
-            if (has_attn(c, res)) snprintf(nm, sizeof nm, "output_blocks.%d.%d", blk, layer++), add_attn(m, ch, nm);
+            if (has_attn(c, res))
+                snprintf(nm, sizeof nm, "output_blocks.%d.%d", blk, layer++), add_attn(m, ch, res, nm);
             if (lv && j == c->num_res_blocks) {
                 snprintf(nm, sizeof nm, "output_blocks.%d.%d", blk, layer);
                 if (c->resblock_updown) {
-                    add_res(m, ch, ch, RS_UP, nm);
+                    add_res(m, ch, ch, RS_UP, res, nm);
                 } else {
                     char cv[220];
                     snprintf(cv, sizeof cv, "%s.conv", nm);
@@ -476,6 +509,42 @@ static void node_backward(node *nd, const Tensor *g) {
     }
 }
 
+/* =====================================================================
+ * checkpointing (docs/design.md §Models): when the blocks' tapes for the
+ * batch would pass the memory budget, a forward keeps only each node's input
+ * and output, every ResBlock (AttentionBlock) computing in the one shared tape
+ * of its kind; the backward recomputes a block's forward from its saved input
+ * just before the block's VJP.  Cost: one more forward of every block per
+ * backward; results are bit-identical (the same ops on the same inputs).
+ * ===================================================================== */
+static int has_tape(const node *nd) { return nd->kind == N_RES || nd->kind == N_ATTN; }
+
+/* nd takes the shared tape of its kind (freeing any tape of its own from an
+ * earlier, unchecked pass). */
+static void tape_lend(guided_unet *m, node *nd) {
+    if (nd->kind == N_RES) {
+        tape_free((Tensor *)&nd->res.t, TAPE_LEN(res_tape));
+        nd->res.t = m->res_pool, memset(&m->res_pool, 0, sizeof m->res_pool);
+    } else if (nd->kind == N_ATTN) {
+        tape_free((Tensor *)&nd->attn.t, TAPE_LEN(attn_tape));
+        nd->attn.t = m->attn_pool, memset(&m->attn_pool, 0, sizeof m->attn_pool);
+    }
+}
+
+static void tape_return(guided_unet *m, node *nd) {
+    if (nd->kind == N_RES) m->res_pool = nd->res.t, memset(&nd->res.t, 0, sizeof nd->res.t);
+    else if (nd->kind == N_ATTN) m->attn_pool = nd->attn.t, memset(&nd->attn.t, 0, sizeof nd->attn.t);
+}
+
+static void free_pools(guided_unet *m) {
+    tape_free((Tensor *)&m->res_pool, TAPE_LEN(res_tape));
+    tape_free((Tensor *)&m->attn_pool, TAPE_LEN(attn_tape));
+}
+
+void guided_unet_set_mem_budget(guided_unet *m, size_t bytes) { m->budget = bytes; }
+size_t guided_unet_tape_bytes(const guided_unet *m) { return m->tape_per_image * sizeof(float); }
+int guided_unet_checkpointed(const guided_unet *m) { return m->ckpt; }
+
 /* emb[i] = [cos(t_i f_k), sin(t_i f_k)], f_k = exp(−k·ln(10000)/half), in
  * double on the host (nn.py timestep_embedding; t is a host array anyway). */
 static void timestep_embedding_host(const float *t, int n, int dim, float *emb) {
@@ -511,6 +580,8 @@ void guided_unet_forward(guided_unet *m, const Tensor *x, const float *t, Tensor
     linear_forward(m->temb_w2, m->temb_b2, m->emb_ch, m->emb_ch, &m->temb_a, &m->temb);
     swish_forward(&m->temb, &m->temb_act);
 
+    m->ckpt = m->budget && (size_t)n * guided_unet_tape_bytes(m) > m->budget;
+    if (!m->ckpt) free_pools(m); /* the nodes keep their own tapes now */
     const Tensor *h = x;
     for (int i = 0; i < m->n_nodes; i++) {
         node *nd = &m->nodes[i];
@@ -520,7 +591,9 @@ void guided_unet_forward(guided_unet *m, const Tensor *x, const float *t, Tensor
             concat_forward(h, s, &nd->cat);
             h = &nd->cat;
         }
+        if (m->ckpt) tape_lend(m, nd);
         node_forward(m, nd, h);
+        if (m->ckpt) tape_return(m, nd);
         h = &nd->out;
         if (nd->push) m->skips[nd->slot] = h;
     }
@@ -534,7 +607,12 @@ void guided_unet_backward(guided_unet *m, const Tensor *gout, Tensor *gx) {
     for (int i = m->n_nodes - 1; i >= 0; i--) {
         node *nd = &m->nodes[i];
         if (nd->push) add_forward(g, &m->gskip[nd->slot], g); /* the output also fed a skip */
+        if (m->ckpt && has_tape(nd)) { /* rebuild this block's tape (its out is rewritten, identical) */
+            tape_lend(m, nd);
+            node_forward(m, nd, nd->x);
+        }
         node_backward(nd, g);
+        if (m->ckpt) tape_return(m, nd);
         g = &nd->gin;
         if (nd->pop) {
             const Tensor *s = m->skips[nd->slot];
@@ -562,6 +640,7 @@ void guided_unet_free(guided_unet *m) {
     for (int i = 0; i < m->n_slots && m->gskip; i++) tensor_free(&m->gskip[i]);
     Tensor *ts[] = {&m->emb, &m->temb_h, &m->temb_a, &m->temb, &m->temb_act, &m->gtop};
     for (size_t k = 0; k < sizeof ts / sizeof ts[0]; k++) tensor_free(ts[k]);
+    free_pools(m);
     free(m->nodes), free(m->skips), free(m->gskip), free(m->emb_host);
     params_free(&m->p);
     free(m);

@@ -88,5 +88,13 @@ void guided_unet_forward(guided_unet *m, const Tensor *x, const float *t, Tensor
 /* gx = (∂out/∂x)ᵀ gout at the x and t of the last forward. */
 void guided_unet_backward(guided_unet *m, const Tensor *gout, Tensor *gx);
 void guided_unet_free(guided_unet *m);
+/* Activation checkpointing: a forward whose blocks' saved activations
+ * (guided_unet_tape_bytes per image, times the batch) would pass `bytes`
+ * keeps only each block's input and output, and the backward recomputes one
+ * block at a time (results bit-identical; one more forward's work).
+ * 0 (the default): never. */
+void guided_unet_set_mem_budget(guided_unet *m, size_t bytes);
+size_t guided_unet_tape_bytes(const guided_unet *m);
+int guided_unet_checkpointed(const guided_unet *m); /* the last forward did */
 
 #endif
