@@ -278,7 +278,8 @@ void purifier_forward(purifier *p, const Tensor *x_in, const uint64_t *omega, co
     }
     tensor_assign(&p->final, p->dev, to_input_size(p, s, xu));
     ENSURE(&p->yout, xu);
-    affine_clamp_forward(&p->final, 0.5f, 0.5f, p->c.clamp_out ? 0.0f : -INFINITY, p->c.clamp_out ? 1.0f : INFINITY, &p->yout);
+    affine_clamp_forward(&p->final, 0.5f, 0.5f, p->c.clamp_out ? 0.0f : -INFINITY, p->c.clamp_out ? 1.0f : INFINITY,
+                         &p->yout);
     to_out(&p->yout, y);
 }
 
@@ -292,7 +293,8 @@ void purifier_backward(purifier *p, const Tensor *gy_in, Tensor *gx) {
     const Tensor *gy = on_dev(p, gy_in, &p->xin), *xm = &p->xs[0]; /* xm: the model-size shape */
     int resized = !tensor_same_shape(gy, xm);
     Tensor *g = &p->g;
-    ENSURE(g, xm), ENSURE(&p->gx0, xm), ENSURE(&p->geps, xm), ENSURE(&p->gu, xm), ENSURE(&p->small, gy);
+    ENSURE(g, xm), ENSURE(&p->gx0, xm), ENSURE(&p->geps, xm), ENSURE(&p->gu, xm);
+    if (resized) ENSURE(&p->small, gy);
     /* y = clamp((x + 1)/2) [of x resized back to the input size] */
     affine_clamp_backward_input(&p->final, gy, 0.5f, 0.5f, p->c.clamp_out ? 0.0f : -INFINITY,
                                 p->c.clamp_out ? 1.0f : INFINITY, resized ? &p->small : g);
