@@ -209,6 +209,7 @@ gpu-bundle: all-tests
 
 test-ref: deps all-tests
 	$(PYTHON) tests/ref/gen_fixtures.py --out tests/fixtures
+	$(PYTHON) tests/ref/gen_purify_adm.py
 	$(PYTHON) tests/ref/check_full.py --drq $(BUILD)/drq
 
 bench: deps all
