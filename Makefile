@@ -5,7 +5,7 @@
 #   make test-cuda  the CUDA backend against the CPU (needs a GPU; says so otherwise)
 #   make bench-cuda CUDA speed against PyTorch CUDA on the same GPU
 #   make CUDA=0     a CPU-only build (the CUDA backend is built when nvcc + cuDNN are found)
-#   make test-ref   regenerate PyTorch fixtures and check the full CIFAR-10 configs (needs python3-torch)
+#   make test-ref   regenerate PyTorch fixtures and check the full CIFAR-10 and ImageNet (256×256 ADM UNet) configs (needs python3-torch)
 #   make bench      CPU speed against PyTorch on the same threads
 #   make demo       the main job (see README)
 #
@@ -180,8 +180,8 @@ deps:
 # The numeric tests run twice: at this machine's instruction set and under
 # ONEDNN_MAX_CPU_ISA=AVX2 (oneDNN's kernels and drq's own loops both follow
 # it, kernels/cpu/isa.c), so an AVX-512 machine proves the AVX2 path too.
-NUMERIC_TESTS := test_batch_invariance test_conv test_fused test_models test_ops test_purify test_pgd_ref test_engine test_resnet50 \
-                 test_device_plumbing test_metrics test_analysis test_analyses test_images
+NUMERIC_TESTS := test_batch_invariance test_conv test_fused test_models test_ops test_purify test_purify_adm test_guided_ckpt \
+                 test_pgd_ref test_engine test_resnet50 test_device_plumbing test_metrics test_analysis test_analyses test_images
 NUMERIC_SH    := tests/test_parity.sh tests/test_same_rows.sh
 test: deps
 	@$(MAKE) --no-print-directory all-tests
@@ -209,6 +209,7 @@ gpu-bundle: all-tests
 
 test-ref: deps all-tests
 	$(PYTHON) tests/ref/gen_fixtures.py --out tests/fixtures
+	$(PYTHON) tests/ref/gen_purify_adm.py
 	$(PYTHON) tests/ref/check_full.py --drq $(BUILD)/drq
 
 bench: deps all

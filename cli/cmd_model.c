@@ -2,16 +2,20 @@
  * given inputs (users checking a conversion; parity tests), and timing the
  * models on random weights (make bench).
  *
- *   drq model run --arch ddpm-unet|wrn|resnet50 --config cifar10|FILE.json|'{json}'
+ *   drq model run --arch ddpm-unet|guided-unet|wrn|resnet50 --config cifar10|imagenet|imagenet256|FILE.json|'{json}'
  *                 --weights W.safetensors --in IN.safetensors --out OUT.safetensors [--threads N]
- *   drq model bench --arch ddpm-unet|wrn|resnet50 --config C --batch B [--repeat R] [--vjp] [--threads N] [--res R]
+ *   drq model bench --arch ddpm-unet|guided-unet|wrn|resnet50 --config C --batch B [--repeat R] [--vjp] [--threads N] [--res R]
  *   drq model peak [--threads N] [--size N] [--repeat R]
  * bench prints seconds per image and the achieved GFLOP/s (the forward FLOPs
- * of worker/models/flops.c; a forward + input-VJP counts as two forwards);
- * classifiers run at --res (default: ResNet-50 224, WRN 32); peak prints
- * oneDNN sgemm's GFLOP/s at size³ (default 2048), the machine's measured peak
- * that make bench compares every model with.
- * run and bench take --device cpu|cuda:N and --precision tf32|fp32 (GPU convolutions).
+ * of worker/models/flops.c, none yet for the guided-unet; a forward +
+ * input-VJP counts as two forwards); classifiers run at --res (default:
+ * ResNet-50 224, WRN 32); peak prints oneDNN sgemm's GFLOP/s at size³
+ * (default 2048), the machine's measured peak that make bench compares every
+ * model with.
+ * run and bench take --device cpu|cuda:N and --precision tf32|fp32 (GPU
+ * convolutions), and --mem-budget MIB (guided-unet: checkpoint inside the UNet
+ * when the batch's block activations would pass MIB mebibytes; 0, the
+ * default: never).
  */
 #include <math.h>
 #include <stdio.h>
@@ -27,18 +31,18 @@
 
 typedef struct {
     const char *arch, *config, *weights, *in, *out, *device, *precision;
-    int threads, batch, repeat, vjp;
-    int res, size; /* bench: the WRN's input resolution; peak: the GEMM size */
+    int threads, batch, repeat, vjp, mem_budget_mib;
+    int res, size; /* bench: a classifier's input resolution (0: its default); peak: the GEMM size */
     drq_device_sel dev;
 } model_args;
 
 static int usage(void) {
     fprintf(stderr,
-            "usage: drq model run --arch ddpm-unet|wrn|resnet50 --config cifar10|imagenet|FILE.json|'{json}'\n"
+            "usage: drq model run --arch ddpm-unet|guided-unet|wrn|resnet50 --config cifar10|imagenet|imagenet256|FILE.json|'{json}'\n"
             "                     --weights W.safetensors --in IN.safetensors --out OUT.safetensors [--threads N]\n"
-            "       drq model bench --arch ddpm-unet|wrn|resnet50 --config C --batch B [--repeat R] [--vjp] [--threads N] [--res R]\n"
+            "       drq model bench --arch ddpm-unet|guided-unet|wrn|resnet50 --config C --batch B [--repeat R] [--vjp] [--threads N] [--res R]\n"
             "       drq model peak [--threads N] [--size N] [--repeat R]\n"
-            "       either: [--device cpu|cuda:N] [--precision tf32|fp32]\n"
+            "       either: [--device cpu|cuda:N] [--precision tf32|fp32] [--mem-budget MIB (guided-unet)]\n"
             "IN holds x (N×C×H×W float32), for the UNet also t (N step indices), optionally grad_y;\n"
             "OUT gets y, and grad_x when grad_y was given.\n");
     return 1;
@@ -55,7 +59,7 @@ static int parse(int argc, char **argv, model_args *a) {
                          : !strcmp(k, "--precision") ? &a->precision : NULL;
         int *idst = !strcmp(k, "--threads") ? &a->threads : !strcmp(k, "--batch") ? &a->batch
                   : !strcmp(k, "--repeat") ? &a->repeat : !strcmp(k, "--res") ? &a->res
-                  : !strcmp(k, "--size") ? &a->size : NULL;
+                  : !strcmp(k, "--size") ? &a->size : !strcmp(k, "--mem-budget") ? &a->mem_budget_mib : NULL;
         if (!strcmp(k, "--vjp")) {
             a->vjp = 1;
         } else if ((dst || idst) && i + 1 < argc) {
@@ -89,8 +93,12 @@ static int parse(int argc, char **argv, model_args *a) {
         fprintf(stderr, "drq model: --arch and --config are required\n");
         return -1;
     }
-    if (strcmp(a->arch, "ddpm-unet") && !classifier_arch_known(a->arch)) {
-        fprintf(stderr, "drq model: --arch: expected ddpm-unet, wrn or resnet50, got '%s'\n", a->arch);
+    if (strcmp(a->arch, "ddpm-unet") && strcmp(a->arch, "guided-unet") && !classifier_arch_known(a->arch)) {
+        fprintf(stderr, "drq model: --arch: expected ddpm-unet, guided-unet, wrn or resnet50, got '%s'\n", a->arch);
+        return -1;
+    }
+    if (a->mem_budget_mib && strcmp(a->arch, "guided-unet")) {
+        fprintf(stderr, "drq model: --mem-budget: only the guided-unet checkpoints inside the model\n");
         return -1;
     }
     drq_err err;
@@ -106,11 +114,13 @@ static int parse(int argc, char **argv, model_args *a) {
     return 0;
 }
 
-/* The UNet or a classifier (worker/models/classifier.h). */
+/* The DDPM UNet, the ADM UNet or a classifier (worker/models/classifier.h). */
 typedef struct {
     unet *u;
+    guided_unet *g;
     classifier *c;
     unet_config uc;
+    guided_unet_config gc;
     int is_wrn;
 } any_model;
 
@@ -121,6 +131,12 @@ static int model_open(const model_args *a, st_file *weights, any_model *m, drq_e
         m->u = unet_load_on(&m->uc, weights, 1234, a->dev.kind, err);
         return m->u ? 0 : -1;
     }
+    if (!strcmp(a->arch, "guided-unet")) {
+        if (guided_unet_config_parse(a->config, &m->gc, err)) return -1;
+        m->g = guided_unet_load(&m->gc, weights, 1234, a->dev.kind, err);
+        if (m->g) guided_unet_set_mem_budget(m->g, (size_t)a->mem_budget_mib << 20);
+        return m->g ? 0 : -1;
+    }
     m->is_wrn = !strcmp(a->arch, "wrn");
     m->c = classifier_load(a->arch, a->config, weights, 1234, a->dev.kind, err);
     return m->c ? 0 : -1;
@@ -129,19 +145,23 @@ static int model_open(const model_args *a, st_file *weights, any_model *m, drq_e
 static void model_close(any_model *m) {
     unet_free(m->u);
     classifier_free(m->c);
+    guided_unet_free(m->g);
 }
 
 static Tensor out_tensor(const any_model *m, const Tensor *x, drq_device dev) {
+    if (m->g) return tensor_new_on(dev, x->n, guided_unet_out_channels(m->g), x->h, x->w);
     return m->u ? tensor_new_on(dev, x->n, m->uc.out_ch, x->h, x->w) : tensor_new_on(dev, x->n, classifier_num_classes(m->c), 1, 1);
 }
 
 static void forward(any_model *m, const Tensor *x, const float *t, Tensor *y) {
     if (m->u) unet_forward(m->u, x, t, y);
+    else if (m->g) guided_unet_forward(m->g, x, t, y);
     else classifier_forward(m->c, x, y);
 }
 
 static void backward(any_model *m, const Tensor *gy, Tensor *gx) {
     if (m->u) unet_backward(m->u, gy, gx);
+    else if (m->g) guided_unet_backward(m->g, gy, gx);
     else classifier_backward(m->c, gy, gx);
 }
 
@@ -151,19 +171,19 @@ static void backward(any_model *m, const Tensor *gy, Tensor *gx) {
 static int check_inputs(const any_model *m, const st_tensor *x, const st_tensor *t, const st_tensor *gy,
                         const char *path, drq_err *err) {
     if (!x) return drq_errf(err, "%s: no tensor 'x'", path);
-    int cin = m->u ? m->uc.in_channels : classifier_in_channels(m->c);
+    int cin = m->u ? m->uc.in_channels : m->g ? 3 : classifier_in_channels(m->c);
+    int res = m->u ? m->uc.resolution : m->g ? m->gc.image_size : 0; /* 0: any size */
     if (x->ndim != 4 || x->shape[1] != cin || x->shape[0] < 1 || x->shape[2] < 1 || x->shape[3] < 1)
         return drq_errf(err, "%s: tensor 'x' must be N×%d×H×W", path, cin);
-    if (m->u && (x->shape[2] != m->uc.resolution || x->shape[3] != m->uc.resolution))
-        return drq_errf(err, "%s: tensor 'x' must be N×%d×%d×%d for this config", path, cin, m->uc.resolution,
-                        m->uc.resolution);
+    if (res && (x->shape[2] != res || x->shape[3] != res))
+        return drq_errf(err, "%s: tensor 'x' must be N×%d×%d×%d for this config", path, cin, res, res);
     if (m->is_wrn && (x->shape[2] < 4 || x->shape[3] < 4))
         return drq_errf(err, "%s: tensor 'x' is too small for the WRN (H, W ≥ 4)", path);
-    if (m->u && (!t || t->numel != (size_t)x->shape[0]))
+    if (res && (!t || t->numel != (size_t)x->shape[0]))
         return drq_errf(err, "%s: the UNet needs tensor 't' with %lld step indices", path, (long long)x->shape[0]);
     if (gy) {
-        size_t want = (size_t)x->shape[0] * (m->u ? (size_t)m->uc.out_ch * x->shape[2] * x->shape[3]
-                                                  : (size_t)classifier_num_classes(m->c));
+        size_t oc = m->u ? (size_t)m->uc.out_ch : m->g ? (size_t)guided_unet_out_channels(m->g) : 0;
+        size_t want = (size_t)x->shape[0] * (res ? oc * x->shape[2] * x->shape[3] : (size_t)classifier_num_classes(m->c));
         if (gy->numel != want || gy->shape[0] != x->shape[0])
             return drq_errf(err, "%s: tensor 'grad_y' must have the output's shape (%zu values)", path, want);
     }
@@ -211,6 +231,7 @@ fail:
 static double model_flops(const model_args *a, const any_model *m, int res) {
     drq_err e;
     if (m->u) return unet_forward_flops(&m->uc);
+    if (m->g) return NAN; /* no FLOP count of the ADM UNet yet */
     if (m->is_wrn) {
         wrn_config wc;
         return wrn_config_parse(a->config, &wc, &e) ? NAN : wrn_forward_flops(&wc, res);
@@ -230,8 +251,8 @@ static int bench(const model_args *a) {
         return 1;
     }
     /* classifiers at --res, by default their dataset's size: ResNet-50 224 (ImageNet), WRN 32 (CIFAR-10) */
-    int res = m.u ? m.uc.resolution : a->res ? a->res : m.is_wrn ? 32 : 224;
-    int cin = m.u ? m.uc.in_channels : classifier_in_channels(m.c);
+    int res = m.u ? m.uc.resolution : m.g ? m.gc.image_size : a->res ? a->res : m.is_wrn ? 32 : 224;
+    int cin = m.u ? m.uc.in_channels : m.g ? 3 : classifier_in_channels(m.c);
     drq_device dev = a->dev.kind;
     Tensor xh = tensor_new(a->batch, cin, res, res);
     for (size_t i = 0; i < tensor_numel(&xh); i++) xh.data[i] = (float)((i * 2654435761u) % 1000) / 1000.0f;
@@ -256,7 +277,8 @@ static int bench(const model_args *a) {
     double flops = (a->vjp ? 2 : 1) * model_flops(a, &m, res);
     printf("drq %s %s batch=%d threads=%d mode=%s s_per_image=%.6g gflops=%.4g params=%zu device=\"%s\"\n", a->arch,
            a->config, a->batch, drq_get_threads(), a->vjp ? "fwd+vjp" : "fwd", best / a->batch,
-           flops * a->batch / best / 1e9, m.u ? unet_param_count(m.u) : classifier_param_count(m.c), desc);
+           flops * a->batch / best / 1e9,
+           m.u ? unet_param_count(m.u) : m.g ? guided_unet_param_count(m.g) : classifier_param_count(m.c), desc);
     tensor_free(&xh), tensor_free(&gyh), tensor_free(&x), tensor_free(&gx), tensor_free(&y), tensor_free(&gy), free(t);
     model_close(&m);
     return 0;

@@ -62,7 +62,7 @@ int cmd_purify(int argc, char **argv) {
     int n = (int)tx->shape[0];
     Tensor x = tensor_wrap(tx->data, n, (int)tx->shape[1], (int)tx->shape[2], (int)tx->shape[3]);
     purify_config pc = engine_purify_config(&spec.purifiers[pi]);
-    purifier *p = purifier_new(em.diff, &pc);
+    purifier *p = engine_purifier_new(&em, &pc);
     uint64_t *om = xmalloc(sizeof(uint64_t) * n);
     int64_t *im = xmalloc(sizeof(int64_t) * n);
     for (int i = 0; i < n; i++) om[i] = (uint64_t)seed, im[i] = offset + i;

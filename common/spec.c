@@ -205,7 +205,7 @@ static int parse_dataset(const json_t *v, drq_dataset_spec *d, drq_err *err) {
 
 /* The architectures the engine builds (worker/models/models.h), per role. */
 static const char *const classifier_archs[] = {"wrn", "resnet50", NULL};
-static const char *const diffusion_archs[] = {"ddpm-unet", NULL};
+static const char *const diffusion_archs[] = {"ddpm-unet", "guided-unet", NULL};
 
 static int parse_model(const json_t *root, const char *key, int required, const char *why,
                        const char *const *archs, drq_model_spec *m, drq_err *err) {

@@ -301,6 +301,140 @@ void maxpool2d_backward_input_at(const char *file, int line, const Tensor *x, co
     backend_of(x)->maxpool2d_backward_input(x, gy, k, stride, pad, gx);
 }
 
+void avgpool2x2_forward_at(const char *file, int line, const Tensor *x, Tensor *y) {
+    SAME_DEV("avgpool2x2_forward", x, y);
+    REQUIRE(x->h % 2 == 0 && x->w % 2 == 0 && y->n == x->n && y->c == x->c && 2 * y->h == x->h && 2 * y->w == x->w,
+            "avgpool2x2_forward", x, y);
+    backend_of(x)->avgpool2x2_forward(x, y);
+}
+
+void avgpool2x2_backward_input_at(const char *file, int line, const Tensor *gy, Tensor *gx) {
+    SAME_DEV("avgpool2x2_backward_input", gy, gx);
+    REQUIRE(gy->n == gx->n && gy->c == gx->c && 2 * gy->h == gx->h && 2 * gy->w == gx->w,
+            "avgpool2x2_backward_input", gy, gx);
+    backend_of(gy)->avgpool2x2_backward_input(gy, gx);
+}
+
+void resize_bilinear_forward_at(const char *file, int line, const Tensor *x, Tensor *y) {
+    SAME_DEV("resize_bilinear_forward", x, y);
+    REQUIRE(y->n == x->n && y->c == x->c && x->h > 0 && x->w > 0 && y->h > 0 && y->w > 0, "resize_bilinear_forward",
+            x, y);
+    backend_of(x)->resize_bilinear_forward(x, y);
+}
+
+void resize_bilinear_backward_input_at(const char *file, int line, const Tensor *gy, Tensor *gx) {
+    SAME_DEV("resize_bilinear_backward_input", gy, gx);
+    REQUIRE(gy->n == gx->n && gy->c == gx->c && gx->h > 0 && gx->w > 0, "resize_bilinear_backward_input", gy, gx);
+    backend_of(gy)->resize_bilinear_backward_input(gy, gx);
+}
+
+void scale_shift_forward_at(const char *file, int line, const Tensor *x, const Tensor *ss, Tensor *y) {
+    SAME("scale_shift_forward", x, y);
+    SAME_DEV("scale_shift_forward", x, ss);
+    REQUIRE(ss->n == x->n && ss->c * ss->h * ss->w == 2 * x->c, "scale_shift_forward", x, ss);
+    backend_of(x)->scale_shift_forward(x, ss, y);
+}
+
+void scale_shift_backward_input_at(const char *file, int line, const Tensor *x, const Tensor *ss, const Tensor *gy,
+                                   Tensor *gx, Tensor *gss) {
+    SAME("scale_shift_backward_input", x, gy);
+    SAME("scale_shift_backward_input", x, gx);
+    SAME_DEV("scale_shift_backward_input", x, ss);
+    REQUIRE(ss->n == x->n && ss->c * ss->h * ss->w == 2 * x->c, "scale_shift_backward_input", x, ss);
+    if (gss) {
+        SAME("scale_shift_backward_input", ss, gss);
+        REQUIRE(gss->data != gy->data && gss->data != gx->data, "scale_shift_backward_input", gss, gx);
+    }
+    backend_of(x)->scale_shift_backward_input(x, ss, gy, gx, gss);
+}
+
+void channel_slice_forward_at(const char *file, int line, const Tensor *x, int c0, Tensor *y) {
+    SAME_DEV("channel_slice_forward", x, y);
+    REQUIRE(c0 >= 0 && c0 + y->c <= x->c && y->n == x->n && y->h == x->h && y->w == x->w, "channel_slice_forward", x,
+            y);
+    backend_of(x)->channel_slice_forward(x, c0, y);
+}
+
+void channel_slice_backward_input_at(const char *file, int line, const Tensor *gy, int c0, Tensor *gx) {
+    SAME_DEV("channel_slice_backward_input", gy, gx);
+    REQUIRE(c0 >= 0 && c0 + gy->c <= gx->c && gy->n == gx->n && gy->h == gx->h && gy->w == gx->w,
+            "channel_slice_backward_input", gy, gx);
+    backend_of(gy)->channel_slice_backward_input(gy, c0, gx);
+}
+
+/* t seen as (n·heads) × (c/heads) × H × W: the per-head view of multi-head attention. */
+static Tensor head_view(const Tensor *t, int heads) {
+    Tensor v = *t;
+    v.owns = 0;
+    v.n = t->n * heads, v.c = t->c / heads;
+    return v;
+}
+
+/* Composed from the backend's channel slices and single-head attention:
+ * qkv viewed per head as (n·heads) × 3ch is sliced into q, k, v; p and h
+ * viewed per head are the single-head op's. */
+void attention_heads_forward_at(const char *file, int line, const Tensor *qkv, int heads, Tensor *q, Tensor *k,
+                                Tensor *v, Tensor *p, Tensor *h) {
+    int L = h->h * h->w;
+    SAME("attention_heads_forward", h, q);
+    SAME("attention_heads_forward", h, k);
+    SAME("attention_heads_forward", h, v);
+    SAME_DEV("attention_heads_forward", qkv, h);
+    SAME_DEV("attention_heads_forward", qkv, p);
+    REQUIRE(heads > 0 && h->c % heads == 0 && qkv->n == h->n && qkv->c == 3 * h->c && qkv->h == h->h &&
+                qkv->w == h->w, "attention_heads_forward", qkv, h);
+    REQUIRE(p->n == h->n && (size_t)p->c * p->h * p->w == (size_t)heads * L * L, "attention_heads_forward", h, p);
+    const drq_backend *b = backend_of(qkv);
+    Tensor QKV = head_view(qkv, heads), Q = head_view(q, heads), K = head_view(k, heads), V = head_view(v, heads);
+    Tensor H = head_view(h, heads), P = *p;
+    P.owns = 0, P.n = h->n * heads, P.c = L * L, P.h = P.w = 1;
+    b->channel_slice_forward(&QKV, 0, &Q);
+    b->channel_slice_forward(&QKV, Q.c, &K);
+    b->channel_slice_forward(&QKV, 2 * Q.c, &V);
+    b->attention_forward(&Q, &K, &V, &P, &H);
+}
+
+void attention_heads_backward_input_at(const char *file, int line, const Tensor *q, const Tensor *k, const Tensor *v,
+                                       const Tensor *p, const Tensor *gh, int heads, Tensor *gq, Tensor *gk, Tensor *gv,
+                                       Tensor *gqkv) {
+    int L = q->h * q->w;
+    SAME("attention_heads_backward_input", q, k);
+    SAME("attention_heads_backward_input", q, v);
+    SAME("attention_heads_backward_input", q, gh);
+    SAME("attention_heads_backward_input", q, gq);
+    SAME("attention_heads_backward_input", q, gk);
+    SAME("attention_heads_backward_input", q, gv);
+    SAME_DEV("attention_heads_backward_input", q, gqkv);
+    REQUIRE(heads > 0 && q->c % heads == 0 && gqkv->n == q->n && gqkv->c == 3 * q->c && gqkv->h == q->h &&
+                gqkv->w == q->w, "attention_heads_backward_input", gqkv, q);
+    REQUIRE(p->n == q->n && (size_t)p->c * p->h * p->w == (size_t)heads * L * L, "attention_heads_backward_input", q,
+            p);
+    const drq_backend *b = backend_of(q);
+    Tensor Q = head_view(q, heads), K = head_view(k, heads), V = head_view(v, heads), GH = head_view(gh, heads);
+    Tensor GQ = head_view(gq, heads), GK = head_view(gk, heads), GV = head_view(gv, heads);
+    Tensor GQKV = head_view(gqkv, heads), P = *p;
+    P.owns = 0, P.n = q->n * heads, P.c = L * L, P.h = P.w = 1;
+    b->attention_backward_input(&Q, &K, &V, &P, &GH, &GQ, &GK, &GV);
+    b->channel_slice_backward_input(&GQ, 0, &GQKV);
+    b->channel_slice_backward_input(&GK, Q.c, &GQKV);
+    b->channel_slice_backward_input(&GV, 2 * Q.c, &GQKV);
+}
+
+void learned_sigma_forward_at(const char *file, int line, const Tensor *r, const Tensor *z, float lo, float hi,
+                              Tensor *y) {
+    SAME("learned_sigma_forward", r, z);
+    SAME("learned_sigma_forward", r, y);
+    backend_of(r)->learned_sigma_forward(r, z, lo, hi, y);
+}
+
+void learned_sigma_backward_input_at(const char *file, int line, const Tensor *r, const Tensor *z, float lo, float hi,
+                                     const Tensor *gy, Tensor *gr) {
+    SAME("learned_sigma_backward_input", r, z);
+    SAME("learned_sigma_backward_input", r, gy);
+    SAME("learned_sigma_backward_input", r, gr);
+    backend_of(r)->learned_sigma_backward_input(r, z, lo, hi, gy, gr);
+}
+
 void timestep_embedding_forward_at(const char *file, int line, const float *t, int n, int dim, Tensor *y) {
     REQUIRE(y->n == n && y->c * y->h * y->w == dim && dim >= 4, "timestep_embedding_forward", y, y);
     backend_of(y)->timestep_embedding_forward(t, n, dim, y);

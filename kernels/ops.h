@@ -130,6 +130,46 @@ static inline int maxpool2d_out(int in, int k, int stride, int pad) { return (in
 void maxpool2d_forward_at(DRQ_OP_SITE, const Tensor *x, int k, int stride, int pad, Tensor *y);
 void maxpool2d_backward_input_at(DRQ_OP_SITE, const Tensor *x, const Tensor *gy, int k, int stride, int pad, Tensor *gx);
 
+/* ---- the ADM (guided-diffusion) UNet and the 224↔256 purifier ----------
+ * avgpool2x2: y[i,j] = mean of x's 2×2 block (2i..2i+1, 2j..2j+1); x's H, W
+ * even.  The backward spreads gy/4 over each block. */
+void avgpool2x2_forward_at(DRQ_OP_SITE, const Tensor *x, Tensor *y);
+void avgpool2x2_backward_input_at(DRQ_OP_SITE, const Tensor *gy, Tensor *gx);
+/* Bilinear resize, any in/out sizes, PyTorch's F.interpolate(mode="bilinear",
+ * align_corners=False, antialias=False): output pixel o samples the input at
+ * s = (o + ½)·in/out − ½, clamped below at 0; rows i0 = ⌊s⌋, i1 = min(i0+1,
+ * in−1), weights 1−λ and λ = s − i0 (columns alike). */
+void resize_bilinear_forward_at(DRQ_OP_SITE, const Tensor *x, Tensor *y);
+void resize_bilinear_backward_input_at(DRQ_OP_SITE, const Tensor *gy, Tensor *gx);
+/* Scale-shift norm tail: ss is n × 2C (scale then shift, as th.chunk(emb, 2));
+ * y = x·(1 + scale[n,c]) + shift[n,c] (y may alias x).  Backward:
+ * gx = gy·(1 + scale) (gx may alias gy); gss (NULL: not wanted) gets
+ * Σ_hw gy·x for the scale half and Σ_hw gy for the shift half. */
+void scale_shift_forward_at(DRQ_OP_SITE, const Tensor *x, const Tensor *ss, Tensor *y);
+void scale_shift_backward_input_at(DRQ_OP_SITE, const Tensor *x, const Tensor *ss, const Tensor *gy, Tensor *gx,
+                                   Tensor *gss);
+/* Channel slice: y = x[:, c0 : c0 + y->c]; the backward writes gy into those
+ * channels of gx and leaves its other channels as they are. */
+void channel_slice_forward_at(DRQ_OP_SITE, const Tensor *x, int c0, Tensor *y);
+void channel_slice_backward_input_at(DRQ_OP_SITE, const Tensor *gy, int c0, Tensor *gx);
+/* Multi-head attention, guided-diffusion's QKVAttentionLegacy order: qkv is
+ * n × 3C × H × W, viewed as (n·heads) × 3ch × L (ch = C/heads), and split per
+ * head into q, k, v of ch channels; each head is the single-head attention
+ * above (scale 1/√ch, the same as 1/√√ch on q and on k); h is n × C × H × W
+ * with head j's output in channels j·ch …  q, k, v (n × C × H × W, per-head
+ * layout) and p (n × heads·L² × 1 × 1) are saved for the backward, which
+ * writes gqkv (gq, gk, gv: scratch like q). */
+void attention_heads_forward_at(DRQ_OP_SITE, const Tensor *qkv, int heads, Tensor *q, Tensor *k, Tensor *v, Tensor *p,
+                                Tensor *h);
+void attention_heads_backward_input_at(DRQ_OP_SITE, const Tensor *q, const Tensor *k, const Tensor *v, const Tensor *p,
+                                       const Tensor *gh, int heads, Tensor *gq, Tensor *gk, Tensor *gv, Tensor *gqkv);
+/* Learned-variance noise (gaussian_diffusion.py's LEARNED_RANGE): with
+ * v = (r + 1)/2 and log σ² = v·hi + (1 − v)·lo (hi = log β, lo = log β̃),
+ * y += σ·z.  Backward: gr = gy·z·σ·(hi − lo)/4. */
+void learned_sigma_forward_at(DRQ_OP_SITE, const Tensor *r, const Tensor *z, float lo, float hi, Tensor *y);
+void learned_sigma_backward_input_at(DRQ_OP_SITE, const Tensor *r, const Tensor *z, float lo, float hi, const Tensor *gy,
+                                     Tensor *gr);
+
 /* ---- sinusoidal timestep embedding -------------------------------------
  * y[i] = [sin(t_i f_0..f_{half-1}), cos(t_i f_0..)], f_k = exp(-k ln(10000)/(half-1));
  * dim even.  The backward gives d/dt (t is a float step index). */
@@ -192,6 +232,18 @@ void normal_fill(const uint64_t *keys, Tensor *y);
 #define concat_backward_input(...) concat_backward_input_at(__FILE__, __LINE__, __VA_ARGS__)
 #define maxpool2d_forward(...) maxpool2d_forward_at(__FILE__, __LINE__, __VA_ARGS__)
 #define maxpool2d_backward_input(...) maxpool2d_backward_input_at(__FILE__, __LINE__, __VA_ARGS__)
+#define avgpool2x2_forward(...) avgpool2x2_forward_at(__FILE__, __LINE__, __VA_ARGS__)
+#define avgpool2x2_backward_input(...) avgpool2x2_backward_input_at(__FILE__, __LINE__, __VA_ARGS__)
+#define resize_bilinear_forward(...) resize_bilinear_forward_at(__FILE__, __LINE__, __VA_ARGS__)
+#define resize_bilinear_backward_input(...) resize_bilinear_backward_input_at(__FILE__, __LINE__, __VA_ARGS__)
+#define scale_shift_forward(...) scale_shift_forward_at(__FILE__, __LINE__, __VA_ARGS__)
+#define scale_shift_backward_input(...) scale_shift_backward_input_at(__FILE__, __LINE__, __VA_ARGS__)
+#define channel_slice_forward(...) channel_slice_forward_at(__FILE__, __LINE__, __VA_ARGS__)
+#define channel_slice_backward_input(...) channel_slice_backward_input_at(__FILE__, __LINE__, __VA_ARGS__)
+#define attention_heads_forward(...) attention_heads_forward_at(__FILE__, __LINE__, __VA_ARGS__)
+#define attention_heads_backward_input(...) attention_heads_backward_input_at(__FILE__, __LINE__, __VA_ARGS__)
+#define learned_sigma_forward(...) learned_sigma_forward_at(__FILE__, __LINE__, __VA_ARGS__)
+#define learned_sigma_backward_input(...) learned_sigma_backward_input_at(__FILE__, __LINE__, __VA_ARGS__)
 #define timestep_embedding_forward(...) timestep_embedding_forward_at(__FILE__, __LINE__, __VA_ARGS__)
 #define timestep_embedding_backward_input(...) timestep_embedding_backward_input_at(__FILE__, __LINE__, __VA_ARGS__)
 #define affine_clamp_forward(...) affine_clamp_forward_at(__FILE__, __LINE__, __VA_ARGS__)
@@ -244,6 +296,17 @@ typedef struct drq_backend {
     void (*concat_backward_input)(const Tensor *gy, Tensor *ga, Tensor *gb);
     void (*maxpool2d_forward)(const Tensor *x, int k, int stride, int pad, Tensor *y);
     void (*maxpool2d_backward_input)(const Tensor *x, const Tensor *gy, int k, int stride, int pad, Tensor *gx);
+    void (*avgpool2x2_forward)(const Tensor *x, Tensor *y);
+    void (*avgpool2x2_backward_input)(const Tensor *gy, Tensor *gx);
+    void (*resize_bilinear_forward)(const Tensor *x, Tensor *y);
+    void (*resize_bilinear_backward_input)(const Tensor *gy, Tensor *gx);
+    void (*scale_shift_forward)(const Tensor *x, const Tensor *ss, Tensor *y);
+    void (*scale_shift_backward_input)(const Tensor *x, const Tensor *ss, const Tensor *gy, Tensor *gx, Tensor *gss);
+    void (*channel_slice_forward)(const Tensor *x, int c0, Tensor *y);
+    void (*channel_slice_backward_input)(const Tensor *gy, int c0, Tensor *gx);
+    void (*learned_sigma_forward)(const Tensor *r, const Tensor *z, float lo, float hi, Tensor *y);
+    void (*learned_sigma_backward_input)(const Tensor *r, const Tensor *z, float lo, float hi, const Tensor *gy,
+                                         Tensor *gr);
     void (*timestep_embedding_forward)(const float *t, int n, int dim, Tensor *y);
     void (*timestep_embedding_backward_input)(const float *t, int n, int dim, const Tensor *gy, float *gt);
     void (*affine_clamp_forward)(const Tensor *x, float a, float b, float lo, float hi, Tensor *y);

@@ -1,7 +1,8 @@
 /* cuda_test.c — `make test-cuda`: the CUDA backend against the CPU backend.
  *
  *   1. every op, forward and backward_input, on random shapes (incl. the
- *      asymmetric-padding convolution and odd sizes): normalised MSE
+ *      asymmetric-padding convolution, odd sizes, the ADM UNet's ops and the
+ *      purifier's 28 → 32 resize): normalised MSE
  *      Σ(gpu − cpu)² / Σ cpu² ≤ 1e-9 with precision fp32; the convolutions
  *      again with tf32, ≤ 1e-5 (TF32 keeps 10 mantissa bits);
  *   2. seeded noise: normal_fill on the GPU equals the CPU generator within 8
@@ -266,6 +267,36 @@ static void r_sampler_bwd_ddim(side *s) {
     sampler_step_backward_input(&s->in[0], &s->in[1], &s->in[2], &K_DDIM, &s->out[0], &s->out[1]);
 }
 
+/* the ADM UNet's and the ADM purifier's ops */
+static void r_pool_resize(side *s) {
+    avgpool2x2_forward(&s->in[0], &s->out[0]);
+    avgpool2x2_backward_input(&s->in[1], &s->out[1]);
+    resize_bilinear_forward(&s->in[2], &s->out[2]); /* 28 → 32: the purifier's 224 → 256 ratio */
+    resize_bilinear_backward_input(&s->in[3], &s->out[3]);
+}
+static void r_scale_shift(side *s) {
+    scale_shift_forward(&s->in[0], &s->in[1], &s->out[0]);
+    scale_shift_backward_input(&s->in[0], &s->in[1], &s->in[2], &s->out[1], &s->out[2]);
+    channel_slice_forward(&s->in[0], 2, &s->out[3]);
+}
+static void r_lsig_slice(side *s) {
+    tensor_copy(&s->out[0], &s->in[2]);
+    learned_sigma_forward(&s->in[0], &s->in[1], -9.2f, -4.1f, &s->out[0]);
+    learned_sigma_backward_input(&s->in[0], &s->in[1], -9.2f, -4.1f, &s->in[2], &s->out[1]);
+    tensor_copy(&s->out[2], &s->in[3]); /* the slice's backward keeps the other channels */
+    channel_slice_backward_input(&s->in[0], 4, &s->out[2]);
+}
+static void r_heads(side *s) {
+    drq_device d = s->in[0].dev;
+    Tensor q = tensor_new_on(d, 2, 32, 4, 4), k = tensor_new_on(d, 2, 32, 4, 4), v = tensor_new_on(d, 2, 32, 4, 4);
+    Tensor gq = tensor_new_on(d, 2, 32, 4, 4), gk = tensor_new_on(d, 2, 32, 4, 4), gv = tensor_new_on(d, 2, 32, 4, 4);
+    Tensor p = tensor_new_on(d, 2, 2 * 16 * 16, 1, 1);
+    attention_heads_forward(&s->in[0], 2, &q, &k, &v, &p, &s->out[0]);
+    attention_heads_backward_input(&q, &k, &v, &p, &s->in[1], 2, &gq, &gk, &gv, &s->out[1]);
+    Tensor *ts[] = {&q, &k, &v, &gq, &gk, &gv, &p};
+    for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) tensor_free(ts[i]);
+}
+
 static const op_case OPS[] = {
     {"linear", {{3, 37, 1, 1}, {3, 29, 1, 1}}, {{3, 29, 1, 1}, {3, 37, 1, 1}, {3, 29, 1, 1}}, {37 * 29, 29},
      {0.2f, 0.1f}, {0, 0}, r_linear},
@@ -294,6 +325,13 @@ static const op_case OPS[] = {
      {{2, 3, 9, 9}, {2, 3, 9, 9}, {2, 3, 9, 9}, {2, 3, 9, 9}}, {0}, {0}, {0}, r_sampler},
     {"sampler_step ddim backward", {{2, 3, 9, 9}, {2, 3, 9, 9}, {2, 3, 9, 9}}, {{2, 3, 9, 9}, {2, 3, 9, 9}}, {0},
      {0}, {0}, r_sampler_bwd_ddim},
+    {"avgpool2x2/resize_bilinear", {{2, 3, 6, 10}, {2, 3, 3, 5}, {2, 3, 28, 28}, {2, 3, 32, 32}},
+     {{2, 3, 3, 5}, {2, 3, 6, 10}, {2, 3, 32, 32}, {2, 3, 28, 28}}, {0}, {0}, {0}, r_pool_resize},
+    {"scale_shift/channel_slice", {{3, 5, 7, 9}, {3, 10, 1, 1}, {3, 5, 7, 9}},
+     {{3, 5, 7, 9}, {3, 5, 7, 9}, {3, 10, 1, 1}, {3, 2, 7, 9}}, {0}, {0}, {0}, r_scale_shift},
+    {"learned_sigma/channel_slice backward", {{3, 5, 7, 9}, {3, 5, 7, 9}, {3, 5, 7, 9}, {3, 11, 7, 9}},
+     {{3, 5, 7, 9}, {3, 5, 7, 9}, {3, 11, 7, 9}}, {0}, {0}, {0}, r_lsig_slice},
+    {"attention_heads", {{2, 96, 4, 4}, {2, 32, 4, 4}}, {{2, 32, 4, 4}, {2, 96, 4, 4}}, {0}, {0}, {0}, r_heads},
 };
 
 static void test_ops(void) {

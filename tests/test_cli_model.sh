@@ -27,7 +27,7 @@ expect_error() {
 }
 
 run=("$BUILD/drq" model run --out "$TMP/out.safetensors")
-expect_error bad-arch "expected ddpm-unet, wrn or resnet50" "${run[@]}" --arch resnet --config cifar10 \
+expect_error bad-arch "expected ddpm-unet, guided-unet, wrn or resnet50" "${run[@]}" --arch resnet --config cifar10 \
     --weights $F/wrn_tiny.weights.safetensors --in $F/wrn_tiny.io.safetensors
 expect_error no-weights-file "/nonexistent.safetensors" "${run[@]}" --arch wrn --config $F/wrn_tiny.json \
     --weights /nonexistent.safetensors --in $F/wrn_tiny.io.safetensors

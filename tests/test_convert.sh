@@ -5,7 +5,8 @@
 # - runs the converter with a Python that cannot import torch (/usr/bin/python3
 #   -I -S: no site, no dist-packages; checked) and once through its shebang;
 # - checkpoints written by real torch.save (tests/ref/gen_checkpoints.py, Debian's
-#   /usr/bin/python3 with torch) from the reference models: pesser's flat dict,
+#   /usr/bin/python3 with torch) from the reference models: pesser's flat dict, the
+#   guided-diffusion ADM UNet's flat dict (guided-unet keys: input_blocks.*, …),
 #   RobustBench's {'state_dict': DataParallel keys 'module.…', num_batches_tracked},
 #   an 'ema' entry, non-contiguous views sharing a storage; F32, F16, BF16; zip and
 #   legacy format.  Each converts, keeps its dtype, loses prefixes and
@@ -110,7 +111,7 @@ if [ "$HAVE_TORCH" -eq 1 ]; then
             cat "$T/$case.cmp"
         fi
     done <"$D/manifest.tsv"
-    check "manifest has the cases" test "$n" -ge 18
+    check "manifest has the cases" test "$n" -ge 26
     # zip and legacy formats give the same tensors, bit for bit
     for z in "$D"/*.zip.safetensors; do
         l=${z%.zip.safetensors}.legacy.safetensors

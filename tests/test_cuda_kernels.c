@@ -11,7 +11,8 @@
  * compared with the CPU backend (kernels/cpu) on the same inputs, so index
  * arithmetic, formulas, transposes and leading dimensions are checked
  * without a GPU.  Block sizes 256 (the real launch) and 7 (odd strides) are
- * both simulated.  What stays unchecked here is the launch itself
+ * both simulated.  The resize's backward is a gather here (no atomics) and a
+ * scatter on the CPU: the comparison checks one against the other.  What stays unchecked here is the launch itself
  * (block_reduce's shuffles, grid sizes): `make test-cuda` covers that on a GPU.
  */
 #include <math.h>
@@ -214,6 +215,73 @@ static void test_maxpool(void) {
         CHECK_CLOSE(nm, &gx, &gxr, 0);
         tensor_free(&x), tensor_free(&gy), tensor_free(&y), tensor_free(&yr), tensor_free(&gx), tensor_free(&gxr);
     }
+}
+
+/* ---- the ADM UNet's pool and scale-shift, the purifier's resize and σ ---- */
+static void test_adm_kernels(void) {
+    char nm[96];
+    Tensor x = rnd(2, 3, 6, 10), y = tensor_new(2, 3, 3, 5), yr = tensor_new(2, 3, 3, 5);
+    Tensor gy = rnd(2, 3, 3, 5), gx = like(&x), gxr = like(&x);
+    RUN_PW(K_pool2_fwd, ((up_args){x.data, y.data, 3, 5}), tensor_numel(&y));
+    avgpool2x2_forward(&x, &yr);
+    CHECK_CLOSE("avgpool2x2 fwd", &y, &yr, TOL);
+    RUN_PW(K_pool2_bwd, ((up_args){gy.data, gx.data, 3, 5}), tensor_numel(&gx));
+    avgpool2x2_backward_input(&gy, &gxr);
+    CHECK_CLOSE("avgpool2x2 bwd", &gx, &gxr, TOL);
+    Tensor *t0[] = {&x, &y, &yr, &gy, &gx, &gxr};
+    for (size_t i = 0; i < sizeof t0 / sizeof t0[0]; i++) tensor_free(t0[i]);
+
+    /* resize: the gather backward against the CPU's scatter, at the purifier's 7:8 ratio (28 ↔ 32), ×3 up,
+     * a large down ratio, and mixed */
+    const int sz[][4] = {{28, 28, 32, 32}, {32, 32, 28, 28}, {4, 5, 12, 15}, {17, 19, 5, 4}, {5, 11, 9, 4}};
+    for (size_t c = 0; c < sizeof sz / sizeof sz[0]; c++) {
+        int hi = sz[c][0], wi = sz[c][1], ho = sz[c][2], wo = sz[c][3];
+        Tensor a = rnd(2, 2, hi, wi), b = tensor_new(2, 2, ho, wo), br = tensor_new(2, 2, ho, wo);
+        Tensor g = rnd(2, 2, ho, wo), ga = like(&a), gar = like(&a);
+        RUN_PW(K_resize_fwd, ((rs_args){a.data, b.data, hi, wi, ho, wo}), tensor_numel(&b));
+        resize_bilinear_forward(&a, &br);
+        snprintf(nm, sizeof nm, "resize fwd %dx%d -> %dx%d", hi, wi, ho, wo);
+        CHECK_CLOSE(nm, &b, &br, TOL);
+        RUN_PW(K_resize_bwd, ((rs_args){g.data, ga.data, hi, wi, ho, wo}), tensor_numel(&ga));
+        resize_bilinear_backward_input(&g, &gar);
+        snprintf(nm, sizeof nm, "resize bwd %dx%d -> %dx%d", hi, wi, ho, wo);
+        CHECK_CLOSE(nm, &ga, &gar, TOL);
+        Tensor *t1[] = {&a, &b, &br, &g, &ga, &gar};
+        for (size_t i = 0; i < sizeof t1 / sizeof t1[0]; i++) tensor_free(t1[i]);
+    }
+
+    /* scale-shift forward, backward and the per-plane sums of its ss gradient */
+    Tensor h = rnd(3, 5, 7, 9), ss = rnd(3, 10, 1, 1), o = like(&h), orf = like(&h), g = rnd(3, 5, 7, 9);
+    Tensor gss = tensor_new(3, 10, 1, 1), gssr = tensor_new(3, 10, 1, 1);
+    ss_args sa = {h.data, ss.data, g.data, o.data, gss.data, 5, 63};
+    RUN_PW(K_ss_fwd, sa, tensor_numel(&h));
+    scale_shift_forward(&h, &ss, &orf);
+    CHECK_CLOSE("scale_shift fwd", &o, &orf, TOL);
+    RUN_PW(K_ss_bwd, sa, tensor_numel(&h));
+    scale_shift_backward_input(&h, &ss, &g, &orf, &gssr);
+    CHECK_CLOSE("scale_shift bwd gx", &o, &orf, TOL);
+    for (int bi = 0; bi < 2; bi++) {
+        for (int row = 0; row < 15; row++) {
+            double sgx = 0, sg = 0, part[2];
+            for (int tid = 0; tid < BLOCKS[bi]; tid++) KR_ss_sums(sa, row, tid, BLOCKS[bi], part), sgx += part[0], sg += part[1];
+            KR_ss_store(sa, row, sgx, sg);
+        }
+        snprintf(nm, sizeof nm, "scale_shift bwd gss (block %d)", BLOCKS[bi]);
+        CHECK_CLOSE(nm, &gss, &gssr, TOL);
+    }
+
+    /* learned σ: y += σ(r)·z, and its r-gradient */
+    Tensor r = rnd(3, 5, 7, 9), z = rnd(3, 5, 7, 9);
+    memcpy(o.data, g.data, tensor_numel(&g) * sizeof(float)), memcpy(orf.data, g.data, tensor_numel(&g) * sizeof(float));
+    lsig_args la = {r.data, z.data, g.data, o.data, -9.2f, -4.1f};
+    RUN_PW(K_lsig_fwd, la, tensor_numel(&r));
+    learned_sigma_forward(&r, &z, -9.2f, -4.1f, &orf);
+    CHECK_CLOSE("learned_sigma fwd", &o, &orf, TOL);
+    RUN_PW(K_lsig_bwd, la, tensor_numel(&r));
+    learned_sigma_backward_input(&r, &z, -9.2f, -4.1f, &g, &orf);
+    CHECK_CLOSE("learned_sigma bwd", &o, &orf, TOL);
+    Tensor *t2[] = {&h, &ss, &o, &orf, &g, &gss, &gssr, &r, &z};
+    for (size_t i = 0; i < sizeof t2 / sizeof t2[0]; i++) tensor_free(t2[i]);
 }
 
 /* ---- reductions --------------------------------------------------------- */
@@ -423,6 +491,7 @@ int main(void) {
     test_pointwise();
     test_index_kernels();
     test_maxpool();
+    test_adm_kernels();
     test_reductions();
     test_gemm_plans();
     return CHECK_DONE();

@@ -474,6 +474,137 @@ static void p_step(const OpCase *k, float *in, size_t n) { /* keep x0 = a·x −
     check_regions(k->name, inside, (int)n - inside);
 }
 
+/* ---- the ADM UNet's ops and the purifier's resize / learned σ ----------- */
+static void f_pool2(const OpCase *k, const Tensor *x, Tensor *y) { avgpool2x2_forward(x, y); }
+static void b_pool2(const OpCase *k, const Tensor *x, const Tensor *gy, Tensor *gx) { avgpool2x2_backward_input(gy, gx); }
+static void r_pool2(const OpCase *k, const float *x, double *y) {
+    for (int p = 0; p < k->n * k->c; p++)
+        for (int i = 0; i < k->oh; i++)
+            for (int j = 0; j < k->ow; j++) {
+                const float *b = x + (size_t)p * k->h * k->w + (size_t)(2 * i) * k->w + 2 * j;
+                y[((size_t)p * k->oh + i) * k->ow + j] = ((double)b[0] + b[1] + b[k->w] + b[k->w + 1]) / 4;
+            }
+}
+/* bilinear, align_corners=False (PyTorch's rule, written out in double): src = max(0, (o + ½)·in/out − ½) */
+static void f_resize(const OpCase *k, const Tensor *x, Tensor *y) { resize_bilinear_forward(x, y); }
+static void b_resize(const OpCase *k, const Tensor *x, const Tensor *gy, Tensor *gx) {
+    resize_bilinear_backward_input(gy, gx);
+}
+static void src_of(int o, int in, int out, int *i0, int *i1, double *lam) {
+    double s = fmax(0.0, (o + 0.5) * in / out - 0.5);
+    *i0 = (int)floor(s) < in - 1 ? (int)floor(s) : in - 1;
+    *i1 = *i0 + 1 < in ? *i0 + 1 : in - 1;
+    *lam = s - *i0;
+}
+static void r_resize(const OpCase *k, const float *x, double *y) {
+    for (int p = 0; p < k->n * k->c; p++)
+        for (int i = 0; i < k->oh; i++)
+            for (int j = 0; j < k->ow; j++) {
+                int a0, a1, b0, b1;
+                double u, v;
+                src_of(i, k->h, k->oh, &a0, &a1, &u);
+                src_of(j, k->w, k->ow, &b0, &b1, &v);
+                const float *xp = x + (size_t)p * k->h * k->w;
+                y[((size_t)p * k->oh + i) * k->ow + j] = (1 - u) * ((1 - v) * xp[a0 * k->w + b0] + v * xp[a0 * k->w + b1]) +
+                                                         u * ((1 - v) * xp[a1 * k->w + b0] + v * xp[a1 * k->w + b1]);
+            }
+}
+/* scale_shift: which=0 differentiates x (p0 = ss, n × 2C), which=1 ss (p0 = x, shape in on/oc/oh/ow) */
+static void f_ss(const OpCase *k, const Tensor *in, Tensor *y) {
+    Tensor x = k->which ? tensor_wrap(k->p0, k->on, k->oc, k->oh, k->ow) : *in;
+    Tensor ss = k->which ? *in : tensor_wrap(k->p0, k->n, 2 * k->c, 1, 1);
+    scale_shift_forward(&x, &ss, y);
+}
+static void b_ss(const OpCase *k, const Tensor *in, const Tensor *gy, Tensor *g) {
+    Tensor x = k->which ? tensor_wrap(k->p0, k->on, k->oc, k->oh, k->ow) : *in;
+    Tensor ss = k->which ? *in : tensor_wrap(k->p0, k->n, 2 * k->c, 1, 1);
+    Tensor other = k->which ? tensor_new(k->on, k->oc, k->oh, k->ow) : tensor_new(k->n, 2 * k->c, 1, 1);
+    if (k->which) scale_shift_backward_input(&x, &ss, gy, &other, g);
+    else scale_shift_backward_input(&x, &ss, gy, g, &other);
+    tensor_free(&other);
+}
+static void r_ss(const OpCase *k, const float *in, double *y) {
+    const float *x = k->which ? k->p0 : in, *ss = k->which ? in : k->p0;
+    int C = k->oc, hw = k->oh * k->ow;
+    for (size_t e = 0; e < (size_t)k->on * C * hw; e++) {
+        size_t i = e / hw / C, c = e / hw % C;
+        y[e] = (double)x[e] * (1.0 + ss[i * 2 * C + c]) + ss[i * 2 * C + C + c];
+    }
+}
+/* channel_slice: y = x[:, groups : groups + oc] */
+static void f_slice(const OpCase *k, const Tensor *x, Tensor *y) { channel_slice_forward(x, k->groups, y); }
+static void b_slice(const OpCase *k, const Tensor *x, const Tensor *gy, Tensor *gx) {
+    memset(gx->data, 0, tensor_numel(gx) * sizeof(float)); /* the other channels get no gradient */
+    channel_slice_backward_input(gy, k->groups, gx);
+}
+static void r_slice(const OpCase *k, const float *x, double *y) {
+    size_t hw = (size_t)k->h * k->w;
+    for (int i = 0; i < k->n; i++)
+        for (size_t e = 0; e < k->oc * hw; e++) y[i * k->oc * hw + e] = x[(i * k->c + k->groups) * hw + e];
+}
+/* attention_heads: input qkv n × 3C, heads = groups; reference per head in double (legacy split) */
+static void heads_bufs(const OpCase *k, Tensor t[4]) {
+    int L = k->oh * k->ow;
+    for (int i = 0; i < 3; i++) t[i] = tensor_new(k->on, k->oc, k->oh, k->ow);
+    t[3] = tensor_new(k->n, k->groups * L * L, 1, 1);
+}
+static void f_heads(const OpCase *k, const Tensor *x, Tensor *y) {
+    Tensor t[4];
+    heads_bufs(k, t);
+    attention_heads_forward(x, k->groups, &t[0], &t[1], &t[2], &t[3], y);
+    for (int i = 0; i < 4; i++) tensor_free(&t[i]);
+}
+static void b_heads(const OpCase *k, const Tensor *x, const Tensor *gy, Tensor *gx) {
+    Tensor t[4], g[3], y = tensor_new(k->on, k->oc, k->oh, k->ow);
+    heads_bufs(k, t);
+    attention_heads_forward(x, k->groups, &t[0], &t[1], &t[2], &t[3], &y);
+    for (int i = 0; i < 3; i++) g[i] = tensor_new(k->on, k->oc, k->oh, k->ow);
+    attention_heads_backward_input(&t[0], &t[1], &t[2], &t[3], gy, k->groups, &g[0], &g[1], &g[2], gx);
+    for (int i = 0; i < 3; i++) tensor_free(&g[i]);
+    for (int i = 0; i < 4; i++) tensor_free(&t[i]);
+    tensor_free(&y);
+}
+static void r_heads(const OpCase *k, const float *x, double *y) {
+    int C = k->oc, H = k->groups, ch = C / H, L = k->oh * k->ow;
+    double *s = xmalloc(sizeof(double) * L);
+    for (int i = 0; i < k->n; i++)
+        for (int hd = 0; hd < H; hd++) {
+            const float *q = x + ((size_t)i * 3 * C + (size_t)hd * 3 * ch) * L, *kk = q + (size_t)ch * L,
+                        *v = q + (size_t)2 * ch * L;
+            for (int a = 0; a < L; a++) {
+                double mx = -1e300, tot = 0, sc = 1 / sqrt(sqrt((double)ch));
+                for (int b = 0; b < L; b++) {
+                    double d = 0;
+                    for (int c = 0; c < ch; c++) d += (q[c * L + a] * sc) * (kk[c * L + b] * sc);
+                    s[b] = d, mx = d > mx ? d : mx;
+                }
+                for (int b = 0; b < L; b++) tot += (s[b] = exp(s[b] - mx));
+                for (int c = 0; c < ch; c++) {
+                    double h = 0;
+                    for (int b = 0; b < L; b++) h += v[c * L + b] * s[b] / tot;
+                    y[((size_t)i * C + (size_t)hd * ch + c) * L + a] = h;
+                }
+            }
+        }
+    free(s);
+}
+/* learned_sigma: y = p0 + σ(r)·p1, lo/hi = log β̃ / log β */
+static void f_lsig(const OpCase *k, const Tensor *r, Tensor *y) {
+    Tensor z = tensor_wrap(k->p1, k->n, k->c, k->h, k->w);
+    memcpy(y->data, k->p0, tensor_numel(y) * sizeof(float));
+    learned_sigma_forward(r, &z, k->lo, k->hi, y);
+}
+static void b_lsig(const OpCase *k, const Tensor *r, const Tensor *gy, Tensor *gr) {
+    Tensor z = tensor_wrap(k->p1, k->n, k->c, k->h, k->w);
+    learned_sigma_backward_input(r, &z, k->lo, k->hi, gy, gr);
+}
+static void r_lsig(const OpCase *k, const float *r, double *y) {
+    for (size_t e = 0; e < (size_t)k->n * k->c * k->h * k->w; e++) {
+        double v = (r[e] + 1.0) / 2;
+        y[e] = k->p0[e] + exp(0.5 * (v * k->hi + (1 - v) * k->lo)) * k->p1[e];
+    }
+}
+
 /* "y may alias x": in-place calls equal the out-of-place ones bit for bit (eps, z: 3×5×7×1) */
 static void test_aliasing(const float *eps, const float *z, const sampler_coef *c) {
     Tensor x = tensor_new(3, 5, 7, 1), y = tensor_new(3, 5, 7, 1), e = tensor_wrap((float *)eps, 3, 5, 7, 1);
@@ -615,6 +746,28 @@ int main(void) {
         STEP("sampler_ddim_x", ddim, NULL, 0),         STEP("sampler_ddim_eps", ddim, NULL, 1),
         STEP("sampler_ddim_clamp_x", ddim_c, NULL, 0), STEP("sampler_ddim_clamp_eps", ddim_c, NULL, 1),
 #undef STEP
+        {.name = "avgpool2x2", .n = 2, .c = 3, .h = 6, .w = 10, .on = 2, .oc = 3, .oh = 3, .ow = 5, .fwd = f_pool2,
+         .bwd = b_pool2, .ref = r_pool2},
+        /* up and down by non-integer ratios (7·8/7 and 8·7/8: the 224↔256 of the purifier), integer ×3, and
+         * mixed (rows up, columns down) */
+        {.name = "resize_up_7to8", .n = 2, .c = 3, .h = 7, .w = 7, .on = 2, .oc = 3, .oh = 8, .ow = 8,
+         .fwd = f_resize, .bwd = b_resize, .ref = r_resize},
+        {.name = "resize_down_8to7", .n = 2, .c = 3, .h = 8, .w = 8, .on = 2, .oc = 3, .oh = 7, .ow = 7,
+         .fwd = f_resize, .bwd = b_resize, .ref = r_resize},
+        {.name = "resize_up_x3", .n = 1, .c = 2, .h = 4, .w = 5, .on = 1, .oc = 2, .oh = 12, .ow = 15,
+         .fwd = f_resize, .bwd = b_resize, .ref = r_resize},
+        {.name = "resize_mixed", .n = 2, .c = 2, .h = 5, .w = 11, .on = 2, .oc = 2, .oh = 9, .ow = 4,
+         .fwd = f_resize, .bwd = b_resize, .ref = r_resize},
+        {.name = "scale_shift_x", .n = 3, .c = 5, .h = 7, .w = 9, .on = 3, .oc = 5, .oh = 7, .ow = 9, .fwd = f_ss,
+         .bwd = b_ss, .ref = r_ss, .p0 = addo}, /* ss: addo's first 30 values */
+        {.name = "scale_shift_ss", .n = 3, .c = 10, .h = 1, .w = 1, .on = 3, .oc = 5, .oh = 7, .ow = 9, .fwd = f_ss,
+         .bwd = b_ss, .ref = r_ss, .p0 = chx, .which = 1},
+        {.name = "channel_slice", .n = 2, .c = 9, .h = 3, .w = 5, .on = 2, .oc = 4, .oh = 3, .ow = 5,
+         .fwd = f_slice, .bwd = b_slice, .ref = r_slice, .groups = 3},
+        {.name = "attention_heads", .n = 2, .c = 36, .h = 3, .w = 5, .on = 2, .oc = 12, .oh = 3, .ow = 5,
+         .fwd = f_heads, .bwd = b_heads, .ref = r_heads, .groups = 3},
+        {.name = "learned_sigma", .n = 3, .c = 5, .h = 7, .w = 1, .on = 3, .oc = 5, .oh = 7, .ow = 1,
+         .fwd = f_lsig, .bwd = b_lsig, .ref = r_lsig, .p0 = sx, .p1 = sz, .lo = -9.2f, .hi = -4.1f},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         run_case(&cases[i]);

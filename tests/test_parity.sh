@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# test_parity.sh — drq's DDPM UNet, WideResNet and ResNet-50 against the PyTorch
-# float64 oracle (tests/ref/ref_models.py, ref_resnet.py) on the small fixtures
-# of tests/fixtures:
+# test_parity.sh — drq's DDPM UNet, ADM UNet (guided-unet), WideResNet and
+# ResNet-50 against the PyTorch float64 oracle (tests/ref/ref_models.py,
+# ref_guided.py, ref_resnet.py) on the small fixtures of tests/fixtures:
 # forward output y (rel L2 ≤ 1e-5) and input VJP grad_x (rel L2 ≤ 1e-4).
 # Regenerate the fixtures with
 #   /usr/bin/python3 tests/ref/gen_fixtures.py --out tests/fixtures
@@ -13,7 +13,8 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/drq_parity.XXXXXX")
 trap 'rm -rf "$TMP"' EXIT
 
 status=0
-for spec in ddpm-unet:unet_tiny ddpm-unet:unet_small wrn:wrn_tiny wrn:wrn_small resnet50:resnet_tiny; do
+for spec in ddpm-unet:unet_tiny ddpm-unet:unet_small guided-unet:guided_tiny guided-unet:guided_plain wrn:wrn_tiny \
+    wrn:wrn_small resnet50:resnet_tiny; do
     arch=${spec%%:*}
     name=${spec#*:}
     fx=tests/fixtures/$name

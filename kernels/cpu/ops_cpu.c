@@ -505,6 +505,149 @@ static void cpu_maxpool2d_backward_input(const Tensor *x, const Tensor *gy, int 
 }
 
 /* =====================================================================
+ * the ADM UNet's resampling and scale-shift, the purifier's resize
+ * ===================================================================== */
+static void cpu_avgpool2x2_forward(const Tensor *x, Tensor *y) {
+    int H = y->h, W = y->w;
+#pragma omp parallel for schedule(static)
+    for (int p = 0; p < x->n * x->c; p++) {
+        const float *xp = x->data + (size_t)p * 4 * H * W;
+        float *yp = y->data + (size_t)p * H * W;
+        for (int i = 0; i < H; i++)
+            for (int j = 0; j < W; j++) {
+                const float *b = xp + (size_t)(2 * i) * 2 * W + 2 * j;
+                yp[i * W + j] = (b[0] + b[1] + b[2 * W] + b[2 * W + 1]) * 0.25f;
+            }
+    }
+}
+
+static void cpu_avgpool2x2_backward_input(const Tensor *gy, Tensor *gx) {
+    int H = gy->h, W = gy->w;
+#pragma omp parallel for schedule(static)
+    for (int p = 0; p < gx->n * gx->c; p++) {
+        const float *gp = gy->data + (size_t)p * H * W;
+        float *op = gx->data + (size_t)p * 4 * H * W;
+        for (int i = 0; i < 2 * H; i++)
+            for (int j = 0; j < 2 * W; j++) op[(size_t)i * 2 * W + j] = gp[(i / 2) * W + j / 2] * 0.25f;
+    }
+}
+
+/* Source taps of output index o when resizing in → out (ops.h): i0, i1, λ. */
+typedef struct {
+    int i0, i1;
+    float lam;
+} rs_tap;
+static rs_tap *rs_taps(int in, int out) {
+    rs_tap *t = xmalloc(sizeof(rs_tap) * out);
+    for (int o = 0; o < out; o++) {
+        double s = ((double)o + 0.5) * in / out - 0.5;
+        if (s < 0) s = 0;
+        int a = (int)s < in - 1 ? (int)s : in - 1;
+        t[o] = (rs_tap){a, a < in - 1 ? a + 1 : a, (float)(s - a)};
+    }
+    return t;
+}
+
+static void cpu_resize_bilinear_forward(const Tensor *x, Tensor *y) {
+    rs_tap *ty = rs_taps(x->h, y->h), *tx = rs_taps(x->w, y->w);
+#pragma omp parallel for schedule(static)
+    for (int p = 0; p < x->n * x->c; p++) {
+        const float *xp = x->data + (size_t)p * x->h * x->w;
+        float *yp = y->data + (size_t)p * y->h * y->w;
+        for (int i = 0; i < y->h; i++) {
+            const float *r0 = xp + (size_t)ty[i].i0 * x->w, *r1 = xp + (size_t)ty[i].i1 * x->w;
+            float b = ty[i].lam, a = 1.0f - b;
+            for (int j = 0; j < y->w; j++) {
+                float d = tx[j].lam, c = 1.0f - d;
+                yp[(size_t)i * y->w + j] = a * (c * r0[tx[j].i0] + d * r0[tx[j].i1]) + b * (c * r1[tx[j].i0] + d * r1[tx[j].i1]);
+            }
+        }
+    }
+    free(ty), free(tx);
+}
+
+/* The adjoint: every output pixel's gradient scattered onto its four taps,
+ * plane by plane (so the sums' order does not depend on the threads). */
+static void cpu_resize_bilinear_backward_input(const Tensor *gy, Tensor *gx) {
+    rs_tap *ty = rs_taps(gx->h, gy->h), *tx = rs_taps(gx->w, gy->w);
+#pragma omp parallel for schedule(static)
+    for (int p = 0; p < gx->n * gx->c; p++) {
+        const float *gp = gy->data + (size_t)p * gy->h * gy->w;
+        float *op = gx->data + (size_t)p * gx->h * gx->w;
+        memset(op, 0, sizeof(float) * gx->h * gx->w);
+        for (int i = 0; i < gy->h; i++) {
+            float *r0 = op + (size_t)ty[i].i0 * gx->w, *r1 = op + (size_t)ty[i].i1 * gx->w;
+            float b = ty[i].lam, a = 1.0f - b;
+            for (int j = 0; j < gy->w; j++) {
+                float g = gp[(size_t)i * gy->w + j], d = tx[j].lam, c = 1.0f - d;
+                r0[tx[j].i0] += a * c * g, r0[tx[j].i1] += a * d * g;
+                r1[tx[j].i0] += b * c * g, r1[tx[j].i1] += b * d * g;
+            }
+        }
+    }
+    free(ty), free(tx);
+}
+
+static void cpu_scale_shift_forward(const Tensor *x, const Tensor *ss, Tensor *y) {
+    size_t hw = (size_t)x->h * x->w;
+    int C = x->c;
+#pragma omp parallel for schedule(static)
+    for (int p = 0; p < x->n * C; p++) {
+        int i = p / C, c = p % C;
+        float a = 1.0f + ss->data[(size_t)i * 2 * C + c], b = ss->data[(size_t)i * 2 * C + C + c];
+        for (size_t e = 0; e < hw; e++) y->data[p * hw + e] = x->data[p * hw + e] * a + b;
+    }
+}
+
+static void cpu_scale_shift_backward_input(const Tensor *x, const Tensor *ss, const Tensor *gy, Tensor *gx,
+                                           Tensor *gss) {
+    size_t hw = (size_t)x->h * x->w;
+    int C = x->c;
+#pragma omp parallel for schedule(static)
+    for (int p = 0; p < x->n * C; p++) {
+        int i = p / C, c = p % C;
+        float a = 1.0f + ss->data[(size_t)i * 2 * C + c];
+        double sgx = 0, sg = 0;
+        for (size_t e = 0; e < hw; e++) {
+            float g = gy->data[p * hw + e];
+            sgx += (double)g * x->data[p * hw + e], sg += g;
+            gx->data[p * hw + e] = g * a;
+        }
+        if (gss) gss->data[(size_t)i * 2 * C + c] = (float)sgx, gss->data[(size_t)i * 2 * C + C + c] = (float)sg;
+    }
+}
+
+static void cpu_channel_slice_forward(const Tensor *x, int c0, Tensor *y) {
+    size_t hw = (size_t)x->h * x->w, len = (size_t)y->c * hw;
+    for (int i = 0; i < x->n; i++) memcpy(y->data + i * len, x->data + ((size_t)i * x->c + c0) * hw, len * sizeof(float));
+}
+
+static void cpu_channel_slice_backward_input(const Tensor *gy, int c0, Tensor *gx) {
+    size_t hw = (size_t)gx->h * gx->w, len = (size_t)gy->c * hw;
+    for (int i = 0; i < gx->n; i++) memcpy(gx->data + ((size_t)i * gx->c + c0) * hw, gy->data + i * len, len * sizeof(float));
+}
+
+/* σ = exp(½·(v·hi + (1 − v)·lo)), v = (r + 1)/2 */
+static inline float learned_sigma(float r, float lo, float hi) {
+    float v = 0.5f * (r + 1.0f);
+    return expf(0.5f * (v * hi + (1.0f - v) * lo));
+}
+
+static void cpu_learned_sigma_forward(const Tensor *r, const Tensor *z, float lo, float hi, Tensor *y) {
+    size_t n = tensor_numel(r);
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+    for (size_t i = 0; i < n; i++) y->data[i] += learned_sigma(r->data[i], lo, hi) * z->data[i];
+}
+
+static void cpu_learned_sigma_backward_input(const Tensor *r, const Tensor *z, float lo, float hi, const Tensor *gy,
+                                             Tensor *gr) {
+    size_t n = tensor_numel(r);
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+    for (size_t i = 0; i < n; i++)
+        gr->data[i] = gy->data[i] * z->data[i] * learned_sigma(r->data[i], lo, hi) * (hi - lo) * 0.25f;
+}
+
+/* =====================================================================
  * sinusoidal timestep embedding (computed in double: t reaches 999 and
  * float32 phases would lose ~1e-4 absolute)
  * ===================================================================== */
@@ -633,6 +776,16 @@ const drq_backend CPU_OPS_TABLE = {
     .maxpool2d_backward_input = cpu_maxpool2d_backward_input,
     .concat_forward = cpu_concat_forward,
     .concat_backward_input = cpu_concat_backward_input,
+    .avgpool2x2_forward = cpu_avgpool2x2_forward,
+    .avgpool2x2_backward_input = cpu_avgpool2x2_backward_input,
+    .resize_bilinear_forward = cpu_resize_bilinear_forward,
+    .resize_bilinear_backward_input = cpu_resize_bilinear_backward_input,
+    .scale_shift_forward = cpu_scale_shift_forward,
+    .scale_shift_backward_input = cpu_scale_shift_backward_input,
+    .channel_slice_forward = cpu_channel_slice_forward,
+    .channel_slice_backward_input = cpu_channel_slice_backward_input,
+    .learned_sigma_forward = cpu_learned_sigma_forward,
+    .learned_sigma_backward_input = cpu_learned_sigma_backward_input,
     .timestep_embedding_forward = cpu_timestep_embedding_forward,
     .timestep_embedding_backward_input = cpu_timestep_embedding_backward_input,
     .affine_clamp_forward = cpu_affine_clamp_forward,

@@ -160,6 +160,125 @@ DRQ_HD void K_maxpool_bwd(maxpool_args p, size_t i) {
     p.y[i] = s;
 }
 
+
+/* ---- the ADM UNet: 2×2 average pool, scale-shift; the purifier's resize
+ * and learned σ ------------------------------------------------------------ */
+/* y (H × W planes) from x (2H × 2W planes): the mean of the 2×2 block; up_args' H, W are y's */
+DRQ_HD void K_pool2_fwd(up_args p, size_t i) {
+    size_t plane = (size_t)p.H * p.W, pl = i / plane;
+    int rc = (int)(i % plane), r = rc / p.W, col = rc % p.W;
+    const float *b = p.x + pl * 4 * plane + (size_t)(2 * r) * 2 * p.W + 2 * col;
+    p.y[i] = (b[0] + b[1] + b[2 * p.W] + b[2 * p.W + 1]) * 0.25f;
+}
+/* gx (2H × 2W planes) from gy (H × W planes): gy/4 over the block; H, W are gy's */
+DRQ_HD void K_pool2_bwd(up_args p, size_t i) {
+    size_t plane = (size_t)4 * p.H * p.W, pl = i / plane;
+    int rc = (int)(i % plane), r = rc / (2 * p.W), col = rc % (2 * p.W);
+    p.y[i] = p.x[pl * p.H * p.W + (size_t)(r / 2) * p.W + col / 2] * 0.25f;
+}
+
+typedef struct {
+    const float *x; /* forward: x; backward: gy */
+    float *y;       /* forward: y; backward: gx */
+    int hi, wi, ho, wo; /* the small-index (input) and output plane sizes */
+} rs_args;
+/* The taps of output index o resizing in → out (ops.h resize_bilinear): i0, i1, λ */
+DRQ_HD void rs_tap(int o, int in, int out, int *i0, int *i1, float *lam) {
+    double s = ((double)o + 0.5) * in / out - 0.5;
+    if (s < 0) s = 0;
+    int a = (int)s < in - 1 ? (int)s : in - 1;
+    *i0 = a, *i1 = a < in - 1 ? a + 1 : a, *lam = (float)(s - a);
+}
+/* index i of y */
+DRQ_HD void K_resize_fwd(rs_args p, size_t i) {
+    size_t plane = (size_t)p.ho * p.wo, pl = i / plane;
+    int rc = (int)(i % plane), r0, r1, c0, c1;
+    float b, d;
+    rs_tap(rc / p.wo, p.hi, p.ho, &r0, &r1, &b);
+    rs_tap(rc % p.wo, p.wi, p.wo, &c0, &c1, &d);
+    const float *xp = p.x + pl * p.hi * p.wi;
+    float a = 1.0f - b, c = 1.0f - d;
+    p.y[i] = a * (c * xp[(size_t)r0 * p.wi + c0] + d * xp[(size_t)r0 * p.wi + c1]) +
+             b * (c * xp[(size_t)r1 * p.wi + c0] + d * xp[(size_t)r1 * p.wi + c1]);
+}
+/* The weight output index o gives input index r (0 when r is not one of its taps). */
+DRQ_HD float rs_weight(int o, int r, int in, int out) {
+    int i0, i1;
+    float lam;
+    rs_tap(o, in, out, &i0, &i1, &lam);
+    return (i0 == r ? 1.0f - lam : 0.0f) + (i1 == r ? lam : 0.0f);
+}
+/* The first output index that may tap input index r (i0 is nondecreasing in o;
+ * one below the exact bound, so rounding never skips one). */
+DRQ_HD int rs_first(int r, int in, int out) {
+    int o = (int)floor(((double)r - 0.5) * out / in - 0.5) - 1;
+    return o < 0 ? 0 : o;
+}
+/* index i of gx (hi × wi planes), gathered from gy (ho × wo): no atomics, the
+ * same sum whatever the launch */
+DRQ_HD void K_resize_bwd(rs_args p, size_t i) {
+    size_t plane = (size_t)p.hi * p.wi, pl = i / plane;
+    int rc = (int)(i % plane), r = rc / p.wi, col = rc % p.wi;
+    const float *gp = p.x + pl * p.ho * p.wo;
+    float s = 0.0f;
+    for (int o = rs_first(r, p.hi, p.ho); o < p.ho; o++) {
+        int i0, i1;
+        float lam;
+        rs_tap(o, p.hi, p.ho, &i0, &i1, &lam);
+        if (i0 > r) break;
+        float wy = rs_weight(o, r, p.hi, p.ho);
+        if (wy == 0.0f) continue;
+        for (int q = rs_first(col, p.wi, p.wo); q < p.wo; q++) {
+            int j0, j1;
+            float mu;
+            rs_tap(q, p.wi, p.wo, &j0, &j1, &mu);
+            if (j0 > col) break;
+            float wx = rs_weight(q, col, p.wi, p.wo);
+            if (wx != 0.0f) s += wy * wx * gp[(size_t)o * p.wo + q];
+        }
+    }
+    p.y[i] = s;
+}
+
+/* scale-shift: ss is n × 2C (scale, shift); plane pl = (sample, channel) */
+typedef struct {
+    const float *x, *ss, *gy;
+    float *y, *gss;
+    int C;
+    size_t hw;
+} ss_args;
+DRQ_HD float ss_scale(ss_args p, size_t pl) { return p.ss[(pl / p.C) * 2 * p.C + pl % p.C]; }
+DRQ_HD float ss_shift(ss_args p, size_t pl) { return p.ss[(pl / p.C) * 2 * p.C + p.C + pl % p.C]; }
+DRQ_HD void K_ss_fwd(ss_args p, size_t i) {
+    size_t pl = i / p.hw;
+    p.y[i] = p.x[i] * (1.0f + ss_scale(p, pl)) + ss_shift(p, pl);
+}
+DRQ_HD void K_ss_bwd(ss_args p, size_t i) { p.y[i] = p.gy[i] * (1.0f + ss_scale(p, i / p.hw)); }
+/* row = plane: this thread's partial Σ gy·x and Σ gy into out[0], out[1] */
+DRQ_HD void KR_ss_sums(ss_args p, int row, int tid, int nt, double out[2]) {
+    const float *g = p.gy + (size_t)row * p.hw, *x = p.x + (size_t)row * p.hw;
+    double sgx = 0, sg = 0;
+    for (size_t e = (size_t)tid; e < p.hw; e += (size_t)nt) sgx += (double)g[e] * x[e], sg += g[e];
+    out[0] = sgx, out[1] = sg;
+}
+DRQ_HD void KR_ss_store(ss_args p, int row, double sgx, double sg) {
+    size_t i = (size_t)row / p.C, c = (size_t)row % p.C;
+    p.gss[i * 2 * p.C + c] = (float)sgx, p.gss[i * 2 * p.C + p.C + c] = (float)sg;
+}
+
+/* learned σ (ops.h learned_sigma): y += σ(r)·z; backward gr = gy·z·σ·(hi − lo)/4 */
+typedef struct {
+    const float *r, *z, *gy;
+    float *y;
+    float lo, hi;
+} lsig_args;
+DRQ_HD float lsig(lsig_args p, size_t i) {
+    float v = 0.5f * (p.r[i] + 1.0f);
+    return expf(0.5f * (v * p.hi + (1.0f - v) * p.lo));
+}
+DRQ_HD void K_lsig_fwd(lsig_args p, size_t i) { p.y[i] += lsig(p, i) * p.z[i]; }
+DRQ_HD void K_lsig_bwd(lsig_args p, size_t i) { p.y[i] = p.gy[i] * p.z[i] * lsig(p, i) * (p.hi - p.lo) * 0.25f; }
+
 /* ---- timestep embedding (phases in double, as on the CPU) -------------- */
 typedef struct {
     const float *t, *gy;

@@ -58,6 +58,14 @@ PW_KERNEL(k_crop, pad_args, K_crop)
 PW_KERNEL(k_temb_fwd, temb_args, K_temb_fwd)
 PW_KERNEL(k_maxpool_fwd, maxpool_args, K_maxpool_fwd)
 PW_KERNEL(k_maxpool_bwd, maxpool_args, K_maxpool_bwd)
+PW_KERNEL(k_pool2_fwd, up_args, K_pool2_fwd)
+PW_KERNEL(k_pool2_bwd, up_args, K_pool2_bwd)
+PW_KERNEL(k_resize_fwd, rs_args, K_resize_fwd)
+PW_KERNEL(k_resize_bwd, rs_args, K_resize_bwd)
+PW_KERNEL(k_ss_fwd, ss_args, K_ss_fwd)
+PW_KERNEL(k_ss_bwd, ss_args, K_ss_bwd)
+PW_KERNEL(k_lsig_fwd, lsig_args, K_lsig_fwd)
+PW_KERNEL(k_lsig_bwd, lsig_args, K_lsig_bwd)
 
 /* Small host arrays (a batch's timesteps, noise keys) travel as kernel
  * arguments: a launch copies them without stopping the host, where a
@@ -143,6 +151,12 @@ __global__ void k_softmax_bwd_rows(softmax_args a) {
     int r = blockIdx.x, t = threadIdx.x, nt = blockDim.x;
     double dot = block_sum(KR_softmax_bwd_dot(a, r, t, nt));
     KR_softmax_bwd_apply(a, r, dot, t, nt);
+}
+__global__ void k_ss_sums(ss_args a) {
+    double s[2];
+    KR_ss_sums(a, blockIdx.x, threadIdx.x, blockDim.x, s);
+    double sgx = block_sum(s[0]), sg = block_sum(s[1]);
+    if (threadIdx.x == 0) KR_ss_store(a, blockIdx.x, sgx, sg);
 }
 __global__ void k_temb_bwd(temb_args a) {
     double s = block_sum(KR_temb_bwd(a, blockIdx.x, threadIdx.x, blockDim.x));
@@ -352,6 +366,61 @@ extern "C" void cuda_crop2d(const float *xp, int n, int c, int hp, int wp, float
 }
 
 /* =====================================================================
+ * the ADM UNet's pool, scale-shift and channel slices; resize; learned σ
+ * ===================================================================== */
+static void cuda_avgpool2x2_forward(const Tensor *x, Tensor *y) {
+    LAUNCH_PW(k_pool2_fwd, (up_args{x->data, y->data, y->h, y->w}), tensor_numel(y));
+}
+
+static void cuda_avgpool2x2_backward_input(const Tensor *gy, Tensor *gx) {
+    LAUNCH_PW(k_pool2_bwd, (up_args{gy->data, gx->data, gy->h, gy->w}), tensor_numel(gx));
+}
+
+static void cuda_resize_bilinear_forward(const Tensor *x, Tensor *y) {
+    LAUNCH_PW(k_resize_fwd, (rs_args{x->data, y->data, x->h, x->w, y->h, y->w}), tensor_numel(y));
+}
+
+static void cuda_resize_bilinear_backward_input(const Tensor *gy, Tensor *gx) {
+    LAUNCH_PW(k_resize_bwd, (rs_args{gy->data, gx->data, gx->h, gx->w, gy->h, gy->w}), tensor_numel(gx));
+}
+
+static void cuda_scale_shift_forward(const Tensor *x, const Tensor *ss, Tensor *y) {
+    LAUNCH_PW(k_ss_fwd, (ss_args{x->data, ss->data, NULL, y->data, NULL, x->c, (size_t)x->h * x->w}), tensor_numel(x));
+}
+
+/* the sums read gy before gx (which may alias it) is written */
+static void cuda_scale_shift_backward_input(const Tensor *x, const Tensor *ss, const Tensor *gy, Tensor *gx,
+                                            Tensor *gss) {
+    ss_args a = {x->data, ss->data, gy->data, gx->data, gss ? gss->data : NULL, x->c, (size_t)x->h * x->w};
+    if (gss) LAUNCH_ROWS(k_ss_sums, a, x->n * x->c);
+    LAUNCH_PW(k_ss_bwd, a, tensor_numel(x));
+}
+
+/* per sample: y's c·hw floats from x at channel c0 — one pitched copy */
+static void cuda_channel_slice_forward(const Tensor *x, int c0, Tensor *y) {
+    size_t hw = (size_t)x->h * x->w * sizeof(float), len = y->c * hw;
+    CUDA_CHECK(cudaMemcpy2D(y->data, len, (const char *)x->data + c0 * hw, x->c * hw, len, x->n,
+                            cudaMemcpyDeviceToDevice));
+    CUDA_DEBUG_SYNC();
+}
+
+static void cuda_channel_slice_backward_input(const Tensor *gy, int c0, Tensor *gx) {
+    size_t hw = (size_t)gx->h * gx->w * sizeof(float), len = gy->c * hw;
+    CUDA_CHECK(cudaMemcpy2D((char *)gx->data + c0 * hw, gx->c * hw, gy->data, len, len, gx->n,
+                            cudaMemcpyDeviceToDevice));
+    CUDA_DEBUG_SYNC();
+}
+
+static void cuda_learned_sigma_forward(const Tensor *r, const Tensor *z, float lo, float hi, Tensor *y) {
+    LAUNCH_PW(k_lsig_fwd, (lsig_args{r->data, z->data, NULL, y->data, lo, hi}), tensor_numel(r));
+}
+
+static void cuda_learned_sigma_backward_input(const Tensor *r, const Tensor *z, float lo, float hi, const Tensor *gy,
+                                              Tensor *gr) {
+    LAUNCH_PW(k_lsig_bwd, (lsig_args{r->data, z->data, gy->data, gr->data, lo, hi}), tensor_numel(r));
+}
+
+/* =====================================================================
  * timestep embedding; t comes from the host
  * ===================================================================== */
 static float *upload_t(cuda_ctx *c, const float *t, int n) {
@@ -459,6 +528,16 @@ static drq_backend make_backend(void) {
     b.concat_backward_input = cuda_concat_backward_input;
     b.maxpool2d_forward = cuda_maxpool2d_forward;
     b.maxpool2d_backward_input = cuda_maxpool2d_backward_input;
+    b.avgpool2x2_forward = cuda_avgpool2x2_forward;
+    b.avgpool2x2_backward_input = cuda_avgpool2x2_backward_input;
+    b.resize_bilinear_forward = cuda_resize_bilinear_forward;
+    b.resize_bilinear_backward_input = cuda_resize_bilinear_backward_input;
+    b.scale_shift_forward = cuda_scale_shift_forward;
+    b.scale_shift_backward_input = cuda_scale_shift_backward_input;
+    b.channel_slice_forward = cuda_channel_slice_forward;
+    b.channel_slice_backward_input = cuda_channel_slice_backward_input;
+    b.learned_sigma_forward = cuda_learned_sigma_forward;
+    b.learned_sigma_backward_input = cuda_learned_sigma_backward_input;
     b.timestep_embedding_forward = cuda_timestep_embedding_forward;
     b.timestep_embedding_backward_input = cuda_timestep_embedding_backward_input;
     b.affine_clamp_forward = cuda_affine_clamp_forward;

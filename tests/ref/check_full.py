@@ -1,17 +1,19 @@
 """check_full.py — drq against the PyTorch float64 oracle on the full configs
 (CIFAR-10 DDPM UNet 35.7 M parameters, WRN-28-10 36.5 M; ImageNet ResNet-50
-25.6 M at 224×224), random weights.
+25.6 M at 224×224 and the guided-diffusion 256×256 ADM UNet "imagenet256",
+552.8 M), random weights.
 
     /usr/bin/python3 tests/ref/check_full.py --drq build/drq [--threads N] [--keep]
 
 For each architecture: builds the model with seeded random weights (default
-init + random norm affine parameters and BN statistics), batch 2, writes
-weights (F32) and inputs (x, t, grad_y) to a temporary folder, runs
-`drq model run --arch A --config cifar10|imagenet ...`, and compares y (rel L2 ≤ 1e-5)
-and grad_x (rel L2 ≤ 1e-4) with the float64 oracle.  ResNet-50 runs three
-seeds, and its grad_x is held to 1e-4 or twice PyTorch float32's own worst
-error on those seeds where that is larger (ReLU decisions that flip between
-float32 and float64; see kink_cases).  Prints every error;
+init + random norm affine parameters and BN statistics), batch 2 (the ADM
+UNet: batch 1, t = 149, DiffPure's first step at t* = 150), writes weights
+(F32) and inputs (x, t, grad_y) to a temporary folder, runs
+`drq model run --arch A --config cifar10|imagenet|imagenet256 ...`, and compares
+y (rel L2 ≤ 1e-5) and grad_x (rel L2 ≤ 1e-4) with the float64 oracle.
+ResNet-50 runs three seeds, and its grad_x is held to 1e-4 or twice PyTorch
+float32's own worst error on those seeds where that is larger (ReLU decisions
+that flip between float32 and float64; see kink_cases).  Prints every error;
 exits 1 on any failure.  With --keep the folder stays, holding
 expected.<arch>.safetensors for tests/tool_stcmp.
 """
@@ -27,11 +29,13 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ref_guided as rg  # noqa: E402
 import ref_models as rm  # noqa: E402
 import ref_resnet as rr  # noqa: E402
 
 TOL = {"y": 1e-5, "grad_x": 1e-4}
 BATCH = 2
+GUIDED_256_PARAMS = 552_814_086  # openai/guided-diffusion 256x256_diffusion_uncond.pt
 
 
 # arch: (config, parameters, --config preset, input side, classes)
@@ -39,6 +43,7 @@ FULL = {
     "ddpm-unet": (rm.CIFAR10_UNET, rm.CIFAR10_UNET_PARAMS, "cifar10", 32, None),
     "wrn": (rm.CIFAR10_WRN, rm.CIFAR10_WRN_PARAMS, "cifar10", 32, 10),
     "resnet50": (rr.IMAGENET_RESNET50, rr.IMAGENET_RESNET50_PARAMS, "imagenet", 224, 1000),
+    "guided-unet": (rg.IMAGENET256, GUIDED_256_PARAMS, "imagenet256", 256, None),
 }
 
 
@@ -50,7 +55,11 @@ def case(arch, seed):
     assert rm.n_params(model) == want, (arch, rm.n_params(model), want)
     rm.randomize_norms(model, gen)
     model.eval()
-    if arch == "ddpm-unet":
+    if arch == "guided-unet":
+        x = torch.randn(1, 3, 256, 256, generator=gen)
+        t = torch.tensor([149.0])
+        grad_y = torch.randn(1, 6, 256, 256, generator=gen)
+    elif arch == "ddpm-unet":
         x = torch.randn(BATCH, 3, 32, 32, generator=gen)
         t = torch.tensor([99.0, 512.37])  # DiffPure's last step index, and a fractional one
         grad_y = torch.randn(BATCH, 3, 32, 32, generator=gen)
@@ -96,7 +105,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--drq", default="build/drq", help="path of the drq binary")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    ap.add_argument("--arch", default="ddpm-unet,wrn,resnet50", help="comma-separated: ddpm-unet, wrn, resnet50")
+    ap.add_argument("--arch", default="ddpm-unet,wrn,resnet50,guided-unet",
+                    help="comma-separated: ddpm-unet, wrn, resnet50, guided-unet")
     ap.add_argument("--seed", type=int, default=20240)
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = ap.parse_args()

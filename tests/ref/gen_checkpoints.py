@@ -12,6 +12,7 @@ formats, and the float64 oracle's outputs for `drq model run`:
   manifest.tsv                  case, arch, model name, dtype, format, layout, file
 
 Layouts: 'pesser' — torch.save(model.state_dict()), a flat dict (DDPM);
+'openai' — the same for the ADM UNet (guided-unet, guided-diffusion's keys);
 'robustbench' — torch.save({'state_dict': DataParallel(model).state_dict()
 (keys 'module.…', num_batches_tracked present), 'epoch': …, 'best_prec1': …});
 'ema' — {'model': other weights, 'ema': the weights}; 'views' — a flat dict
@@ -44,6 +45,10 @@ MODELS = [
      dict(resolution=8, in_channels=3, out_ch=3, ch=32, ch_mult=[1, 2], num_res_blocks=1, attn_resolutions=[4]),
      8, 2001),
     ("wrn_tiny", "wrn", dict(depth=10, widen=1, num_classes=10, in_channels=3), 8, 2003),
+    ("guided_tiny", "guided-unet",
+     dict(image_size=8, num_channels=32, num_res_blocks=1, channel_mult=[1, 2], attention_resolutions=[4],
+          num_heads=1, num_head_channels=16, use_scale_shift_norm=True, resblock_updown=True, learn_sigma=True),
+     8, 2006),
 ]
 TORCH_DTYPE = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
 
@@ -66,12 +71,13 @@ def oracle(arch, cfg, hw, model, dtype, gen):
     with torch.no_grad():
         for t in list(model.parameters()) + [b for b in model.buffers() if b.is_floating_point()]:
             t.copy_(t.to(TORCH_DTYPE[dtype]).float())
-    cin = cfg["in_channels"]
+    cin = cfg.get("in_channels", 3)  # the guided-unet always takes 3
     io = collections.OrderedDict()
-    if arch == "ddpm-unet":
+    if arch in ("ddpm-unet", "guided-unet"):
         x = torch.randn(N, cin, hw, hw, generator=gen)
         t = torch.tensor([17.0, 999.0])[:N]
-        out_shape = (N, cfg["out_ch"], hw, hw)
+        out_ch = cfg["out_ch"] if arch == "ddpm-unet" else 6 if cfg["learn_sigma"] else 3
+        out_shape = (N, out_ch, hw, hw)
     else:
         x = torch.rand(N, cin, hw, hw, generator=gen)
         t = None
@@ -141,7 +147,9 @@ def main():
             rm.save_safetensors(os.path.join(args.out, f"{name}.{dtype}.io.safetensors"), io)
             sd = sd_in(model, dtype)
             layouts = []
-            if arch == "ddpm-unet":
+            if arch == "guided-unet":  # openai/guided-diffusion: torch.save(model.state_dict())
+                layouts.append(("openai", sd))
+            elif arch == "ddpm-unet":
                 layouts.append(("pesser", sd))
                 other = collections.OrderedDict((k, torch.zeros_like(v)) for k, v in sd.items())
                 if dtype == "F32":

@@ -37,6 +37,14 @@ FIXTURES = [
      dict(resolution=16, in_channels=1, out_ch=1, ch=32, ch_mult=[1, 1, 1], num_res_blocks=2,
           attn_resolutions=[8, 4]),
      16, 1002),
+    ("guided_tiny", "guided-unet",
+     dict(image_size=32, num_channels=32, num_res_blocks=1, channel_mult=[1, 2], attention_resolutions=[16],
+          num_heads=4, num_head_channels=16, use_scale_shift_norm=True, resblock_updown=True, learn_sigma=True),
+     32, 1005),
+    ("guided_plain", "guided-unet",
+     dict(image_size=16, num_channels=32, num_res_blocks=1, channel_mult=[1, 1, 2], attention_resolutions=[8, 4],
+          num_heads=2, num_head_channels=-1, use_scale_shift_norm=False, resblock_updown=False, learn_sigma=False),
+     16, 1006),
     ("wrn_tiny", "wrn", dict(depth=10, widen=1, num_classes=10, in_channels=3), 8, 1003),
     ("wrn_small", "wrn", dict(depth=16, widen=2, num_classes=10, in_channels=1), 16, 1004),
     # identity and downsampling Bottlenecks, odd feature maps (36 → 18 → 9 → 5 → 3 → 2)
@@ -58,16 +66,17 @@ def make_case(arch, cfg, hw, seed, weights_dtype, n=N):
     model.load_state_dict(sd, strict=False)  # strict=False: num_batches_tracked not in sd
     model.eval()
 
-    cin = cfg.get("in_channels", 3)  # ResNet-50: always RGB
+    cin = cfg.get("in_channels", 3)  # ResNet-50 and the guided-unet: always RGB
     io = {}
-    if arch == "ddpm-unet":
+    if arch in ("ddpm-unet", "guided-unet"):
         x = torch.randn(n, cin, hw, hw, generator=gen)
         t = torch.rand(n, generator=gen, dtype=torch.float64) * 999.0
         t[0] = float(int(t[0]))  # one integer step index, the others fractional
         if n > 2:
             t[2] = 999.0
         t = t.float()
-        out_shape = (n, cfg["out_ch"], hw, hw)
+        out_ch = cfg["out_ch"] if arch == "ddpm-unet" else 6 if cfg["learn_sigma"] else 3
+        out_shape = (n, out_ch, hw, hw)
     else:
         x = torch.rand(n, cin, hw, hw, generator=gen)
         t = None

@@ -283,6 +283,9 @@ class WideResNet(nn.Module):
 def build(arch, cfg):
     if arch == "ddpm-unet":
         return DDPMUNet(cfg)
+    if arch == "guided-unet":  # the ADM UNet: tests/ref/ref_guided.py
+        import ref_guided
+        return ref_guided.GuidedUNet(cfg)
     if arch == "wrn":
         return WideResNet(cfg)
     if arch == "resnet50":  # tests/ref/ref_resnet.py

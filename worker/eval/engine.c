@@ -45,7 +45,8 @@ static _Thread_local cached t_clf, t_diff;
 /* The --config argument of a spec model: a preset / path string as given,
  * or an inline object serialised. */
 static char *config_arg(const drq_model_spec *ms) {
-    if (!ms->config) return xstrdup(!strcmp(ms->arch, "resnet50") ? "imagenet" : "cifar10"); /* the arch's preset */
+    if (!ms->config) /* the arch's preset */
+        return xstrdup(!strcmp(ms->arch, "resnet50") ? "imagenet" : !strcmp(ms->arch, "guided-unet") ? "imagenet256" : "cifar10");
     if (json_is_string(ms->config)) return xstrdup(json_string_value(ms->config));
     return json_dumps(ms->config, JSON_COMPACT | JSON_SORT_KEYS);
 }
@@ -65,20 +66,26 @@ static int load_model(const drq_model_spec *ms, const char *what, int unet_wante
         return 0;
     }
     if (c->model) {
-        if (unet_wanted) unet_free(c->model);
-        else classifier_free(c->model);
+        if (!unet_wanted) classifier_free(c->model);
+        else if (!strncmp(c->key, "guided-unet|", 12)) guided_unet_free(c->model);
+        else unet_free(c->model);
     }
     st_free(&c->w);
     free(c->key);
     c->key = NULL, c->model = NULL;
-    int rc = -1;
+    int rc = -1, adm = unet_wanted && !strcmp(ms->arch, "guided-unet");
     st_file w = {0};
     drq_err e2;
-    if (unet_wanted ? strcmp(ms->arch, "ddpm-unet") != 0 : !classifier_arch_known(ms->arch)) {
+    if (unet_wanted ? strcmp(ms->arch, "ddpm-unet") != 0 && !adm : !classifier_arch_known(ms->arch)) {
         drq_errf(err, "%s.arch: '%s' is not built in this version (expected %s)", what, ms->arch,
-                 unet_wanted ? "ddpm-unet" : "wrn or resnet50");
+                 unet_wanted ? "ddpm-unet or guided-unet" : "wrn or resnet50");
     } else if (st_load(ms->weights, &w, &e2)) {
         drq_errf(err, "%s.weights: %s", what, e2.msg);
+    } else if (adm) { /* the ADM UNet (guided-diffusion) */
+        guided_unet_config gc;
+        if (guided_unet_config_parse(cfg, &gc, &e2)) drq_errf(err, "%s.config: %s", what, e2.msg);
+        else if (!(c->model = guided_unet_load(&gc, &w, 0, g_dev.kind, &e2))) drq_errf(err, "%s: %s", what, e2.msg);
+        else rc = 0;
     } else if (unet_wanted) {
         unet_config uc;
         if (unet_config_parse(cfg, &uc, &e2)) drq_errf(err, "%s.config: %s", what, e2.msg);
@@ -114,9 +121,14 @@ int engine_models_get(const drq_spec *s, int need_classifier, engine_models *m, 
     if (needs_unet) {
         if (!s->diffusion.present) return drq_errf(err, "diffusion: required by the diffusion purifiers");
         if (load_model(&s->diffusion, "diffusion", 1, &t_diff, err)) return -1;
-        m->diff = t_diff.model;
+        if (!strcmp(s->diffusion.arch, "guided-unet")) m->adm = t_diff.model;
+        else m->diff = t_diff.model;
     }
     return 0;
+}
+
+purifier *engine_purifier_new(const engine_models *m, const purify_config *c) {
+    return m->adm ? purifier_new_adm(m->adm, c) : purifier_new(m->diff, c);
 }
 
 purify_config engine_purify_config(const drq_purifier_spec *p) {
@@ -398,7 +410,7 @@ job_status engine_run(const drq_job *job, job_ctx *ctx, drq_row **rows, int64_t 
         return JOB_FAILED;
     }
     purify_config pc = engine_purify_config(&s->purifiers[job->purifier]);
-    purifier *pur = purifier_new(em.diff, &pc);
+    purifier *pur = engine_purifier_new(&em, &pc);
     /* bounded stop: the purifier polls cancel and preempt between sampler
      * steps (purifier_set_stop); a step or a measurement it abandons is
      * redone from the state before it, so rows do not change */

@@ -31,10 +31,13 @@ int engine_set_device(const char *device, drq_err *err);
  * asked for, the UNet when a purifier needs one (else NULL). */
 typedef struct {
     classifier *clf;
-    unet *diff;
+    unet *diff;        /* the diffusion model: a DDPM UNet (diff) or the ADM UNet (adm), per diffusion.arch */
+    guided_unet *adm;
     int classes;
 } engine_models;
 int engine_models_get(const drq_spec *s, int need_classifier, engine_models *m, drq_err *err);
+/* A purifier over whichever diffusion model m holds (purifier_new / purifier_new_adm). */
+purifier *engine_purifier_new(const engine_models *m, const purify_config *c);
 /* The purifier config of spec purifier i. */
 purify_config engine_purify_config(const drq_purifier_spec *p);
 

@@ -43,6 +43,13 @@ typedef struct {
 typedef struct purifier purifier;
 
 purifier *purifier_new(unet *u, const purify_config *c); /* u may be NULL for PURIFY_NONE */
+/* The same over the ADM UNet (guided-diffusion, docs/design.md §Purification):
+ * with learn_sigma the reverse step's variance is the model's (log σ² =
+ * v·log β + (1 − v)·log β̃, gaussian_diffusion.py's LEARNED_RANGE) and the VJP
+ * flows through σ as well as the mean; an input whose size is not the model's
+ * image_size is resized to it (bilinear, align_corners=False) and the output
+ * back, both resizes part of P and of its gradient (DiffPure's 224 ↔ 256). */
+purifier *purifier_new_adm(guided_unet *adm, const purify_config *c);
 void purifier_free(purifier *p);
 
 /* y = P_ω(x) for x in [0,1] (n×C×H×W).  omega[i], image[i]: the noise seed

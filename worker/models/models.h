@@ -7,6 +7,7 @@
  *   ResNet-50 (torchvision, ImageNet)    worker/models/resnet50.c
  * The classifiers (WRN, ResNet-50) are also reachable through one interface,
  * worker/models/classifier.h.
+ *   ADM UNet (guided-diffusion)          worker/models/guided_unet.c  docs/design.md §Models
  *
  * Weights bind by their original state_dict names (worker/models/params.h); a
  * missing, extra or mis-shaped tensor is an error naming it.  Any batch size
@@ -41,6 +42,16 @@ typedef struct {
     int layers[4], width, num_classes;
 } resnet50_config;
 
+/* The ADM UNet by guided-diffusion's own flag names (script_util.py
+ * create_model); 3 input channels, 6 outputs with learn_sigma, else 3. */
+typedef struct {
+    int image_size, num_channels, num_res_blocks;
+    int channel_mult[UNET_MAX_LEVELS], n_levels;
+    int attention_resolutions[UNET_MAX_ATTN], n_attn; /* feature-map sizes, e.g. 32, 16, 8 */
+    int num_heads, num_head_channels;                 /* num_head_channels −1: num_heads heads */
+    int use_scale_shift_norm, resblock_updown, learn_sigma;
+} guided_unet_config;
+
 /* Parses "cifar10" (preset), a path to a .json file, or inline JSON ('{...}').
  * Unknown keys and bad values are errors naming the key. */
 int unet_config_parse(const char *arg, unet_config *c, drq_err *err);
@@ -49,6 +60,9 @@ int wrn_config_parse(const char *arg, wrn_config *c, drq_err *err);
  * inline JSON with num_classes (required), layers and width (optional, the
  * preset's by default). */
 int resnet50_config_parse(const char *arg, resnet50_config *c, drq_err *err);
+
+/* Presets: "imagenet256" (DiffPure's 256×256 unconditional model). */
+int guided_unet_config_parse(const char *arg, guided_unet_config *c, drq_err *err);
 
 typedef struct unet unet;
 typedef struct wrn wrn;
@@ -95,5 +109,27 @@ void resnet50_free(resnet50 *m);
 double unet_forward_flops(const unet_config *c);
 double wrn_forward_flops(const wrn_config *c, int res);
 double resnet50_forward_flops(const resnet50_config *c, int res);
+
+typedef struct guided_unet guided_unet;
+guided_unet *guided_unet_load(const guided_unet_config *c, st_file *weights, uint64_t seed, drq_device dev,
+                              drq_err *err);
+drq_device guided_unet_device(const guided_unet *m);
+size_t guided_unet_param_count(const guided_unet *m);
+int guided_unet_out_channels(const guided_unet *m); /* 6 with learn_sigma (ε, then v's raw value), else 3 */
+int guided_unet_resolution(const guided_unet *m);
+/* out = the model at (x, t): x n × 3 × S × S (S = image_size), t n step
+ * indices (host, float), out n × out_channels × S × S. */
+void guided_unet_forward(guided_unet *m, const Tensor *x, const float *t, Tensor *out);
+/* gx = (∂out/∂x)ᵀ gout at the x and t of the last forward. */
+void guided_unet_backward(guided_unet *m, const Tensor *gout, Tensor *gx);
+void guided_unet_free(guided_unet *m);
+/* Activation checkpointing: a forward whose blocks' saved activations
+ * (guided_unet_tape_bytes per image, times the batch) would pass `bytes`
+ * keeps only each block's input and output, and the backward recomputes one
+ * block at a time (results bit-identical; one more forward's work).
+ * 0 (the default): never. */
+void guided_unet_set_mem_budget(guided_unet *m, size_t bytes);
+size_t guided_unet_tape_bytes(const guided_unet *m);
+int guided_unet_checkpointed(const guided_unet *m); /* the last forward did */
 
 #endif
