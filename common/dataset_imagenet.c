@@ -95,7 +95,7 @@ static int list_dir(const char *dir, int dirs_only, names *out, drq_err *err) {
         if (k == (dirs_only ? 2 : 1)) names_add(out, e->d_name);
     }
     closedir(d);
-    qsort(out->v, out->n, sizeof(char *), cmp_str);
+    if (out->n) qsort(out->v, out->n, sizeof(char *), cmp_str);
     return 0;
 }
 

@@ -162,7 +162,11 @@ static void test_weights(void) {
             continue;
         }
         if (cases[k].how == 0) free(t->name), t->name = strdup("__dropped__"), t->used = 1;
-        else if (cases[k].how == 1) add_tensor(&f, "fc.bias2", t->ndim, t->shape, t->data);
+        else if (cases[k].how == 1) { /* add_tensor reallocates f.t: copy what t points to first */
+            int64_t shape[ST_MAX_DIMS];
+            memcpy(shape, t->shape, sizeof shape);
+            add_tensor(&f, "fc.bias2", t->ndim, shape, t->data);
+        }
         else t->shape[0] += 1;
         float *l = logits_with(&f, &err);
         CHECK_MSG(l == NULL, "%s: a bad weight file loaded", cases[k].want);
