@@ -117,8 +117,12 @@ void group_norm_swish_forward_at(const char *file, int line, const Tensor *x, co
     const drq_backend *b = backend_of(x);
     if (b->group_norm_swish_forward) {
         b->group_norm_swish_forward(x, bias, groups, eps, gamma, beta, h, y, stats);
+    } else if (bias) { /* x + bias into h, then the norm in place (the CPU and CUDA norms read each
+                        * element before writing it, after the group's statistics) */
+        b->add_channel_forward(x, bias, h);
+        b->group_norm_forward(h, groups, eps, gamma, beta, h, stats);
+        b->swish_forward(h, y);
     } else {
-        if (bias) DIE("%s:%d: group_norm_swish_forward with a bias needs the backend's fused op", file, line);
         b->group_norm_forward(x, groups, eps, gamma, beta, h, stats);
         b->swish_forward(h, y);
     }
@@ -138,9 +142,13 @@ void group_norm_swish_backward_input_at(const char *file, int line, const Tensor
     if (b->group_norm_swish_backward_input) {
         b->group_norm_swish_backward_input(x, bias, h, gy, groups, gamma, stats, gx);
     } else { /* swish's gradient goes into gy (the caller's scratch), then the norm's */
-        if (bias) DIE("%s:%d: group_norm_swish_backward_input with a bias needs the backend's fused op", file, line);
         b->swish_backward_input(h, gy, (Tensor *)gy);
-        b->group_norm_backward_input(x, gy, groups, gamma, stats, gx);
+        if (bias) { /* at x + bias, built in gx and overwritten in place as above */
+            b->add_channel_forward(x, bias, gx);
+            b->group_norm_backward_input(gx, gy, groups, gamma, stats, gx);
+        } else {
+            b->group_norm_backward_input(x, gy, groups, gamma, stats, gx);
+        }
     }
 }
 

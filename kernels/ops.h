@@ -78,8 +78,8 @@ void group_norm_backward_input_at(DRQ_OP_SITE, const Tensor *x, const Tensor *gy
  * swish_backward_input then group_norm_backward_input at x + bias, and is also
  * the gradient of x (bias gets none: nothing needs it).  The backward may use
  * gy as scratch (its contents are undefined afterwards); gx must not alias x,
- * h or gy.  A backend without the fused op runs the pair (ops.c), without a
- * bias only. */
+ * h or gy.  A backend without the fused op runs the ops it is made of
+ * (ops.c), bit-identical as well. */
 void group_norm_swish_forward_at(DRQ_OP_SITE, const Tensor *x, const Tensor *bias, int groups, float eps,
                                  const float *gamma, const float *beta, Tensor *h, Tensor *y, float *stats);
 void group_norm_swish_backward_input_at(DRQ_OP_SITE, const Tensor *x, const Tensor *bias, const Tensor *h,
