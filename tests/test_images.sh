@@ -121,7 +121,7 @@ EOF
 check "server starts" start_server "$T/srv.db"
 start_worker w1 --checkpoint-every 1
 check "submit" bash -c "'$DRQ' submit '$T/s.json' >'$T/submit.log' 2>&1"
-check "the sweep finishes on drq-server" wait_for 120 sweep_finished "$T/srv.db"
+check "the sweep finishes on drq-server" wait_for 600 sweep_finished "$T/srv.db"
 check_eq "drq-server stored the images of drq run, bit for bit" "$(dump "$T/srv.db")" "$(dump "$T/a.db")"
 "$DRQ" results 1 --images "$T/rout" 2>"$T/rexp.log"
 check_eq "drq results SWEEP --images exit status" "$?" 0

@@ -67,6 +67,13 @@ static void test_malformed(void) {
     CHECK_CONTAINS(decode2("READY", "{\"v\":1,\"credit\":1}", 1), "1 binary frames (expected 0..0)");
     CHECK_CONTAINS(decode2("RESULT", "{\"v\":1,\"seq\":1,\"job\":2,\"final\":true,\"n\":0}", 0), "0 binary frames");
     CHECK_CONTAINS(decode2("RESULT", "{\"v\":1,\"seq\":1,\"job\":2,\"final\":1,\"n\":0}", 1), "field \"final\": expected a boolean");
+    /* the images section's length (common/images.h) */
+    CHECK_EQ_STR(decode2("RESULT", "{\"v\":1,\"seq\":1,\"job\":2,\"final\":true,\"n\":0,\"images\":20}", 1), "");
+    CHECK_CONTAINS(decode2("RESULT", "{\"v\":1,\"seq\":1,\"job\":2,\"final\":true,\"n\":0,\"images\":-1}", 1),
+                   "field \"images\": expected");
+    CHECK_EQ_STR(decode2("FETCH", "{\"v\":1,\"id\":1,\"sweep\":2,\"limit\":32,\"images\":true}", 0), "");
+    CHECK_CONTAINS(decode2("FETCH", "{\"v\":1,\"id\":1,\"sweep\":2,\"limit\":32,\"images\":1}", 0),
+                   "field \"images\": expected a boolean");
     CHECK_CONTAINS(decode2("HELLO", "{\"v\":1,\"name\":\"\",\"version\":\"1\",\"devices\":[],\"held\":[],\"credit\":0}", 0),
                    "field \"name\": expected a non-empty string");
     CHECK_CONTAINS(decode2("HELLO", "{\"v\":1,\"name\":\"w\",\"version\":\"1\",\"devices\":[1],\"held\":[],\"credit\":0}", 0),
