@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "analysis_rows.h"
+
 /* Running mean and variance (Welford), skipping NaN. */
 typedef struct {
     double n, mean, m2;
@@ -37,6 +39,7 @@ typedef struct {
 struct drq_report {
     group *g;
     int n;
+    int64_t analysis_rows[DRQ_AT_N]; /* rows of the analysis kinds: counted, not tabled */
 };
 
 drq_report *drq_report_new(void) { return xcalloc(1, sizeof(drq_report)); }
@@ -49,6 +52,11 @@ void drq_report_free(drq_report *r) {
 }
 
 void drq_report_add(drq_report *r, const drq_row *row) {
+    drq_analysis_table t = drq_analysis_of(row);
+    if (t != DRQ_AT_NONE) {
+        r->analysis_rows[t]++;
+        return;
+    }
     group *g = NULL;
     for (int i = 0; i < r->n && !g; i++)
         if (!strcmp(r->g[i].purifier, row->purifier) && !strcmp(r->g[i].attack, row->attack)) g = &r->g[i];
@@ -146,7 +154,16 @@ void drq_report_print(const drq_report *r, FILE *f) {
         fprintf(f, "%-12s %-12s %5d %7lld %12s %12s %7s %-20s %-17s %-13s %6s %9.1f\n", g->purifier, g->attack,
                 g->nseeds, (long long)g->images, cs, rs, d, dist, ssim, comp, cu, g->seconds);
     }
-    if (r->n == 0) fprintf(f, "(no result rows)\n");
+    int64_t an = 0;
+    for (int t = 1; t < DRQ_AT_N; t++) an += r->analysis_rows[t];
+    if (r->n == 0 && !an) fprintf(f, "(no result rows)\n");
+    if (an) {
+        fputs("analysis rows:", f);
+        for (int t = 1; t < DRQ_AT_N; t++)
+            if (r->analysis_rows[t])
+                fprintf(f, " %lld %s", (long long)r->analysis_rows[t], drq_analysis_table_name((drq_analysis_table)t));
+        fputs(" (drq results --kind, drq report --out)\n", f);
+    }
 }
 
 static json_t *jstat(const stat *s) {

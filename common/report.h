@@ -6,7 +6,9 @@
  *   compression rate of the adversarial δ split by robust / non-robust images,
  *   and of uniform noise;
  *   compute time (sum of per-image seconds).
- * Used by `drq run` and by a later `drq report`; rows can come in any order.
+ * Rows of the analysis kinds (common/analysis_rows.h) are only counted: the
+ * table ends with a line naming them.  Used by `drq run` and by a later
+ * `drq report`; rows can come in any order.
  */
 #ifndef DRQ_REPORT_H
 #define DRQ_REPORT_H

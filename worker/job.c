@@ -13,6 +13,14 @@ void job_register_runner(drq_attack_kind kind, job_runner fn) {
     if ((unsigned)kind < sizeof runners / sizeof runners[0]) runners[kind] = fn;
 }
 
+static void (*thread_exit_hook)(void);
+
+void job_register_thread_exit(void (*fn)(void)) { thread_exit_hook = fn; }
+
+void job_thread_exit(void) {
+    if (thread_exit_hook) thread_exit_hook();
+}
+
 job_status job_run(const drq_job *job, job_ctx *ctx, drq_row **rows, int64_t *nrows, drq_err *err) {
     *rows = NULL;
     *nrows = 0;

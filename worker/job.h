@@ -65,6 +65,11 @@ typedef job_status (*job_runner)(const drq_job *job, job_ctx *ctx, drq_row **row
 
 /* Installs the runner of an attack kind (the purification engine calls this). */
 void job_register_runner(drq_attack_kind kind, job_runner fn);
+/* A runner's per-thread state (e.g. the engine's cached models) is released
+ * by the hook it installs here; a thread that ran jobs calls
+ * job_thread_exit() before it ends. */
+void job_register_thread_exit(void (*fn)(void));
+void job_thread_exit(void);
 
 /* Runs one job.  On JOB_DONE *rows (drq_rows_free) holds one row per image in
  * image order. */

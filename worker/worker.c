@@ -255,6 +255,7 @@ static void *compute_main(void *arg) {
         free_qjob(q);
         wake(w);
     }
+    job_thread_exit(); /* the runners' per-thread state (cached models) */
     atomic_store(&w->compute_exited, 1);
     wake_force(w);
     return NULL;

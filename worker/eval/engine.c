@@ -58,13 +58,8 @@ static char *model_key(const drq_model_spec *ms, const char *cfg) {
     return k;
 }
 
-/* Loads (or reuses) one model; what = "classifier" / "diffusion". */
-static int load_model(const drq_model_spec *ms, const char *what, int unet_wanted, cached *c, drq_err *err) {
-    char *cfg = config_arg(ms), *key = model_key(ms, cfg);
-    if (c->key && !strcmp(c->key, key)) {
-        free(cfg), free(key);
-        return 0;
-    }
+/* Frees a cached model (a classifier, or a DDPM / ADM UNet by its key). */
+static void cached_release(cached *c, int unet_wanted) {
     if (c->model) {
         if (!unet_wanted) classifier_free(c->model);
         else if (!strncmp(c->key, "guided-unet|", 12)) guided_unet_free(c->model);
@@ -73,6 +68,22 @@ static int load_model(const drq_model_spec *ms, const char *what, int unet_wante
     st_free(&c->w);
     free(c->key);
     c->key = NULL, c->model = NULL;
+}
+
+/* This thread's cached models, freed when it ends (job_thread_exit). */
+static void engine_thread_exit(void) {
+    cached_release(&t_clf, 0);
+    cached_release(&t_diff, 1);
+}
+
+/* Loads (or reuses) one model; what = "classifier" / "diffusion". */
+static int load_model(const drq_model_spec *ms, const char *what, int unet_wanted, cached *c, drq_err *err) {
+    char *cfg = config_arg(ms), *key = model_key(ms, cfg);
+    if (c->key && !strcmp(c->key, key)) {
+        free(cfg), free(key);
+        return 0;
+    }
+    cached_release(c, unet_wanted);
     int rc = -1, adm = unet_wanted && !strcmp(ms->arch, "guided-unet");
     st_file w = {0};
     drq_err e2;
@@ -494,5 +505,6 @@ job_status engine_run(const drq_job *job, job_ctx *ctx, drq_row **rows, int64_t 
 void attack_engine_register(void) {
     job_register_runner(ATK_PGD, engine_run);
     job_register_runner(ATK_BPDA, engine_run);
+    job_register_thread_exit(engine_thread_exit);
     analyses_register(); /* variance, gradcorr, screen (worker/eval/analyses.c) */
 }
