@@ -136,7 +136,7 @@ static void res_forward(resblock *r, const Tensor *x, const Tensor *emb_act, Ten
     ENSURE_LIKE(&r->t.a1, n, r->cin, x->h, x->w);
     ENSURE_LIKE(&r->t.c1, n, r->cout, H, W);
     ENSURE_LIKE(&r->t.hn2, n, r->cout, H, W);
-    ENSURE_LIKE(&r->t.a2, n, r->cout, H, W);
+    if (r->scale_shift) ENSURE_LIKE(&r->t.a2, n, r->cout, H, W);
     ENSURE_LIKE(&r->t.b2, n, r->cout, H, W);
     ENSURE_LIKE(&r->t.eo, n, r->scale_shift ? 2 * r->cout : r->cout, 1, 1);
     ENSURE_LIKE(out, n, r->cout, H, W);
