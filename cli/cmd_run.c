@@ -70,7 +70,7 @@ static void report_page(void *rep, const drq_row *rows, int64_t n) {
 static int usage(void) {
     fprintf(stderr, "usage: drq run SPEC.json [--db FILE] [--threads N] [--workers W] [--batch B] [--checkpoint-every N]\n"
                     "                    [--dry-run]\n"
-                    "                    [--max-attempts N] [--device cpu|cuda:N]\n"
+                    "                    [--max-attempts N] [--device cpu|cuda:N] [--mem-budget MIB]\n"
                     "               [--log FILE] [--clients tcp://127.0.0.1:PORT] [--quiet]\n");
     return 1;
 }
@@ -269,6 +269,15 @@ int cmd_run(int argc, char **argv) {
             }
             engine_set_batch(b);
             batch = b;
+        } else if (!strcmp(a, "--mem-budget") && v) {
+            char *end;
+            long mib = strtol(v, &end, 10);
+            i++;
+            if (!*v || *end || mib < 0 || mib > 1L << 30) {
+                fprintf(stderr, "drq run: --mem-budget: expected mebibytes, an integer in [0, 2^30] (0: no limit)\n");
+                return 1;
+            }
+            engine_set_mem_budget(mib);
         } else if (!strcmp(a, "--device") && v) {
             drq_err derr;
             device = v, i++;

@@ -62,6 +62,11 @@ done
 "$BUILD/tests/tool_stcmp" "$TMP/b1.safetensors" "$TMP/b0.safetensors" --default-tol 0 >/dev/null 2>&1 || ok=0
 if [ "$ok" -eq 1 ]; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL --mem-budget: $(cat "$TMP/err")"; fi
 
+expect_error run-budget "drq run: --mem-budget: expected mebibytes" "$BUILD/drq" run "$TMP/none.json" \
+    --mem-budget 2x
+expect_error worker-budget "drq-worker: --mem-budget: expected mebibytes" "$BUILD/drq-worker" \
+    --server tcp://127.0.0.1:1 --mem-budget -3
+
 # drq purify through a guided-unet spec
 cat >"$TMP/spec.json" <<JSON
 {"name":"p","dataset":{"kind":"mnist","path":"$TMP","count":1},

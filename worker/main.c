@@ -119,6 +119,7 @@ static int run_per_gpu(int argc, char **argv, const char *name, const int *gpus,
 static int usage(FILE *f) {
     fprintf(f, "usage: drq-worker --server tcp://HOST:5555 [--device cpu|cuda:N | --devices all|I,J,...] [--name NAME]\n"
                "                  [--checkpoint-every N] [--prefetch N] [--batch N] [--threads N] [--quiet]\n"
+               "                  [--mem-budget MIB (guided-unet: checkpoint inside the UNet above MIB)]\n"
                "                  [--server-key KEY|FILE --curve-secret NAME.key_secret]\n");
     return f == stdout ? 0 : 1;
 }
@@ -171,6 +172,13 @@ int main(int argc, char **argv) {
                 return 1;
             }
             engine_set_batch((int)b);
+        } else if (!strcmp(a, "--mem-budget")) {
+            long mib = num_arg(v);
+            if (mib < 0 || mib > 1L << 30) {
+                fprintf(stderr, "drq-worker: --mem-budget: expected mebibytes, an integer in [0, 2^30] (0: no limit)\n");
+                return 1;
+            }
+            engine_set_mem_budget(mib);
         } else if (!strcmp(a, "--threads")) {
             long t = num_arg(v);
             if (t < 0 || t > 1024) {

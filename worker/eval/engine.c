@@ -17,6 +17,8 @@
 static int g_batch = 8;
 void engine_set_batch(int batch) { g_batch = batch > 0 ? batch : 1; }
 int engine_batch(void) { return g_batch; }
+static size_t g_mem_budget; /* bytes; 0: no checkpointing inside the ADM UNet */
+void engine_set_mem_budget(long mib) { g_mem_budget = mib > 0 ? (size_t)mib << 20 : 0; }
 
 static drq_device_sel g_dev; /* cpu unless engine_set_device */
 
@@ -134,6 +136,7 @@ int engine_models_get(const drq_spec *s, int need_classifier, engine_models *m, 
         if (load_model(&s->diffusion, "diffusion", 1, &t_diff, err)) return -1;
         if (!strcmp(s->diffusion.arch, "guided-unet")) m->adm = t_diff.model;
         else m->diff = t_diff.model;
+        if (m->adm) guided_unet_set_mem_budget(m->adm, g_mem_budget);
     }
     return 0;
 }

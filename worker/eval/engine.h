@@ -21,6 +21,10 @@
 void attack_engine_register(void); /* installs the pgd and bpda runners, and the analyses' */
 void engine_set_batch(int batch);  /* images per batch (default 8) */
 int engine_batch(void);            /* the current images per batch */
+/* A guided-unet diffusion model checkpoints inside the UNet when one call's
+ * block activations would pass mib mebibytes (guided_unet_set_mem_budget;
+ * 0, the default: never).  The DDPM UNet ignores it. */
+void engine_set_mem_budget(long mib);
 /* Where models run: "cpu" (default) or "cuda:N".  -1 with a message in err
  * when the device does not exist or this build has no CUDA backend.  Every
  * thread that runs jobs binds itself to the device on its next job; the

@@ -136,7 +136,7 @@ static void res_forward(resblock *r, const Tensor *x, const Tensor *emb_act, Ten
     ENSURE_LIKE(&r->t.a1, n, r->cin, x->h, x->w);
     ENSURE_LIKE(&r->t.c1, n, r->cout, H, W);
     ENSURE_LIKE(&r->t.hn2, n, r->cout, H, W);
-    ENSURE_LIKE(&r->t.a2, n, r->cout, H, W);
+    if (r->scale_shift) ENSURE_LIKE(&r->t.a2, n, r->cout, H, W);
     ENSURE_LIKE(&r->t.b2, n, r->cout, H, W);
     ENSURE_LIKE(&r->t.eo, n, r->scale_shift ? 2 * r->cout : r->cout, 1, 1);
     ENSURE_LIKE(out, n, r->cout, H, W);
@@ -320,6 +320,8 @@ struct guided_unet {
     size_t budget;         /* bytes of block tapes a forward may keep (0: no limit) */
     size_t tape_per_image; /* floats of every block's tape for one image */
     int ckpt;              /* the last forward checkpointed: its backward recomputes */
+    Tensor grad_pool[2];   /* checkpointing: the backward's two gradient buffers … */
+    int n_grad_free;       /* … of which grad_pool[0 … n_grad_free) are not lent */
 };
 
 static node *add_node(guided_unet *m, node_kind kind) {
@@ -447,6 +449,7 @@ guided_unet *guided_unet_load(const guided_unet_config *c, st_file *weights, uin
         guided_unet_free(m);
         return NULL;
     }
+    m->n_grad_free = 2;
     m->skips = xcalloc(m->n_slots, sizeof *m->skips);
     m->gskip = xcalloc(m->n_slots, sizeof *m->gskip);
     return m;
@@ -536,9 +539,24 @@ static void tape_return(guided_unet *m, node *nd) {
     else if (nd->kind == N_ATTN) m->attn_pool = nd->attn.t, memset(&nd->attn.t, 0, sizeof nd->attn.t);
 }
 
+/* The backward's gradients pass through two buffers the nodes take turns
+ * with (a node's input gradient is dead once the node before it has run). */
+static void grad_take(guided_unet *m, Tensor *dst) {
+    tensor_free(dst); /* a gradient of its own from an earlier, unchecked pass */
+    *dst = m->grad_pool[--m->n_grad_free];
+}
+
+/* The gradient now lives in next (a node's gin or gh, NULL at the end): the
+ * buffer of g, unless it is the top gradient, goes back to the pool. */
+static Tensor *grad_pass(guided_unet *m, Tensor *g, Tensor *next) {
+    if (m->ckpt && g != &m->gtop) m->grad_pool[m->n_grad_free++] = *g, memset(g, 0, sizeof *g);
+    return next;
+}
+
 static void free_pools(guided_unet *m) {
     tape_free((Tensor *)&m->res_pool, TAPE_LEN(res_tape));
     tape_free((Tensor *)&m->attn_pool, TAPE_LEN(attn_tape));
+    tape_free(m->grad_pool, m->n_grad_free);
 }
 
 void guided_unet_set_mem_budget(guided_unet *m, size_t bytes) { m->budget = bytes; }
@@ -611,19 +629,22 @@ void guided_unet_backward(guided_unet *m, const Tensor *gout, Tensor *gx) {
             tape_lend(m, nd);
             node_forward(m, nd, nd->x);
         }
+        if (m->ckpt) grad_take(m, &nd->gin);
         node_backward(nd, g);
         if (m->ckpt) tape_return(m, nd);
-        g = &nd->gin;
+        g = grad_pass(m, g, &nd->gin);
         if (nd->pop) {
             const Tensor *s = m->skips[nd->slot];
+            if (m->ckpt) grad_take(m, &nd->gh);
             ENSURE_LIKE(&nd->gh, g->n, g->c - s->c, g->h, g->w);
             ENSURE_LIKE(&m->gskip[nd->slot], s->n, s->c, s->h, s->w);
             concat_backward_input(g, &nd->gh, &m->gskip[nd->slot]);
-            g = &nd->gh;
+            g = grad_pass(m, g, &nd->gh);
         }
     }
     if (!tensor_same_shape(g, gx)) DIE("guided_unet_backward: gx shape does not match the last forward's x");
     tensor_copy(gx, g);
+    if (m->ckpt) grad_pass(m, g, NULL);
 }
 
 void guided_unet_free(guided_unet *m) {
