@@ -66,18 +66,29 @@ static long rss_bytes(void) {
     return res * sysconf(_SC_PAGESIZE);
 }
 
-/* Times a forward and forward + input-VJP of one model at batch b on random weights. */
+/* Times a forward and forward + input-VJP of one model at batch b on random
+ * weights.  The ADM UNet (guided-unet) is timed at batch 1 with checkpointing
+ * inside the UNet above 4 GiB (a 256×256 image's activations alone are
+ * ~8 GiB): its rate per image is the batch-1 rate. */
 static int measure(const char *arch, const char *cfg, int b, int res, rate *r, drq_err *err) {
     unet_config uc;
-    int is_unet = !strcmp(arch, "ddpm-unet");
+    guided_unet_config gc;
+    int is_unet = !strcmp(arch, "ddpm-unet"), is_adm = !strcmp(arch, "guided-unet");
     if (is_unet && unet_config_parse(cfg, &uc, err)) return -1;
+    if (is_adm && guided_unet_config_parse(cfg, &gc, err)) return -1;
+    if (is_adm) b = 1;
     long base = rss_bytes();
     unet *u = is_unet ? unet_load(&uc, NULL, 1, err) : NULL;
-    classifier *w = is_unet ? NULL : classifier_load(arch, cfg, NULL, 1, DRQ_CPU, err);
-    if (!u && !w) return -1;
-    int cin = is_unet ? uc.in_channels : classifier_in_channels(w), hw = is_unet ? uc.resolution : res;
+    guided_unet *g = is_adm ? guided_unet_load(&gc, NULL, 1, DRQ_CPU, err) : NULL;
+    classifier *w = is_unet || is_adm ? NULL : classifier_load(arch, cfg, NULL, 1, DRQ_CPU, err);
+    if (!u && !w && !g) return -1;
+    if (g) guided_unet_set_mem_budget(g, (size_t)4 << 30);
+    int cin = is_unet ? uc.in_channels : g ? 3 : classifier_in_channels(w);
+    int hw = is_unet ? uc.resolution : g ? gc.image_size : res;
     Tensor x = tensor_new(b, cin, hw, hw), gx = tensor_new(b, cin, hw, hw);
-    Tensor y = is_unet ? tensor_new(b, uc.out_ch, hw, hw) : tensor_new(b, classifier_num_classes(w), 1, 1);
+    Tensor y = is_unet ? tensor_new(b, uc.out_ch, hw, hw)
+             : g       ? tensor_new(b, guided_unet_out_channels(g), hw, hw)
+                       : tensor_new(b, classifier_num_classes(w), 1, 1);
     Tensor gy = tensor_new(y.n, y.c, y.h, y.w);
     for (size_t i = 0; i < tensor_numel(&x); i++) x.data[i] = (float)((i * 2654435761u) % 1000) / 1000.0f;
     for (size_t i = 0; i < tensor_numel(&gy); i++) gy.data[i] = 1e-2f * (float)(i % 7);
@@ -88,9 +99,11 @@ static int measure(const char *arch, const char *cfg, int b, int res, rate *r, d
     for (int rep = 0; rep < 2; rep++) { /* the first round plans and warms caches */
         double t0 = drq_clock_mono();
         if (u) unet_forward(u, &x, t, &y);
+        else if (g) guided_unet_forward(g, &x, t, &y);
         else classifier_forward(w, &x, &y);
         double t1 = drq_clock_mono();
         if (u) unet_backward(u, &gy, &gx);
+        else if (g) guided_unet_backward(g, &gy, &gx);
         else classifier_backward(w, &gy, &gx);
         double t2 = drq_clock_mono();
         long now = rss_bytes();
@@ -102,6 +115,7 @@ static int measure(const char *arch, const char *cfg, int b, int res, rate *r, d
     r->peak = grown > 0 ? (double)grown : 0;
     tensor_free(&x), tensor_free(&gx), tensor_free(&y), tensor_free(&gy), free(t);
     if (u) unet_free(u);
+    guided_unet_free(g);
     classifier_free(w);
     return 0;
 }
@@ -128,7 +142,8 @@ static int get_rate(json_t *cache, int *dirty, const char *arch, const char *cfg
 
 /* ---- the report ------------------------------------------------------------ */
 static char *config_arg(const drq_model_spec *ms) {
-    if (!ms->config) return xstrdup(!strcmp(ms->arch, "resnet50") ? "imagenet" : "cifar10"); /* the arch's preset */
+    if (!ms->config) /* the arch's preset */
+        return xstrdup(!strcmp(ms->arch, "resnet50") ? "imagenet" : !strcmp(ms->arch, "guided-unet") ? "imagenet256" : "cifar10");
     if (json_is_string(ms->config)) return xstrdup(json_string_value(ms->config));
     return json_dumps(ms->config, JSON_COMPACT | JSON_SORT_KEYS);
 }
@@ -215,7 +230,11 @@ int dryrun_print(const drq_spec *sp, const dryrun_opts *o, FILE *out) {
     int rc = 1;
     char *cpath = NULL;
     json_t *cache = NULL;
-    if (ucfg) {
+    if (ucfg && !strcmp(sp->diffusion.arch, "guided-unet")) {
+        guided_unet_config gc;
+        if (guided_unet_config_parse(ucfg, &gc, &err)) goto fail;
+        uf = guided_unet_forward_flops(&gc);
+    } else if (ucfg) {
         if (unet_config_parse(ucfg, &uc, &err)) goto fail;
         uf = unet_forward_flops(&uc);
     }
@@ -263,7 +282,7 @@ int dryrun_print(const drq_spec *sp, const dryrun_opts *o, FILE *out) {
     if (!json_is_object(cache)) json_decref(cache), cache = json_object();
     int dirty = 0, saved_threads = drq_get_threads();
     drq_set_threads(thr);
-    if (ucfg && (ufwd > 0 || uvjp > 0) && get_rate(cache, &dirty, "ddpm-unet", ucfg, b, thr, res, &ur, &err)) goto fail_rates;
+    if (ucfg && (ufwd > 0 || uvjp > 0) && get_rate(cache, &dirty, sp->diffusion.arch, ucfg, b, thr, res, &ur, &err)) goto fail_rates;
     if (ccfg && (cfwd > 0 || cvjp > 0) && get_rate(cache, &dirty, sp->classifier.arch, ccfg, b, thr, res, &cr, &err)) goto fail_rates;
     drq_set_threads(saved_threads);
     if (dirty) {

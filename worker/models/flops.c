@@ -78,3 +78,51 @@ double resnet50_forward_flops(const resnet50_config *c, int res) {
         }
     return 2 * (m + (double)cin * c->num_classes);
 }
+
+/* One ADM ResBlock: conv 3×3 at the output size (after the resampling of
+ * resblock_updown), the embedding projection (2·cout with scale-shift),
+ * conv 3×3, and a 1×1 skip conv when the width changes. */
+static double adm_res_macs(int rout, int cin, int cout, int emb, int ss) {
+    return conv_macs(rout, cin, cout, 3) + (double)emb * cout * (ss ? 2 : 1) + conv_macs(rout, cout, cout, 3) +
+           (cin != cout ? conv_macs(rout, cin, cout, 1) : 0);
+}
+
+static int adm_attn_at(const guided_unet_config *c, int r) {
+    for (int a = 0; a < c->n_attn; a++)
+        if (c->attention_resolutions[a] == r) return 1;
+    return 0;
+}
+
+/* The ADM UNet (worker/models/guided_unet.c), block for block as its build(). */
+double guided_unet_forward_flops(const guided_unet_config *c) {
+    int mc = c->num_channels, emb = 4 * mc, L = c->n_levels, r = c->image_size, ss = c->use_scale_shift_norm;
+    int chans[64], sp = 0, ch = c->channel_mult[0] * mc, input_ch = ch;
+    double m = (double)mc * emb + (double)emb * emb + conv_macs(r, 3, ch, 3);
+    chans[sp++] = ch;
+    for (int lv = 0; lv < L; lv++) {
+        for (int j = 0; j < c->num_res_blocks; j++) {
+            int cout = c->channel_mult[lv] * mc;
+            m += adm_res_macs(r, ch, cout, emb, ss), ch = cout;
+            if (adm_attn_at(c, r)) m += attn_macs(r, ch);
+            if (sp < 64) chans[sp++] = ch;
+        }
+        if (lv != L - 1) {
+            m += c->resblock_updown ? adm_res_macs(r / 2, ch, ch, emb, ss) : conv_macs(r / 2, ch, ch, 3);
+            if (sp < 64) chans[sp++] = ch;
+            r /= 2;
+        }
+    }
+    m += 2 * adm_res_macs(r, ch, ch, emb, ss) + attn_macs(r, ch);
+    for (int lv = L - 1; lv >= 0; lv--)
+        for (int j = 0; j < c->num_res_blocks + 1; j++) {
+            int skip = sp > 0 ? chans[--sp] : 0, cout = c->channel_mult[lv] * mc;
+            m += adm_res_macs(r, ch + skip, cout, emb, ss), ch = cout;
+            if (adm_attn_at(c, r)) m += attn_macs(r, ch);
+            if (lv && j == c->num_res_blocks) {
+                m += c->resblock_updown ? adm_res_macs(2 * r, ch, ch, emb, ss) : conv_macs(2 * r, ch, ch, 3);
+                r *= 2;
+            }
+        }
+    m += conv_macs(r, input_ch, c->learn_sigma ? 6 : 3, 3);
+    return 2 * m;
+}

@@ -109,6 +109,7 @@ void resnet50_free(resnet50 *m);
 double unet_forward_flops(const unet_config *c);
 double wrn_forward_flops(const wrn_config *c, int res);
 double resnet50_forward_flops(const resnet50_config *c, int res);
+double guided_unet_forward_flops(const guided_unet_config *c);
 
 typedef struct guided_unet guided_unet;
 guided_unet *guided_unet_load(const guided_unet_config *c, st_file *weights, uint64_t seed, drq_device dev,
