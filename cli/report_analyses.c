@@ -468,7 +468,18 @@ static int fig3fit(report_an *a, const fit *fits, int nfits, FILE *dat, FILE *gp
 }
 
 /* Fig. 4: compression (left axis) and robust accuracy (right axis) over t*, a line per purifier kind. */
+/* Screen groups by name, then t* (a line over t* must not zigzag in the specs' order). */
+static int by_tstar(const void *pa, const void *pb, void *ctx) {
+    report_an *a = ctx;
+    const scr_group *x = pa, *y = pb;
+    int c = strcmp(x->name, y->name);
+    if (c) return c;
+    int tx = pur_of(a, x->pur)->t_star, ty = pur_of(a, y->pur)->t_star;
+    return tx != ty ? (tx < ty ? -1 : 1) : by_pur_order(pa, pb, ctx);
+}
+
 static int fig4(report_an *a, const fit *fits, int nfits, FILE *dat, FILE *gp) {
+    qsort_r(a->scr, (size_t)a->nscr, sizeof *a->scr, by_tstar, a);
     mem body;
     mem_open(&body);
     FILE *b = body.f;

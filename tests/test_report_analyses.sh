@@ -19,7 +19,7 @@ cat >"$T/s.json" <<EOF2
 {"name": "report-an", "dataset": {"kind": "fashion-mnist", "path": "$DATA", "count": 2},
  "classifier": {"arch": "wrn", "config": "examples/models/fmnist-wrn.json", "weights": "examples/models/fmnist-wrn.safetensors"},
  "diffusion": {"arch": "ddpm-unet", "config": "examples/models/fmnist-ddpm.json", "weights": "examples/models/fmnist-ddpm.safetensors"},
- "purifiers": [{"name": "t2", "kind": "ddpm", "t_star": 2}, {"name": "t4", "kind": "ddpm", "t_star": 4},
+ "purifiers": [{"name": "t4", "kind": "ddpm", "t_star": 4}, {"name": "t2", "kind": "ddpm", "t_star": 2},
                {"name": "t6", "kind": "ddpm", "t_star": 6}, {"name": "r8", "kind": "reverse", "t_star": 8}],
  "analyses": [{"name": "scr", "kind": "screen", "n_uniform": 2, "eps": 0.06},
               {"name": "var", "kind": "variance", "n_delta": 2, "n_omega": 3, "eps": 0.06},
@@ -53,7 +53,7 @@ check_eq "Table 7: a row per screened purifier" "$(rows "$O/table7-screen.csv")"
 check_eq "Table S6: a row per purifier" "$(rows "$O/tableS6-variance.csv")" 4
 check_eq "Table 5: a row per purifier × estimator pair" "$(rows "$O/table5-gradcorr.csv")" 4
 check_eq "Table 7 in the spec's purifier order with kinds and t*" \
-    "$(tail -n +2 "$O/table7-screen.csv" | cut -d, -f2-4 | tr '\n' ' ')" "t2,ddpm,2 t4,ddpm,4 t6,ddpm,6 r8,reverse,8 "
+    "$(tail -n +2 "$O/table7-screen.csv" | cut -d, -f2-4 | tr '\n' ' ')" "t4,ddpm,4 t2,ddpm,2 t6,ddpm,6 r8,reverse,8 "
 check "Table 7 compression t4 = mean of comp_unif_mean" same "$(cell "$O/table7-screen.csv" scr,t4 comp_mean)" "$(mean_of "$T/screen.csv" comp_unif_mean purifier=t4)"
 check "Table S6 SNR r8 = mean of snr" same "$(cell "$O/tableS6-variance.csv" r8,var snr_mean)" "$(mean_of "$T/variance.csv" snr purifier=r8)"
 check "Table S6 radius fixed ω t2" same "$(cell "$O/tableS6-variance.csv" t2,var radius_fixed_omega_mean)" "$(mean_of "$T/variance.csv" radius_fixed_omega purifier=t2)"
@@ -69,6 +69,8 @@ if [ $HAVE_GP == 1 ]; then
         check "report.md links $f.png" grep -q "]($f.png)" "$O/report.md"
     done
     check_eq "Fig. 4 data: compression at every t* (ddpm 3, reverse 1)" "$(grep -c '^[0-9]' "$O/fig4-tstar.dat")" 4
+    check_eq "Fig. 4: the ddpm line runs in t* order, not the spec's" \
+        "$(awk '/^# .*ddpm: t\*/ { on = 1; next } on && /^[0-9]/ { printf "%s ", $1; next } on { exit }' "$O/fig4-tstar.dat")" "2 4 6 "
 else
     skip "gnuplot not installed (deploy/install-deps.sh installs gnuplot-nox): PNG and SVG checks"
 fi
