@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "common/row.h"
 #include "common/util.h"
 
 
@@ -33,16 +34,7 @@ void mem_open(mem *m) {
 void mem_close(mem *m) { fclose(m->f); }
 
 void csv_s(FILE *f, const char *s, int last) {
-    if (strpbrk(s, ",\"\n")) {
-        fputc('"', f);
-        for (; *s; s++) {
-            if (*s == '"') fputc('"', f);
-            fputc(*s, f);
-        }
-        fputc('"', f);
-    } else {
-        fputs(s, f);
-    }
+    drq_csv_str(f, s);
     fputc(last ? '\n' : ',', f);
 }
 /* mean,std (empty when no data) */

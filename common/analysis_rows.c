@@ -150,17 +150,7 @@ void drq_analysis_csv(FILE *f, const json_t *values) {
         } else if (json_is_real(v)) {
             fprintf(f, "%.17g", json_real_value(v));
         } else if (json_is_string(v)) {
-            const char *s = json_string_value(v);
-            if (strpbrk(s, ",\"\r\n")) {
-                fputc('"', f);
-                for (; *s; s++) {
-                    if (*s == '"') fputc('"', f);
-                    fputc(*s, f);
-                }
-                fputc('"', f);
-            } else {
-                fputs(s, f);
-            }
+            drq_csv_str(f, json_string_value(v));
         }
     }
     fputc('\n', f);

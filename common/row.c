@@ -215,7 +215,7 @@ fail:
 
 /* ---- text export -------------------------------------------------------- */
 
-static void csv_str(FILE *f, const char *s) {
+void drq_csv_str(FILE *f, const char *s) {
     if (!s || !*s) return;
     if (!strpbrk(s, ",\"\n\r")) {
         fputs(s, f);
@@ -243,9 +243,9 @@ void drq_row_csv_header(FILE *f) {
 void drq_row_csv(FILE *f, const drq_row *rc) {
     drq_row *r = (drq_row *)rc;
     fprintf(f, "%lld,", (long long)r->sweep);
-    csv_str(f, r->purifier);
+    drq_csv_str(f, r->purifier);
     fputc(',', f);
-    csv_str(f, r->attack);
+    drq_csv_str(f, r->attack);
     fprintf(f, ",%lld,%lld", (long long)r->seed, (long long)r->image);
     int32_t *ip[NINT];
     double *dp[NDBL];
@@ -260,11 +260,11 @@ void drq_row_csv(FILE *f, const drq_row *rc) {
         csv_dbl(f, *dp[i]);
     }
     fprintf(f, ",%lld,", (long long)r->unet_evals);
-    csv_str(f, r->device);
+    drq_csv_str(f, r->device);
     fputc(',', f);
-    csv_str(f, r->worker);
+    drq_csv_str(f, r->worker);
     fputc(',', f);
-    csv_str(f, r->extra);
+    drq_csv_str(f, r->extra);
     fputc('\n', f);
 }
 

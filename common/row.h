@@ -113,6 +113,9 @@ void *drq_rows_pack(const drq_row *rows, int64_t n, size_t *len);
  * any truncation, trailing byte, over-long string or invalid extra → -1 + err. */
 int drq_rows_unpack(const void *buf, size_t len, int64_t expect, drq_row **rows, int64_t *n, drq_err *err);
 
+/* One CSV field: s as it is, or quoted (RFC 4180) when it holds a comma, a
+ * quote or a line break; nothing for NULL or "". */
+void drq_csv_str(FILE *f, const char *s);
 /* Writes the CSV header line / one CSV line (RFC 4180 quoting, %.17g). */
 void drq_row_csv_header(FILE *f);
 void drq_row_csv(FILE *f, const drq_row *r);
