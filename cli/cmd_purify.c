@@ -2,7 +2,10 @@
  * writes y = P_ω(x) (ω = the seed's noise, keyed per image by its index in
  * IN: 0…N−1 plus --image-offset) and, when IN has grad_y, the full VJP
  * grad_x, on the CPU or a GPU (--device; the tensors stay in host memory,
- * the purifier copies them).  For users' debugging and for tests. */
+ * the purifier copies them).  For users' debugging and for tests.  The last
+ * line on stderr gives the process's peak resident set (VmHWM of
+ * /proc/self/status: this program's own, whatever its parent used), which
+ * make bench reports for the full-gradient pass. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +14,17 @@
 #include "../common/spec.h"
 #include "worker/eval/engine.h"
 #include "cli.h"
+
+/* VmHWM in KiB, or -1 where /proc does not tell. */
+static long peak_rss_kib(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kib = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmHWM:", 6)) kib = strtol(line + 6, NULL, 10);
+    if (f) fclose(f);
+    return kib;
+}
 
 static int usage(void) {
     fprintf(stderr, "usage: drq purify SPEC.json --purifier NAME --seed S --in IN.safetensors --out OUT.safetensors\n"
@@ -83,6 +97,7 @@ int cmd_purify(int argc, char **argv) {
     if (rc) goto fail;
     st_free(&fin);
     drq_spec_free(&spec);
+    fprintf(stderr, "drq purify: peak_rss_kib=%ld\n", peak_rss_kib());
     return 0;
 fail:
     fprintf(stderr, "drq purify: %s\n", err.msg);

@@ -14,7 +14,7 @@ the cost of one sampler step (model loading and the fixed work cancel).
 PyTorch side: the same depths, timed in-process, the same difference.
 Prints seconds per sampler step per image and the ratio drq / PyTorch.
 Then the memory of the full gradient (--mem-depths, default 2,100): the peak
-resident set (getrusage of the drq child) of one pass at t* = 2 and at
+resident set (drq's own VmHWM) of one pass at t* = 2 and at
 t* = 100, batch 1 and 8.  Checkpointing keeps one state per step, so the
 difference of the two must be O(t* × image), and the t* = 2 figure is the
 weights, their oneDNN copies and one UNet's activations.
@@ -152,16 +152,14 @@ def write_spec(tmp, weights, batch, depth):
 
 
 def run_purify(a, sp, io, tmp):
-    """Runs one drq full-gradient pass; returns its peak resident set in KiB (getrusage of that child)."""
-    p = subprocess.Popen([a.drq, "purify", sp, "--purifier", "ddpm", "--seed", "0", "--in", io,
-                          "--out", os.path.join(tmp, "out.safetensors"), "--threads", str(a.threads)],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    err = p.stderr.read()
-    _, status, ru = os.wait4(p.pid, 0)
-    p.returncode = os.waitstatus_to_exitcode(status)
-    if p.returncode:
-        sys.exit(f"drq purify failed ({p.returncode}): {err.decode(errors='replace')}")
-    return ru.ru_maxrss
+    """Runs one drq full-gradient pass; returns its peak resident set in KiB as drq reports it (VmHWM:
+    getrusage of a child forked from this Python process would count Python's own memory too)."""
+    r = subprocess.run([a.drq, "purify", sp, "--purifier", "ddpm", "--seed", "0", "--in", io,
+                        "--out", os.path.join(tmp, "out.safetensors"), "--threads", str(a.threads)],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if r.returncode:
+        sys.exit(f"drq purify failed ({r.returncode}): {r.stderr}")
+    return int(r.stderr.split("peak_rss_kib=")[-1].split()[0])
 
 
 if __name__ == "__main__":
