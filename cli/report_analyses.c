@@ -479,7 +479,7 @@ static int by_tstar(const void *pa, const void *pb, void *ctx) {
 }
 
 static int fig4(report_an *a, const fit *fits, int nfits, FILE *dat, FILE *gp) {
-    qsort_r(a->scr, (size_t)a->nscr, sizeof *a->scr, by_tstar, a);
+    if (a->nscr > 1) qsort_r(a->scr, (size_t)a->nscr, sizeof *a->scr, by_tstar, a); /* a->scr may be NULL */
     mem body;
     mem_open(&body);
     FILE *b = body.f;

@@ -229,7 +229,7 @@ static void order_cells(drq_report_out *ro) {
                 if (!strcmp(pass ? ro->c[k].atk : ro->c[k].pur, pass ? c->atk : c->pur)) *o = base + k;
         }
     }
-    qsort(ro->c, (size_t)ro->n, sizeof *ro->c, by_order);
+    if (ro->n > 1) qsort(ro->c, (size_t)ro->n, sizeof *ro->c, by_order); /* ro->c is NULL in an analyses-only sweep */
 }
 
 /* ---- text output --------------------------------------------------------------------- */
