@@ -46,6 +46,9 @@ for arg in "$@"; do
     [ "$s" -ne 0 ] && skips=", $s skipped"
     if [ "$f" -ne 0 ]; then
         printf 'FAIL %-28s %4d passed, %d failed%s (%.1fs)\n' "$name" "$p" "$f" "$skips" "$secs"
+        # the failed checks themselves first (a test's own logs can be long), then its last lines
+        grep -E '^ *FAIL' "$out" | head -n 40 | sed 's/^/    /'
+        echo "    -- last lines:"
         grep -v -E '^RESULT ' "$out" | tail -n 60 | sed 's/^/    /'
     else
         printf 'ok   %-28s %4d passed%s (%.1fs)\n' "$name" "$p" "$skips" "$secs"

@@ -89,9 +89,14 @@ for n in ['drq_jobs', 'drq_sweep_rows_done', 'drq_workers', 'drq_worker_up', 'dr
     assert n in names, n"
 check "drq_workers is 2" grep -q "^drq_workers 2$" "$T/m1.txt"
 R1=$(sed -n "s/^drq_sweep_rows_done{sweep=\"${S:-0}\"} //p" "$T/m1.txt")
-sleep 3
-R2=$(curl -s "$URL/metrics" | sed -n "s/^drq_sweep_rows_done{sweep=\"${S:-0}\"} //p")
-check "drq_sweep_rows_done moves as jobs finish ($R1 -> $R2)" test "${R2:-0}" -gt "${R1:-0}"
+# polled, not read once after a fixed sleep: on a loaded machine a job (or the tick that publishes
+# the snapshot) can take longer than a few seconds
+rows_moved() {
+    local r2
+    r2=$(curl -s --max-time 2 "$URL/metrics" | sed -n "s/^drq_sweep_rows_done{sweep=\"${S:-0}\"} //p")
+    test "${r2:-0}" -gt "${R1:-0}"
+}
+check "drq_sweep_rows_done moves as jobs finish (from $R1, polled up to 20 s)" wait_for 20 rows_moved
 
 # ---- 3. a real browser -------------------------------------------------------------------------
 SHOT=$B/dashboard.png
