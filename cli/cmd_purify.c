@@ -5,8 +5,11 @@
  * the purifier copies them).  For users' debugging and for tests.  The last
  * line on stderr gives the process's peak resident set (VmHWM of
  * /proc/self/status: this program's own, whatever its parent used), which
- * make bench reports for the full-gradient pass. */
+ * make bench reports for the full-gradient pass; with it the wall seconds of
+ * the forward and of the backward (forward_s=, backward_s=).  --mem-budget MIB
+ * is drq run's: checkpointing inside the ADM UNet (engine_set_mem_budget). */
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,9 +29,15 @@ static long peak_rss_kib(void) {
     return kib;
 }
 
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 static int usage(void) {
     fprintf(stderr, "usage: drq purify SPEC.json --purifier NAME --seed S --in IN.safetensors --out OUT.safetensors\n"
-                    "                  [--image-offset K] [--threads N] [--device cpu|cuda:N]\n"
+                    "                  [--image-offset K] [--threads N] [--device cpu|cuda:N] [--mem-budget MIB]\n"
                     "IN holds x (N×C×H×W in [0,1]) and optionally grad_y; OUT gets y and, with grad_y, grad_x.\n");
     return 1;
 }
@@ -46,6 +55,16 @@ int cmd_purify(int argc, char **argv) {
         else if (i + 1 < argc && !strcmp(k, "--image-offset")) offset = strtoll(argv[++i], NULL, 10);
         else if (i + 1 < argc && !strcmp(k, "--threads")) threads = atoi(argv[++i]);
         else if (i + 1 < argc && !strcmp(k, "--device")) device = argv[++i];
+        else if (i + 1 < argc && !strcmp(k, "--mem-budget")) {
+            char *end;
+            const char *v = argv[++i];
+            long mib = strtol(v, &end, 10);
+            if (!*v || *end || mib < 0 || mib > 1L << 30) {
+                fprintf(stderr, "drq purify: --mem-budget: expected mebibytes, an integer in [0, 2^30] (0: no limit)\n");
+                return 1;
+            }
+            engine_set_mem_budget(mib);
+        }
         else if (k[0] != '-' && !spec_path) spec_path = k;
         else return usage();
     }
@@ -81,13 +100,16 @@ int cmd_purify(int argc, char **argv) {
     int64_t *im = xmalloc(sizeof(int64_t) * n);
     for (int i = 0; i < n; i++) om[i] = (uint64_t)seed, im[i] = offset + i;
     Tensor y = tensor_new(x.n, x.c, x.h, x.w), gx = {0};
+    double t0 = now_s();
     purifier_forward(p, &x, om, im, tg != NULL, &y, NULL);
+    double t1 = now_s(), t2 = t1;
     st_out outs[2] = {{"y", 4, {x.n, x.c, x.h, x.w}, y.data}};
     int nout = 1;
     if (tg) {
         gx = tensor_new(x.n, x.c, x.h, x.w);
         Tensor gy = tensor_wrap(tg->data, x.n, x.c, x.h, x.w);
         purifier_backward(p, &gy, &gx);
+        t2 = now_s();
         outs[nout++] = (st_out){"grad_x", 4, {x.n, x.c, x.h, x.w}, gx.data};
     }
     rc = st_save(out, outs, nout, &err) ? 1 : 0;
@@ -97,6 +119,7 @@ int cmd_purify(int argc, char **argv) {
     if (rc) goto fail;
     st_free(&fin);
     drq_spec_free(&spec);
+    fprintf(stderr, "drq purify: forward_s=%.3f backward_s=%.3f\n", t1 - t0, t2 - t1);
     fprintf(stderr, "drq purify: peak_rss_kib=%ld\n", peak_rss_kib());
     return 0;
 fail:

@@ -28,6 +28,7 @@
 #include "worker/eval/engine.h"
 #include "blob_dataset.h"
 #include "check.h"
+#include "job_capture.h"
 
 static char dir[64];
 static drq_spec spec;
@@ -48,23 +49,8 @@ static const char *SPEC =
     "\"seeds\":[3],\"shard\":{\"images\":5}}";
 enum { A_PGD, A_VAR, A_GC, A_SCR, A_GC3 };
 
-/* The job context of a run: the last checkpoint, and a preemption after
- * `preempt_after` images (0: never). */
-typedef struct {
-    void *blob;
-    size_t len;
-    int64_t preempt_after;
-    atomic_int preempt;
-} capture;
-
-static void on_checkpoint(job_ctx *ctx, int64_t step, const void *blob, size_t len) {
-    capture *c = ctx->user;
-    free(c->blob);
-    c->blob = malloc(len);
-    memcpy(c->blob, blob, len);
-    c->len = len;
-}
-
+/* The job context of a run keeps the last checkpoint (job_capture.h); a
+ * preemption comes after `preempt_after` images (0: never). */
 static void on_progress(job_ctx *ctx, int64_t done, int64_t total) {
     capture *c = ctx->user;
     if (c->preempt_after && done >= c->preempt_after) atomic_store(&c->preempt, 1);

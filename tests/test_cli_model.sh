@@ -3,28 +3,8 @@
 # case exits 1 with a message naming the problem, never crashes, and writes
 # no output file.  Also: `drq purify` on the fixtures gives y in [0,1] and a
 # grad_x, and the same call twice is bit-identical.
-set -u
-cd "$(dirname "$0")/.."
-BUILD=${BUILD:-build}
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/drq_cli.XXXXXX")
-trap 'rm -rf "$TMP"' EXIT
-pass=0 fail=0
-F=tests/fixtures
-
-# expect_error NAME WANT CMD... : exit status 1, WANT in stderr, no OUT written
-expect_error() {
-    local name=$1 want=$2
-    shift 2
-    rm -f "$TMP/out.safetensors"
-    "$@" >"$TMP/stdout" 2>"$TMP/stderr"
-    local rc=$?
-    if [ "$rc" -eq 1 ] && grep -qF -- "$want" "$TMP/stderr" && [ ! -e "$TMP/out.safetensors" ]; then
-        pass=$((pass + 1))
-    else
-        fail=$((fail + 1))
-        echo "FAIL $name: rc=$rc, wanted \"$want\" in: $(head -c 300 "$TMP/stderr")"
-    fi
-}
+CLI_TEST=cli
+. "$(dirname "$0")/cli_lib.sh"
 
 run=("$BUILD/drq" model run --out "$TMP/out.safetensors")
 expect_error bad-arch "expected ddpm-unet, guided-unet, wrn or resnet50" "${run[@]}" --arch resnet --config cifar10 \

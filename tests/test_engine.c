@@ -19,6 +19,7 @@
 #include "worker/eval/engine.h"
 #include "blob_dataset.h"
 #include "check.h"
+#include "job_capture.h"
 
 static char dir[64];
 
@@ -42,22 +43,6 @@ static const char *SPEC =
     "\"seeds\":[3,4],\"shard\":{\"images\":7}}";
 
 static drq_spec spec;
-
-/* checkpoints captured by the test's job context */
-typedef struct {
-    void *blob;
-    size_t len;
-    int count;
-} capture;
-
-static void on_checkpoint(job_ctx *ctx, int64_t step, const void *blob, size_t len) {
-    capture *c = ctx->user;
-    if (++c->count == 2) { /* keep the second one: mid-attack, after the first batch */
-        c->blob = malloc(len);
-        memcpy(c->blob, blob, len);
-        c->len = len;
-    }
-}
 
 static int64_t g_seed = 3; /* the job seed of run() */
 
@@ -153,7 +138,7 @@ static void test_rows(void) {
 
 static void test_resume(void) {
     int64_t na, nb;
-    capture cap = {0};
+    capture cap = {.keep = 2}; /* the second checkpoint: mid-attack, after the first batch */
     drq_row *full = run(0, 3, 4, 1, &cap, NULL, &na); /* checkpoints after every PGD step */
     CHECK_MSG(cap.count >= 4 && cap.blob, "expected periodic checkpoints, got %d", cap.count);
     if (!full || !cap.blob) return;

@@ -6,28 +6,8 @@
 # with a spec whose diffusion model is a guided-unet purifies 28×28 images
 # through the 32×32 fixture model (resizing in and out), giving y and grad_x
 # of x's shape, bit-identical when run twice.
-set -u
-cd "$(dirname "$0")/.."
-BUILD=${BUILD:-build}
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/drq_guided.XXXXXX")
-trap 'rm -rf "$TMP"' EXIT
-pass=0 fail=0
-F=tests/fixtures
-
-# expect_error NAME WANT CMD... : exit status 1, WANT in stderr, no OUT written
-expect_error() {
-    local name=$1 want=$2
-    shift 2
-    rm -f "$TMP/out.safetensors"
-    "$@" >"$TMP/stdout" 2>"$TMP/stderr"
-    local rc=$?
-    if [ "$rc" -eq 1 ] && grep -qF -- "$want" "$TMP/stderr" && [ ! -e "$TMP/out.safetensors" ]; then
-        pass=$((pass + 1))
-    else
-        fail=$((fail + 1))
-        echo "FAIL $name: rc=$rc, wanted \"$want\" in: $(head -c 300 "$TMP/stderr")"
-    fi
-}
+CLI_TEST=guided
+. "$(dirname "$0")/cli_lib.sh"
 
 run=("$BUILD/drq" model run --arch guided-unet --out "$TMP/out.safetensors" --in $F/guided_tiny.io.safetensors)
 tiny=$(cat $F/guided_tiny.json)

@@ -28,6 +28,7 @@
 #include "worker/eval/metrics.h"
 #include "blob_dataset.h"
 #include "check.h"
+#include "job_capture.h"
 
 static char dir[64];
 static drq_spec spec;
@@ -149,21 +150,6 @@ static void test_packing(void) {
 
 /* ---- the engine ----------------------------------------------------------------- */
 
-typedef struct {
-    void *blob;
-    size_t len;
-    int count;
-} capture;
-
-static void on_checkpoint(job_ctx *ctx, int64_t step, const void *blob, size_t len) {
-    capture *c = ctx->user;
-    if (++c->count == 2) { /* the second: batch 2, after batch 1's rows (and images) are done */
-        c->blob = malloc(len);
-        memcpy(c->blob, blob, len);
-        c->len = len;
-    }
-}
-
 static drq_row *run(int purifier, int64_t seed, int batch, int every, capture *cap, const capture *resume) {
     drq_job job = {.id = 1, .sweep = 1, .spec = &spec, .purifier = purifier, .attack = 0, .seed = seed,
                    .image_start = 0, .image_count = 7, .device = "cpu", .worker = "t"};
@@ -258,7 +244,7 @@ static void test_engine(void) {
                   "det: image %d: P(x) differs between seeds 3 and 4", i);
     drq_rows_free(d3, 7), drq_rows_free(d4, 7);
     /* resume from a checkpoint that holds 4 finished rows and their images */
-    capture cap = {0};
+    capture cap = {.keep = 2}; /* the second checkpoint: mid-attack, after the first batch */
     drq_row *full = run(0, 3, 4, 1, &cap, NULL);
     CHECK_MSG(cap.blob != NULL, "expected at least 2 checkpoints, got %d", cap.count);
     drq_row *resumed = cap.blob ? run(0, 3, 4, 0, NULL, &cap) : NULL;

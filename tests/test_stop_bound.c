@@ -29,6 +29,7 @@
 #include "worker/eval/engine.h"
 #include "blob_dataset.h"
 #include "check.h"
+#include "job_capture.h"
 
 /* a stop returns within this many (backward) sampler steps: the step running
  * when the flag is set, then the classifier pass and the checkpoint, with
@@ -51,21 +52,6 @@ static const char *SPEC =
     "\"attacks\":[{\"name\":\"pgd\",\"kind\":\"pgd\",\"eps\":0.1,\"steps\":2,\"n_uniform\":1},"
     "{\"name\":\"eot\",\"kind\":\"pgd\",\"eps\":0.1,\"steps\":2,\"randomness\":\"eot\",\"eot_k\":2,\"votes\":2}],"
     "\"seeds\":[3],\"shard\":{\"images\":5}}";
-
-typedef struct {
-    void *blob;
-    size_t len;
-    int count;
-} capture;
-
-static void on_checkpoint(job_ctx *ctx, int64_t step, const void *blob, size_t len) {
-    capture *c = ctx->user;
-    free(c->blob);
-    c->blob = malloc(len);
-    memcpy(c->blob, blob, len);
-    c->len = len;
-    c->count++;
-}
 
 static job_status run(int attack, capture *cap, const capture *resume, atomic_int *preempt, atomic_int *cancel,
                       drq_row **rows, int64_t *n) {
