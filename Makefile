@@ -56,7 +56,7 @@ endif
 
 WARN     := -Wall -Wextra -Werror -Wno-unused-parameter
 CFLAGS   += -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -fopenmp -MMD -MP -I.
-LDLIBS   += -ldnnl -ljansson -lzmq -luv -lsqlite3 -lmicrohttpd -lpng -ljpeg -lz -lpthread -lm
+LDLIBS   += -ldnnl -ljansson -lzmq -luv -lsqlite3 -lmicrohttpd -lpng -ljpeg -lmatio -lz -lpthread -lm
 LDFLAGS  += -fopenmp -Wl,--as-needed $(LDSAN)
 
 COMMON_SRC  := $(wildcard common/*.c)
@@ -260,7 +260,7 @@ $(FUZZ_BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
 $(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_%.o $(FUZZ_LIBOBJ)
-	$(FUZZ_CC) -fsanitize=fuzzer $(FUZZ_SAN) -o $@ $^ -ljansson -lzmq -ljpeg -lz -lm -lpthread
+	$(FUZZ_CC) -fsanitize=fuzzer $(FUZZ_SAN) -o $@ $^ -ljansson -lzmq -ljpeg -lmatio -lz -lm -lpthread
 
 fuzz-build: deps
 	@rm -f $(FUZZ_BINS)

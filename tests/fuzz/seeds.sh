@@ -25,7 +25,7 @@ for t in safetensors spec model_config proto dataset jpeg; do mkdir -p "$B/corpu
 corpus=$(cd "$B/corpus" && pwd)
 
 CFLAGS=(-std=c11 -D_GNU_SOURCE -O1 -g -I. -w)
-LIBS=(-ljansson -lzmq -ljpeg -lz -lm -lpthread)
+LIBS=(-ljansson -lzmq -ljpeg -lmatio -lz -lm -lpthread)
 WRAP=-Wl,--wrap=drq_spec_parse_text,--wrap=drq_spec_load,--wrap=st_load,--wrap=drq_msg_decode,--wrap=drq_rows_unpack,--wrap=dataset_load
 
 objs=()
