@@ -244,7 +244,7 @@ clean:
 FUZZ_CC      ?= clang
 FUZZ_TIME    ?= 300
 FUZZ_BUILD   ?= build-fuzz
-FUZZ_TARGETS := safetensors spec model_config proto dataset jpeg
+FUZZ_TARGETS := safetensors spec model_config proto dataset jpeg devkit
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -O1 -g -fno-omit-frame-pointer $(FUZZ_SAN) \
                 -Wall -Wextra -Wno-unused-parameter -MMD -MP -I.

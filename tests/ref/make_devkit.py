@@ -10,7 +10,9 @@
         entries are shuffled, so that a reader that maps ID → index wrongly
         gives wrong labels.  Numeric fields use several MATLAB classes
         (double, uint16, uint8, int32), as files written by different tools do.
-        --variant breaks it in one way (see VARIANTS) for the error tests.
+        --variant breaks it in one way (see VARIANTS) for the error tests;
+        --compact writes only the fields drq reads, zlib-compressed (the
+        fuzz seeds of tests/fuzz/seeds.sh).
     make_devkit.py expect META.mat TRUTH.txt N...
         prints the 0-based torchvision class index of each image number N,
         computed independently of drq the way torchvision does
@@ -66,9 +68,9 @@ def to_struct(rows, fields):
     return a
 
 
-def meta(out, variant, seed):
+def meta(out, variant, seed, compact=False):
     rows = synsets(seed)
-    fields = list(FIELDS)
+    fields = list(FIELDS) if not compact else ["ILSVRC2012_ID", "WNID", "num_children"]
     leaf = [r for r in rows if r["num_children"] == 0]
     group = [r for r in rows if r["num_children"] > 0]
     if variant == "no_wnid_field":
@@ -98,11 +100,11 @@ def meta(out, variant, seed):
     elif variant != "good" and variant not in ("not_struct", "no_synsets"):
         sys.exit("make_devkit.py: unknown variant " + variant)
     if variant == "not_struct":
-        scipy.io.savemat(out, {"synsets": np.arange(12.0).reshape(12, 1)})
+        scipy.io.savemat(out, do_compression=compact, mdict={"synsets": np.arange(12.0).reshape(12, 1)})
     elif variant == "no_synsets":
-        scipy.io.savemat(out, {"classes": to_struct(rows, fields)})
+        scipy.io.savemat(out, do_compression=compact, mdict={"classes": to_struct(rows, fields)})
     else:
-        scipy.io.savemat(out, {"synsets": to_struct(rows, fields)})
+        scipy.io.savemat(out, do_compression=compact, mdict={"synsets": to_struct(rows, fields)})
 
 
 def expect(mat, truth, numbers):
@@ -124,7 +126,7 @@ if __name__ == "__main__":
             variant = a[a.index("--variant") + 1]
         if "--seed" in a:
             seed = int(a[a.index("--seed") + 1])
-        meta(a[1], variant, seed)
+        meta(a[1], variant, seed, "--compact" in a)
     elif len(a) >= 4 and a[0] == "expect":
         expect(a[1], a[2], [int(x) for x in a[3:]])
     else:
