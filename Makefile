@@ -56,7 +56,7 @@ endif
 
 WARN     := -Wall -Wextra -Werror -Wno-unused-parameter
 CFLAGS   += -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -fopenmp -MMD -MP -I.
-LDLIBS   += -ldnnl -ljansson -lzmq -luv -lsqlite3 -lmicrohttpd -lpng -ljpeg -lz -lpthread -lm
+LDLIBS   += -ldnnl -ljansson -lzmq -luv -lsqlite3 -lmicrohttpd -lpng -ljpeg -lmatio -lz -lpthread -lm
 LDFLAGS  += -fopenmp -Wl,--as-needed $(LDSAN)
 
 COMMON_SRC  := $(wildcard common/*.c)
@@ -244,7 +244,7 @@ clean:
 FUZZ_CC      ?= clang
 FUZZ_TIME    ?= 300
 FUZZ_BUILD   ?= build-fuzz
-FUZZ_TARGETS := safetensors spec model_config proto dataset jpeg
+FUZZ_TARGETS := safetensors spec model_config proto dataset jpeg devkit
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -O1 -g -fno-omit-frame-pointer $(FUZZ_SAN) \
                 -Wall -Wextra -Wno-unused-parameter -MMD -MP -I.
@@ -260,7 +260,7 @@ $(FUZZ_BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
 $(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_%.o $(FUZZ_LIBOBJ)
-	$(FUZZ_CC) -fsanitize=fuzzer $(FUZZ_SAN) -o $@ $^ -ljansson -lzmq -ljpeg -lz -lm -lpthread
+	$(FUZZ_CC) -fsanitize=fuzzer $(FUZZ_SAN) -o $@ $^ -ljansson -lzmq -ljpeg -lmatio -lz -lm -lpthread
 
 fuzz-build: deps
 	@rm -f $(FUZZ_BINS)

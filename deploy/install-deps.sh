@@ -9,7 +9,9 @@ PKGS=(
   libjansson-dev libzmq3-dev libuv1-dev libsqlite3-dev zlib1g-dev sqlite3
   libmicrohttpd-dev                                  # drq-server --http: the dashboard and /metrics
   libjpeg62-turbo-dev                                # ImageNet validation JPEGs (libjpeg-turbo)
+  libmatio-dev libmatio11                            # ImageNet devkit's meta.mat (matio; libmatio11: the runtime)
   python3-pil                                        # test only: Pillow, the oracle of Res256Crop224 (tests/test_res256.sh)
+  python3-scipy                                      # test only: writes the synthetic devkit meta.mat (tests/test_imagenet_devkit.sh)
   gnuplot-nox                                        # drq report --out: the PNG and SVG plots (docs/report.md)
   libpng-dev                                         # drq results --images, the report's image grid: PNG writing (docs/report.md)
   python3-torch python3-numpy                        # test oracle and training only

@@ -6,8 +6,9 @@
 #      here, within one grey level (skipped, and said, without python3-pil);
 #   2. bad input is a clear error naming the file, never a crash: a
 #      truncated JPEG, a corrupt one, a file that is no JPEG, an empty file;
-#      a flat folder without its label file (with the devkit's ground truth:
-#      the message says why that file is not enough), a label out of range,
+#      a flat folder without its label file (with the devkit's ground truth
+#      but no meta.mat: meta.mat is named; tests/test_imagenet_devkit.sh covers
+#      the devkit's files), a label out of range,
 #      a range past the end;
 #   3. drq run end to end: an ImageNet class-folder layout, a small ResNet-50
 #      (tests/fixtures/resnet_tiny), a 2-step PGD: rows and labels; the dry run.
@@ -78,8 +79,9 @@ mkdir -p "$T/flat" "$T/cls/n01/sub" "$T/cls2/n01" "$T/cls2/n02"
 cp "$T/good.jpg" "$T/flat/ILSVRC2012_val_00000001.JPEG"
 cp "$T/good.jpg" "$T/flat/ILSVRC2012_val_00000002.JPEG"
 echo 1 >"$T/flat/ILSVRC2012_validation_ground_truth.txt"
-expect_err "flat layout, devkit ground truth only" "ILSVRC2012_val_labels.txt: missing" dataset "$T/flat" 0 1 "$T/x.rgb"
-expect_err "flat layout, devkit ground truth only (why)" "meta.mat" dataset "$T/flat" 0 1 "$T/x.rgb"
+expect_err "flat layout, devkit ground truth without meta.mat" "$T/flat/meta.mat: missing" dataset "$T/flat" 0 1 "$T/x.rgb"
+rm "$T/flat/ILSVRC2012_validation_ground_truth.txt"
+expect_err "flat layout without labels" "$T/flat/ILSVRC2012_val_labels.txt: missing" dataset "$T/flat" 0 1 "$T/x.rgb"
 printf '5\n1000\n' >"$T/flat/ILSVRC2012_val_labels.txt"
 expect_err "label out of range" "ILSVRC2012_val_labels.txt:2: expected a class index in [0, 999], got \"1000\"" \
     dataset "$T/flat" 0 1 "$T/x.rgb"

@@ -6,12 +6,16 @@
 # Runs BUILD_DIR/fuzz_<target> on BUILD_DIR/corpus/<target> (which it grows)
 # for SECONDS with tests/fuzz/<target>.dict when present (inputs up to 4 KiB
 # for model_config, 8 KiB for spec and proto, 32 KiB for safetensors, jpeg and
-# dataset; libFuzzer's -timeout=30 s per input, -rss_limit_mb=2048), and prints
+# dataset, 64 KiB for devkit (a compressed 1000-class meta.mat); libFuzzer's -timeout=30 s per input, -rss_limit_mb=2048), and prints
 #   fuzz <target>: <execs> execs, cov <n>, crashes <n> (ft <n>, corpus <n>, <s> s, seeds cov <n>)
 # then "N passed, N failed".  A target fails when its harness is missing (did
 # not build), libFuzzer exits non-zero, or it left a crash/leak/timeout/oom
 # input in BUILD_DIR/artifacts/<target>/ (reproduce: BUILD_DIR/fuzz_<target>
-# FILE).  Exit status 1 when any target failed.  Full logs: BUILD_DIR/logs/.
+# FILE).  devkit runs with ASan's max_allocation_size_mb=256 and
+# allocator_may_return_null=1: matio callocs what a corrupt length in a
+# compressed meta.mat asks for (hundreds of MB, hundreds of times per input;
+# untouched, so cheap without ASan, whose calloc zeroes it), so there such a
+# request fails and matio's own out-of-memory path is what gets fuzzed.  Exit status 1 when any target failed.  Full logs: BUILD_DIR/logs/.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 B=$1
@@ -40,10 +44,13 @@ for t in "$@"; do
     case $t in
     safetensors | dataset | jpeg) maxlen=32768 ;;
     model_config) maxlen=4096 ;;
+    devkit) maxlen=65536 ;;
     *) maxlen=8192 ;;
     esac
+    asan=$ASAN_OPTIONS
+    [ "$t" = devkit ] && asan="$asan:max_allocation_size_mb=256:allocator_may_return_null=1"
     start=$(date +%s)
-    timeout -k 10 $((T + 300)) "$bin" "$corpus" -max_total_time="$T" -print_final_stats=1 -timeout=30 -max_len=$maxlen \
+    ASAN_OPTIONS=$asan timeout -k 10 $((T + 300)) "$bin" "$corpus" -max_total_time="$T" -print_final_stats=1 -timeout=30 -max_len=$maxlen \
         -rss_limit_mb=2048 -artifact_prefix="$art/" "${dict[@]}" >"$log" 2>&1
     rc=$?
     secs=$(($(date +%s) - start))
@@ -61,7 +68,7 @@ for t in "$@"; do
         fail=$((fail + 1))
         echo "---- fuzz $t: libFuzzer exit status $rc; end of $log:"
         tail -n 60 "$log"
-        for f in "$art"/*; do [ -f "$f" ] && echo "---- reproduce: $bin $f"; done
+        for f in "$art"/*; do [ -f "$f" ] && echo "---- reproduce: ASAN_OPTIONS=$asan $bin $f"; done
     else
         pass=$((pass + 1))
     fi

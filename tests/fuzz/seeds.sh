@@ -4,7 +4,7 @@
 #   tests/fuzz/seeds.sh [BUILD_DIR]        (default build-fuzz)
 #
 # Writes BUILD_DIR/corpus/<target>/ for target in safetensors spec model_config
-# proto dataset jpeg:
+# proto dataset jpeg devkit:
 #   - every input that tests/test_{spec,safetensors,proto,dataset}.c hand to
 #     the parsers: each test is linked (uninstrumented, into BUILD_DIR/seedgen/)
 #     with tests/fuzz/seed_recorder.c and -Wl,--wrap=<parser>, and run once;
@@ -21,11 +21,11 @@ B=${1:-build-fuzz}
 CC=${FUZZ_CC:-clang}
 S=$B/seedgen
 mkdir -p "$S/obj" "$B/corpus"
-for t in safetensors spec model_config proto dataset jpeg; do mkdir -p "$B/corpus/$t"; done
+for t in safetensors spec model_config proto dataset jpeg devkit; do mkdir -p "$B/corpus/$t"; done
 corpus=$(cd "$B/corpus" && pwd)
 
 CFLAGS=(-std=c11 -D_GNU_SOURCE -O1 -g -I. -w)
-LIBS=(-ljansson -lzmq -ljpeg -lz -lm -lpthread)
+LIBS=(-ljansson -lzmq -ljpeg -lmatio -lz -lm -lpthread)
 WRAP=-Wl,--wrap=drq_spec_parse_text,--wrap=drq_spec_load,--wrap=st_load,--wrap=drq_msg_decode,--wrap=drq_rows_unpack,--wrap=dataset_load
 
 objs=()
@@ -69,11 +69,26 @@ for name, mode, kw in (("grey", "L", {}), ("rgb420", "RGB", {}), ("rgb444", "RGB
     im = Image.linear_gradient("L").resize((37, 23)).convert(mode)
     im.save(f"{d}/file-{name}.jpg", "JPEG", quality=75, **kw)
 PYEOF
+# devkit: synthetic meta.mat files (tests/ref/make_devkit.py, compressed, the
+# three fields drq reads) with a ground truth, in fuzz_devkit's input format
+# (header: mode byte, u32 length of meta.mat), when scipy is there
+"${PYTHON:-/usr/bin/python3}" - "$B/corpus/devkit" <<'PYEOF' 2>/dev/null || echo "seeds: no scipy, no devkit seeds" >&2
+import os, struct, subprocess, sys, tempfile
+d = sys.argv[1]
+truth = b"17\n1000\n1\n"
+with tempfile.TemporaryDirectory() as t:
+    for i, v in enumerate(["good", "good", "dup_id", "leaves_999", "not_struct", "no_synsets", "wnid_not_string"]):
+        m = os.path.join(t, "m.mat")
+        subprocess.run([sys.executable, "tests/ref/make_devkit.py", "meta", m, "--variant", v, "--compact"], check=True)
+        b = open(m, "rb").read()
+        mode = [0, 3, 0, 0, 1, 0, 2][i]
+        open(f"{d}/file-{i}-{v}", "wb").write(bytes([mode]) + struct.pack("<I", len(b)) + b + truth)
+PYEOF
 for f in tests/fixtures/*.safetensors; do
     [ "$(stat -c %s "$f")" -le 65536 ] && copy safetensors "$f"
 done
 
-for t in safetensors spec model_config proto dataset jpeg; do
+for t in safetensors spec model_config proto dataset jpeg devkit; do
     printf 'seeds %s: %d seed files, corpus %d files\n' "$t" \
         "$(find "$B/corpus/$t" -type f \( -name 'seed-*' -o -name 'file-*' -o -name 'preset-*' \) | wc -l)" \
         "$(find "$B/corpus/$t" -type f | wc -l)"
