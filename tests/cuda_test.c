@@ -291,8 +291,8 @@ static void r_heads(side *s) {
     Tensor q = tensor_new_on(d, 2, 32, 4, 4), k = tensor_new_on(d, 2, 32, 4, 4), v = tensor_new_on(d, 2, 32, 4, 4);
     Tensor gq = tensor_new_on(d, 2, 32, 4, 4), gk = tensor_new_on(d, 2, 32, 4, 4), gv = tensor_new_on(d, 2, 32, 4, 4);
     Tensor p = tensor_new_on(d, 2, 2 * 16 * 16, 1, 1);
-    attention_heads_forward(&s->in[0], 2, &q, &k, &v, &p, &s->out[0]);
-    attention_heads_backward_input(&q, &k, &v, &p, &s->in[1], 2, &gq, &gk, &gv, &s->out[1]);
+    attention_heads_forward(&s->in[0], 2, 0, &q, &k, &v, &p, &s->out[0]);
+    attention_heads_backward_input(&q, &k, &v, &p, &s->in[1], 2, 0, &gq, &gk, &gv, &s->out[1]);
     Tensor *ts[] = {&q, &k, &v, &gq, &gk, &gv, &p};
     for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) tensor_free(ts[i]);
 }
