@@ -210,6 +210,7 @@ gpu-bundle: all-tests
 test-ref: deps all-tests
 	$(PYTHON) tests/ref/gen_fixtures.py --out tests/fixtures
 	$(PYTHON) tests/ref/gen_purify_adm.py
+	$(PYTHON) tests/ref/gen_bf16.py
 	$(PYTHON) tests/ref/check_full.py --drq $(BUILD)/drq
 
 bench: deps all
