@@ -180,7 +180,7 @@ deps:
 # The numeric tests run twice: at this machine's instruction set and under
 # ONEDNN_MAX_CPU_ISA=AVX2 (oneDNN's kernels and drq's own loops both follow
 # it, kernels/cpu/isa.c), so an AVX-512 machine proves the AVX2 path too.
-NUMERIC_TESTS := test_batch_invariance test_conv test_fused test_models test_ops test_purify test_purify_adm test_guided_ckpt \
+NUMERIC_TESTS := test_batch_invariance test_bf16 test_conv test_fused test_models test_ops test_purify test_purify_adm test_guided_ckpt \
                  test_pgd_ref test_engine test_resnet50 test_device_plumbing test_metrics test_analysis test_analyses test_images
 NUMERIC_SH    := tests/test_parity.sh tests/test_same_rows.sh
 test: deps
@@ -210,6 +210,7 @@ gpu-bundle: all-tests
 test-ref: deps all-tests
 	$(PYTHON) tests/ref/gen_fixtures.py --out tests/fixtures
 	$(PYTHON) tests/ref/gen_purify_adm.py
+	$(PYTHON) tests/ref/gen_bf16.py
 	$(PYTHON) tests/ref/check_full.py --drq $(BUILD)/drq
 
 bench: deps all

@@ -13,7 +13,11 @@
  * (default 2048), the machine's measured peak that make bench compares every
  * model with.
  * run and bench take --device cpu|cuda:N and --precision tf32|fp32 (GPU
- * convolutions), and --mem-budget MIB (guided-unet: checkpoint inside the UNet
+ * convolutions) or bf16 (guided-unet only: bf16 operands for its
+ * convolutions, linear layers and attention matmuls, float32 accumulation,
+ * kernels/ops.h "bf16 operands"; the numerics of bf16, not its speed or
+ * memory: on a GPU the convolutions still run as float32 cuDNN on rounded
+ * operands), and --mem-budget MIB (guided-unet: checkpoint inside the UNet
  * when the batch's block activations would pass MIB mebibytes; 0, the
  * default: never).
  */
@@ -32,6 +36,7 @@
 typedef struct {
     const char *arch, *config, *weights, *in, *out, *device, *precision;
     int threads, batch, repeat, vjp, mem_budget_mib;
+    int bf16; /* --precision bf16 (guided-unet) */
     int res, size; /* bench: a classifier's input resolution (0: its default); peak: the GEMM size */
     drq_device_sel dev;
 } model_args;
@@ -42,7 +47,10 @@ static int usage(void) {
             "                     --weights W.safetensors --in IN.safetensors --out OUT.safetensors [--threads N]\n"
             "       drq model bench --arch ddpm-unet|guided-unet|wrn|resnet50 --config C --batch B [--repeat R] [--vjp] [--threads N] [--res R]\n"
             "       drq model peak [--threads N] [--size N] [--repeat R]\n"
-            "       either: [--device cpu|cuda:N] [--precision tf32|fp32] [--mem-budget MIB (guided-unet)]\n"
+            "       either: [--device cpu|cuda:N] [--precision tf32|fp32|bf16] [--mem-budget MIB (guided-unet)]\n"
+            "--precision tf32|fp32: the GPU's convolutions; bf16 (guided-unet): operands of every convolution,\n"
+            "linear layer and attention matmul rounded to bfloat16, float32 accumulation (the numerics of GPU\n"
+            "bf16 autocast, not its speed or memory: on a GPU the convolutions still run as float32 cuDNN).\n"
             "IN holds x (N×C×H×W float32), for the UNet also t (N step indices), optionally grad_y;\n"
             "OUT gets y, and grad_x when grad_y was given.\n");
     return 1;
@@ -106,11 +114,16 @@ static int parse(int argc, char **argv, model_args *a) {
         fprintf(stderr, "drq model: %s\n", err.msg);
         return -1;
     }
-    if (a->precision && strcmp(a->precision, "tf32") && strcmp(a->precision, "fp32")) {
-        fprintf(stderr, "drq model: --precision: expected tf32 or fp32, got '%s'\n", a->precision);
+    if (a->precision && strcmp(a->precision, "tf32") && strcmp(a->precision, "fp32") && strcmp(a->precision, "bf16")) {
+        fprintf(stderr, "drq model: --precision: expected tf32, fp32 or bf16, got '%s'\n", a->precision);
         return -1;
     }
-    if (a->precision && a->dev.kind != DRQ_CPU) drq_device_set_precision(a->precision);
+    a->bf16 = a->precision && !strcmp(a->precision, "bf16");
+    if (a->bf16 && strcmp(a->arch, "guided-unet")) {
+        fprintf(stderr, "drq model: --precision bf16: built for --arch guided-unet only\n");
+        return -1;
+    }
+    if (a->precision && !a->bf16 && a->dev.kind != DRQ_CPU) drq_device_set_precision(a->precision);
     return 0;
 }
 
@@ -133,6 +146,7 @@ static int model_open(const model_args *a, st_file *weights, any_model *m, drq_e
     }
     if (!strcmp(a->arch, "guided-unet")) {
         if (guided_unet_config_parse(a->config, &m->gc, err)) return -1;
+        m->gc.bf16 = a->bf16;
         m->g = guided_unet_load(&m->gc, weights, 1234, a->dev.kind, err);
         if (m->g) guided_unet_set_mem_budget(m->g, (size_t)a->mem_budget_mib << 20);
         return m->g ? 0 : -1;

@@ -207,19 +207,31 @@ static int parse_dataset(const json_t *v, drq_dataset_spec *d, drq_err *err) {
 static const char *const classifier_archs[] = {"wrn", "resnet50", NULL};
 static const char *const diffusion_archs[] = {"ddpm-unet", "guided-unet", NULL};
 
+/* diffusion.precision: the UNet's matmul-class operands (docs/spec.md) */
+static const char *const model_precisions[] = {"fp32", "bf16", NULL};
+
+/* with_precision: the model takes "precision" (the diffusion model). */
 static int parse_model(const json_t *root, const char *key, int required, const char *why,
-                       const char *const *archs, drq_model_spec *m, drq_err *err) {
+                       const char *const *archs, int with_precision, drq_model_spec *m, drq_err *err) {
     static const char *const keys[] = {"arch", "config", "weights", NULL};
+    static const char *const keys_prec[] = {"arch", "config", "weights", "precision", NULL};
     json_t *v = json_object_get(root, key);
     if (!v) {
         if (required) return drq_errf(err, "%s: required (%s)", key, why);
         return 0;
     }
-    if (need_object(v, key, err) || drq_json_check_keys(v, key, keys, err)) return -1;
-    const char *weights;
-    int a;
+    if (need_object(v, key, err) || drq_json_check_keys(v, key, with_precision ? keys_prec : keys, err)) return -1;
+    const char *weights = NULL;
+    int a, prec = 0;
     if (get_enum(v, key, "arch", 1, archs, 0, &a, err) < 0) return -1;
     if (get_str(v, key, "weights", 1, &weights, err) < 0) return -1;
+    if (with_precision && get_enum(v, key, "precision", 0, model_precisions, 0, &prec, err) < 0) return -1;
+    if (prec && strcmp(archs[a], "guided-unet")) {
+        char q[256];
+        drq_json_path(q, sizeof q, key, "precision");
+        return drq_errf(err, "%s: \"bf16\" is built for arch \"guided-unet\" only (\"%s\" runs in fp32)", q, archs[a]);
+    }
+    m->bf16 = prec;
     json_t *cfg = json_object_get(v, "config");
     if (cfg && !json_is_string(cfg) && !json_is_object(cfg))
         return drq_errf(err, "%s.config: expected a string (path) or an object", key);
@@ -629,10 +641,10 @@ int drq_spec_parse(const json_t *root, drq_spec *s, drq_err *err) {
     int any_diffusion = 0;
     for (int i = 0; i < s->npurifiers; i++) any_diffusion |= s->purifiers[i].kind != PUR_NONE;
     if (parse_model(root, "classifier", s->dataset.kind != DS_NONE, "a dataset other than \"none\" needs a classifier",
-                    classifier_archs, &s->classifier, err))
+                    classifier_archs, 0, &s->classifier, err))
         goto fail;
     if (parse_model(root, "diffusion", any_diffusion, "a purifier of kind other than \"none\" needs a diffusion model",
-                    diffusion_archs, &s->diffusion, err))
+                    diffusion_archs, 1, &s->diffusion, err))
         goto fail;
 
     json_t *atk = json_object_get(root, "attacks"), *ana = json_object_get(root, "analyses");
@@ -734,6 +746,7 @@ static json_t *model_json(const drq_model_spec *m) {
     json_object_set_new(o, "arch", json_string(m->arch));
     json_object_set_new(o, "weights", json_string(m->weights));
     if (m->config) json_object_set(o, "config", m->config);
+    if (m->bf16) json_object_set_new(o, "precision", json_string(model_precisions[1])); /* fp32: not written */
     return o;
 }
 

@@ -49,6 +49,8 @@ typedef struct {
     char *arch;
     json_t *config; /* string or object as given; NULL when absent */
     char *weights;
+    int bf16;       /* diffusion only: "precision": "fp32" (default, 0) | "bf16" (1; guided-unet only): bf16
+                       operands for the UNet's convolutions, linear layers and attention matmuls (docs/spec.md) */
 } drq_model_spec;
 
 typedef struct {

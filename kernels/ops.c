@@ -52,11 +52,34 @@ static const drq_backend *backend_of(const Tensor *t) {
         REQUIRE(tensor_same_shape(a, b), op, a, b); \
     } while (0)
 
+/* ---- bf16 operands (ops.h): the one place the matmul-class ops round ---- */
+void round_bf16_forward_at(const char *file, int line, const Tensor *x, Tensor *y) {
+    SAME("round_bf16_forward", x, y);
+    const drq_backend *b = backend_of(x);
+    if (!b->round_bf16) die_(file, line, "round_bf16_forward: the %s backend has no round_bf16", b->name);
+    b->round_bf16(x, y);
+}
+
+/* A scratch tensor on t's device holding t rounded to bfloat16 (freed by the
+ * caller with tensor_free).  Allocated per call: bf16 here emulates the
+ * numerics, not the speed or memory of bf16 arithmetic. */
+static Tensor bf16_copy(const char *file, int line, const Tensor *t) {
+    Tensor r = tensor_new_on(t->dev, t->n, t->c, t->h, t->w);
+    round_bf16_forward_at(file, line, t, &r);
+    return r;
+}
+
 void conv2d_forward_at(const char *file, int line, Conv2d *c, const Tensor *x, Tensor *y) {
     int oh, ow;
     conv2d_out_hw(c, x->h, x->w, &oh, &ow);
     SAME_DEV("conv2d_forward", x, y);
     REQUIRE(x->c == c->cin && y->n == x->n && y->c == c->cout && y->h == oh && y->w == ow, "conv2d_forward", x, y);
+    if (c->bf16) {
+        Tensor xr = bf16_copy(file, line, x);
+        backend_of(x)->conv2d_forward(c, &xr, y);
+        tensor_free(&xr);
+        return;
+    }
     backend_of(x)->conv2d_forward(c, x, y);
 }
 
@@ -66,6 +89,12 @@ void conv2d_backward_input_at(const char *file, int line, Conv2d *c, const Tenso
     SAME_DEV("conv2d_backward_input", gy, gx);
     REQUIRE(gx->c == c->cin && gy->n == gx->n && gy->c == c->cout && gy->h == oh && gy->w == ow,
             "conv2d_backward_input", gy, gx);
+    if (c->bf16) {
+        Tensor gr = bf16_copy(file, line, gy);
+        backend_of(gy)->conv2d_backward_input(c, &gr, gx);
+        tensor_free(&gr);
+        return;
+    }
     backend_of(gy)->conv2d_backward_input(c, gy, gx);
 }
 
@@ -74,17 +103,39 @@ void conv2d_release(Conv2d *c) {
         if (c->impl[d] && backends[d]) backends[d]->conv2d_release(c);
 }
 
-void linear_forward_at(const char *file, int line, const float *w, const float *b, int in, int out, const Tensor *x, Tensor *y) {
+void linear_forward_prec_at(const char *file, int line, int bf16, const float *w, const float *b, int in, int out,
+                            const Tensor *x, Tensor *y) {
     SAME_DEV("linear_forward", x, y);
     REQUIRE(x->c * x->h * x->w == in && y->n == x->n && y->c * y->h * y->w == out, "linear_forward", x, y);
+    if (bf16) {
+        Tensor xr = bf16_copy(file, line, x);
+        backend_of(x)->linear_forward(w, b, in, out, &xr, y);
+        tensor_free(&xr);
+        return;
+    }
     backend_of(x)->linear_forward(w, b, in, out, x, y);
 }
 
-void linear_backward_input_at(const char *file, int line, const float *w, int in, int out, const Tensor *gy, Tensor *gx) {
+void linear_forward_at(const char *file, int line, const float *w, const float *b, int in, int out, const Tensor *x, Tensor *y) {
+    linear_forward_prec_at(file, line, 0, w, b, in, out, x, y);
+}
+
+void linear_backward_input_prec_at(const char *file, int line, int bf16, const float *w, int in, int out,
+                                   const Tensor *gy, Tensor *gx) {
     SAME_DEV("linear_backward_input", gy, gx);
     REQUIRE(gx->c * gx->h * gx->w == in && gy->n == gx->n && gy->c * gy->h * gy->w == out,
             "linear_backward_input", gy, gx);
+    if (bf16) {
+        Tensor gr = bf16_copy(file, line, gy);
+        backend_of(gy)->linear_backward_input(w, in, out, &gr, gx);
+        tensor_free(&gr);
+        return;
+    }
     backend_of(gy)->linear_backward_input(w, in, out, gy, gx);
+}
+
+void linear_backward_input_at(const char *file, int line, const float *w, int in, int out, const Tensor *gy, Tensor *gx) {
+    linear_backward_input_prec_at(file, line, 0, w, in, out, gy, gx);
 }
 
 void group_norm_forward_at(const char *file, int line, const Tensor *x, int groups, float eps, const float *gamma, const float *beta, Tensor *y,
@@ -227,7 +278,7 @@ void attention_forward_at(const char *file, int line, const Tensor *q, const Ten
     SAME("attention_forward", q, h);
     SAME_DEV("attention_forward", q, p);
     REQUIRE(p->n == q->n && (size_t)p->c * p->h * p->w == (size_t)L * L, "attention_forward", q, p);
-    backend_of(q)->attention_forward(q, k, v, p, h);
+    backend_of(q)->attention_forward(q, k, v, p, h, 0);
 }
 
 void attention_backward_input_at(const char *file, int line, const Tensor *q, const Tensor *k, const Tensor *v, const Tensor *p, const Tensor *gh,
@@ -240,7 +291,7 @@ void attention_backward_input_at(const char *file, int line, const Tensor *q, co
     SAME("attention_backward_input", q, gk);
     SAME("attention_backward_input", q, gv);
     REQUIRE(p->n == q->n && (size_t)p->c * p->h * p->w == (size_t)L * L, "attention_backward_input", q, p);
-    backend_of(q)->attention_backward_input(q, k, v, p, gh, gq, gk, gv);
+    backend_of(q)->attention_backward_input(q, k, v, p, gh, gq, gk, gv, 0);
 }
 
 void upsample2x_forward_at(const char *file, int line, const Tensor *x, Tensor *y) {
@@ -381,8 +432,8 @@ static Tensor head_view(const Tensor *t, int heads) {
 /* Composed from the backend's channel slices and single-head attention:
  * qkv viewed per head as (n·heads) × 3ch is sliced into q, k, v; p and h
  * viewed per head are the single-head op's. */
-void attention_heads_forward_at(const char *file, int line, const Tensor *qkv, int heads, Tensor *q, Tensor *k,
-                                Tensor *v, Tensor *p, Tensor *h) {
+void attention_heads_forward_at(const char *file, int line, const Tensor *qkv, int heads, int bf16, Tensor *q,
+                                Tensor *k, Tensor *v, Tensor *p, Tensor *h) {
     int L = h->h * h->w;
     SAME("attention_heads_forward", h, q);
     SAME("attention_heads_forward", h, k);
@@ -399,12 +450,17 @@ void attention_heads_forward_at(const char *file, int line, const Tensor *qkv, i
     b->channel_slice_forward(&QKV, 0, &Q);
     b->channel_slice_forward(&QKV, Q.c, &K);
     b->channel_slice_forward(&QKV, 2 * Q.c, &V);
-    b->attention_forward(&Q, &K, &V, &P, &H);
+    if (bf16) { /* q, k, v are the op's own saved copies: rounded in place, the backward reads them so */
+        round_bf16_forward_at(file, line, q, q);
+        round_bf16_forward_at(file, line, k, k);
+        round_bf16_forward_at(file, line, v, v);
+    }
+    b->attention_forward(&Q, &K, &V, &P, &H, bf16);
 }
 
 void attention_heads_backward_input_at(const char *file, int line, const Tensor *q, const Tensor *k, const Tensor *v,
-                                       const Tensor *p, const Tensor *gh, int heads, Tensor *gq, Tensor *gk, Tensor *gv,
-                                       Tensor *gqkv) {
+                                       const Tensor *p, const Tensor *gh, int heads, int bf16, Tensor *gq, Tensor *gk,
+                                       Tensor *gv, Tensor *gqkv) {
     int L = q->h * q->w;
     SAME("attention_heads_backward_input", q, k);
     SAME("attention_heads_backward_input", q, v);
@@ -422,7 +478,10 @@ void attention_heads_backward_input_at(const char *file, int line, const Tensor 
     Tensor GQ = head_view(gq, heads), GK = head_view(gk, heads), GV = head_view(gv, heads);
     Tensor GQKV = head_view(gqkv, heads), P = *p;
     P.owns = 0, P.n = q->n * heads, P.c = L * L, P.h = P.w = 1;
-    b->attention_backward_input(&Q, &K, &V, &P, &GH, &GQ, &GK, &GV);
+    Tensor ghr = {0};
+    if (bf16) ghr = bf16_copy(file, line, gh), GH = head_view(&ghr, heads);
+    b->attention_backward_input(&Q, &K, &V, &P, &GH, &GQ, &GK, &GV, bf16);
+    tensor_free(&ghr);
     b->channel_slice_backward_input(&GQ, 0, &GQKV);
     b->channel_slice_backward_input(&GK, Q.c, &GQKV);
     b->channel_slice_backward_input(&GV, 2 * Q.c, &GQKV);

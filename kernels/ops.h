@@ -33,12 +33,36 @@ extern "C" {
  * have the op names, and b->NAME(...) must not become a macro call. */
 #define DRQ_OP_SITE const char *file, int line
 
+/* bf16 operands (a diffusion model's "precision": "bf16", docs/spec.md): what
+ * GPU mixed precision (autocast) does to the matmul-class ops, emulated in
+ * float32.  A convolution with c->bf16, linear_forward_prec /
+ * linear_backward_input_prec with bf16 = 1 and attention_heads_* with
+ * bf16 = 1 round their operands to bfloat16 (round_bf16 below: nearest, ties
+ * to even) and then compute in float32 as usual: the products of two bf16
+ * values are exact in float32, the sums are float32 accumulations, outputs
+ * (and the bias, added after) stay float32.  What is rounded, here in the
+ * dispatch layer (ops.c) unless said otherwise:
+ *   - the op's input x (forward) and incoming gradient gy (backward), at
+ *     every call, into a scratch tensor (the caller's tensors are not
+ *     changed);
+ *   - the weights: NOT here — the model rounds them once at load (params.c,
+ *     params.bf16) and sets the flag; an op only trusts they are rounded;
+ *   - attention: q, k and v (forward: in the saved q, k, v themselves, so the
+ *     backward reuses them rounded), the incoming gradient gh, and inside the
+ *     backend the softmax output P where it enters attention·V and gH·P, and
+ *     the score gradient gS where it enters gQ = K gSᵀ and gK = Q gS; the
+ *     softmax, its backward (with the float32 P) and the scale stay float32.
+ * The backward is the float32 VJP evaluated at the rounded operands: the
+ * rounding's own derivative is taken as the identity, as autocast's casts
+ * do.  The rounding is elementwise, so rows stay independent of the batch. */
+
 /* ---- convolution ------------------------------------------------------- */
 typedef struct Conv2d {
     int cin, cout, kh, kw, stride;
     int pad_t, pad_l, pad_b, pad_r; /* zero padding, may be asymmetric */
     const float *w;                 /* [cout, cin, kh, kw] */
     const float *b;                 /* [cout] or NULL */
+    int bf16;                       /* bfloat16 operands (see "bf16 operands" below); 0 after conv2d_make */
     void *impl[DRQ_NUM_DEVICES];    /* per-backend cache (packed weights, plans) */
 } Conv2d;
 
@@ -59,9 +83,20 @@ void conv2d_forward_at(DRQ_OP_SITE, Conv2d *c, const Tensor *x, Tensor *y);
 void conv2d_backward_input_at(DRQ_OP_SITE, Conv2d *c, const Tensor *gy, Tensor *gx); /* gx has x's shape */
 void conv2d_release(Conv2d *c); /* frees backend caches, not the weights */
 
+/* ---- bfloat16 rounding (y may alias x) --------------------------------- */
+/* y = x rounded to the nearest bfloat16, kept as float32 (kernels/bf16.h:
+ * ties to even, ±0 / ±inf kept, NaN stays NaN, overflow to ±inf).  Its VJP
+ * is taken as the identity (see "bf16 operands" above): no backward op. */
+void round_bf16_forward_at(DRQ_OP_SITE, const Tensor *x, Tensor *y);
+
 /* ---- linear: y = x Wᵀ + b, W is [out, in] ------------------------------ */
 void linear_forward_at(DRQ_OP_SITE, const float *w, const float *b, int in, int out, const Tensor *x, Tensor *y);
 void linear_backward_input_at(DRQ_OP_SITE, const float *w, int in, int out, const Tensor *gy, Tensor *gx);
+/* The same with bf16 operands when bf16 = 1 (w already rounded by the caller). */
+void linear_forward_prec_at(DRQ_OP_SITE, int bf16, const float *w, const float *b, int in, int out, const Tensor *x,
+                            Tensor *y);
+void linear_backward_input_prec_at(DRQ_OP_SITE, int bf16, const float *w, int in, int out, const Tensor *gy,
+                                   Tensor *gx);
 
 /* ---- normalisation ----------------------------------------------------- */
 /* stats: caller-owned, n*groups*2 floats (mean, 1/std) saved for backward. */
@@ -158,11 +193,13 @@ void channel_slice_backward_input_at(DRQ_OP_SITE, const Tensor *gy, int c0, Tens
  * above (scale 1/√ch, the same as 1/√√ch on q and on k); h is n × C × H × W
  * with head j's output in channels j·ch …  q, k, v (n × C × H × W, per-head
  * layout) and p (n × heads·L² × 1 × 1) are saved for the backward, which
- * writes gqkv (gq, gk, gv: scratch like q). */
-void attention_heads_forward_at(DRQ_OP_SITE, const Tensor *qkv, int heads, Tensor *q, Tensor *k, Tensor *v, Tensor *p,
-                                Tensor *h);
+ * writes gqkv (gq, gk, gv: scratch like q).  bf16 = 1: bf16 operands (see
+ * "bf16 operands" at the top; the same bf16 for the forward and its backward). */
+void attention_heads_forward_at(DRQ_OP_SITE, const Tensor *qkv, int heads, int bf16, Tensor *q, Tensor *k, Tensor *v,
+                                Tensor *p, Tensor *h);
 void attention_heads_backward_input_at(DRQ_OP_SITE, const Tensor *q, const Tensor *k, const Tensor *v, const Tensor *p,
-                                       const Tensor *gh, int heads, Tensor *gq, Tensor *gk, Tensor *gv, Tensor *gqkv);
+                                       const Tensor *gh, int heads, int bf16, Tensor *gq, Tensor *gk, Tensor *gv,
+                                       Tensor *gqkv);
 /* Learned-variance noise (gaussian_diffusion.py's LEARNED_RANGE): with
  * v = (r + 1)/2 and log σ² = v·hi + (1 − v)·lo (hi = log β, lo = log β̃),
  * y += σ·z.  Backward: gr = gy·z·σ·(hi − lo)/4. */
@@ -208,6 +245,9 @@ void normal_fill(const uint64_t *keys, Tensor *y);
 #define conv2d_backward_input(...) conv2d_backward_input_at(__FILE__, __LINE__, __VA_ARGS__)
 #define linear_forward(...) linear_forward_at(__FILE__, __LINE__, __VA_ARGS__)
 #define linear_backward_input(...) linear_backward_input_at(__FILE__, __LINE__, __VA_ARGS__)
+#define linear_forward_prec(...) linear_forward_prec_at(__FILE__, __LINE__, __VA_ARGS__)
+#define linear_backward_input_prec(...) linear_backward_input_prec_at(__FILE__, __LINE__, __VA_ARGS__)
+#define round_bf16_forward(...) round_bf16_forward_at(__FILE__, __LINE__, __VA_ARGS__)
 #define group_norm_forward(...) group_norm_forward_at(__FILE__, __LINE__, __VA_ARGS__)
 #define group_norm_backward_input(...) group_norm_backward_input_at(__FILE__, __LINE__, __VA_ARGS__)
 #define group_norm_swish_forward(...) group_norm_swish_forward_at(__FILE__, __LINE__, __VA_ARGS__)
@@ -285,9 +325,10 @@ typedef struct drq_backend {
     void (*add_channel_forward)(const Tensor *x, const Tensor *v, Tensor *y);
     void (*add_channel_backward_input)(const Tensor *gy, Tensor *gx, Tensor *gv);
     void (*axpy)(float a, const Tensor *x, Tensor *y);
-    void (*attention_forward)(const Tensor *q, const Tensor *k, const Tensor *v, Tensor *p, Tensor *h);
+    /* bf16 = 1: round P where it enters H = V Pᵀ and gV = gH P, and gS before gQ, gK (ops.c rounds the rest) */
+    void (*attention_forward)(const Tensor *q, const Tensor *k, const Tensor *v, Tensor *p, Tensor *h, int bf16);
     void (*attention_backward_input)(const Tensor *q, const Tensor *k, const Tensor *v, const Tensor *p,
-                                     const Tensor *gh, Tensor *gq, Tensor *gk, Tensor *gv);
+                                     const Tensor *gh, Tensor *gq, Tensor *gk, Tensor *gv, int bf16);
     void (*upsample2x_forward)(const Tensor *x, Tensor *y);
     void (*upsample2x_backward_input)(const Tensor *gy, Tensor *gx);
     void (*avgpool_global_forward)(const Tensor *x, Tensor *y);
@@ -317,6 +358,7 @@ typedef struct drq_backend {
     void (*sampler_step_backward_input)(const Tensor *x, const Tensor *eps, const Tensor *g, const sampler_coef *k,
                                         Tensor *gx, Tensor *geps);
     void (*normal_fill)(const uint64_t *keys, Tensor *y);
+    void (*round_bf16)(const Tensor *x, Tensor *y); /* y may alias x */
 } drq_backend;
 
 /* The CPU backend is the build of kernels/cpu/ops_cpu.c for this machine's

@@ -286,16 +286,20 @@ static void r_lsig_slice(side *s) {
     tensor_copy(&s->out[2], &s->in[3]); /* the slice's backward keeps the other channels */
     channel_slice_backward_input(&s->in[0], 4, &s->out[2]);
 }
-static void r_heads(side *s) {
+static void heads(side *s, int bf16) {
     drq_device d = s->in[0].dev;
     Tensor q = tensor_new_on(d, 2, 32, 4, 4), k = tensor_new_on(d, 2, 32, 4, 4), v = tensor_new_on(d, 2, 32, 4, 4);
     Tensor gq = tensor_new_on(d, 2, 32, 4, 4), gk = tensor_new_on(d, 2, 32, 4, 4), gv = tensor_new_on(d, 2, 32, 4, 4);
     Tensor p = tensor_new_on(d, 2, 2 * 16 * 16, 1, 1);
-    attention_heads_forward(&s->in[0], 2, &q, &k, &v, &p, &s->out[0]);
-    attention_heads_backward_input(&q, &k, &v, &p, &s->in[1], 2, &gq, &gk, &gv, &s->out[1]);
+    attention_heads_forward(&s->in[0], 2, bf16, &q, &k, &v, &p, &s->out[0]);
+    attention_heads_backward_input(&q, &k, &v, &p, &s->in[1], 2, bf16, &gq, &gk, &gv, &s->out[1]);
     Tensor *ts[] = {&q, &k, &v, &gq, &gk, &gv, &p};
     for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) tensor_free(ts[i]);
 }
+static void r_heads(side *s) { heads(s, 0); }
+/* bf16 operands (the guided-unet's "precision": "bf16"): the rounding kernel, attention's rounded P and gS */
+static void r_heads_bf16(side *s) { heads(s, 1); }
+static void r_round_bf16(side *s) { round_bf16_forward(&s->in[0], &s->out[0]); }
 
 static const op_case OPS[] = {
     {"linear", {{3, 37, 1, 1}, {3, 29, 1, 1}}, {{3, 29, 1, 1}, {3, 37, 1, 1}, {3, 29, 1, 1}}, {37 * 29, 29},
@@ -332,6 +336,9 @@ static const op_case OPS[] = {
     {"learned_sigma/channel_slice backward", {{3, 5, 7, 9}, {3, 5, 7, 9}, {3, 5, 7, 9}, {3, 11, 7, 9}},
      {{3, 5, 7, 9}, {3, 5, 7, 9}, {3, 11, 7, 9}}, {0}, {0}, {0}, r_lsig_slice},
     {"attention_heads", {{2, 96, 4, 4}, {2, 32, 4, 4}}, {{2, 32, 4, 4}, {2, 96, 4, 4}}, {0}, {0}, {0}, r_heads},
+    {"attention_heads bf16", {{2, 96, 4, 4}, {2, 32, 4, 4}}, {{2, 32, 4, 4}, {2, 96, 4, 4}}, {0}, {0}, {0},
+     r_heads_bf16},
+    {"round_bf16", {{3, 5, 7, 9}}, {{3, 5, 7, 9}}, {0}, {0}, {0}, r_round_bf16},
 };
 
 static void test_ops(void) {

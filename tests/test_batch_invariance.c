@@ -12,7 +12,9 @@
  * threads.
  * Part 2, whole models: the demo UNet and WRN (their real configs, random
  * weights), the CIFAR-10 UNet and WRN-28-10, ImageNet's ResNet-50 at 224×224
- * and a 2-channel UNet; forward
+ * and a 2-channel UNet, and a small ADM UNet (guided-unet: scale-shift,
+ * updown, multi-head attention) in fp32 and with bf16 operands (issue 17:
+ * the rounding is elementwise, the GEMMs unchanged); forward
  * and input-VJP of a batch of 3 at 1, 2 and 3 threads against each image
  * alone at 1 thread.  This covers every op and every GEMM shape (M = 1 and
  * M > 1) the models run.
@@ -138,11 +140,14 @@ static const model_case model_cases[] = {
      "{\"resolution\":16,\"in_channels\":2,\"out_ch\":2,\"ch\":32,\"ch_mult\":[1,2],\"num_res_blocks\":1,"
      "\"attn_resolutions\":[8]}",
      2, 16},
+    {"guided-unet tiny", "guided", "tests/fixtures/guided_tiny.json", 3, 32},
+    {"guided-unet tiny bf16", "guided-bf16", "tests/fixtures/guided_tiny.json", 3, 32},
 };
 
 typedef struct {
     unet *u;
     classifier *w;
+    guided_unet *g;
     int out_c, out_hw;
 } net;
 
@@ -155,6 +160,9 @@ static void net_run(net *m, const Tensor *x, const float *t, const Tensor *gy, i
     if (m->u) {
         unet_forward(m->u, &xn, t + i0, &yn);
         unet_backward(m->u, &gyn, &gxn);
+    } else if (m->g) {
+        guided_unet_forward(m->g, &xn, t + i0, &yn);
+        guided_unet_backward(m->g, &gyn, &gxn);
     } else {
         classifier_forward(m->w, &xn, &yn);
         classifier_backward(m->w, &gyn, &gxn);
@@ -169,11 +177,17 @@ static void model_case_run(const model_case *mc) {
         if (unet_config_parse(mc->config, &c, &err)) { CHECK_MSG(0, "%s: %s", mc->name, err.msg); return; }
         m.u = unet_load(&c, NULL, 11, &err);
         m.out_c = c.out_ch, m.out_hw = c.resolution;
+    } else if (!strncmp(mc->arch, "guided", 6)) {
+        guided_unet_config c;
+        if (guided_unet_config_parse(mc->config, &c, &err)) { CHECK_MSG(0, "%s: %s", mc->name, err.msg); return; }
+        c.bf16 = !strcmp(mc->arch, "guided-bf16");
+        m.g = guided_unet_load(&c, NULL, 17, DRQ_CPU, &err);
+        m.out_c = c.learn_sigma ? 6 : 3, m.out_hw = c.image_size;
     } else {
         m.w = classifier_load(mc->arch, mc->config, NULL, 13, DRQ_CPU, &err);
         m.out_c = m.w ? classifier_num_classes(m.w) : 0, m.out_hw = 1;
     }
-    if (!m.u && !m.w) { CHECK_MSG(0, "%s: load: %s", mc->name, err.msg); return; }
+    if (!m.u && !m.w && !m.g) { CHECK_MSG(0, "%s: load: %s", mc->name, err.msg); return; }
     enum { N = 3 };
     float t[N] = {3.0f, 250.5f, 999.0f};
     Tensor x = tensor_new(N, mc->in_c, mc->hw, mc->hw), gy = tensor_new(N, m.out_c, m.out_hw, m.out_hw);
@@ -198,6 +212,7 @@ static void model_case_run(const model_case *mc) {
     tensor_free(&x), tensor_free(&gy);
     free(y1), free(g1), free(yb), free(gb);
     if (m.u) unet_free(m.u);
+    guided_unet_free(m.g);
     classifier_free(m.w);
 }
 

@@ -66,8 +66,18 @@ elif "$BUILD/drq" devices | grep -q "^cuda: no GPU visible"; then
     expect_error model-cuda "cuda:0 does not exist" "$BUILD/drq" model bench --arch wrn --config '{"depth":10,"widen":1}' --device cuda:0
     expect_error purify-cuda "cuda:0 does not exist" "${pur[@]}" --purifier ddpm --in $F/pgd_ref.safetensors --device cuda:0
 fi
-expect_error model-bad-precision "--precision: expected tf32 or fp32" "$BUILD/drq" model bench --arch wrn \
+expect_error model-bad-precision "--precision: expected tf32, fp32 or bf16" "$BUILD/drq" model bench --arch wrn \
     --config '{"depth":10,"widen":1,"num_classes":10,"in_channels":3}' --precision fp16
+expect_error model-bf16-arch "--precision bf16: built for --arch guided-unet only" "${run[@]}" --arch wrn \
+    --config $F/wrn_tiny.json --weights $F/wrn_tiny.weights.safetensors --in $F/wrn_tiny.io.safetensors --precision bf16
+# --precision bf16 on the guided-unet fixture: runs, and differs from fp32 (tests/test_bf16.c checks the values)
+ok=1
+for prec in fp32 bf16; do
+    "$BUILD/drq" model run --arch guided-unet --config $F/guided_plain.json --weights $F/guided_plain.weights.safetensors \
+        --in $F/guided_plain.io.safetensors --out "$TMP/$prec.safetensors" --precision $prec >/dev/null 2>"$TMP/stderr" || ok=0
+done
+[ $ok = 1 ] && ! cmp -s "$TMP/fp32.safetensors" "$TMP/bf16.safetensors" || ok=0
+if [ $ok = 1 ]; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL model-run-bf16: $(head -c 300 "$TMP/stderr")"; fi
 expect_error worker-bad-device "expected cpu or cuda:N" "$BUILD/drq-worker" --server tcp://127.0.0.1:1 --device gpu0
 expect_error worker-devices-twice "GPU 0 listed twice" "$BUILD/drq-worker" --server tcp://127.0.0.1:1 --devices 0,0
 expect_error worker-devices-bad "expected all or a list of GPU indices" "$BUILD/drq-worker" --server tcp://127.0.0.1:1 --devices 0,x

@@ -481,9 +481,63 @@ static void test_gemm_plans(void) {
         snprintf(nm, sizeof nm, "attention gK (block %d)", BLOCKS[bi]); CHECK_CLOSE(nm, &gk, &gkr, TOL);
         snprintf(nm, sizeof nm, "attention gV (block %d)", BLOCKS[bi]); CHECK_CLOSE(nm, &gv, &gvr, TOL);
     }
+    /* attention with bf16 operands: ops_cuda.cu's sequence (P rounded into its scratch for H and gV, gS
+     * rounded after the softmax backward; q, k, v, gh come rounded from ops.c) against the CPU backend's */
+    {
+        const drq_backend *cpu = drq_backend_for(DRQ_CPU);
+        Tensor qb = like(&q), kb = like(&q), vb = like(&q), ghb = like(&q), pb = tensor_new(n, L * L, 1, 1);
+        Tensor *src[] = {&q, &k, &v, &gh}, *dst[] = {&qb, &kb, &vb, &ghb};
+        for (int i = 0; i < 4; i++)
+            RUN_PW(K_round_bf16, ((pw_args){src[i]->data, NULL, NULL, dst[i]->data, 0, 0, 0}), tensor_numel(src[i]));
+        const float *ab[GB_GV + 1] = {0};
+        ab[GB_Q] = qb.data, ab[GB_K] = kb.data, ab[GB_V] = vb.data, ab[GB_P] = p.data, ab[GB_H] = h.data;
+        ab[GB_GH] = ghb.data, ab[GB_GS] = gs.data, ab[GB_GQ] = gq.data, ab[GB_GK] = gk.data, ab[GB_GV] = gv.data;
+        gemm_plan g0 = plan_attention(0, n, L, C), g1 = plan_attention(1, n, L, C);
+        ref_gemm(&g0, ab);
+        rows_softmax(p.data, n * L, L, BLOCKS[0]);
+        RUN_PW(K_round_bf16, ((pw_args){p.data, NULL, NULL, pb.data, 0, 0, 0}), tensor_numel(&p));
+        ab[GB_P] = pb.data;
+        ref_gemm(&g1, ab);
+        for (int step = 2; step <= 5; step++) {
+            gemm_plan gb = plan_attention(step, n, L, C);
+            ref_gemm(&gb, ab);
+            if (step == 3) {
+                rows_softmax_bwd(p.data, gs.data, n * L, L, 1.0f / sqrtf((float)C), BLOCKS[0]);
+                RUN_PW(K_round_bf16, ((pw_args){gs.data, NULL, NULL, gs.data, 0, 0, 0}), tensor_numel(&gs));
+            }
+        }
+        (cpu->attention_forward)(&qb, &kb, &vb, &pr, &hr, 1);
+        (cpu->attention_backward_input)(&qb, &kb, &vb, &pr, &ghb, &gqr, &gkr, &gvr, 1);
+        CHECK_CLOSE("attention bf16 P", &p, &pr, TOL);
+        CHECK_CLOSE("attention bf16 H", &h, &hr, TOL);
+        CHECK_CLOSE("attention bf16 gQ", &gq, &gqr, TOL);
+        CHECK_CLOSE("attention bf16 gK", &gk, &gkr, TOL);
+        CHECK_CLOSE("attention bf16 gV", &gv, &gvr, TOL);
+        Tensor *tb[] = {&qb, &kb, &vb, &ghb, &pb};
+        for (size_t i = 0; i < sizeof tb / sizeof tb[0]; i++) tensor_free(tb[i]);
+    }
     Tensor *ts[] = {&x, &w, &bias, &gy, &y, &yr, &gx, &gxr, &q, &k, &v, &gh, &p, &h, &gs,
                     &gq, &gk, &gv, &pr, &hr, &gqr, &gkr, &gvr};
     for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) tensor_free(ts[i]);
+}
+
+/* round_bf16: the kernel body against the CPU backend, bit for bit, on special values
+ * (ties, subnormals, ±0, ±inf, NaNs with low payloads, the overflow boundary) and random bit patterns */
+static void test_round_bf16(void) {
+    static const uint32_t special[] = {0x00000000u, 0x80000000u, 0x7f800000u, 0xff800000u, 0x7fc00000u, 0x7f800001u,
+                                       0xff80ffffu, 0x7f7f7fffu, 0x7f7f8000u, 0x7f7fffffu, 0xff7f8000u, 0x00008000u,
+                                       0x00018000u, 0x007fffffu, 0x3f808000u, 0x3f818000u, 0xbf807fffu};
+    size_t ns = sizeof special / sizeof special[0], n = ns + 50000;
+    Tensor x = tensor_new(1, 1, 1, (int)n), r = like(&x), kk = like(&x);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u = i < ns ? special[i] : (uint32_t)(urand() * 4294967296.0);
+        if (i >= ns && i % 3 == 1) u = (u & 0xffff0000u) | 0x8000u; /* ties */
+        memcpy(&x.data[i], &u, sizeof u);
+    }
+    round_bf16_forward(&x, &r);
+    RUN_PW(K_round_bf16, ((pw_args){x.data, NULL, NULL, kk.data, 0, 0, 0}), n);
+    CHECK_MSG(!memcmp(r.data, kk.data, n * sizeof(float)), "round_bf16: kernel body differs from the CPU backend");
+    tensor_free(&x), tensor_free(&r), tensor_free(&kk);
 }
 
 int main(void) {
@@ -494,5 +548,6 @@ int main(void) {
     test_adm_kernels();
     test_reductions();
     test_gemm_plans();
+    test_round_bf16();
     return CHECK_DONE();
 }

@@ -148,15 +148,19 @@ static void s_axpy(float a, const Tensor *x, Tensor *y) {
     device_ops++, DT("axpy", x), DT("axpy", y);
     CPU.axpy(a, x, y);
 }
-static void s_att_f(const Tensor *q, const Tensor *k, const Tensor *v, Tensor *p, Tensor *h) {
+static void s_att_f(const Tensor *q, const Tensor *k, const Tensor *v, Tensor *p, Tensor *h, int bf16) {
     device_ops++, DT("attention", q), DT("attention", k), DT("attention", v), DT("attention", p), DT("attention", h);
-    CPU.attention_forward(q, k, v, p, h);
+    CPU.attention_forward(q, k, v, p, h, bf16);
 }
 static void s_att_b(const Tensor *q, const Tensor *k, const Tensor *v, const Tensor *p, const Tensor *gh, Tensor *gq,
-                    Tensor *gk, Tensor *gv) {
+                    Tensor *gk, Tensor *gv, int bf16) {
     device_ops++, DT("attention bwd", q), DT("attention bwd", k), DT("attention bwd", v), DT("attention bwd", p);
     DT("attention bwd", gh), DT("attention bwd", gq), DT("attention bwd", gk), DT("attention bwd", gv);
-    CPU.attention_backward_input(q, k, v, p, gh, gq, gk, gv);
+    CPU.attention_backward_input(q, k, v, p, gh, gq, gk, gv, bf16);
+}
+static void s_round(const Tensor *x, Tensor *y) {
+    device_ops++, DT("round_bf16", x), DT("round_bf16", y);
+    CPU.round_bf16(x, y);
 }
 static void s_cat_b(const Tensor *gy, Tensor *ga, Tensor *gb) {
     device_ops++, DT("concat bwd", gy), DT("concat bwd", ga), DT("concat bwd", gb);
@@ -214,6 +218,7 @@ static const drq_backend standin = {
     .timestep_embedding_forward = s_temb_f, .timestep_embedding_backward_input = s_temb_b,
     .affine_clamp_forward = s_aff_f, .affine_clamp_backward_input = s_aff_b, .axpby = s_axpby,
     .sampler_step_forward = s_samp_f, .sampler_step_backward_input = s_samp_b, .normal_fill = s_normal,
+    .round_bf16 = s_round,
 };
 
 /* =====================================================================

@@ -5,7 +5,10 @@
 # (checkpointing inside the UNet) changes no bit of the result; `drq purify`
 # with a spec whose diffusion model is a guided-unet purifies 28×28 images
 # through the 32×32 fixture model (resizing in and out), giving y and grad_x
-# of x's shape, bit-identical when run twice.
+# of x's shape, bit-identical when run twice.  "precision": "bf16" (issue 17)
+# through both paths: --precision bf16 with checkpointing is bit-identical to
+# without, and a spec's diffusion.precision reaches the model (another result
+# than fp32, the same twice).
 CLI_TEST=guided
 . "$(dirname "$0")/cli_lib.sh"
 
@@ -41,6 +44,14 @@ for b in 0 1; do
 done
 "$BUILD/tests/tool_stcmp" "$TMP/b1.safetensors" "$TMP/b0.safetensors" --default-tol 0 >/dev/null 2>&1 || ok=0
 if [ "$ok" -eq 1 ]; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL --mem-budget: $(cat "$TMP/err")"; fi
+# the same with --precision bf16 (issue 17): checkpointing recomputes the rounded ops bit for bit
+ok=1
+for b in 0 1; do
+    "$BUILD/drq" model run --arch guided-unet --config $F/guided_tiny.json --weights $F/guided_tiny.weights.safetensors \
+        --in $F/guided_tiny.io.safetensors --out "$TMP/h$b.safetensors" --mem-budget $b --precision bf16 2>>"$TMP/err" || ok=0
+done
+"$BUILD/tests/tool_stcmp" "$TMP/h1.safetensors" "$TMP/h0.safetensors" --default-tol 0 >/dev/null 2>&1 || ok=0
+if [ "$ok" -eq 1 ]; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL --mem-budget bf16: $(cat "$TMP/err")"; fi
 
 expect_error run-budget "drq run: --mem-budget: expected mebibytes" "$BUILD/drq" run "$TMP/none.json" \
     --mem-budget 2x
@@ -61,6 +72,18 @@ ok=1
 "${pur[@]}" --out "$TMP/b.safetensors" >/dev/null 2>>"$TMP/err" || ok=0
 cmp -s "$TMP/a.safetensors" "$TMP/b.safetensors" || ok=0
 if [ "$ok" -eq 1 ]; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL purify twice: $(cat "$TMP/err")"; fi
+# "precision": "bf16" on the diffusion model reaches the model through spec → engine: another
+# result than fp32, the same twice
+sed 's|"weights":"'$F'/guided_tiny.weights.safetensors"}|"weights":"'$F'/guided_tiny.weights.safetensors","precision":"bf16"}|' \
+    "$TMP/spec.json" >"$TMP/spec16.json"
+pur16=("$BUILD/drq" purify "$TMP/spec16.json" --seed 1 --purifier ddpm --in $F/guided_purify.safetensors)
+ok=1
+grep -q '"precision":"bf16"' "$TMP/spec16.json" || ok=0
+"${pur16[@]}" --out "$TMP/c.safetensors" >/dev/null 2>"$TMP/err" || ok=0
+"${pur16[@]}" --out "$TMP/d.safetensors" >/dev/null 2>>"$TMP/err" || ok=0
+cmp -s "$TMP/c.safetensors" "$TMP/d.safetensors" || ok=0
+cmp -s "$TMP/a.safetensors" "$TMP/c.safetensors" && ok=0
+if [ "$ok" -eq 1 ]; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL purify bf16: $(cat "$TMP/err")"; fi
 check=$("$BUILD/tests/tool_stcmp" "$TMP/a.safetensors" "$TMP/a.safetensors" --only y,grad_x 2>&1)
 if grep -q "y  *\[2,3,28,28\]" <<<"$check" && grep -q "grad_x  *\[2,3,28,28\]" <<<"$check"; then
     pass=$((pass + 1))

@@ -551,15 +551,15 @@ static void heads_bufs(const OpCase *k, Tensor t[4]) {
 static void f_heads(const OpCase *k, const Tensor *x, Tensor *y) {
     Tensor t[4];
     heads_bufs(k, t);
-    attention_heads_forward(x, k->groups, &t[0], &t[1], &t[2], &t[3], y);
+    attention_heads_forward(x, k->groups, 0, &t[0], &t[1], &t[2], &t[3], y);
     for (int i = 0; i < 4; i++) tensor_free(&t[i]);
 }
 static void b_heads(const OpCase *k, const Tensor *x, const Tensor *gy, Tensor *gx) {
     Tensor t[4], g[3], y = tensor_new(k->on, k->oc, k->oh, k->ow);
     heads_bufs(k, t);
-    attention_heads_forward(x, k->groups, &t[0], &t[1], &t[2], &t[3], &y);
+    attention_heads_forward(x, k->groups, 0, &t[0], &t[1], &t[2], &t[3], &y);
     for (int i = 0; i < 3; i++) g[i] = tensor_new(k->on, k->oc, k->oh, k->ow);
-    attention_heads_backward_input(&t[0], &t[1], &t[2], &t[3], gy, k->groups, &g[0], &g[1], &g[2], gx);
+    attention_heads_backward_input(&t[0], &t[1], &t[2], &t[3], gy, k->groups, 0, &g[0], &g[1], &g[2], gx);
     for (int i = 0; i < 3; i++) tensor_free(&g[i]);
     for (int i = 0; i < 4; i++) tensor_free(&t[i]);
     tensor_free(&y);

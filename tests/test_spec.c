@@ -95,6 +95,48 @@ static void test_precision(void) {
                    "precision: expected one of tf32|fp32");
 }
 
+/* diffusion.precision: fp32 (default, not written) | bf16 (guided-unet only), issue 17 */
+#define ADM_PUR "\"purifiers\":[{\"name\":\"p\",\"kind\":\"ddpm\",\"t_star\":3}]"
+#define ADM(extra) "\"diffusion\":{\"arch\":\"guided-unet\",\"weights\":\"w\"" extra "}"
+static void test_diffusion_precision(void) {
+    drq_spec s, s2;
+    drq_err e;
+    CHECK_EQ_INT(drq_spec_parse_text("{\"name\":\"x\"," DS_NONE "," ADM_PUR "," ADM("") "," NOOP_ATK "}", &s, &e), 0);
+    CHECK_EQ_INT(s.diffusion.bf16, 0);
+    char *c = drq_spec_canonical(&s);
+    CHECK_MSG(!strstr(c, "precision"), "fp32 is not written: %s", c);
+    free(c), drq_spec_free(&s);
+    CHECK_EQ_INT(drq_spec_parse_text("{\"name\":\"x\"," DS_NONE "," ADM_PUR "," ADM(",\"precision\":\"fp32\"") ","
+                                     NOOP_ATK "}", &s, &e), 0);
+    CHECK_EQ_INT(s.diffusion.bf16, 0);
+    c = drq_spec_canonical(&s);
+    CHECK_MSG(!strstr(c, "precision"), "fp32 given is not written either (the same sweep): %s", c);
+    free(c), drq_spec_free(&s);
+    CHECK_EQ_INT(drq_spec_parse_text("{\"name\":\"x\"," DS_NONE "," ADM_PUR "," ADM(",\"precision\":\"bf16\"") ","
+                                     NOOP_ATK ",\"precision\":\"fp32\"}", &s, &e), 0);
+    CHECK_EQ_INT(s.diffusion.bf16, 1);
+    CHECK_EQ_INT(s.precision, PREC_FP32); /* the GPU convolutions' precision is another key */
+    c = drq_spec_canonical(&s);
+    CHECK_CONTAINS(c, "\"precision\":\"bf16\"");
+    CHECK_EQ_INT(drq_spec_parse_text(c, &s2, &e), 0);
+    CHECK_EQ_INT(s2.diffusion.bf16, 1);
+    char *c2 = drq_spec_canonical(&s2);
+    CHECK_EQ_STR(c2, c);
+    free(c), free(c2), drq_spec_free(&s), drq_spec_free(&s2);
+    /* errors name the path */
+    CHECK_CONTAINS(err_of("{\"name\":\"x\"," DS_NONE "," ADM_PUR "," ADM(",\"precision\":\"fp16\"") "," NOOP_ATK "}"),
+                   "diffusion.precision: expected one of fp32|bf16");
+    CHECK_CONTAINS(err_of("{\"name\":\"x\"," DS_NONE "," ADM_PUR "," ADM(",\"precision\":16") "," NOOP_ATK "}"),
+                   "diffusion.precision: expected one of fp32|bf16");
+    CHECK_CONTAINS(err_of("{\"name\":\"x\"," DS_NONE "," ADM_PUR ",\"diffusion\":{\"arch\":\"ddpm-unet\",\"weights\":\"w\","
+                          "\"precision\":\"bf16\"}," NOOP_ATK "}"),
+                   "diffusion.precision: \"bf16\" is built for arch \"guided-unet\" only");
+    CHECK_CONTAINS(err_of("{\"name\":\"x\",\"dataset\":{\"kind\":\"mnist\",\"path\":\"d\"},"
+                          "\"classifier\":{\"arch\":\"wrn\",\"weights\":\"w\",\"precision\":\"bf16\"},"
+                          "\"attacks\":[{\"name\":\"a\",\"kind\":\"pgd\"}]}"),
+                   "classifier.precision: unknown key");
+}
+
 static void test_errors(void) {
     /* JSON itself */
     CHECK_CONTAINS(err_of("{\"name\":"), "invalid JSON at line 1");
@@ -492,6 +534,7 @@ int main(void) {
     test_issue_example();
     test_save_and_forward();
     test_precision();
+    test_diffusion_precision();
     test_imagenet();
     test_errors();
     test_defaults_and_transfer();

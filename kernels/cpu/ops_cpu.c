@@ -14,6 +14,7 @@
 
 #include "../../common/rng.h"
 #include "../../common/util.h"
+#include "../bf16.h"
 #include "cpu.h"
 
 /* Pointwise loops shorter than this run on the calling thread alone: an
@@ -349,10 +350,21 @@ static void cpu_add_channel_backward_input(const Tensor *gy, Tensor *gx, Tensor 
  * backward:
  *   gV = gH P,  gP = gHᵀ V,  gS = P ⊙ (gP − rowsum(gP ⊙ P)) · scale,
  *   gQ = K gSᵀ, gK = Q gS
+ * bf16 (ops.h "bf16 operands"; q, k, v, gh come rounded from ops.c): P is
+ * rounded (in a copy; p keeps the float32 softmax) where it enters H and gV,
+ * and gS is rounded before gQ and gK.
  * ===================================================================== */
-static void cpu_attention_forward(const Tensor *q, const Tensor *k, const Tensor *v, Tensor *p, Tensor *h) {
+static void round_rows(float *y, const float *x, size_t n) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) y[i] = drq_bf16_round(x[i]);
+}
+
+static void cpu_round_bf16(const Tensor *x, Tensor *y) { round_rows(y->data, x->data, tensor_numel(x)); }
+
+static void cpu_attention_forward(const Tensor *q, const Tensor *k, const Tensor *v, Tensor *p, Tensor *h, int bf16) {
     int C = q->c, L = q->h * q->w;
     float scale = 1.0f / sqrtf((float)C);
+    float *pb = bf16 ? xmalloc(sizeof(float) * (size_t)L * L) : NULL;
     for (int i = 0; i < q->n; i++) {
         const float *qi = q->data + (size_t)i * C * L, *ki = k->data + (size_t)i * C * L;
         const float *vi = v->data + (size_t)i * C * L;
@@ -367,19 +379,23 @@ static void cpu_attention_forward(const Tensor *q, const Tensor *k, const Tensor
             float inv = (float)(1.0 / s);
             for (int j = 0; j < L; j++) row[j] *= inv;
         }
-        sgemm_rows('N', 'T', C, L, L, 1.0f, vi, L, pi, L, 0.0f, hi, L);
+        if (bf16) round_rows(pb, pi, (size_t)L * L);
+        sgemm_rows('N', 'T', C, L, L, 1.0f, vi, L, bf16 ? pb : pi, L, 0.0f, hi, L);
     }
+    free(pb);
 }
 
 static void cpu_attention_backward_input(const Tensor *q, const Tensor *k, const Tensor *v, const Tensor *p,
-                                         const Tensor *gh, Tensor *gq, Tensor *gk, Tensor *gv) {
+                                         const Tensor *gh, Tensor *gq, Tensor *gk, Tensor *gv, int bf16) {
     int C = q->c, L = q->h * q->w;
     float scale = 1.0f / sqrtf((float)C);
     float *gs = xmalloc(sizeof(float) * (size_t)L * L);
+    float *pb = bf16 ? xmalloc(sizeof(float) * (size_t)L * L) : NULL;
     for (int i = 0; i < q->n; i++) {
         size_t o = (size_t)i * C * L;
         const float *pi = p->data + (size_t)i * L * L, *ghi = gh->data + o;
-        sgemm_rows('N', 'N', C, L, L, 1.0f, ghi, L, pi, L, 0.0f, gv->data + o, L);
+        if (bf16) round_rows(pb, pi, (size_t)L * L);
+        sgemm_rows('N', 'N', C, L, L, 1.0f, ghi, L, bf16 ? pb : pi, L, 0.0f, gv->data + o, L);
         sgemm_rows('T', 'N', L, L, C, 1.0f, ghi, L, v->data + o, L, 0.0f, gs, L);
 #pragma omp parallel for schedule(static)
         for (int r = 0; r < L; r++) {
@@ -389,10 +405,11 @@ static void cpu_attention_backward_input(const Tensor *q, const Tensor *k, const
             for (int j = 0; j < L; j++) dot += (double)g[j] * pr[j];
             for (int j = 0; j < L; j++) g[j] = pr[j] * (g[j] - (float)dot) * scale;
         }
+        if (bf16) round_rows(gs, gs, (size_t)L * L);
         sgemm_rows('N', 'T', C, L, L, 1.0f, k->data + o, L, gs, L, 0.0f, gq->data + o, L);
         sgemm_rows('N', 'N', C, L, L, 1.0f, q->data + o, L, gs, L, 0.0f, gk->data + o, L);
     }
-    free(gs);
+    free(gs), free(pb);
 }
 
 /* =====================================================================
@@ -794,4 +811,5 @@ const drq_backend CPU_OPS_TABLE = {
     .sampler_step_forward = cpu_sampler_step_forward,
     .sampler_step_backward_input = cpu_sampler_step_backward_input,
     .normal_fill = cpu_normal_fill,
+    .round_bf16 = cpu_round_bf16,
 };

@@ -19,6 +19,7 @@ typedef enum {
     SCR_WORKSPACE, /* cuDNN workspace */
     SCR_PAD,       /* asymmetrically padded conv input / its gradient */
     SCR_ATTN,      /* attention backward: gS, n × L × L */
+    SCR_ATTN_P,    /* attention with bf16 operands: P rounded, n × L × L */
     SCR_HOSTIN,    /* small uploads: timestep values, noise keys */
     SCR_HOSTOUT,   /* small downloads: timestep gradient */
     SCR_COUNT

@@ -27,6 +27,7 @@
 #include <stdint.h>
 
 #include "../../common/philox.h" /* DRQ_HD, Philox, Box–Muller */
+#include "../bf16.h"            /* drq_bf16_round */
 #include "../ops.h"             /* sampler_coef */
 
 /* ---- pointwise --------------------------------------------------------- */
@@ -47,6 +48,8 @@ DRQ_HD void K_swish_bwd(pw_args p, size_t i) {
 DRQ_HD void K_relu_fwd(pw_args p, size_t i) { p.y[i] = p.a[i] > 0.0f ? p.a[i] : 0.0f; }
 DRQ_HD void K_relu_bwd(pw_args p, size_t i) { p.y[i] = p.a[i] > 0.0f ? p.c[i] : 0.0f; }
 DRQ_HD void K_add(pw_args p, size_t i) { p.y[i] = p.a[i] + p.b[i]; }
+/* round_bf16 (y may alias a) */
+DRQ_HD void K_round_bf16(pw_args p, size_t i) { p.y[i] = drq_bf16_round(p.a[i]); }
 DRQ_HD void K_axpy(pw_args p, size_t i) { p.y[i] += p.alpha * p.a[i]; }
 DRQ_HD void K_axpby(pw_args p, size_t i) { p.y[i] = p.alpha * p.a[i] + p.beta * p.y[i]; }
 /* y = x + v[plane]: v is n × c, plane i / hw indexes it directly */

@@ -41,6 +41,7 @@ static unsigned grid_for(size_t n) {
     } while (0)
 
 PW_KERNEL(k_swish_fwd, pw_args, K_swish_fwd)
+PW_KERNEL(k_round_bf16, pw_args, K_round_bf16)
 PW_KERNEL(k_swish_bwd, pw_args, K_swish_bwd)
 PW_KERNEL(k_relu_fwd, pw_args, K_relu_fwd)
 PW_KERNEL(k_relu_bwd, pw_args, K_relu_bwd)
@@ -201,7 +202,18 @@ static void cuda_linear_backward_input(const float *w, int in, int out, const Te
     run_plan(c, &g, &gb);
 }
 
-static void cuda_attention_forward(const Tensor *q, const Tensor *k, const Tensor *v, Tensor *p, Tensor *h) {
+static void cuda_round_bf16(const Tensor *x, Tensor *y) {
+    LAUNCH_PW(k_round_bf16, (pw_args{x->data, NULL, NULL, y->data, 0, 0, 0}), tensor_numel(x));
+}
+
+/* P rounded to bf16 in its scratch slot (bf16 operands, ops.h): what the P-side GEMMs read. */
+static const float *attention_p_bf16(cuda_ctx *c, const Tensor *p, size_t nll) {
+    float *pr = (float *)cuda_scratch(c, SCR_ATTN_P, sizeof(float) * nll);
+    LAUNCH_PW(k_round_bf16, (pw_args{p->data, NULL, NULL, pr, 0, 0, 0}), nll);
+    return pr;
+}
+
+static void cuda_attention_forward(const Tensor *q, const Tensor *k, const Tensor *v, Tensor *p, Tensor *h, int bf16) {
     cuda_ctx *c = cuda_ctx_get();
     int n = q->n, C = q->c, L = q->h * q->w;
     gemm_bufs gb = {};
@@ -210,11 +222,12 @@ static void cuda_attention_forward(const Tensor *q, const Tensor *k, const Tenso
     gemm_plan g0 = plan_attention(0, n, L, C), g1 = plan_attention(1, n, L, C);
     run_plan(c, &g0, &gb);
     LAUNCH_ROWS(k_softmax_rows, (softmax_args{NULL, p->data, L, 1.0f}), n * L);
+    if (bf16) gb.buf[GB_P] = attention_p_bf16(c, p, (size_t)n * L * L);
     run_plan(c, &g1, &gb);
 }
 
 static void cuda_attention_backward_input(const Tensor *q, const Tensor *k, const Tensor *v, const Tensor *p,
-                                          const Tensor *gh, Tensor *gq, Tensor *gk, Tensor *gv) {
+                                          const Tensor *gh, Tensor *gq, Tensor *gk, Tensor *gv, int bf16) {
     cuda_ctx *c = cuda_ctx_get();
     int n = q->n, C = q->c, L = q->h * q->w;
     float *gs = (float *)cuda_scratch(c, SCR_ATTN, sizeof(float) * (size_t)n * L * L);
@@ -222,10 +235,14 @@ static void cuda_attention_backward_input(const Tensor *q, const Tensor *k, cons
     gb.buf[GB_Q] = q->data, gb.buf[GB_K] = k->data, gb.buf[GB_V] = v->data, gb.buf[GB_P] = p->data;
     gb.buf[GB_GH] = gh->data, gb.buf[GB_GS] = gs, gb.buf[GB_GQ] = gq->data, gb.buf[GB_GK] = gk->data,
     gb.buf[GB_GV] = gv->data;
+    if (bf16) gb.buf[GB_P] = attention_p_bf16(c, p, (size_t)n * L * L); /* for gV = gH P only */
     for (int step = 2; step <= 5; step++) {
         gemm_plan g = plan_attention(step, n, L, C);
         run_plan(c, &g, &gb);
-        if (step == 3) LAUNCH_ROWS(k_softmax_bwd_rows, (softmax_args{p->data, gs, L, 1.0f / sqrtf((float)C)}), n * L);
+        if (step == 3) { /* the softmax backward reads the float32 P */
+            LAUNCH_ROWS(k_softmax_bwd_rows, (softmax_args{p->data, gs, L, 1.0f / sqrtf((float)C)}), n * L);
+            if (bf16) LAUNCH_PW(k_round_bf16, (pw_args{gs, NULL, NULL, gs, 0, 0, 0}), (size_t)n * L * L);
+        }
     }
 }
 
@@ -519,6 +536,7 @@ static drq_backend make_backend(void) {
     b.add_channel_backward_input = cuda_add_channel_backward_input;
     b.axpy = cuda_axpy;
     b.attention_forward = cuda_attention_forward;
+    b.round_bf16 = cuda_round_bf16;
     b.attention_backward_input = cuda_attention_backward_input;
     b.upsample2x_forward = cuda_upsample2x_forward;
     b.upsample2x_backward_input = cuda_upsample2x_backward_input;

@@ -10,7 +10,12 @@ Config: a dict with guided-diffusion's flag names — image_size, num_channels,
 num_res_blocks, channel_mult, attention_resolutions, num_heads,
 num_head_channels, use_scale_shift_norm, resblock_updown, learn_sigma.
 Also here: the learned-variance reverse step (LEARNED_RANGE) and the purifier
-step with the 224↔256 bilinear resizes, in any dtype.
+step with the 224↔256 bilinear resizes, in any dtype; and use_bf16(model),
+drq's "precision": "bf16" (docs/spec.md): the operands of every convolution,
+linear layer and attention matmul rounded to bfloat16 with torch's own
+.to(torch.bfloat16), the products then in the model's dtype (float64 for the
+oracle), the VJP the same ops' VJP at the rounded operands with the incoming
+gradient rounded too (the rounding's derivative taken as the identity).
 Running this file checks the parameter count of the 256×256 preset.
 """
 import math
@@ -103,6 +108,9 @@ class Attention(nn.Module):
         qkv = self.qkv(self.norm(x).reshape(n, c, -1))
         ch = c // self.heads
         q, k, v = qkv.reshape(n * self.heads, 3 * ch, hh * ww).split(ch, dim=1)
+        if getattr(self, "bf16", False):
+            a = _AttnBF16.apply(q, k, v, 1 / math.sqrt(ch)).reshape(n, c, hh * ww)
+            return x + self.proj_out(a).reshape(n, c, hh, ww)
         s = 1 / math.sqrt(math.sqrt(ch))
         w = torch.softmax(torch.einsum("bct,bcs->bts", q * s, k * s), dim=-1)
         a = torch.einsum("bts,bcs->bct", w, v).reshape(n, c, hh * ww)
@@ -215,6 +223,81 @@ def learned_step(x, out, i, z, clamp_x0=False):
 
 def build(cfg):
     return GuidedUNet(cfg)
+
+
+# --------------------------------------------------------------------------- bf16 operands (use_bf16)
+def bf16(x):
+    """x rounded to bfloat16 (torch's round-to-nearest-even), back in x's dtype."""
+    return x.to(torch.bfloat16).to(x.dtype)
+
+
+class _ConvBF16(torch.autograd.Function):
+    """conv(bf16(x), bf16(w)) + b; backward: the input gradient conv_input(bf16(w), bf16(gy)) only."""
+
+    @staticmethod
+    def forward(ctx, x, w, b, stride, padding):
+        wr = bf16(w)
+        ctx.save_for_backward(wr)
+        ctx.conf = (x.shape, stride, padding)
+        conv = F.conv2d if x.dim() == 4 else F.conv1d
+        return conv(bf16(x), wr, b, stride=stride, padding=padding)
+
+    @staticmethod
+    def backward(ctx, gy):
+        (wr,) = ctx.saved_tensors
+        shape, stride, padding = ctx.conf
+        f = torch.nn.grad.conv2d_input if len(shape) == 4 else torch.nn.grad.conv1d_input
+        return f(shape, wr, bf16(gy), stride=stride, padding=padding), None, None, None, None
+
+
+class _LinearBF16(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, w, b):
+        wr = bf16(w)
+        ctx.save_for_backward(wr)
+        return bf16(x) @ wr.t() + b
+
+    @staticmethod
+    def backward(ctx, gy):
+        (wr,) = ctx.saved_tensors
+        return bf16(gy) @ wr, None, None
+
+
+class _AttnBF16(torch.autograd.Function):
+    """One head per batch entry, q, k, v: B × ch × T.  S = bf16(q)ᵀbf16(k)·scale, P = softmax(S) (unrounded),
+    a = bf16(v)·bf16(P)ᵀ; backward with bf16(ga), bf16(P) in gV, the softmax backward on the unrounded P,
+    and bf16(gS) in gQ, gK — kernels/ops.h "bf16 operands"."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, scale):
+        qr, kr, vr = bf16(q), bf16(k), bf16(v)
+        p = torch.softmax(torch.einsum("bct,bcs->bts", qr, kr) * scale, dim=-1)
+        ctx.save_for_backward(qr, kr, vr, p)
+        ctx.scale = scale
+        return torch.einsum("bts,bcs->bct", bf16(p), vr)
+
+    @staticmethod
+    def backward(ctx, ga):
+        qr, kr, vr, p = ctx.saved_tensors
+        gar, pr = bf16(ga), bf16(p)
+        gv = torch.einsum("bts,bct->bcs", pr, gar)
+        gp = torch.einsum("bct,bcs->bts", gar, vr)
+        gs = bf16(p * (gp - (gp * p).sum(-1, keepdim=True)) * ctx.scale)
+        gq = torch.einsum("bts,bcs->bct", gs, kr)
+        gk = torch.einsum("bts,bct->bcs", gs, qr)
+        return gq, gk, gv, None
+
+
+def use_bf16(model):
+    """Switches model (in place) to bf16 operands; returns it."""
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Conv1d)):
+            m.forward = (lambda mod: lambda x: _ConvBF16.apply(x, mod.weight, mod.bias, mod.stride, mod.padding))(m)
+        elif isinstance(m, nn.Linear):
+            m.forward = (lambda mod: lambda x: _LinearBF16.apply(x, mod.weight, mod.bias))(m)
+        elif isinstance(m, Attention):
+            m.bf16 = True
+    return model
 
 
 if __name__ == "__main__":

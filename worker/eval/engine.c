@@ -56,7 +56,8 @@ static char *config_arg(const drq_model_spec *ms) {
 static char *model_key(const drq_model_spec *ms, const char *cfg) {
     size_t n = strlen(ms->arch) + strlen(cfg) + strlen(ms->weights) + 32;
     char *k = xmalloc(n);
-    snprintf(k, n, "%s|%s|%s|%d.%d", ms->arch, cfg, ms->weights, (int)g_dev.kind, g_dev.ordinal);
+    snprintf(k, n, "%s|%s|%s|%d.%d|%s", ms->arch, cfg, ms->weights, (int)g_dev.kind, g_dev.ordinal,
+             ms->bf16 ? "bf16" : "fp32");
     return k;
 }
 
@@ -92,12 +93,15 @@ static int load_model(const drq_model_spec *ms, const char *what, int unet_wante
     if (unet_wanted ? strcmp(ms->arch, "ddpm-unet") != 0 && !adm : !classifier_arch_known(ms->arch)) {
         drq_errf(err, "%s.arch: '%s' is not built in this version (expected %s)", what, ms->arch,
                  unet_wanted ? "ddpm-unet or guided-unet" : "wrn or resnet50");
+    } else if (ms->bf16 && !adm) { /* the spec parser refuses this too */
+        drq_errf(err, "%s.precision: \"bf16\" is built for arch \"guided-unet\" only", what);
     } else if (st_load(ms->weights, &w, &e2)) {
         drq_errf(err, "%s.weights: %s", what, e2.msg);
     } else if (adm) { /* the ADM UNet (guided-diffusion) */
         guided_unet_config gc;
         if (guided_unet_config_parse(cfg, &gc, &e2)) drq_errf(err, "%s.config: %s", what, e2.msg);
-        else if (!(c->model = guided_unet_load(&gc, &w, 0, g_dev.kind, &e2))) drq_errf(err, "%s: %s", what, e2.msg);
+        else if ((gc.bf16 = ms->bf16), !(c->model = guided_unet_load(&gc, &w, 0, g_dev.kind, &e2)))
+            drq_errf(err, "%s: %s", what, e2.msg);
         else rc = 0;
     } else if (unet_wanted) {
         unet_config uc;

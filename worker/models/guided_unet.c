@@ -14,6 +14,12 @@
  * in the legacy QKV order.  Weights bind by the checkpoint's own names
  * (time_embed.*, input_blocks.*, middle_block.*, output_blocks.*, out.*).
  * Dropout is inactive (evaluation); class conditioning is not built.
+ *
+ * cfg.bf16 (diffusion "precision": "bf16", docs/spec.md): params.c rounds
+ * every conv / linear weight (P_WEIGHT) to bfloat16 at load, and every
+ * Conv2d, linear call and attention here carries the ops' bf16 flag, so the
+ * ops round their activations (kernels/ops.h "bf16 operands"); group norms,
+ * softmax, swish, adds and the sampler stay float32.
  */
 #include <math.h>
 #include <stdio.h>
@@ -52,14 +58,18 @@ static float *gnorm_stats(gnorm *g, const Tensor *x) {
 static Conv2d conv_bind(params *p, int cin, int cout, int k, int stride, int pad, const char *prefix) {
     const float *w = params_get(p, P_WEIGHT, SHAPE4(cout, cin, k, k), "%s.weight", prefix);
     const float *b = params_get(p, P_BIAS, SHAPE1(cout), "%s.bias", prefix);
-    return conv2d_make(cin, cout, k, stride, pad, w, b);
+    Conv2d c = conv2d_make(cin, cout, k, stride, pad, w, b);
+    c.bf16 = p->bf16; /* the weight is rounded already (params.c) */
+    return c;
 }
 
 /* A Conv1d with kernel 1 (weight [cout, cin, 1]) run as a 1×1 Conv2d on the H×W map. */
 static Conv2d conv1d_bind(params *p, int cin, int cout, const char *prefix) {
     const float *w = params_get(p, P_WEIGHT, SHAPE3(cout, cin, 1), "%s.weight", prefix);
     const float *b = params_get(p, P_BIAS, SHAPE1(cout), "%s.bias", prefix);
-    return conv2d_make(cin, cout, 1, 1, 0, w, b);
+    Conv2d c = conv2d_make(cin, cout, 1, 1, 0, w, b);
+    c.bf16 = p->bf16;
+    return c;
 }
 
 /* =====================================================================
@@ -90,7 +100,7 @@ typedef struct {
 } res_tape;
 
 typedef struct {
-    int cin, cout, emb_ch, scale_shift, updown, has_skip;
+    int cin, cout, emb_ch, scale_shift, updown, has_skip, bf16;
     gnorm norm_in, norm_out;
     Conv2d conv_in, conv_out, skip;
     const float *emb_w, *emb_b;
@@ -101,6 +111,7 @@ static void res_bind(resblock *r, params *p, int cin, int cout, int emb_ch, int 
                      const char *prefix) {
     char nm[200];
     r->cin = cin, r->cout = cout, r->emb_ch = emb_ch, r->scale_shift = scale_shift, r->updown = updown;
+    r->bf16 = p->bf16;
     snprintf(nm, sizeof nm, "%s.in_layers.0", prefix), gnorm_bind(&r->norm_in, p, cin, nm);
     snprintf(nm, sizeof nm, "%s.in_layers.2", prefix), r->conv_in = conv_bind(p, cin, cout, 3, 1, 1, nm);
     int eo = scale_shift ? 2 * cout : cout;
@@ -151,7 +162,7 @@ static void res_forward(resblock *r, const Tensor *x, const Tensor *emb_act, Ten
         a = &r->t.r1, xs = &r->t.xs;
     }
     conv2d_forward(&r->conv_in, a, &r->t.c1);
-    linear_forward(r->emb_w, r->emb_b, r->emb_ch, r->t.eo.c, emb_act, &r->t.eo);
+    linear_forward_prec(r->bf16, r->emb_w, r->emb_b, r->emb_ch, r->t.eo.c, emb_act, &r->t.eo);
     if (r->scale_shift) {
         group_norm_forward(&r->t.c1, GN_GROUPS, GN_EPS, r->norm_out.gamma, r->norm_out.beta, &r->t.hn2,
                            gnorm_stats(&r->norm_out, &r->t.c1));
@@ -231,7 +242,7 @@ typedef struct {
 } attn_tape;
 
 typedef struct {
-    int c, heads;
+    int c, heads, bf16;
     gnorm norm;
     Conv2d qkv, proj_out;
     attn_tape t;
@@ -239,7 +250,7 @@ typedef struct {
 
 static void attn_bind(attnblock *a, params *p, int c, int heads, const char *prefix) {
     char nm[200];
-    a->c = c, a->heads = heads;
+    a->c = c, a->heads = heads, a->bf16 = p->bf16;
     snprintf(nm, sizeof nm, "%s.norm", prefix), gnorm_bind(&a->norm, p, c, nm);
     snprintf(nm, sizeof nm, "%s.qkv", prefix), a->qkv = conv1d_bind(p, c, 3 * c, nm);
     snprintf(nm, sizeof nm, "%s.proj_out", prefix), a->proj_out = conv1d_bind(p, c, c, nm);
@@ -253,7 +264,7 @@ static void attn_forward(attnblock *a, const Tensor *x, Tensor *out) {
     ENSURE_LIKE(&a->t.p, n, a->heads * L * L, 1, 1);
     group_norm_forward(x, GN_GROUPS, GN_EPS, a->norm.gamma, a->norm.beta, &a->t.hn, gnorm_stats(&a->norm, x));
     conv2d_forward(&a->qkv, &a->t.hn, &a->t.tqkv);
-    attention_heads_forward(&a->t.tqkv, a->heads, &a->t.q, &a->t.k, &a->t.v, &a->t.p, &a->t.h);
+    attention_heads_forward(&a->t.tqkv, a->heads, a->bf16, &a->t.q, &a->t.k, &a->t.v, &a->t.p, &a->t.h);
     conv2d_forward(&a->proj_out, &a->t.h, out);
     add_forward(out, x, out);
 }
@@ -264,7 +275,7 @@ static void attn_backward(attnblock *a, const Tensor *x, const Tensor *gout, Ten
     for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) ENSURE_LIKE(ts[i], n, a->c, H, W);
     ENSURE_LIKE(&a->t.gqkv, n, 3 * a->c, H, W);
     conv2d_backward_input(&a->proj_out, gout, &a->t.h); /* h: free scratch after forward */
-    attention_heads_backward_input(&a->t.q, &a->t.k, &a->t.v, &a->t.p, &a->t.h, a->heads, &a->t.gq, &a->t.gk,
+    attention_heads_backward_input(&a->t.q, &a->t.k, &a->t.v, &a->t.p, &a->t.h, a->heads, a->bf16, &a->t.gq, &a->t.gk,
                                    &a->t.gv, &a->t.gqkv);
     conv2d_backward_input(&a->qkv, &a->t.gqkv, &a->t.ga);
     group_norm_backward_input(x, &a->t.ga, GN_GROUPS, a->norm.gamma, a->norm.stats.data, gx);
@@ -444,6 +455,7 @@ guided_unet *guided_unet_load(const guided_unet_config *c, st_file *weights, uin
     params_init(&m->p, weights, seed, "guided-unet", err);
     m->p.dev = dev;
     m->p.format = PARAMS_ORIGINAL; /* guided-diffusion's own names only */
+    m->p.bf16 = c->bf16;           /* weights rounded at load, ops flagged (build) */
     build(m);
     if (params_finish(&m->p)) {
         guided_unet_free(m);
@@ -593,9 +605,9 @@ void guided_unet_forward(guided_unet *m, const Tensor *x, const float *t, Tensor
     ENSURE_LIKE(&m->temb_a, n, m->emb_ch, 1, 1);
     ENSURE_LIKE(&m->temb, n, m->emb_ch, 1, 1);
     ENSURE_LIKE(&m->temb_act, n, m->emb_ch, 1, 1);
-    linear_forward(m->temb_w0, m->temb_b0, mc, m->emb_ch, &m->emb, &m->temb_h);
+    linear_forward_prec(c->bf16, m->temb_w0, m->temb_b0, mc, m->emb_ch, &m->emb, &m->temb_h);
     swish_forward(&m->temb_h, &m->temb_a);
-    linear_forward(m->temb_w2, m->temb_b2, m->emb_ch, m->emb_ch, &m->temb_a, &m->temb);
+    linear_forward_prec(c->bf16, m->temb_w2, m->temb_b2, m->emb_ch, m->emb_ch, &m->temb_a, &m->temb);
     swish_forward(&m->temb, &m->temb_act);
 
     m->ckpt = m->budget && (size_t)n * guided_unet_tape_bytes(m) > m->budget;

@@ -50,6 +50,9 @@ typedef struct {
     int attention_resolutions[UNET_MAX_ATTN], n_attn; /* feature-map sizes, e.g. 32, 16, 8 */
     int num_heads, num_head_channels;                 /* num_head_channels −1: num_heads heads */
     int use_scale_shift_norm, resblock_updown, learn_sigma;
+    int bf16; /* not a config key (0 after guided_unet_config_parse): 1 = bf16 operands for every convolution,
+                 linear layer and attention matmul (kernels/ops.h "bf16 operands"), set by the caller from the
+                 spec's diffusion.precision or drq model's --precision bf16 */
 } guided_unet_config;
 
 /* Parses "cifar10" (preset), a path to a .json file, or inline JSON ('{...}').

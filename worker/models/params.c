@@ -2,6 +2,7 @@
 #include "worker/models/params.h"
 
 #include "worker/models/diffusers_names.h"
+#include "kernels/bf16.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -153,6 +154,15 @@ static const float *get_fmt(params *p, param_init init, int ndim, const int *sha
     size_t numel;
     vsnprintf(name, sizeof name, fmt, ap);
     const float *h = get_host(p, init, ndim, shape, name, &numel);
+    if (p->bf16 && init == P_WEIGHT && h != dummy) { /* bf16 weights: rounded once, in a copy the params own */
+        float *r = p->file ? xmalloc(numel * sizeof(float)) : (float *)h; /* random mode: h is params-owned */
+        for (size_t i = 0; i < numel; i++) r[i] = drq_bf16_round(h[i]);
+        if (p->file) {
+            p->owned = xrealloc(p->owned, sizeof(float *) * (p->n_owned + 1));
+            p->owned[p->n_owned++] = r;
+        }
+        h = r;
+    }
     return to_device && h != dummy ? params_on_device(p, h, numel) : h;
 }
 

@@ -48,6 +48,9 @@ typedef struct {
     unsigned char *linear_attn; /* per file tensor: an attention Linear [C,C] standing for a 1×1 conv */
     const char *const *prefixes; /* NULL-ended key prefixes tried when a name is absent (resnet50: RobustBench's
                                     "module." / "model." wrappers); set before the first get */
+    int bf16;            /* 1: every P_WEIGHT tensor (conv / linear weights) is rounded to bfloat16 once, here at
+                            load (kernels/bf16.h; a file's tensor is copied first, the file is not changed); the
+                            model sets the ops' bf16 flags (kernels/ops.h "bf16 operands"); set before the first get */
 } params;
 
 enum { PARAMS_AUTO = 0, PARAMS_ORIGINAL = 1, PARAMS_DIFFUSERS = 2 };
