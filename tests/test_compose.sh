@@ -82,6 +82,12 @@ for f in deploy/Dockerfile deploy/Dockerfile.cuda; do
     for p in $(grep -oE '\b(lib[a-z0-9+.-]*-dev|build-essential|pkg-config)\b' "$f" | grep -vE 'cuda|cublas|cudnn' | sort -u); do
         check "$f: build package $p is in deploy/install-deps.sh" sh -c "echo '$deps_pkgs' | grep -qx '$p'"
     done
+    # and the other way: every library the build links (a -dev package of install-deps.sh
+    # that is not marked test only) is installed by the image
+    for p in $(sed -n '/^PKGS=(/,/^)/p' deploy/install-deps.sh | grep -v 'test only\|only for bench' |
+               grep -oE '\blib[a-z0-9+.-]*-dev\b' | grep -v clang | sort -u); do
+        check "$f: installs the build package $p" grep -qE "(^|[ ])$p( |\\\\|\$)" "$f"
+    done
 done
 check "Dockerfile.cuda builds the CUDA backend" grep -q 'CUDA=1' deploy/Dockerfile.cuda
 check "Dockerfile builds CPU-only" grep -q 'CUDA=0' deploy/Dockerfile
