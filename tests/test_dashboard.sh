@@ -154,7 +154,14 @@ MANY=$!
 check "300 connections opened" wait_for 10 test -s "$T/many.ok"
 check "the coordinator answers drq status meanwhile" "$DRQ" status "${S:-0}" >/dev/null
 wait "$MANY"
-check_eq "the dashboard answers afterwards" "$(code "$URL/")" 200
+# MHD takes 128 of the 300 (its per-address limit); the rest wait in the listen
+# backlog and must each be accepted and found closed before a new request gets
+# its turn, which under a sanitizer build on a loaded machine passed curl's 10 s
+# once: the property is that it recovers, so poll (up to 60 s) and say the last code.
+dash_ok() { last=$(code "$URL/"); [ "$last" = 200 ]; }
+last=none
+check "the dashboard answers afterwards (polled up to 60 s)" wait_for 60 dash_ok
+[ "$last" = 200 ] || echo "    the dashboard's last answer: '$last'"
 check "server alive after hostile requests" kill -0 "$SERVER_PID"
 
 # ---- 5. /api/status equals drq status --json ------------------------------------------------
