@@ -3,10 +3,9 @@
  * the variance interpolation v) and its input-VJP, layer by layer.
  *
  * Same plan as unet.c: the network is flattened at load time into a list of
- * nodes; a node may push its output on the skip stack (the input blocks) or
- * concatenate the popped skip to its input (the output blocks); forward()
- * saves each node's activations in the node, backward() walks the list in
- * reverse.  What differs from the DDPM UNet (../shared/DESIGN.md §10):
+ * nodes walked by unet_walk.c (the skip stack, the plain node kinds); the
+ * blocks, the timestep embedding and the checkpointing are this file's.
+ * What differs from the DDPM UNet (../shared/DESIGN.md §10):
  * GroupNorm eps 1e-5; timestep embedding cos-first with f_k = e^(−k·ln 10⁴/half);
  * ResBlocks with scale-shift norm (norm(h)·(1 + scale) + shift) and, with
  * resblock_updown, resampling inside the block (nearest ×2 up, 2×2 average
@@ -29,8 +28,9 @@
 #include "kernels/ops.h"
 #include "worker/models/models.h"
 #include "worker/models/params.h"
+#include "worker/models/unet_walk.h"
 
-#define GN_GROUPS 32
+#define GN_GROUPS UNET_GN_GROUPS
 #define GN_EPS 1e-5f
 #define SHAPE3(a, b, c) 3, (const int[]){a, b, c} /* Conv1d weights (attention) */
 
@@ -38,22 +38,9 @@
 #define ENSURE_LIKE(t, n_, c_, h_, w_) tensor_ensure_on((t), x->dev, (n_), (c_), (h_), (w_))
 
 /* =====================================================================
- * GroupNorm32 (eps 1e-5) with its saved statistics, and convolutions
+ * GroupNorm32 (eps 1e-5) with its saved statistics (unet_walk.h), and convolutions
  * ===================================================================== */
-typedef struct {
-    const float *gamma, *beta;
-    Tensor stats; /* n × 32 × {mean, rstd} of the last forward */
-} gnorm;
-
-static void gnorm_bind(gnorm *g, params *p, int c, const char *prefix) {
-    g->gamma = params_get(p, P_ONE, SHAPE1(c), "%s.weight", prefix);
-    g->beta = params_get(p, P_ZERO, SHAPE1(c), "%s.bias", prefix);
-}
-
-static float *gnorm_stats(gnorm *g, const Tensor *x) {
-    tensor_ensure_on(&g->stats, x->dev, x->n, 2 * GN_GROUPS, 1, 1);
-    return g->stats.data;
-}
+typedef unet_gnorm gnorm;
 
 static Conv2d conv_bind(params *p, int cin, int cout, int k, int stride, int pad, const char *prefix) {
     const float *w = params_get(p, P_WEIGHT, SHAPE4(cout, cin, k, k), "%s.weight", prefix);
@@ -112,12 +99,12 @@ static void res_bind(resblock *r, params *p, int cin, int cout, int emb_ch, int 
     char nm[200];
     r->cin = cin, r->cout = cout, r->emb_ch = emb_ch, r->scale_shift = scale_shift, r->updown = updown;
     r->bf16 = p->bf16;
-    snprintf(nm, sizeof nm, "%s.in_layers.0", prefix), gnorm_bind(&r->norm_in, p, cin, nm);
+    snprintf(nm, sizeof nm, "%s.in_layers.0", prefix), unet_gnorm_bind(&r->norm_in, p, cin, nm);
     snprintf(nm, sizeof nm, "%s.in_layers.2", prefix), r->conv_in = conv_bind(p, cin, cout, 3, 1, 1, nm);
     int eo = scale_shift ? 2 * cout : cout;
     r->emb_w = params_get(p, P_WEIGHT, SHAPE2(eo, emb_ch), "%s.emb_layers.1.weight", prefix);
     r->emb_b = params_get(p, P_BIAS, SHAPE1(eo), "%s.emb_layers.1.bias", prefix);
-    snprintf(nm, sizeof nm, "%s.out_layers.0", prefix), gnorm_bind(&r->norm_out, p, cout, nm);
+    snprintf(nm, sizeof nm, "%s.out_layers.0", prefix), unet_gnorm_bind(&r->norm_out, p, cout, nm);
     snprintf(nm, sizeof nm, "%s.out_layers.3", prefix), r->conv_out = conv_bind(p, cout, cout, 3, 1, 1, nm);
     r->has_skip = cin != cout;
     if (r->has_skip)
@@ -152,7 +139,7 @@ static void res_forward(resblock *r, const Tensor *x, const Tensor *emb_act, Ten
     ENSURE_LIKE(&r->t.eo, n, r->scale_shift ? 2 * r->cout : r->cout, 1, 1);
     ENSURE_LIKE(out, n, r->cout, H, W);
     group_norm_swish_forward(x, NULL, GN_GROUPS, GN_EPS, r->norm_in.gamma, r->norm_in.beta, &r->t.hn1, &r->t.a1,
-                             gnorm_stats(&r->norm_in, x));
+                             unet_gnorm_stats(&r->norm_in, x));
     const Tensor *a = &r->t.a1, *xs = x;
     if (r->updown) {
         ENSURE_LIKE(&r->t.r1, n, r->cin, H, W);
@@ -165,13 +152,13 @@ static void res_forward(resblock *r, const Tensor *x, const Tensor *emb_act, Ten
     linear_forward_prec(r->bf16, r->emb_w, r->emb_b, r->emb_ch, r->t.eo.c, emb_act, &r->t.eo);
     if (r->scale_shift) {
         group_norm_forward(&r->t.c1, GN_GROUPS, GN_EPS, r->norm_out.gamma, r->norm_out.beta, &r->t.hn2,
-                           gnorm_stats(&r->norm_out, &r->t.c1));
+                           unet_gnorm_stats(&r->norm_out, &r->t.c1));
         scale_shift_forward(&r->t.hn2, &r->t.eo, &r->t.a2);
         swish_forward(&r->t.a2, &r->t.b2);
     } else {
         add_channel_forward(&r->t.c1, &r->t.eo, &r->t.c1);
         group_norm_swish_forward(&r->t.c1, NULL, GN_GROUPS, GN_EPS, r->norm_out.gamma, r->norm_out.beta, &r->t.hn2, &r->t.b2,
-                                 gnorm_stats(&r->norm_out, &r->t.c1));
+                                 unet_gnorm_stats(&r->norm_out, &r->t.c1));
     }
     conv2d_forward(&r->conv_out, &r->t.b2, out);
     if (r->has_skip) {
@@ -251,7 +238,7 @@ typedef struct {
 static void attn_bind(attnblock *a, params *p, int c, int heads, const char *prefix) {
     char nm[200];
     a->c = c, a->heads = heads, a->bf16 = p->bf16;
-    snprintf(nm, sizeof nm, "%s.norm", prefix), gnorm_bind(&a->norm, p, c, nm);
+    snprintf(nm, sizeof nm, "%s.norm", prefix), unet_gnorm_bind(&a->norm, p, c, nm);
     snprintf(nm, sizeof nm, "%s.qkv", prefix), a->qkv = conv1d_bind(p, c, 3 * c, nm);
     snprintf(nm, sizeof nm, "%s.proj_out", prefix), a->proj_out = conv1d_bind(p, c, c, nm);
 }
@@ -262,7 +249,7 @@ static void attn_forward(attnblock *a, const Tensor *x, Tensor *out) {
     for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) ENSURE_LIKE(ts[i], n, a->c, H, W);
     ENSURE_LIKE(&a->t.tqkv, n, 3 * a->c, H, W);
     ENSURE_LIKE(&a->t.p, n, a->heads * L * L, 1, 1);
-    group_norm_forward(x, GN_GROUPS, GN_EPS, a->norm.gamma, a->norm.beta, &a->t.hn, gnorm_stats(&a->norm, x));
+    group_norm_forward(x, GN_GROUPS, GN_EPS, a->norm.gamma, a->norm.beta, &a->t.hn, unet_gnorm_stats(&a->norm, x));
     conv2d_forward(&a->qkv, &a->t.hn, &a->t.tqkv);
     attention_heads_forward(&a->t.tqkv, a->heads, a->bf16, &a->t.q, &a->t.k, &a->t.v, &a->t.p, &a->t.h);
     conv2d_forward(&a->proj_out, &a->t.h, out);
@@ -289,43 +276,16 @@ static void attn_free(attnblock *a) {
 }
 
 /* =====================================================================
- * the node list
+ * the node list (unet_walk.h)
  * ===================================================================== */
-typedef enum {
-    N_CONV_IN, /* input_blocks.0.0 */
-    N_RES,     /* ResBlock (up/down with resblock_updown) */
-    N_ATTN,    /* AttentionBlock */
-    N_DOWN,    /* Downsample: 3×3 stride-2 conv, padding 1 (resblock_updown off) */
-    N_UP,      /* Upsample: nearest ×2, 3×3 conv (resblock_updown off) */
-    N_OUT,     /* out: norm, swish, conv */
-} node_kind;
-
-typedef struct {
-    node_kind kind;
-    int push, pop, slot; /* skip stack: push output to / pop into input from slot */
-    resblock res;
-    attnblock attn;
-    Conv2d conv;     /* N_CONV_IN, N_DOWN, N_UP, N_OUT */
-    gnorm norm;      /* N_OUT */
-    const Tensor *x; /* input of the last forward (borrowed or &cat) */
-    Tensor cat;      /* popping node: cat([h, skip]) */
-    Tensor mid;      /* N_UP: upsampled x; N_OUT: norm(x) */
-    Tensor tmp;      /* N_OUT: swish(norm(x)) */
-    Tensor out, gin, gh;
-    size_t tape; /* N_RES, N_ATTN: floats of the block's tape per image (an estimate, for the budget) */
-} node;
-
 struct guided_unet {
     guided_unet_config cfg;
-    int emb_ch, n_nodes, n_slots;
-    node *nodes;
+    int emb_ch;
+    unet_walk w;
     params p;
     const float *temb_w0, *temb_b0, *temb_w2, *temb_b2;
     float *emb_host;                            /* n × ch: the sinusoidal embedding, on the host */
     Tensor emb, temb_h, temb_a, temb, temb_act; /* timestep embedding path */
-    const Tensor **skips;
-    Tensor *gskip;
-    Tensor gtop;
     res_tape res_pool;     /* checkpointing: the one tape the ResBlocks take turns with */
     attn_tape attn_pool;   /* … and the AttentionBlocks */
     size_t budget;         /* bytes of block tapes a forward may keep (0: no limit) */
@@ -335,12 +295,16 @@ struct guided_unet {
     int n_grad_free;       /* … of which grad_pool[0 … n_grad_free) are not lent */
 };
 
-static node *add_node(guided_unet *m, node_kind kind) {
-    m->nodes = xrealloc(m->nodes, sizeof(node) * (m->n_nodes + 1));
-    node *nd = &m->nodes[m->n_nodes++];
-    memset(nd, 0, sizeof *nd);
-    nd->kind = kind;
-    return nd;
+/* A node of kind, with its block's own struct for N_RES / N_ATTN. */
+static unet_node *add_node(guided_unet *m, unet_node_kind kind) {
+    size_t block = kind == N_RES ? sizeof(resblock) : kind == N_ATTN ? sizeof(attnblock) : 0;
+    return unet_walk_add(&m->w, kind, block);
+}
+
+/* What a node's block holds (unet_walk_free frees the block itself). */
+static void block_free(unet_node *nd) {
+    if (nd->kind == N_RES) res_free(nd->block);
+    if (nd->kind == N_ATTN) attn_free(nd->block);
 }
 
 static int has_attn(const guided_unet_config *c, int res) {
@@ -356,22 +320,21 @@ static int heads_of(const guided_unet_config *c, int ch) {
 
 /* A ResBlock node under PREFIX (a TimestepEmbedSequential's layer 0 or 2) on
  * R×R inputs; its tape size follows res_forward's tensors. */
-static node *add_res(guided_unet *m, int cin, int cout, int updown, int R, const char *prefix) {
-    node *nd = add_node(m, N_RES);
-    res_bind(&nd->res, &m->p, cin, cout, m->emb_ch, m->cfg.use_scale_shift_norm, updown, prefix);
+static unet_node *add_res(guided_unet *m, int cin, int cout, int updown, int R, const char *prefix) {
+    unet_node *nd = add_node(m, N_RES);
+    res_bind(nd->block, &m->p, cin, cout, m->emb_ch, m->cfg.use_scale_shift_norm, updown, prefix);
     size_t in = (size_t)R * R, out = updown == RS_UP ? 4 * in : updown == RS_DOWN ? in / 4 : in;
-    nd->tape = 2 * cin * in + (updown ? 2 * cin * out : 0) + 6 * cout * out + 2 * cout + cin * in;
-    m->tape_per_image += nd->tape;
+    m->tape_per_image += 2 * cin * in + (updown ? 2 * cin * out : 0) + 6 * cout * out + 2 * cout + cin * in;
     return nd;
 }
 
-static node *add_attn(guided_unet *m, int c, int R, const char *prefix) {
-    node *nd = add_node(m, N_ATTN);
+/* An AttentionBlock node likewise (floats of its tape per image: an estimate, for the budget). */
+static unet_node *add_attn(guided_unet *m, int c, int R, const char *prefix) {
+    unet_node *nd = add_node(m, N_ATTN);
     int heads = heads_of(&m->cfg, c);
-    attn_bind(&nd->attn, &m->p, c, heads, prefix);
+    attn_bind(nd->block, &m->p, c, heads, prefix);
     size_t L = (size_t)R * R;
-    nd->tape = 15 * c * L + heads * L * L;
-    m->tape_per_image += nd->tape;
+    m->tape_per_image += 15 * c * L + heads * L * L;
     return nd;
 }
 
@@ -390,7 +353,7 @@ static void build(guided_unet *m) {
     m->temb_b2 = params_get(p, P_BIAS, SHAPE1(m->emb_ch), "time_embed.2.bias");
 
     int ch = c->channel_mult[0] * mc, input_ch = ch;
-    node *nd = add_node(m, N_CONV_IN);
+    unet_node *nd = add_node(m, N_CONV_IN);
     nd->conv = conv_bind(p, 3, ch, 3, 1, 1, "input_blocks.0.0");
     nd->push = 1, nd->slot = sp, chans[sp++] = ch, blk++;
     for (int lv = 0; lv < L; lv++) {
@@ -415,7 +378,7 @@ static void build(guided_unet *m) {
             res /= 2;
         }
     }
-    m->n_slots = sp;
+    m->w.n_slots = sp;
     add_res(m, ch, ch, RS_NONE, res, "middle_block.0");
     add_attn(m, ch, res, "middle_block.1");
     add_res(m, ch, ch, RS_NONE, res, "middle_block.2");
@@ -444,7 +407,8 @@ static void build(guided_unet *m) {
         }
     }
     nd = add_node(m, N_OUT);
-    gnorm_bind(&nd->norm, p, ch, "out.0");
+    unet_gnorm_bind(&nd->norm, p, ch, "out.0");
+    nd->eps = GN_EPS;
     nd->conv = conv_bind(p, input_ch, c->learn_sigma ? 6 : 3, 3, 1, 1, "out.2");
 }
 
@@ -462,8 +426,7 @@ guided_unet *guided_unet_load(const guided_unet_config *c, st_file *weights, uin
         return NULL;
     }
     m->n_grad_free = 2;
-    m->skips = xcalloc(m->n_slots, sizeof *m->skips);
-    m->gskip = xcalloc(m->n_slots, sizeof *m->gskip);
+    unet_walk_finish(&m->w);
     return m;
 }
 
@@ -475,52 +438,20 @@ int guided_unet_resolution(const guided_unet *m) { return m->cfg.image_size; }
 /* =====================================================================
  * forward / backward
  * ===================================================================== */
-static void node_forward(guided_unet *m, node *nd, const Tensor *x) {
-    int n = x->n, oh, ow;
-    nd->x = x;
+/* One node: the blocks here, the plain kinds in unet_walk.c. */
+static void node_forward(guided_unet *m, unet_node *nd, const Tensor *x) {
     switch (nd->kind) {
-    case N_RES: res_forward(&nd->res, x, &m->temb_act, &nd->out); break;
-    case N_ATTN: attn_forward(&nd->attn, x, &nd->out); break;
-    case N_CONV_IN:
-    case N_DOWN:
-        conv2d_out_hw(&nd->conv, x->h, x->w, &oh, &ow);
-        ENSURE_LIKE(&nd->out, n, nd->conv.cout, oh, ow);
-        conv2d_forward(&nd->conv, x, &nd->out);
-        break;
-    case N_UP:
-        ENSURE_LIKE(&nd->mid, n, x->c, 2 * x->h, 2 * x->w);
-        ENSURE_LIKE(&nd->out, n, nd->conv.cout, 2 * x->h, 2 * x->w);
-        upsample2x_forward(x, &nd->mid);
-        conv2d_forward(&nd->conv, &nd->mid, &nd->out);
-        break;
-    case N_OUT:
-        ENSURE_LIKE(&nd->mid, n, x->c, x->h, x->w);
-        ENSURE_LIKE(&nd->tmp, n, x->c, x->h, x->w);
-        ENSURE_LIKE(&nd->out, n, nd->conv.cout, x->h, x->w);
-        group_norm_swish_forward(x, NULL, GN_GROUPS, GN_EPS, nd->norm.gamma, nd->norm.beta, &nd->mid, &nd->tmp,
-                                 gnorm_stats(&nd->norm, x));
-        conv2d_forward(&nd->conv, &nd->tmp, &nd->out);
-        break;
+    case N_RES: res_forward(nd->block, x, &m->temb_act, &nd->out); break;
+    case N_ATTN: attn_forward(nd->block, x, &nd->out); break;
+    default: unet_node_forward(nd, x); break;
     }
 }
 
-static void node_backward(node *nd, const Tensor *g) {
-    const Tensor *x = nd->x;
-    ENSURE_LIKE(&nd->gin, x->n, x->c, x->h, x->w);
+static void node_backward(unet_node *nd, const Tensor *g) {
     switch (nd->kind) {
-    case N_RES: res_backward(&nd->res, x, g, &nd->gin); break;
-    case N_ATTN: attn_backward(&nd->attn, x, g, &nd->gin); break;
-    case N_CONV_IN:
-    case N_DOWN: conv2d_backward_input(&nd->conv, g, &nd->gin); break;
-    case N_UP:
-        conv2d_backward_input(&nd->conv, g, &nd->mid); /* mid: free after forward */
-        upsample2x_backward_input(&nd->mid, &nd->gin);
-        break;
-    case N_OUT:
-        conv2d_backward_input(&nd->conv, g, &nd->tmp);
-        group_norm_swish_backward_input(x, NULL, &nd->mid, &nd->tmp, GN_GROUPS, nd->norm.gamma, nd->norm.stats.data,
-                                        &nd->gin);
-        break;
+    case N_RES: res_backward(nd->block, nd->x, g, &nd->gin); break;
+    case N_ATTN: attn_backward(nd->block, nd->x, g, &nd->gin); break;
+    default: unet_node_backward(nd, g); break;
     }
 }
 
@@ -532,37 +463,75 @@ static void node_backward(node *nd, const Tensor *g) {
  * just before the block's VJP.  Cost: one more forward of every block per
  * backward; results are bit-identical (the same ops on the same inputs).
  * ===================================================================== */
-static int has_tape(const node *nd) { return nd->kind == N_RES || nd->kind == N_ATTN; }
+static int has_tape(const unet_node *nd) { return nd->kind == N_RES || nd->kind == N_ATTN; }
 
 /* nd takes the shared tape of its kind (freeing any tape of its own from an
  * earlier, unchecked pass). */
-static void tape_lend(guided_unet *m, node *nd) {
+static void tape_lend(guided_unet *m, unet_node *nd) {
     if (nd->kind == N_RES) {
-        tape_free((Tensor *)&nd->res.t, TAPE_LEN(res_tape));
-        nd->res.t = m->res_pool, memset(&m->res_pool, 0, sizeof m->res_pool);
+        resblock *r = nd->block;
+        tape_free((Tensor *)&r->t, TAPE_LEN(res_tape));
+        r->t = m->res_pool, memset(&m->res_pool, 0, sizeof m->res_pool);
     } else if (nd->kind == N_ATTN) {
-        tape_free((Tensor *)&nd->attn.t, TAPE_LEN(attn_tape));
-        nd->attn.t = m->attn_pool, memset(&m->attn_pool, 0, sizeof m->attn_pool);
+        attnblock *a = nd->block;
+        tape_free((Tensor *)&a->t, TAPE_LEN(attn_tape));
+        a->t = m->attn_pool, memset(&m->attn_pool, 0, sizeof m->attn_pool);
     }
 }
 
-static void tape_return(guided_unet *m, node *nd) {
-    if (nd->kind == N_RES) m->res_pool = nd->res.t, memset(&nd->res.t, 0, sizeof nd->res.t);
-    else if (nd->kind == N_ATTN) m->attn_pool = nd->attn.t, memset(&nd->attn.t, 0, sizeof nd->attn.t);
+static void tape_return(guided_unet *m, unet_node *nd) {
+    if (nd->kind == N_RES) {
+        resblock *r = nd->block;
+        m->res_pool = r->t, memset(&r->t, 0, sizeof r->t);
+    } else if (nd->kind == N_ATTN) {
+        attnblock *a = nd->block;
+        m->attn_pool = a->t, memset(&a->t, 0, sizeof a->t);
+    }
 }
 
 /* The backward's gradients pass through two buffers the nodes take turns
- * with (a node's input gradient is dead once the node before it has run). */
-static void grad_take(guided_unet *m, Tensor *dst) {
+ * with (a node's input gradient is dead once the node before it has run):
+ * the walk's grad_take before it writes a node's gin or gh … */
+static void grad_take(void *model, Tensor *dst) {
+    guided_unet *m = model;
+    if (!m->ckpt) return;
     tensor_free(dst); /* a gradient of its own from an earlier, unchecked pass */
     *dst = m->grad_pool[--m->n_grad_free];
 }
 
-/* The gradient now lives in next (a node's gin or gh, NULL at the end): the
- * buffer of g, unless it is the top gradient, goes back to the pool. */
-static Tensor *grad_pass(guided_unet *m, Tensor *g, Tensor *next) {
-    if (m->ckpt && g != &m->gtop) m->grad_pool[m->n_grad_free++] = *g, memset(g, 0, sizeof *g);
+/* … and its grad_pass once the gradient lives in next (a node's gin or gh,
+ * NULL at the end): the buffer of g, unless it is the top gradient, goes
+ * back to the pool. */
+static Tensor *grad_pass(void *model, Tensor *g, Tensor *next) {
+    guided_unet *m = model;
+    if (m->ckpt && g != &m->w.gtop) m->grad_pool[m->n_grad_free++] = *g, memset(g, 0, sizeof *g);
     return next;
+}
+
+/* The walk's forward of one node: with checkpointing, a block computes in
+ * the shared tape of its kind. */
+static void walk_forward(void *model, unet_node *nd, const Tensor *x) {
+    guided_unet *m = model;
+    if (m->ckpt) tape_lend(m, nd);
+    node_forward(m, nd, x);
+    if (m->ckpt) tape_return(m, nd);
+}
+
+/* The walk's backward of one node: with checkpointing, a block first
+ * rebuilds its tape (its out is rewritten, identical). */
+static void walk_backward(void *model, unet_node *nd, const Tensor *g) {
+    guided_unet *m = model;
+    if (m->ckpt && has_tape(nd)) {
+        tape_lend(m, nd);
+        node_forward(m, nd, nd->x);
+    }
+    node_backward(nd, g);
+    if (m->ckpt) tape_return(m, nd);
+}
+
+/* The walk's view of the model. */
+static unet_hooks hooks_of(guided_unet *m) {
+    return (unet_hooks){m, walk_forward, walk_backward, grad_take, grad_pass};
 }
 
 static void free_pools(guided_unet *m) {
@@ -612,69 +581,22 @@ void guided_unet_forward(guided_unet *m, const Tensor *x, const float *t, Tensor
 
     m->ckpt = m->budget && (size_t)n * guided_unet_tape_bytes(m) > m->budget;
     if (!m->ckpt) free_pools(m); /* the nodes keep their own tapes now */
-    const Tensor *h = x;
-    for (int i = 0; i < m->n_nodes; i++) {
-        node *nd = &m->nodes[i];
-        if (nd->pop) {
-            const Tensor *s = m->skips[nd->slot];
-            ENSURE_LIKE(&nd->cat, n, h->c + s->c, h->h, h->w);
-            concat_forward(h, s, &nd->cat);
-            h = &nd->cat;
-        }
-        if (m->ckpt) tape_lend(m, nd);
-        node_forward(m, nd, h);
-        if (m->ckpt) tape_return(m, nd);
-        h = &nd->out;
-        if (nd->push) m->skips[nd->slot] = h;
-    }
-    tensor_copy(out, h);
+    unet_hooks hk = hooks_of(m);
+    unet_walk_forward(&m->w, &hk, x, out);
 }
 
 void guided_unet_backward(guided_unet *m, const Tensor *gout, Tensor *gx) {
-    const Tensor *x = gout; /* for ENSURE_LIKE's device */
-    tensor_assign(&m->gtop, gout->dev, gout);
-    Tensor *g = &m->gtop;
-    for (int i = m->n_nodes - 1; i >= 0; i--) {
-        node *nd = &m->nodes[i];
-        if (nd->push) add_forward(g, &m->gskip[nd->slot], g); /* the output also fed a skip */
-        if (m->ckpt && has_tape(nd)) { /* rebuild this block's tape (its out is rewritten, identical) */
-            tape_lend(m, nd);
-            node_forward(m, nd, nd->x);
-        }
-        if (m->ckpt) grad_take(m, &nd->gin);
-        node_backward(nd, g);
-        if (m->ckpt) tape_return(m, nd);
-        g = grad_pass(m, g, &nd->gin);
-        if (nd->pop) {
-            const Tensor *s = m->skips[nd->slot];
-            if (m->ckpt) grad_take(m, &nd->gh);
-            ENSURE_LIKE(&nd->gh, g->n, g->c - s->c, g->h, g->w);
-            ENSURE_LIKE(&m->gskip[nd->slot], s->n, s->c, s->h, s->w);
-            concat_backward_input(g, &nd->gh, &m->gskip[nd->slot]);
-            g = grad_pass(m, g, &nd->gh);
-        }
-    }
-    if (!tensor_same_shape(g, gx)) DIE("guided_unet_backward: gx shape does not match the last forward's x");
-    tensor_copy(gx, g);
-    if (m->ckpt) grad_pass(m, g, NULL);
+    unet_hooks hk = hooks_of(m);
+    unet_walk_backward(&m->w, &hk, gout, gx, "guided_unet_backward");
 }
 
 void guided_unet_free(guided_unet *m) {
     if (!m) return;
-    for (int i = 0; i < m->n_nodes; i++) {
-        node *nd = &m->nodes[i];
-        if (nd->kind == N_RES) res_free(&nd->res);
-        if (nd->kind == N_ATTN) attn_free(&nd->attn);
-        conv2d_release(&nd->conv);
-        tensor_free(&nd->norm.stats);
-        Tensor *ts[] = {&nd->cat, &nd->mid, &nd->tmp, &nd->out, &nd->gin, &nd->gh};
-        for (size_t k = 0; k < sizeof ts / sizeof ts[0]; k++) tensor_free(ts[k]);
-    }
-    for (int i = 0; i < m->n_slots && m->gskip; i++) tensor_free(&m->gskip[i]);
-    Tensor *ts[] = {&m->emb, &m->temb_h, &m->temb_a, &m->temb, &m->temb_act, &m->gtop};
+    unet_walk_free(&m->w, block_free);
+    Tensor *ts[] = {&m->emb, &m->temb_h, &m->temb_a, &m->temb, &m->temb_act};
     for (size_t k = 0; k < sizeof ts / sizeof ts[0]; k++) tensor_free(ts[k]);
     free_pools(m);
-    free(m->nodes), free(m->skips), free(m->gskip), free(m->emb_host);
+    free(m->emb_host);
     params_free(&m->p);
     free(m);
 }

@@ -22,10 +22,10 @@
 #include <string.h>
 
 #include "kernels/ops.h"
+#include "worker/models/bnorm.h"
 #include "worker/models/models.h"
 #include "worker/models/params.h"
 
-#define BN_EPS 1e-5f
 #define EXPANSION 4
 
 static const float IMAGENET_MEAN[3] = {0.485f, 0.456f, 0.406f};
@@ -33,34 +33,6 @@ static const float IMAGENET_STD[3] = {0.229f, 0.224f, 0.225f};
 /* the key prefixes RobustBench's loader strips ("module." of DataParallel,
  * "model." of its normalising wrapper), tried in this order */
 static const char *const PREFIXES[] = {"module.model.", "model.", "module.", NULL};
-
-typedef struct {
-    float *hscale, *hshift;     /* folded on the host */
-    const float *scale, *shift; /* the same on the model's device */
-    int c;
-} bnorm;
-
-static void bn_bind(bnorm *b, params *p, int c, const char *prefix) {
-    const float *w = params_get_host(p, P_ONE, SHAPE1(c), "%s.weight", prefix);
-    const float *bb = params_get_host(p, P_ZERO, SHAPE1(c), "%s.bias", prefix);
-    const float *mean = params_get_host(p, P_ZERO, SHAPE1(c), "%s.running_mean", prefix);
-    const float *var = params_get_host(p, P_VAR, SHAPE1(c), "%s.running_var", prefix);
-    b->c = c;
-    b->hscale = xcalloc(c, sizeof(float));
-    b->hshift = xcalloc(c, sizeof(float));
-    b->scale = b->hscale, b->shift = b->hshift;
-    if (p->failed) return; /* dummies: nothing to fold */
-    batch_norm_fold(c, w, bb, mean, var, BN_EPS, b->hscale, b->hshift);
-    b->scale = params_on_device(p, b->hscale, c);
-    b->shift = params_on_device(p, b->hshift, c);
-}
-
-static void bn_free(bnorm *b) { free(b->hscale), free(b->hshift); }
-
-static Conv2d conv_nobias(params *p, int cin, int cout, int k, int stride, int pad, const char *name) {
-    const float *w = params_get(p, P_WEIGHT, SHAPE4(cout, cin, k, k), "%s", name);
-    return conv2d_make(cin, cout, k, stride, pad, w, NULL);
-}
 
 /* =====================================================================
  * Bottleneck (torchvision v1.5, post-activation):

@@ -2,40 +2,29 @@
  * and its input-VJP, layer by layer.
  *
  * The network is flattened at load time into a list of nodes (conv_in,
- * ResnetBlocks, AttnBlocks, down/up-sampling, the output head).  A node may
- * push its output on the skip stack (down path) or concatenate the popped
- * skip to its input (up path).  forward() walks the list saving each node's
- * activations in the node itself; backward() walks it in reverse, adding the
- * skip gradients where outputs were pushed and splitting them off where
- * inputs were concatenated.  Dropout is inactive (evaluation).
+ * ResnetBlocks, AttnBlocks, down/up-sampling, the output head) walked by
+ * unet_walk.c, which keeps the skip stack and the plain kinds; the blocks
+ * and the timestep embedding are this file's.  Dropout is inactive
+ * (evaluation).
  */
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "kernels/ops.h"
 #include "worker/models/models.h"
 #include "worker/models/params.h"
+#include "worker/models/unet_walk.h"
 
-#define GN_GROUPS 32
+#define GN_GROUPS UNET_GN_GROUPS
 #define GN_EPS 1e-6f
 
 /* =====================================================================
- * GroupNorm(32, C, eps 1e-6) with its saved statistics
+ * GroupNorm(32, C, eps 1e-6) with its saved statistics (unet_walk.h)
  * ===================================================================== */
-typedef struct {
-    const float *gamma, *beta;
-    Tensor stats; /* n × 32 × {mean, rstd} of the last forward, on x's device */
-} gnorm;
-
-static void gnorm_bind(gnorm *g, params *p, int c, const char *prefix) {
-    g->gamma = params_get(p, P_ONE, SHAPE1(c), "%s.weight", prefix);
-    g->beta = params_get(p, P_ZERO, SHAPE1(c), "%s.bias", prefix);
-}
+typedef unet_gnorm gnorm;
 
 static void gnorm_forward(gnorm *g, const Tensor *x, Tensor *y) {
-    tensor_ensure_on(&g->stats, x->dev, x->n, 2 * GN_GROUPS, 1, 1);
-    group_norm_forward(x, GN_GROUPS, GN_EPS, g->gamma, g->beta, y, g->stats.data);
+    group_norm_forward(x, GN_GROUPS, GN_EPS, g->gamma, g->beta, y, unet_gnorm_stats(g, x));
 }
 
 static void gnorm_backward(gnorm *g, const Tensor *x, const Tensor *gy, Tensor *gx) {
@@ -45,8 +34,7 @@ static void gnorm_backward(gnorm *g, const Tensor *x, const Tensor *gy, Tensor *
 /* h = norm(x + bias) (saved; bias per (sample, channel) or NULL), y = swish(h):
  * the fused op, one pass over memory. */
 static void gnorm_swish_forward(gnorm *g, const Tensor *x, const Tensor *bias, Tensor *h, Tensor *y) {
-    tensor_ensure_on(&g->stats, x->dev, x->n, 2 * GN_GROUPS, 1, 1);
-    group_norm_swish_forward(x, bias, GN_GROUPS, GN_EPS, g->gamma, g->beta, h, y, g->stats.data);
+    group_norm_swish_forward(x, bias, GN_GROUPS, GN_EPS, g->gamma, g->beta, h, y, unet_gnorm_stats(g, x));
 }
 
 /* gx = VJP of gnorm_swish_forward at x and bias (h saved); gy is used as scratch. */
@@ -84,11 +72,11 @@ typedef struct {
 static void res_bind(resblock *r, params *p, int cin, int cout, int temb_ch, const char *prefix) {
     char nm[160];
     r->cin = cin, r->cout = cout, r->temb_ch = temb_ch;
-    snprintf(nm, sizeof nm, "%s.norm1", prefix), gnorm_bind(&r->norm1, p, cin, nm);
+    snprintf(nm, sizeof nm, "%s.norm1", prefix), unet_gnorm_bind(&r->norm1, p, cin, nm);
     snprintf(nm, sizeof nm, "%s.conv1", prefix), r->conv1 = conv_bind(p, cin, cout, 3, 1, 1, nm);
     r->temb_w = params_get(p, P_WEIGHT, SHAPE2(cout, temb_ch), "%s.temb_proj.weight", prefix);
     r->temb_b = params_get(p, P_BIAS, SHAPE1(cout), "%s.temb_proj.bias", prefix);
-    snprintf(nm, sizeof nm, "%s.norm2", prefix), gnorm_bind(&r->norm2, p, cout, nm);
+    snprintf(nm, sizeof nm, "%s.norm2", prefix), unet_gnorm_bind(&r->norm2, p, cout, nm);
     snprintf(nm, sizeof nm, "%s.conv2", prefix), r->conv2 = conv_bind(p, cout, cout, 3, 1, 1, nm);
     r->has_nin = cin != cout;
     if (r->has_nin) snprintf(nm, sizeof nm, "%s.nin_shortcut", prefix), r->nin_shortcut = conv_bind(p, cin, cout, 1, 1, 0, nm);
@@ -157,7 +145,7 @@ typedef struct {
 static void attn_bind(attnblock *a, params *p, int c, const char *prefix) {
     char nm[160];
     a->c = c;
-    snprintf(nm, sizeof nm, "%s.norm", prefix), gnorm_bind(&a->norm, p, c, nm);
+    snprintf(nm, sizeof nm, "%s.norm", prefix), unet_gnorm_bind(&a->norm, p, c, nm);
     snprintf(nm, sizeof nm, "%s.q", prefix), a->q = conv_bind(p, c, c, 1, 1, 0, nm);
     snprintf(nm, sizeof nm, "%s.k", prefix), a->k = conv_bind(p, c, c, 1, 1, 0, nm);
     snprintf(nm, sizeof nm, "%s.v", prefix), a->v = conv_bind(p, c, c, 1, 1, 0, nm);
@@ -202,49 +190,27 @@ static void attn_free(attnblock *a) {
 }
 
 /* =====================================================================
- * the node list
+ * the node list (unet_walk.h)
  * ===================================================================== */
-typedef enum {
-    N_CONV_IN,   /* conv_in */
-    N_RES,       /* ResnetBlock */
-    N_ATTN,      /* AttnBlock */
-    N_DOWN,      /* pad right/bottom 1, 3×3 stride-2 conv */
-    N_UP,        /* nearest ×2, 3×3 conv */
-    N_OUT,       /* norm_out, swish, conv_out */
-} node_kind;
-
-typedef struct {
-    node_kind kind;
-    int push, pop, slot; /* skip stack: push output to / pop into input from slot */
-    resblock res;
-    attnblock attn;
-    Conv2d conv;         /* N_CONV_IN, N_DOWN, N_UP, N_OUT */
-    gnorm norm;          /* N_OUT */
-    const Tensor *x;     /* input of the last forward (borrowed or &cat) */
-    Tensor cat;          /* N_RES with pop: cat([h, skip]) */
-    Tensor mid;          /* N_UP: upsampled x; N_OUT: norm_out(x) */
-    Tensor tmp;          /* N_OUT: swish(norm_out(x)) */
-    Tensor out, gin, gh;
-} node;
-
 struct unet {
     unet_config cfg;
-    int temb_ch, n_nodes, n_slots;
-    node *nodes;
+    int temb_ch;
+    unet_walk w;
     params p;
     const float *temb_w0, *temb_b0, *temb_w1, *temb_b1;
     Tensor emb, temb_h, temb_a, temb, temb_act; /* timestep embedding path */
-    const Tensor **skips;
-    Tensor *gskip;
-    Tensor gtop;
 };
 
-static node *add_node(unet *m, node_kind kind) {
-    m->nodes = xrealloc(m->nodes, sizeof(node) * (m->n_nodes + 1));
-    node *nd = &m->nodes[m->n_nodes++];
-    memset(nd, 0, sizeof *nd);
-    nd->kind = kind;
-    return nd;
+/* A node of kind, with its block's own struct for N_RES / N_ATTN. */
+static unet_node *add_node(unet *m, unet_node_kind kind) {
+    size_t block = kind == N_RES ? sizeof(resblock) : kind == N_ATTN ? sizeof(attnblock) : 0;
+    return unet_walk_add(&m->w, kind, block);
+}
+
+/* What a node's block holds (unet_walk_free frees the block itself). */
+static void block_free(unet_node *nd) {
+    if (nd->kind == N_RES) res_free(nd->block);
+    if (nd->kind == N_ATTN) attn_free(nd->block);
 }
 
 static int has_attn(const unet_config *c, int res) {
@@ -265,7 +231,7 @@ static void build(unet *m) {
     m->temb_w1 = params_get(p, P_WEIGHT, SHAPE2(m->temb_ch, m->temb_ch), "temb.dense.1.weight");
     m->temb_b1 = params_get(p, P_BIAS, SHAPE1(m->temb_ch), "temb.dense.1.bias");
 
-    node *nd = add_node(m, N_CONV_IN);
+    unet_node *nd = add_node(m, N_CONV_IN);
     nd->conv = conv_bind(p, c->in_channels, ch, 3, 1, 1, "conv_in");
     nd->push = 1, nd->slot = sp, stack_ch[sp++] = ch;
     int block_in = ch;
@@ -274,12 +240,12 @@ static void build(unet *m) {
         for (int j = 0; j < c->num_res_blocks; j++) {
             nd = add_node(m, N_RES);
             snprintf(nm, sizeof nm, "down.%d.block.%d", i, j);
-            res_bind(&nd->res, p, block_in, block_out, m->temb_ch, nm);
+            res_bind(nd->block, p, block_in, block_out, m->temb_ch, nm);
             block_in = block_out;
             if (has_attn(c, res)) {
                 nd = add_node(m, N_ATTN);
                 snprintf(nm, sizeof nm, "down.%d.attn.%d", i, j);
-                attn_bind(&nd->attn, p, block_in, nm);
+                attn_bind(nd->block, p, block_in, nm);
             }
             nd->push = 1, nd->slot = sp, stack_ch[sp++] = block_in;
         }
@@ -292,22 +258,22 @@ static void build(unet *m) {
             res /= 2;
         }
     }
-    m->n_slots = sp;
-    nd = add_node(m, N_RES), res_bind(&nd->res, p, block_in, block_in, m->temb_ch, "mid.block_1");
-    nd = add_node(m, N_ATTN), attn_bind(&nd->attn, p, block_in, "mid.attn_1");
-    nd = add_node(m, N_RES), res_bind(&nd->res, p, block_in, block_in, m->temb_ch, "mid.block_2");
+    m->w.n_slots = sp;
+    nd = add_node(m, N_RES), res_bind(nd->block, p, block_in, block_in, m->temb_ch, "mid.block_1");
+    nd = add_node(m, N_ATTN), attn_bind(nd->block, p, block_in, "mid.attn_1");
+    nd = add_node(m, N_RES), res_bind(nd->block, p, block_in, block_in, m->temb_ch, "mid.block_2");
     for (int i = L - 1; i >= 0; i--) {
         int block_out = ch * c->ch_mult[i];
         for (int j = 0; j < c->num_res_blocks + 1; j++) {
             nd = add_node(m, N_RES);
             nd->pop = 1, nd->slot = --sp;
             snprintf(nm, sizeof nm, "up.%d.block.%d", i, j);
-            res_bind(&nd->res, p, block_in + stack_ch[sp], block_out, m->temb_ch, nm);
+            res_bind(nd->block, p, block_in + stack_ch[sp], block_out, m->temb_ch, nm);
             block_in = block_out;
             if (has_attn(c, res)) {
                 nd = add_node(m, N_ATTN);
                 snprintf(nm, sizeof nm, "up.%d.attn.%d", i, j);
-                attn_bind(&nd->attn, p, block_in, nm);
+                attn_bind(nd->block, p, block_in, nm);
             }
         }
         if (i != 0) {
@@ -318,7 +284,8 @@ static void build(unet *m) {
         }
     }
     nd = add_node(m, N_OUT);
-    gnorm_bind(&nd->norm, p, block_in, "norm_out");
+    unet_gnorm_bind(&nd->norm, p, block_in, "norm_out");
+    nd->eps = GN_EPS;
     nd->conv = conv_bind(p, block_in, c->out_ch, 3, 1, 1, "conv_out");
 }
 
@@ -339,8 +306,7 @@ unet *unet_load_on(const unet_config *c, st_file *weights, uint64_t seed, drq_de
         unet_free(m);
         return NULL;
     }
-    m->skips = xcalloc(m->n_slots, sizeof *m->skips);
-    m->gskip = xcalloc(m->n_slots, sizeof *m->gskip);
+    unet_walk_finish(&m->w);
     return m;
 }
 
@@ -349,52 +315,27 @@ size_t unet_param_count(const unet *m) { return m->p.count; }
 /* =====================================================================
  * forward / backward
  * ===================================================================== */
-static void node_forward(unet *m, node *nd, const Tensor *x) {
-    int n = x->n, oh, ow;
-    nd->x = x;
+/* One node for the walk (unet_hooks): the blocks here, the plain kinds in unet_walk.c. */
+static void node_forward(void *model, unet_node *nd, const Tensor *x) {
+    unet *m = model;
     switch (nd->kind) {
-    case N_RES: res_forward(&nd->res, x, &m->temb_act, &nd->out); break;
-    case N_ATTN: attn_forward(&nd->attn, x, &nd->out); break;
-    case N_CONV_IN:
-    case N_DOWN:
-        conv2d_out_hw(&nd->conv, x->h, x->w, &oh, &ow);
-        ENSURE_LIKE(&nd->out, n, nd->conv.cout, oh, ow);
-        conv2d_forward(&nd->conv, x, &nd->out);
-        break;
-    case N_UP:
-        ENSURE_LIKE(&nd->mid, n, x->c, 2 * x->h, 2 * x->w);
-        ENSURE_LIKE(&nd->out, n, nd->conv.cout, 2 * x->h, 2 * x->w);
-        upsample2x_forward(x, &nd->mid);
-        conv2d_forward(&nd->conv, &nd->mid, &nd->out);
-        break;
-    case N_OUT:
-        ENSURE_LIKE(&nd->mid, n, x->c, x->h, x->w);
-        ENSURE_LIKE(&nd->tmp, n, x->c, x->h, x->w);
-        ENSURE_LIKE(&nd->out, n, nd->conv.cout, x->h, x->w);
-        gnorm_swish_forward(&nd->norm, x, NULL, &nd->mid, &nd->tmp);
-        conv2d_forward(&nd->conv, &nd->tmp, &nd->out);
-        break;
+    case N_RES: res_forward(nd->block, x, &m->temb_act, &nd->out); break;
+    case N_ATTN: attn_forward(nd->block, x, &nd->out); break;
+    default: unet_node_forward(nd, x); break;
     }
 }
 
-static void node_backward(node *nd, const Tensor *g) {
-    const Tensor *x = nd->x;
-    ENSURE_LIKE(&nd->gin, x->n, x->c, x->h, x->w);
+static void node_backward(void *model, unet_node *nd, const Tensor *g) {
+    (void)model;
     switch (nd->kind) {
-    case N_RES: res_backward(&nd->res, x, g, &nd->gin); break;
-    case N_ATTN: attn_backward(&nd->attn, x, g, &nd->gin); break;
-    case N_CONV_IN:
-    case N_DOWN: conv2d_backward_input(&nd->conv, g, &nd->gin); break;
-    case N_UP:
-        conv2d_backward_input(&nd->conv, g, &nd->mid); /* mid: free after forward */
-        upsample2x_backward_input(&nd->mid, &nd->gin);
-        break;
-    case N_OUT:
-        conv2d_backward_input(&nd->conv, g, &nd->tmp);
-        gnorm_swish_backward(&nd->norm, x, NULL, &nd->mid, &nd->tmp, &nd->gin);
-        break;
+    case N_RES: res_backward(nd->block, nd->x, g, &nd->gin); break;
+    case N_ATTN: attn_backward(nd->block, nd->x, g, &nd->gin); break;
+    default: unet_node_backward(nd, g); break;
     }
 }
+
+/* The walk's view of the model (no gradient-buffer hooks). */
+static unet_hooks hooks_of(unet *m) { return (unet_hooks){m, node_forward, node_backward, NULL, NULL}; }
 
 void unet_forward(unet *m, const Tensor *x, const float *t, Tensor *eps) {
     const unet_config *c = &m->cfg;
@@ -417,58 +358,20 @@ void unet_forward(unet *m, const Tensor *x, const float *t, Tensor *eps) {
     linear_forward(m->temb_w1, m->temb_b1, m->temb_ch, m->temb_ch, &m->temb_a, &m->temb);
     swish_forward(&m->temb, &m->temb_act);
 
-    const Tensor *h = x;
-    for (int i = 0; i < m->n_nodes; i++) {
-        node *nd = &m->nodes[i];
-        if (nd->pop) {
-            const Tensor *s = m->skips[nd->slot];
-            ENSURE_LIKE(&nd->cat, n, h->c + s->c, h->h, h->w);
-            concat_forward(h, s, &nd->cat);
-            h = &nd->cat;
-        }
-        node_forward(m, nd, h);
-        h = &nd->out;
-        if (nd->push) m->skips[nd->slot] = h;
-    }
-    tensor_copy(eps, h);
+    unet_hooks hk = hooks_of(m);
+    unet_walk_forward(&m->w, &hk, x, eps);
 }
 
 void unet_backward(unet *m, const Tensor *geps, Tensor *gx) {
-    const Tensor *x = geps; /* for ENSURE_LIKE's device */
-    tensor_assign(&m->gtop, geps->dev, geps);
-    Tensor *g = &m->gtop;
-    for (int i = m->n_nodes - 1; i >= 0; i--) {
-        node *nd = &m->nodes[i];
-        if (nd->push) add_forward(g, &m->gskip[nd->slot], g); /* the output also fed a skip */
-        node_backward(nd, g);
-        g = &nd->gin;
-        if (nd->pop) {
-            const Tensor *s = m->skips[nd->slot];
-            ENSURE_LIKE(&nd->gh, g->n, g->c - s->c, g->h, g->w);
-            ENSURE_LIKE(&m->gskip[nd->slot], s->n, s->c, s->h, s->w);
-            concat_backward_input(g, &nd->gh, &m->gskip[nd->slot]);
-            g = &nd->gh;
-        }
-    }
-    if (!tensor_same_shape(g, gx)) DIE("unet_backward: gx shape does not match the last forward's x");
-    tensor_copy(gx, g);
+    unet_hooks hk = hooks_of(m);
+    unet_walk_backward(&m->w, &hk, geps, gx, "unet_backward");
 }
 
 void unet_free(unet *m) {
     if (!m) return;
-    for (int i = 0; i < m->n_nodes; i++) {
-        node *nd = &m->nodes[i];
-        if (nd->kind == N_RES) res_free(&nd->res);
-        if (nd->kind == N_ATTN) attn_free(&nd->attn);
-        conv2d_release(&nd->conv);
-        tensor_free(&nd->norm.stats);
-        Tensor *ts[] = {&nd->cat, &nd->mid, &nd->tmp, &nd->out, &nd->gin, &nd->gh};
-        for (size_t k = 0; k < sizeof ts / sizeof ts[0]; k++) tensor_free(ts[k]);
-    }
-    for (int i = 0; i < m->n_slots && m->gskip; i++) tensor_free(&m->gskip[i]);
-    Tensor *ts[] = {&m->emb, &m->temb_h, &m->temb_a, &m->temb, &m->temb_act, &m->gtop};
+    unet_walk_free(&m->w, block_free);
+    Tensor *ts[] = {&m->emb, &m->temb_h, &m->temb_a, &m->temb, &m->temb_act};
     for (size_t k = 0; k < sizeof ts / sizeof ts[0]; k++) tensor_free(ts[k]);
-    free(m->nodes), free(m->skips), free(m->gskip);
     params_free(&m->p);
     free(m);
 }

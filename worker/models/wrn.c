@@ -11,34 +11,9 @@
 #include <string.h>
 
 #include "kernels/ops.h"
+#include "worker/models/bnorm.h"
 #include "worker/models/models.h"
 #include "worker/models/params.h"
-
-#define BN_EPS 1e-5f
-
-typedef struct {
-    float *hscale, *hshift;          /* folded on the host */
-    const float *scale, *shift;      /* the same on the model's device (params owns device copies) */
-} bnorm;
-
-static void bn_bind(bnorm *b, params *p, int c, const char *prefix) {
-    const float *w = params_get_host(p, P_ONE, SHAPE1(c), "%s.weight", prefix);
-    const float *bb = params_get_host(p, P_ZERO, SHAPE1(c), "%s.bias", prefix);
-    const float *mean = params_get_host(p, P_ZERO, SHAPE1(c), "%s.running_mean", prefix);
-    const float *var = params_get_host(p, P_VAR, SHAPE1(c), "%s.running_var", prefix);
-    b->hscale = xcalloc(c, sizeof(float));
-    b->hshift = xcalloc(c, sizeof(float));
-    b->scale = b->hscale, b->shift = b->hshift;
-    if (p->failed) return; /* dummies: nothing to fold */
-    batch_norm_fold(c, w, bb, mean, var, BN_EPS, b->hscale, b->hshift);
-    b->scale = params_on_device(p, b->hscale, c);
-    b->shift = params_on_device(p, b->hshift, c);
-}
-
-static Conv2d conv_nobias(params *p, int cin, int cout, int k, int stride, int pad, const char *name) {
-    const float *w = params_get(p, P_WEIGHT, SHAPE4(cout, cin, k, k), "%s", name);
-    return conv2d_make(cin, cout, k, stride, pad, w, NULL);
-}
 
 /* =====================================================================
  * BasicBlock (pre-activation):
@@ -219,12 +194,12 @@ void wrn_free(wrn *m) {
     for (int i = 0; i < m->n_blocks; i++) {
         block *b = &m->blocks[i];
         conv2d_release(&b->conv1), conv2d_release(&b->conv2), conv2d_release(&b->shortcut);
-        free(b->bn1.hscale), free(b->bn1.hshift), free(b->bn2.hscale), free(b->bn2.hshift);
+        bn_free(&b->bn1), bn_free(&b->bn2);
         tensor_free(&b->a1), tensor_free(&b->a2), tensor_free(&b->tmp), tensor_free(&b->ga), tensor_free(&b->gb);
         tensor_free(&m->outs[i]);
     }
     conv2d_release(&m->conv1);
-    free(m->bn1.hscale), free(m->bn1.hshift);
+    bn_free(&m->bn1);
     Tensor *ts[] = {&m->h0, &m->head, &m->pooled, &m->g0, &m->g1, &m->gh, &m->gp};
     for (size_t k = 0; k < sizeof ts / sizeof ts[0]; k++) tensor_free(ts[k]);
     free(m->blocks), free(m->outs);
