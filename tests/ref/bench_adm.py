@@ -22,15 +22,13 @@ A t* = 150 pass itself takes hours on 2 cores: not a CI job, not in make bench.
 import argparse
 import json
 import os
-import platform
-import subprocess
 import sys
 import tempfile
-import time
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_sampler as B  # noqa: E402
 import ref_guided as G  # noqa: E402
 import ref_models as R  # noqa: E402
 
@@ -48,10 +46,7 @@ def main():
     ap.add_argument("--workdir", help="a folder to keep the 2.2 GB of random weights in (reused when there)")
     a = ap.parse_args()
     lo, hi = (int(v) for v in a.depths.split(","))
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-    isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "native")
-    print(f"# {time.strftime('%Y-%m-%d')}  {cpu}  threads={a.threads}  {platform.machine()}  "
-          f"ONEDNN_MAX_CPU_ISA={isa}")
+    print(B.machine_line(a.threads))
     print("# full-gradient DDPM pass, ADM UNet imagenet256, random weights, one 224x224 image")
 
     tmp = a.workdir or tempfile.mkdtemp(prefix="drq_bench_adm.")
@@ -107,16 +102,8 @@ def write_spec(tmp, weights, depth):
 
 def run_purify(a, sp, io, tmp, budget):
     """One drq full-gradient pass: (forward s, backward s, peak RSS MiB) as drq purify reports them."""
-    r = subprocess.run([a.drq, "purify", sp, "--purifier", "ddpm", "--seed", "0", "--in", io,
-                        "--out", os.path.join(tmp, "out.safetensors"), "--threads", str(a.threads),
-                        "--mem-budget", str(budget)],
-                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    if r.returncode:
-        sys.exit(f"drq purify failed ({r.returncode}): {r.stderr}")
-    err = r.stderr
-    fwd = float(err.split("forward_s=")[-1].split()[0])
-    bwd = float(err.split("backward_s=")[-1].split()[0])
-    return fwd, bwd, int(err.split("peak_rss_kib=")[-1].split()[0]) / 1024
+    r = B.purify(a.drq, sp, io, os.path.join(tmp, "out.safetensors"), a.threads, "--mem-budget", str(budget))
+    return r["forward_s"], r["backward_s"], r["peak_rss_kib"] / 1024
 
 
 if __name__ == "__main__":

@@ -81,10 +81,7 @@ def main():
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     t_lo, t_hi = (int(v) for v in a.steps.split(","))
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-    isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "native")
-    print(f"# {time.strftime('%Y-%m-%d')}  {cpu}  threads={a.threads}  torch {torch.__version__}  "
-          f"{platform.machine()}  ONEDNN_MAX_CPU_ISA={isa}")
+    print(machine_line(a.threads) + f"  torch {torch.__version__}")
     print("# full-gradient DDPM purification pass on the CIFAR-10 UNet: seconds per sampler step per image")
     print(f"{'batch':>5} {'drq s/step/img':>15} {'torch s/step/img':>17} {'drq/torch':>9}")
 
@@ -151,15 +148,29 @@ def write_spec(tmp, weights, batch, depth):
     return sp
 
 
-def run_purify(a, sp, io, tmp):
-    """Runs one drq full-gradient pass; returns its peak resident set in KiB as drq reports it (VmHWM:
-    getrusage of a child forked from this Python process would count Python's own memory too)."""
-    r = subprocess.run([a.drq, "purify", sp, "--purifier", "ddpm", "--seed", "0", "--in", io,
-                        "--out", os.path.join(tmp, "out.safetensors"), "--threads", str(a.threads)],
+def machine_line(threads):
+    """The header line of a bench: date, CPU, threads, ISA."""
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "native")
+    return (f"# {time.strftime('%Y-%m-%d')}  {cpu}  threads={threads}  {platform.machine()}  "
+            f"ONEDNN_MAX_CPU_ISA={isa}")
+
+
+def purify(drq, sp, io, out, threads, *extra):
+    """Runs one `drq purify --purifier ddpm --seed 0` pass; returns what it says on stderr: forward_s,
+    backward_s (seconds) and peak_rss_kib (drq's own VmHWM: getrusage of a child forked from this
+    Python process would count Python's own memory too)."""
+    r = subprocess.run([drq, "purify", sp, "--purifier", "ddpm", "--seed", "0", "--in", io, "--out", out,
+                        "--threads", str(threads), *extra],
                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if r.returncode:
         sys.exit(f"drq purify failed ({r.returncode}): {r.stderr}")
-    return int(r.stderr.split("peak_rss_kib=")[-1].split()[0])
+    return {k: float(r.stderr.split(k + "=")[-1].split()[0]) for k in ("forward_s", "backward_s", "peak_rss_kib")}
+
+
+def run_purify(a, sp, io, tmp):
+    """One drq full-gradient pass; its peak resident set in KiB."""
+    return int(purify(a.drq, sp, io, os.path.join(tmp, "out.safetensors"), a.threads)["peak_rss_kib"])
 
 
 if __name__ == "__main__":
