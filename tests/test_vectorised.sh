@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.." || exit 1
 CC=${CC:-gcc}
 FLAGS=$(make -s --no-print-directory print-CPU_LOOP_FLAGS) # as the Makefile builds ops_cpu.c
 pass=0 fail=0
+TMPO=$(mktemp /tmp/drq_vec.XXXXXX.o)
+trap 'rm -f "$TMPO"' EXIT
 HOT=(cpu_swish_forward cpu_swish_backward_input cpu_add_forward cpu_axpy cpu_axpby gn_stats gn_forward
      gn_backward_group cpu_group_norm_swish_backward_input cpu_affine_clamp_forward cpu_sampler_step_forward cpu_sampler_step_backward_input
      cpu_add_channel_forward) # (upsample2x_forward, a strided copy, vectorises in no build)
@@ -23,6 +25,11 @@ for lv in "v2 16" "v3 32" "v4 64"; do
         if grep -qx "$f" <<<"$vec"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: x86-64-$1: no loop of $f vectorised with $2-byte vectors"; fi
     done
     echo "x86-64-$1: $(wc -w <<<"$report") loops vectorised with $2-byte vectors"
+    # swish's x / (1 + e): one vector division per vectorised copy of the loop, not
+    # two (PRE once added a division by the clamp's constant; see the Makefile)
+    "$CC" -std=c11 -D_GNU_SOURCE -O3 -march=x86-64-$1 -fopenmp $FLAGS -I. -c kernels/cpu/ops_cpu.c -o "$TMPO"
+    nd=$(objdump -d --no-show-raw-insn "$TMPO" | awk '/<cpu_swish_forward._omp_fn.0>:/,/^$/' | grep -cE 'v?divps')
+    if [ "$nd" -eq 1 ]; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: x86-64-$1: swish_forward has $nd packed divisions, want 1"; fi
 done
 echo "RESULT $pass $fail"
 [ "$fail" -eq 0 ]
