@@ -6,6 +6,7 @@ parameters, random weights) as DDPM purifier with learned σ and the
 and the exact VJP (one UNet recomputation per step), through `drq purify`.
 
     /usr/bin/python3 tests/ref/bench_adm.py --drq build/drq [--threads 2] [--depths 1,3] [--budgets 0,1]
+                                            [--device cuda:0] [--workdir DIR]
 
 For each memory budget (`--mem-budget MIB`: 0 never checkpoints inside the
 UNet, 1 always does) it runs two depths t* and prints, per depth, the
@@ -43,10 +44,11 @@ def main():
     ap.add_argument("--depths", default="1,3", help="the two depths t* whose difference is one step")
     ap.add_argument("--budgets", default="0,1", help="--mem-budget values (MiB) to run")
     ap.add_argument("--target", type=int, default=150, help="the t* to extrapolate to")
+    ap.add_argument("--device", default="cpu", help="drq purify's --device: cpu or cuda:N")
     ap.add_argument("--workdir", help="a folder to keep the 2.2 GB of random weights in (reused when there)")
     a = ap.parse_args()
     lo, hi = (int(v) for v in a.depths.split(","))
-    print(B.machine_line(a.threads))
+    print(B.machine_line(a.threads) + f"  device={a.device}")
     print("# full-gradient DDPM pass, ADM UNet imagenet256, random weights, one 224x224 image")
 
     tmp = a.workdir or tempfile.mkdtemp(prefix="drq_bench_adm.")
@@ -102,7 +104,8 @@ def write_spec(tmp, weights, depth):
 
 def run_purify(a, sp, io, tmp, budget):
     """One drq full-gradient pass: (forward s, backward s, peak RSS MiB) as drq purify reports them."""
-    r = B.purify(a.drq, sp, io, os.path.join(tmp, "out.safetensors"), a.threads, "--mem-budget", str(budget))
+    r = B.purify(a.drq, sp, io, os.path.join(tmp, "out.safetensors"), a.threads, "--mem-budget", str(budget),
+                 "--device", a.device)
     return r["forward_s"], r["backward_s"], r["peak_rss_kib"] / 1024
 
 
