@@ -9,7 +9,6 @@
  * the forward and of the backward (forward_s=, backward_s=).  --mem-budget MIB
  * is drq run's: checkpointing inside the ADM UNet (engine_set_mem_budget). */
 #include <stdio.h>
-#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,12 +26,6 @@ static long peak_rss_kib(void) {
         if (!strncmp(line, "VmHWM:", 6)) kib = strtol(line + 6, NULL, 10);
     if (f) fclose(f);
     return kib;
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 static int usage(void) {
@@ -56,14 +49,11 @@ int cmd_purify(int argc, char **argv) {
         else if (i + 1 < argc && !strcmp(k, "--threads")) threads = atoi(argv[++i]);
         else if (i + 1 < argc && !strcmp(k, "--device")) device = argv[++i];
         else if (i + 1 < argc && !strcmp(k, "--mem-budget")) {
-            char *end;
-            const char *v = argv[++i];
-            long mib = strtol(v, &end, 10);
-            if (!*v || *end || mib < 0 || mib > 1L << 30) {
-                fprintf(stderr, "drq purify: --mem-budget: expected mebibytes, an integer in [0, 2^30] (0: no limit)\n");
+            drq_err merr;
+            if (engine_set_mem_budget(argv[++i], &merr)) {
+                fprintf(stderr, "drq purify: %s\n", merr.msg);
                 return 1;
             }
-            engine_set_mem_budget(mib);
         }
         else if (k[0] != '-' && !spec_path) spec_path = k;
         else return usage();
@@ -100,16 +90,16 @@ int cmd_purify(int argc, char **argv) {
     int64_t *im = xmalloc(sizeof(int64_t) * n);
     for (int i = 0; i < n; i++) om[i] = (uint64_t)seed, im[i] = offset + i;
     Tensor y = tensor_new(x.n, x.c, x.h, x.w), gx = {0};
-    double t0 = now_s();
+    double t0 = drq_clock_mono();
     purifier_forward(p, &x, om, im, tg != NULL, &y, NULL);
-    double t1 = now_s(), t2 = t1;
+    double t1 = drq_clock_mono(), t2 = t1;
     st_out outs[2] = {{"y", 4, {x.n, x.c, x.h, x.w}, y.data}};
     int nout = 1;
     if (tg) {
         gx = tensor_new(x.n, x.c, x.h, x.w);
         Tensor gy = tensor_wrap(tg->data, x.n, x.c, x.h, x.w);
         purifier_backward(p, &gy, &gx);
-        t2 = now_s();
+        t2 = drq_clock_mono();
         outs[nout++] = (st_out){"grad_x", 4, {x.n, x.c, x.h, x.w}, gx.data};
     }
     rc = st_save(out, outs, nout, &err) ? 1 : 0;

@@ -270,14 +270,12 @@ int cmd_run(int argc, char **argv) {
             engine_set_batch(b);
             batch = b;
         } else if (!strcmp(a, "--mem-budget") && v) {
-            char *end;
-            long mib = strtol(v, &end, 10);
+            drq_err merr;
             i++;
-            if (!*v || *end || mib < 0 || mib > 1L << 30) {
-                fprintf(stderr, "drq run: --mem-budget: expected mebibytes, an integer in [0, 2^30] (0: no limit)\n");
+            if (engine_set_mem_budget(v, &merr)) {
+                fprintf(stderr, "drq run: %s\n", merr.msg);
                 return 1;
             }
-            engine_set_mem_budget(mib);
         } else if (!strcmp(a, "--device") && v) {
             drq_err derr;
             device = v, i++;

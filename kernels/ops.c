@@ -60,13 +60,17 @@ void round_bf16_forward_at(const char *file, int line, const Tensor *x, Tensor *
     b->round_bf16(x, y);
 }
 
-/* A scratch tensor on t's device holding t rounded to bfloat16 (freed by the
- * caller with tensor_free).  Allocated per call: bf16 here emulates the
- * numerics, not the speed or memory of bf16 arithmetic. */
-static Tensor bf16_copy(const char *file, int line, const Tensor *t) {
-    Tensor r = tensor_new_on(t->dev, t->n, t->c, t->h, t->w);
-    round_bf16_forward_at(file, line, t, &r);
-    return r;
+/* The operand an op computes with: t itself, or with bf16 set, t rounded to
+ * bfloat16 in *scratch (a new tensor on t's device; the caller frees it with
+ * tensor_free, a no-op on the zeroed scratch of the float32 case).  Allocated
+ * per call: bf16 here emulates the numerics, not the speed or memory of bf16
+ * arithmetic. */
+static const Tensor *bf16_operand(const char *file, int line, int bf16, const Tensor *t, Tensor *scratch) {
+    *scratch = (Tensor){0};
+    if (!bf16) return t;
+    *scratch = tensor_new_on(t->dev, t->n, t->c, t->h, t->w);
+    round_bf16_forward_at(file, line, t, scratch);
+    return scratch;
 }
 
 void conv2d_forward_at(const char *file, int line, Conv2d *c, const Tensor *x, Tensor *y) {
@@ -74,13 +78,9 @@ void conv2d_forward_at(const char *file, int line, Conv2d *c, const Tensor *x, T
     conv2d_out_hw(c, x->h, x->w, &oh, &ow);
     SAME_DEV("conv2d_forward", x, y);
     REQUIRE(x->c == c->cin && y->n == x->n && y->c == c->cout && y->h == oh && y->w == ow, "conv2d_forward", x, y);
-    if (c->bf16) {
-        Tensor xr = bf16_copy(file, line, x);
-        backend_of(x)->conv2d_forward(c, &xr, y);
-        tensor_free(&xr);
-        return;
-    }
-    backend_of(x)->conv2d_forward(c, x, y);
+    Tensor xr;
+    backend_of(x)->conv2d_forward(c, bf16_operand(file, line, c->bf16, x, &xr), y);
+    tensor_free(&xr);
 }
 
 void conv2d_backward_input_at(const char *file, int line, Conv2d *c, const Tensor *gy, Tensor *gx) {
@@ -89,13 +89,9 @@ void conv2d_backward_input_at(const char *file, int line, Conv2d *c, const Tenso
     SAME_DEV("conv2d_backward_input", gy, gx);
     REQUIRE(gx->c == c->cin && gy->n == gx->n && gy->c == c->cout && gy->h == oh && gy->w == ow,
             "conv2d_backward_input", gy, gx);
-    if (c->bf16) {
-        Tensor gr = bf16_copy(file, line, gy);
-        backend_of(gy)->conv2d_backward_input(c, &gr, gx);
-        tensor_free(&gr);
-        return;
-    }
-    backend_of(gy)->conv2d_backward_input(c, gy, gx);
+    Tensor gr;
+    backend_of(gy)->conv2d_backward_input(c, bf16_operand(file, line, c->bf16, gy, &gr), gx);
+    tensor_free(&gr);
 }
 
 void conv2d_release(Conv2d *c) {
@@ -107,13 +103,9 @@ void linear_forward_prec_at(const char *file, int line, int bf16, const float *w
                             const Tensor *x, Tensor *y) {
     SAME_DEV("linear_forward", x, y);
     REQUIRE(x->c * x->h * x->w == in && y->n == x->n && y->c * y->h * y->w == out, "linear_forward", x, y);
-    if (bf16) {
-        Tensor xr = bf16_copy(file, line, x);
-        backend_of(x)->linear_forward(w, b, in, out, &xr, y);
-        tensor_free(&xr);
-        return;
-    }
-    backend_of(x)->linear_forward(w, b, in, out, x, y);
+    Tensor xr;
+    backend_of(x)->linear_forward(w, b, in, out, bf16_operand(file, line, bf16, x, &xr), y);
+    tensor_free(&xr);
 }
 
 void linear_forward_at(const char *file, int line, const float *w, const float *b, int in, int out, const Tensor *x, Tensor *y) {
@@ -125,13 +117,9 @@ void linear_backward_input_prec_at(const char *file, int line, int bf16, const f
     SAME_DEV("linear_backward_input", gy, gx);
     REQUIRE(gx->c * gx->h * gx->w == in && gy->n == gx->n && gy->c * gy->h * gy->w == out,
             "linear_backward_input", gy, gx);
-    if (bf16) {
-        Tensor gr = bf16_copy(file, line, gy);
-        backend_of(gy)->linear_backward_input(w, in, out, &gr, gx);
-        tensor_free(&gr);
-        return;
-    }
-    backend_of(gy)->linear_backward_input(w, in, out, gy, gx);
+    Tensor gr;
+    backend_of(gy)->linear_backward_input(w, in, out, bf16_operand(file, line, bf16, gy, &gr), gx);
+    tensor_free(&gr);
 }
 
 void linear_backward_input_at(const char *file, int line, const float *w, int in, int out, const Tensor *gy, Tensor *gx) {
@@ -474,12 +462,12 @@ void attention_heads_backward_input_at(const char *file, int line, const Tensor 
     REQUIRE(p->n == q->n && (size_t)p->c * p->h * p->w == (size_t)heads * L * L, "attention_heads_backward_input", q,
             p);
     const drq_backend *b = backend_of(q);
-    Tensor Q = head_view(q, heads), K = head_view(k, heads), V = head_view(v, heads), GH = head_view(gh, heads);
+    Tensor ghr;
+    Tensor Q = head_view(q, heads), K = head_view(k, heads), V = head_view(v, heads);
+    Tensor GH = head_view(bf16_operand(file, line, bf16, gh, &ghr), heads);
     Tensor GQ = head_view(gq, heads), GK = head_view(gk, heads), GV = head_view(gv, heads);
     Tensor GQKV = head_view(gqkv, heads), P = *p;
     P.owns = 0, P.n = q->n * heads, P.c = L * L, P.h = P.w = 1;
-    Tensor ghr = {0};
-    if (bf16) ghr = bf16_copy(file, line, gh), GH = head_view(&ghr, heads);
     b->attention_backward_input(&Q, &K, &V, &P, &GH, &GQ, &GK, &GV, bf16);
     tensor_free(&ghr);
     b->channel_slice_backward_input(&GQ, 0, &GQKV);

@@ -57,6 +57,8 @@ expect_error run-budget "drq run: --mem-budget: expected mebibytes" "$BUILD/drq"
     --mem-budget 2x
 expect_error worker-budget "drq-worker: --mem-budget: expected mebibytes" "$BUILD/drq-worker" \
     --server tcp://127.0.0.1:1 --mem-budget -3
+expect_error purify-budget "drq purify: --mem-budget: expected mebibytes" "$BUILD/drq" purify "$TMP/none.json" \
+    --purifier p --seed 0 --in x --out "$TMP/out.safetensors" --mem-budget 99999999999
 
 # drq purify through a guided-unet spec
 cat >"$TMP/spec.json" <<JSON

@@ -173,12 +173,11 @@ int main(int argc, char **argv) {
             }
             engine_set_batch((int)b);
         } else if (!strcmp(a, "--mem-budget")) {
-            long mib = num_arg(v);
-            if (mib < 0 || mib > 1L << 30) {
-                fprintf(stderr, "drq-worker: --mem-budget: expected mebibytes, an integer in [0, 2^30] (0: no limit)\n");
+            drq_err err;
+            if (engine_set_mem_budget(v, &err)) {
+                fprintf(stderr, "drq-worker: %s\n", err.msg);
                 return 1;
             }
-            engine_set_mem_budget(mib);
         } else if (!strcmp(a, "--threads")) {
             long t = num_arg(v);
             if (t < 0 || t > 1024) {

@@ -355,7 +355,7 @@ static void cpu_add_channel_backward_input(const Tensor *gy, Tensor *gx, Tensor 
  * and gS is rounded before gQ and gK.
  * ===================================================================== */
 static void round_rows(float *y, const float *x, size_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (size_t i = 0; i < n; i++) y[i] = drq_bf16_round(x[i]);
 }
 

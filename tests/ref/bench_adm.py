@@ -21,7 +21,6 @@ as extrapolations, with the growth the sampler's states should give
 A t* = 150 pass itself takes hours on 2 cores: not a CI job, not in make bench.
 """
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -33,7 +32,6 @@ import bench_sampler as B  # noqa: E402
 import ref_guided as G  # noqa: E402
 import ref_models as R  # noqa: E402
 
-FIX = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures")
 UNET_GFLOP = 2240.0  # one 256×256 forward of imagenet256 (drq run --dry-run, worker/models/flops.c)
 
 
@@ -66,9 +64,10 @@ def main():
 
     print(f"{'budget':>6} {'t*':>4} {'forward s':>10} {'backward s':>11} {'peak MiB':>9}")
     res = {}
+    adm = {"arch": "guided-unet", "config": "imagenet256", "weights": weights}
     for budget in (int(b) for b in a.budgets.split(",")):
         for depth in (lo, hi):
-            fwd, bwd, rss = run_purify(a, write_spec(tmp, weights, depth), io, tmp, budget)
+            fwd, bwd, rss = run_purify(a, B.write_spec(tmp, weights, 1, depth, adm), io, tmp, budget)
             res[budget, depth] = (fwd, bwd, rss)
             print(f"{budget:>6} {depth:>4} {fwd:>10.1f} {bwd:>11.1f} {rss:>9.0f}", flush=True)
 
@@ -85,21 +84,6 @@ def main():
         hours = (f0 + b0 + (a.target - lo) * step) / 3600
         print(f"{budget:>6} {step:>8.1f} {4 * UNET_GFLOP / step:>8.1f} {grow:>9.2f} {state_mib:>10.2f} "
               f"{peak:>14.0f} {hours:>11.2f}", flush=True)
-
-
-def write_spec(tmp, weights, depth):
-    """A one-purifier spec over the ADM UNet at depth t* (its dataset and classifier are never used by drq
-    purify)."""
-    spec = {"name": "bench-adm", "dataset": {"kind": "cifar10", "path": tmp, "count": 1},
-            "classifier": {"arch": "wrn", "config": os.path.join(FIX, "wrn_small.json"),
-                           "weights": os.path.join(FIX, "wrn_small.weights.safetensors")},
-            "diffusion": {"arch": "guided-unet", "config": "imagenet256", "weights": weights},
-            "purifiers": [{"name": "ddpm", "kind": "ddpm", "t_star": depth}],
-            "attacks": [{"name": "a", "kind": "pgd"}]}
-    sp = os.path.join(tmp, f"spec{depth}.json")
-    with open(sp, "w") as f:
-        json.dump(spec, f)
-    return sp
 
 
 def run_purify(a, sp, io, tmp, budget):

@@ -134,12 +134,14 @@ def main():
               flush=True)
 
 
-def write_spec(tmp, weights, batch, depth):
-    """A one-purifier spec over the bench UNet at depth t* (its dataset is never read by drq purify)."""
+def write_spec(tmp, weights, batch, depth, diffusion=None):
+    """A one-purifier spec at depth t* over the bench UNet, or over the diffusion model given as the
+    spec's "diffusion" object (its dataset and classifier are never used by drq purify)."""
     spec = {"name": "bench", "dataset": {"kind": "cifar10", "path": tmp, "count": batch},
             "classifier": {"arch": "wrn", "config": os.path.join(FIX, "wrn_small.json"),
                            "weights": os.path.join(FIX, "wrn_small.weights.safetensors")},
-            "diffusion": {"arch": "ddpm-unet", "config": os.path.join(tmp, "unet.json"), "weights": weights},
+            "diffusion": diffusion or {"arch": "ddpm-unet", "config": os.path.join(tmp, "unet.json"),
+                                       "weights": weights},
             "purifiers": [{"name": "ddpm", "kind": "ddpm", "t_star": depth}],
             "attacks": [{"name": "a", "kind": "pgd"}]}
     sp = os.path.join(tmp, f"spec{depth}.json")

@@ -18,7 +18,14 @@ static int g_batch = 8;
 void engine_set_batch(int batch) { g_batch = batch > 0 ? batch : 1; }
 int engine_batch(void) { return g_batch; }
 static size_t g_mem_budget; /* bytes; 0: no checkpointing inside the ADM UNet */
-void engine_set_mem_budget(long mib) { g_mem_budget = mib > 0 ? (size_t)mib << 20 : 0; }
+int engine_set_mem_budget(const char *mib, drq_err *err) {
+    char *end;
+    long v = strtol(mib, &end, 10);
+    if (!*mib || *end || v < 0 || v > 1L << 30)
+        return drq_errf(err, "--mem-budget: expected mebibytes, an integer in [0, 2^30] (0: no limit), got '%s'", mib);
+    g_mem_budget = (size_t)v << 20;
+    return 0;
+}
 
 static drq_device_sel g_dev; /* cpu unless engine_set_device */
 

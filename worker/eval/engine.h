@@ -24,7 +24,9 @@ int engine_batch(void);            /* the current images per batch */
 /* A guided-unet diffusion model checkpoints inside the UNet when one call's
  * block activations would pass mib mebibytes (guided_unet_set_mem_budget;
  * 0, the default: never).  The DDPM UNet ignores it. */
-void engine_set_mem_budget(long mib);
+/* Sets it from a command-line value (MIB, an integer in [0, 2^30]); -1 with
+ * the reason in err (for "PROGRAM: --mem-budget: …") when it is not one. */
+int engine_set_mem_budget(const char *mib, drq_err *err);
 /* Where models run: "cpu" (default) or "cuda:N".  -1 with a message in err
  * when the device does not exist or this build has no CUDA backend.  Every
  * thread that runs jobs binds itself to the device on its next job; the

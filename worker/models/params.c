@@ -32,6 +32,12 @@ static void shape_str(char *buf, size_t n, int ndim, const int64_t *s64, const i
 
 static const float dummy[1] = {0};
 
+/* Hands d (malloc'd) to p: freed by params_free. */
+static float *params_own(params *p, float *d) {
+    p->owned = xrealloc(p->owned, sizeof(float *) * (p->n_owned + 1));
+    return p->owned[p->n_owned++] = d;
+}
+
 /* Builds the original-name table of a diffusers-layout UNet file (first get). */
 static int bind_names(params *p) {
     p->names_ready = 1;
@@ -91,9 +97,7 @@ static const float *get_host(params *p, param_init init, int ndim, const int *sh
             d[i] = init == P_WEIGHT ? bound * r : init == P_BIAS ? 0.1f * r : init == P_ONE ? 1.0f + 0.1f * r
                  : init == P_VAR ? 1.0f + 0.4f * r : 0.1f * r;
         }
-        p->owned = xrealloc(p->owned, sizeof(float *) * (p->n_owned + 1));
-        p->owned[p->n_owned++] = d;
-        return d;
+        return params_own(p, d);
     }
 
     if (!p->names_ready && bind_names(p)) return dummy;
@@ -155,12 +159,8 @@ static const float *get_fmt(params *p, param_init init, int ndim, const int *sha
     vsnprintf(name, sizeof name, fmt, ap);
     const float *h = get_host(p, init, ndim, shape, name, &numel);
     if (p->bf16 && init == P_WEIGHT && h != dummy) { /* bf16 weights: rounded once, in a copy the params own */
-        float *r = p->file ? xmalloc(numel * sizeof(float)) : (float *)h; /* random mode: h is params-owned */
+        float *r = p->file ? params_own(p, xmalloc(numel * sizeof(float))) : (float *)h; /* random: h is ours */
         for (size_t i = 0; i < numel; i++) r[i] = drq_bf16_round(h[i]);
-        if (p->file) {
-            p->owned = xrealloc(p->owned, sizeof(float *) * (p->n_owned + 1));
-            p->owned[p->n_owned++] = r;
-        }
         h = r;
     }
     return to_device && h != dummy ? params_on_device(p, h, numel) : h;
