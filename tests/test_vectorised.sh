@@ -19,15 +19,15 @@ funcs=$(grep -nE '^static [a-z ]*\b[a-z_][a-z0-9_]*\(' kernels/cpu/ops_cpu.c | s
 for lv in "v2 16" "v3 32" "v4 64"; do
     set -- $lv
     report=$("$CC" -std=c11 -D_GNU_SOURCE -O3 -march=x86-64-$1 -fopenmp $FLAGS -I. -fopt-info-vec-optimized \
-        -c kernels/cpu/ops_cpu.c -o /dev/null 2>&1 | grep "loop vectorized using $2 byte vectors" | cut -d: -f2)
+        -c kernels/cpu/ops_cpu.c -o "$TMPO" 2>&1 | grep "loop vectorized using $2 byte vectors" | cut -d: -f2)
     vec=$(for l in $report; do echo "$funcs" | awk -v l="$l" '$1 <= l { f = $2 } END { print f }'; done | sort -u)
     for f in "${HOT[@]}"; do
         if grep -qx "$f" <<<"$vec"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: x86-64-$1: no loop of $f vectorised with $2-byte vectors"; fi
     done
     echo "x86-64-$1: $(wc -w <<<"$report") loops vectorised with $2-byte vectors"
-    # swish's x / (1 + e): one vector division per vectorised copy of the loop, not
-    # two (PRE once added a division by the clamp's constant; see the Makefile)
-    "$CC" -std=c11 -D_GNU_SOURCE -O3 -march=x86-64-$1 -fopenmp $FLAGS -I. -c kernels/cpu/ops_cpu.c -o "$TMPO"
+    # swish's x / (1 + e), in the object compiled above: one vector division per
+    # vectorised copy of the loop, not two (PRE once added a division by the clamp's
+    # constant; see the Makefile)
     nd=$(objdump -d --no-show-raw-insn "$TMPO" | awk '/<cpu_swish_forward._omp_fn.0>:/,/^$/' | grep -cE 'v?divps')
     if [ "$nd" -eq 1 ]; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: x86-64-$1: swish_forward has $nd packed divisions, want 1"; fi
 done
