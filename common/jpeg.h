@@ -11,7 +11,11 @@
  * warning, after which it would fill the rest with grey) is an error too, as
  * in Pillow; libjpeg's other warnings (extraneous bytes before a marker) are
  * ignored, as in Pillow.  Images of more than DRQ_JPEG_MAX_PIXELS pixels
- * are refused before decoding (Pillow's decompression-bomb limit).
+ * are refused before decoding (Pillow's decompression-bomb limit), and a
+ * decode stops with an error once scans × pixels passes
+ * DRQ_JPEG_MAX_SCAN_PIXELS (a progressive JPEG of thousands of near-empty
+ * scans takes minutes otherwise; real ones have about 10 scans, so an image
+ * at Pillow's limit may have 16, a 12-megapixel photo 238).
  * tests/test_res256.sh checks all this against Pillow; tests/fuzz/fuzz_jpeg.c
  * fuzzes it.
  */
@@ -24,12 +28,15 @@
 #include "util.h"
 
 #define DRQ_JPEG_MAX_PIXELS 178956970 /* Pillow: 2 × MAX_IMAGE_PIXELS */
+#define DRQ_JPEG_MAX_SCAN_PIXELS (16ull * DRQ_JPEG_MAX_PIXELS)
 
 /* buf (len bytes) → *rgb (w × h × 3, interleaved rows, malloc'd).  what
  * names the input in err ("FILE: ...").  Images of more than max_pixels
- * are refused (drq_jpeg_load: DRQ_JPEG_MAX_PIXELS; the fuzz harness less). */
-int drq_jpeg_decode(const uint8_t *buf, size_t len, const char *what, uint64_t max_pixels, uint8_t **rgb, int *w,
-                    int *h, drq_err *err);
+ * are refused, and so are more than max_scan_pixels / pixels scans
+ * (drq_jpeg_load: DRQ_JPEG_MAX_PIXELS, DRQ_JPEG_MAX_SCAN_PIXELS; the fuzz
+ * harness less). */
+int drq_jpeg_decode(const uint8_t *buf, size_t len, const char *what, uint64_t max_pixels,
+                    uint64_t max_scan_pixels, uint8_t **rgb, int *w, int *h, drq_err *err);
 /* The same for the file path. */
 int drq_jpeg_load(const char *path, uint8_t **rgb, int *w, int *h, drq_err *err);
 

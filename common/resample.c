@@ -1,6 +1,7 @@
 /* resample.c — see resample.h. */
 #include "resample.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,8 +10,10 @@
 
 #define PRECISION_BITS (32 - 8 - 2) /* Pillow's fixed point for 8-bit images */
 
-/* One axis: for each output index, the first input index (bounds[2i]), the
- * number of taps (bounds[2i+1]) and ksize fixed-point weights. */
+/* One axis, for the output indices [o0, o0 + n): for each, the first input
+ * index (bounds[2i]), the number of taps (bounds[2i+1]) and ksize fixed-point
+ * weights.  An output index's taps depend on nothing but the index, so a
+ * window of the output costs only its own weights. */
 typedef struct {
     int ksize;
     int *bounds;
@@ -22,15 +25,15 @@ static double triangle(double x) {
     return x < 1.0 ? 1.0 - x : 0.0;
 }
 
-static void axis_make(axis *a, int in, int out) {
+static void axis_make(axis *a, int in, int out, int o0, int n_out) {
     double scale = (double)in / out, fscale = scale < 1.0 ? 1.0 : scale;
     double support = 1.0 * fscale; /* the triangle's support is 1 */
     a->ksize = (int)ceil(support) * 2 + 1;
-    a->bounds = xmalloc(sizeof(int) * 2 * out);
-    a->k = xcalloc((size_t)out * a->ksize, sizeof(int32_t));
+    a->bounds = xmalloc(sizeof(int) * 2 * n_out);
+    a->k = xcalloc((size_t)n_out * a->ksize, sizeof(int32_t));
     double *w = xmalloc(sizeof(double) * a->ksize);
-    for (int o = 0; o < out; o++) {
-        double center = (o + 0.5) * scale, sum = 0.0;
+    for (int i = 0; i < n_out; i++) {
+        double center = (o0 + i + 0.5) * scale, sum = 0.0;
         int lo = (int)(center - support + 0.5), hi = (int)(center + support + 0.5);
         if (lo < 0) lo = 0;
         if (hi > in) hi = in;
@@ -39,10 +42,10 @@ static void axis_make(axis *a, int in, int out) {
         for (int j = 0; j < n; j++) {
             double v = sum != 0.0 ? w[j] / sum : w[j];
             /* Pillow rounds half away from zero, by truncation */
-            a->k[(size_t)o * a->ksize + j] = (int32_t)(v < 0 ? -0.5 + v * (1 << PRECISION_BITS)
+            a->k[(size_t)i * a->ksize + j] = (int32_t)(v < 0 ? -0.5 + v * (1 << PRECISION_BITS)
                                                              : 0.5 + v * (1 << PRECISION_BITS));
         }
-        a->bounds[2 * o] = lo, a->bounds[2 * o + 1] = n;
+        a->bounds[2 * i] = lo, a->bounds[2 * i + 1] = n;
     }
     free(w);
 }
@@ -84,32 +87,33 @@ static void pass_vertical(const uint8_t *in, int w, int y_shift, const axis *a, 
     }
 }
 
-void drq_resize_bilinear_rgb8(const uint8_t *in, int w, int h, uint8_t *out, int ow, int oh) {
-    int need_h = ow != w, need_v = oh != h;
-    if (!need_h && !need_v) {
-        memcpy(out, in, (size_t)w * h * 3);
-        return;
-    }
+void drq_resize_window_rgb8(const uint8_t *in, int w, int h, int ow, int oh, int x0, int y0, int cw, int ch,
+                            uint8_t *out) {
+    assert(x0 >= 0 && y0 >= 0 && cw >= 1 && ch >= 1 && x0 + cw <= ow && y0 + ch <= oh);
+    int need_h = ow != w, need_v = oh != h; /* Pillow skips a pass whose size does not change */
     axis ax = {0}, ay = {0};
-    if (need_v) axis_make(&ay, h, oh);
-    if (!need_h) {
-        pass_vertical(in, w, 0, &ay, out, oh);
-        axis_free(&ay);
-        return;
+    /* the input rows the vertical pass reads (taps move monotonically) */
+    int r0 = y0, r1 = y0 + ch;
+    if (need_v) {
+        axis_make(&ay, h, oh, y0, ch);
+        r0 = ay.bounds[0], r1 = ay.bounds[2 * (ch - 1)] + ay.bounds[2 * (ch - 1) + 1];
     }
-    axis_make(&ax, w, ow);
-    /* the horizontal pass covers only the rows the vertical one reads */
-    int y0 = 0, y1 = h;
-    if (need_v) y0 = ay.bounds[0], y1 = ay.bounds[2 * (oh - 1)] + ay.bounds[2 * (oh - 1) + 1];
-    if (!need_v) {
-        pass_horizontal(in, w, 0, h, &ax, out, ow);
+    /* the horizontal pass covers only those rows and the window's columns */
+    uint8_t *tmp = xmalloc((size_t)cw * (r1 - r0) * 3);
+    if (need_h) {
+        axis_make(&ax, w, ow, x0, cw);
+        pass_horizontal(in, w, r0, r1 - r0, &ax, tmp, cw);
     } else {
-        uint8_t *tmp = xmalloc((size_t)ow * (y1 - y0) * 3);
-        pass_horizontal(in, w, y0, y1 - y0, &ax, tmp, ow);
-        pass_vertical(tmp, ow, y0, &ay, out, oh);
-        free(tmp);
+        for (int y = r0; y < r1; y++) memcpy(tmp + (size_t)(y - r0) * cw * 3, in + ((size_t)y * w + x0) * 3, (size_t)cw * 3);
     }
+    if (need_v) pass_vertical(tmp, cw, r0, &ay, out, ch);
+    else memcpy(out, tmp, (size_t)cw * ch * 3);
+    free(tmp);
     axis_free(&ax), axis_free(&ay);
+}
+
+void drq_resize_bilinear_rgb8(const uint8_t *in, int w, int h, uint8_t *out, int ow, int oh) {
+    drq_resize_window_rgb8(in, w, h, ow, oh, 0, 0, ow, oh, out);
 }
 
 void drq_res256_size(int w, int h, int *ow, int *oh) {
@@ -126,14 +130,14 @@ static int crop_offset(int size, int crop) {
 
 void drq_res256_crop224(const uint8_t *rgb, int w, int h, float *out) {
     int ow, oh;
-    drq_res256_size(w, h, &ow, &oh);
-    uint8_t *r = xmalloc((size_t)ow * oh * 3);
-    drq_resize_bilinear_rgb8(rgb, w, h, r, ow, oh);
-    int top = crop_offset(oh, DRQ_CROP224_SIZE), left = crop_offset(ow, DRQ_CROP224_SIZE);
     const int S = DRQ_CROP224_SIZE;
+    drq_res256_size(w, h, &ow, &oh);
+    int top = crop_offset(oh, S), left = crop_offset(ow, S);
+    /* only the window: a 1 × 65535 JPEG resizes to 256 × 16,776,960 pixels (12.9 GB) */
+    uint8_t *r = xmalloc((size_t)S * S * 3);
+    drq_resize_window_rgb8(rgb, w, h, ow, oh, left, top, S, S, r);
     for (int c = 0; c < 3; c++)
         for (int y = 0; y < S; y++)
-            for (int x = 0; x < S; x++)
-                out[((size_t)c * S + y) * S + x] = r[((size_t)(top + y) * ow + left + x) * 3 + c] / 255.0f;
+            for (int x = 0; x < S; x++) out[((size_t)c * S + y) * S + x] = r[((size_t)y * S + x) * 3 + c] / 255.0f;
     free(r);
 }

@@ -6,6 +6,9 @@
 #      here, within one grey level (skipped, and said, without python3-pil);
 #   2. bad input is a clear error naming the file, never a crash: a
 #      truncated JPEG, a corrupt one, a file that is no JPEG, an empty file;
+#      a progressive JPEG with thousands of scans (refused: a decoding-time
+#      bomb); 1 × 65500 and 65500 × 1 JPEGs, whose full Resize(256) would be
+#      12.9 GB, crop in under 256 MB (max RSS);
 #      a flat folder without its label file (with the devkit's ground truth
 #      but no meta.mat: meta.mat is named; tests/test_imagenet_devkit.sh covers
 #      the devkit's files), a label out of range,
@@ -73,6 +76,45 @@ else bad "corrupt JPEG: exit $rc ($(cat "$T/err"))"; fi
 expect_err "not a JPEG" "$T/text.jpg: not a readable JPEG file" decode "$T/text.jpg" "$T/x.rgb"
 expect_err "empty file" "$T/empty.jpg" decode "$T/empty.jpg" "$T/x.rgb"
 expect_err "missing file" "$T/none.jpg" decode "$T/none.jpg" "$T/x.rgb"
+
+# hostile shapes: only the crop is computed, so memory stays small (max RSS of the tool, in KiB)
+if "$PY" -c 'import PIL' 2>/dev/null; then
+    "$PY" -c '
+import sys
+from PIL import Image
+Image.linear_gradient("L").resize((1, 65500)).convert("RGB").save(sys.argv[1] + "/tall.jpg", quality=90)
+Image.linear_gradient("L").resize((65500, 1)).convert("RGB").save(sys.argv[1] + "/wide.jpg", quality=90)' "$T"
+    "$PY" - "$T/bomb.jpg" <<'PYEOF'
+import io, sys
+from PIL import Image
+# a progressive 2048 × 2048 JPEG, then one of its 33-byte AC scans repeated 800 times before EOI
+b = io.BytesIO()
+Image.linear_gradient("L").resize((2048, 2048)).convert("RGB").save(b, "JPEG", progressive=True, quality=5)
+d = b.getvalue()
+i, scans = 2, []
+while d[i + 1] != 0xD9:
+    j = i + 2 + (d[i + 2] << 8 | d[i + 3])
+    if d[i + 1] == 0xDA:  # SOS: the entropy-coded data runs to the next marker
+        while not (d[j] == 0xFF and d[j + 1] != 0 and not 0xD0 <= d[j + 1] <= 0xD7):
+            j += 1
+        scans.append(d[i:j])
+    i = j
+small = min(scans[1:], key=len)
+open(sys.argv[1], "wb").write(d[:i] + small * 800 + d[i:])
+PYEOF
+    expect_err "a progressive JPEG of 810 scans (a decoding-time bomb)" "$T/bomb.jpg: more than 682 scans of its 4194304 pixels" decode "$T/bomb.jpg" "$T/x.rgb"
+    for f in tall wide; do
+        read -r rc kb < <("$PY" -c '
+import resource, subprocess, sys
+r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL)
+print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)' "$TOOL" crop "$T/$f.jpg" "$T/$f.crop")
+        if [ "$rc" = 0 ] && [ "$kb" -lt 262144 ]; then ok "$f JPEG (Resize(256) of 12.9 GB): cropped with max RSS $((kb / 1024)) MiB"
+        else bad "$f JPEG: exit $rc, max RSS $kb KiB (limit 262144)"; fi
+    done
+else
+    echo "SKIP the 1 × 65500 JPEG crops: $PY has no PIL (install python3-pil; deploy/install-deps.sh does)"
+    skip=$((skip + 1))
+fi
 
 # dataset folders
 mkdir -p "$T/flat" "$T/cls/n01/sub" "$T/cls2/n01" "$T/cls2/n02"

@@ -4,8 +4,11 @@
  * common/resample.c (Res256Crop224).  Invariants: a failed decode returns -1
  * with a message naming the input and leaves nothing allocated; a decoded
  * image has w, h ≥ 1; the crop's values are bytes / 255 in [0,1].  Images
- * above 2^22 pixels are refused by the decoder here (the product allows
- * Pillow's 179 M) so that one input cannot take seconds.
+ * above 2^22 pixels, and more than 2^25 scan-pixels (8 scans of the largest
+ * image), are refused by the decoder here (the product allows Pillow's 179 M
+ * and 16 × that) so that one input cannot take seconds.  The crop costs what
+ * its window costs whatever the aspect ratio (before, a 1 × 65500 JPEG took
+ * 53 s and 13 GB natively; a CI run saved a 19 s input here).
  */
 #include <math.h>
 
@@ -14,6 +17,7 @@
 #include "tests/fuzz/fuzz_common.h"
 
 #define FUZZ_MAX_PIXELS (1u << 22)
+#define FUZZ_MAX_SCAN_PIXELS (1u << 25)
 
 static void fail(const char *what) {
     fprintf(stderr, "jpeg invariant broken: %s\n", what);
@@ -24,7 +28,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     uint8_t *rgb = NULL;
     int w = -1, h = -1;
     drq_err err = {{0}};
-    if (drq_jpeg_decode(data, size, "fuzz.jpg", FUZZ_MAX_PIXELS, &rgb, &w, &h, &err) != 0) {
+    if (drq_jpeg_decode(data, size, "fuzz.jpg", FUZZ_MAX_PIXELS, FUZZ_MAX_SCAN_PIXELS, &rgb, &w, &h, &err) != 0) {
         if (rgb) fail("a failed decode returned pixels");
         if (strncmp(err.msg, "fuzz.jpg: ", 10)) fail("the error does not name the input");
         return 0;

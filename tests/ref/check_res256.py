@@ -34,7 +34,10 @@ TOL = 1  # grey levels
 def make_images(rng):
     """(name, PIL image) pairs: noise, smooth gradients, grey, CMYK."""
     out = []
-    sizes = [(500, 375), (333, 517), (256, 300), (301, 257), (1000, 257), (224, 224), (97, 131), (640, 480)]
+    # the last two: extreme aspect ratios, whose full Resize(256) is 40434 × 256 and 256 × 35593
+    # pixels, of which drq computes only the crop
+    sizes = [(500, 375), (333, 517), (256, 300), (301, 257), (1000, 257), (224, 224), (97, 131), (640, 480),
+             (3001, 19), (17, 2364)]
     for k, (w, h) in enumerate(sizes):
         if k % 2 == 0:
             a = rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
@@ -49,6 +52,8 @@ def make_images(rng):
     out.append(("grey_411x287", Image.fromarray(g, "L")))
     c = rng.integers(0, 256, size=(300, 263, 4), dtype=np.uint8)
     out.append(("cmyk_263x300", Image.fromarray(c, "CMYK")))
+    # saved progressive (name prefix "prog_"): about 10 scans, inside drq's scan budget
+    out.append(("prog_smooth_640x480", out[7][1]))
     return out
 
 
@@ -102,7 +107,7 @@ def main():
         imgs = make_images(rng)
         for name, img in imgs:
             path = os.path.join(tmp, name + ".JPEG")
-            img.save(path, "JPEG", quality=90)
+            img.save(path, "JPEG", quality=90, progressive=name.startswith("prog_"))
             pil = Image.open(path).convert("RGB")
             want = np.asarray(pil)
             raw = os.path.join(tmp, name + ".rgb")
