@@ -272,8 +272,8 @@ $(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_%.o $(FUZZ_LIBOBJ)
 fuzz-build: deps
 	@rm -f $(FUZZ_BINS)
 	-@$(MAKE) --no-print-directory -k $(FUZZ_BINS)
-fuzz-seeds: fuzz-build
-	-@tests/fuzz/seeds.sh $(FUZZ_BUILD)
+fuzz-seeds: fuzz-build $(LIBS)
+	-@SEED_LIBS="$(LIBS) $(LDLIBS) -lgomp" tests/fuzz/seeds.sh $(FUZZ_BUILD)
 fuzz: fuzz-build fuzz-seeds
 	@tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_TIME) $(FUZZ_TARGETS)
 fuzz-smoke:

@@ -7,7 +7,9 @@
 # proto dataset jpeg devkit:
 #   - every input that tests/test_{spec,safetensors,proto,dataset}.c hand to
 #     the parsers: each test is linked (uninstrumented, into BUILD_DIR/seedgen/)
-#     with tests/fuzz/seed_recorder.c and -Wl,--wrap=<parser>, and run once;
+#     with tests/fuzz/seed_recorder.c and -Wl,--wrap=<parser>, and run once
+#     (test_safetensors also loads models: SEED_LIBS, set by the Makefile, adds
+#     the worker and kernel archives of the main build and their libraries);
 #   - examples/*.json (spec), tests/fixtures/*.json, examples/models/*.json and
 #     the preset "cifar10" (model_config), tests/fixtures/*.safetensors of at
 #     most 64 KiB (safetensors).
@@ -40,7 +42,8 @@ done
 warn=0
 for t in spec safetensors proto dataset; do
     exe=$S/test_$t
-    if ! "$CC" "${CFLAGS[@]}" -o "$exe" "tests/test_$t.c" "${objs[@]}" $WRAP "${LIBS[@]}" 2>"$S/test_$t.build.log"; then
+    # shellcheck disable=SC2086 # SEED_LIBS is a list of words
+    if ! "$CC" "${CFLAGS[@]}" -o "$exe" "tests/test_$t.c" "${objs[@]}" $WRAP ${SEED_LIBS:-} "${LIBS[@]}" 2>"$S/test_$t.build.log"; then
         echo "seeds: warning: tests/test_$t.c does not build, no seeds from it (see $S/test_$t.build.log)" >&2
         warn=1
         continue

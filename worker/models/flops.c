@@ -20,8 +20,7 @@ double unet_forward_flops(const unet_config *c) {
     double m = (double)ch * temb + (double)temb * temb + conv_macs(r, c->in_channels, ch, 3);
     skips[nskip++] = ch;
     for (int i = 0; i < L; i++) {
-        int cout = ch * c->ch_mult[i], attn = 0;
-        for (int a = 0; a < c->n_attn; a++) attn |= c->attn_resolutions[a] == r;
+        int cout = ch * c->ch_mult[i], attn = unet_config_attn_at(c, r);
         for (int j = 0; j < c->num_res_blocks; j++) {
             m += res_macs(r, cur, cout, temb), cur = cout;
             if (attn) m += attn_macs(r, cur);
@@ -34,8 +33,7 @@ double unet_forward_flops(const unet_config *c) {
     }
     m += 2 * res_macs(r, cur, cur, temb) + attn_macs(r, cur);
     for (int i = L - 1; i >= 0; i--) {
-        int cout = ch * c->ch_mult[i], attn = 0;
-        for (int a = 0; a < c->n_attn; a++) attn |= c->attn_resolutions[a] == r;
+        int cout = ch * c->ch_mult[i], attn = unet_config_attn_at(c, r);
         for (int j = 0; j < c->num_res_blocks + 1; j++) {
             int s = nskip > 0 ? skips[--nskip] : 0;
             m += res_macs(r, cur + s, cout, temb), cur = cout;
@@ -87,12 +85,6 @@ static double adm_res_macs(int rout, int cin, int cout, int emb, int ss) {
            (cin != cout ? conv_macs(rout, cin, cout, 1) : 0);
 }
 
-static int adm_attn_at(const guided_unet_config *c, int r) {
-    for (int a = 0; a < c->n_attn; a++)
-        if (c->attention_resolutions[a] == r) return 1;
-    return 0;
-}
-
 /* The ADM UNet (worker/models/guided_unet.c), block for block as its build(). */
 double guided_unet_forward_flops(const guided_unet_config *c) {
     int mc = c->num_channels, emb = 4 * mc, L = c->n_levels, r = c->image_size, ss = c->use_scale_shift_norm;
@@ -103,7 +95,7 @@ double guided_unet_forward_flops(const guided_unet_config *c) {
         for (int j = 0; j < c->num_res_blocks; j++) {
             int cout = c->channel_mult[lv] * mc;
             m += adm_res_macs(r, ch, cout, emb, ss), ch = cout;
-            if (adm_attn_at(c, r)) m += attn_macs(r, ch);
+            if (guided_unet_config_attn_at(c, r)) m += attn_macs(r, ch);
             if (sp < 64) chans[sp++] = ch;
         }
         if (lv != L - 1) {
@@ -117,7 +109,7 @@ double guided_unet_forward_flops(const guided_unet_config *c) {
         for (int j = 0; j < c->num_res_blocks + 1; j++) {
             int skip = sp > 0 ? chans[--sp] : 0, cout = c->channel_mult[lv] * mc;
             m += adm_res_macs(r, ch + skip, cout, emb, ss), ch = cout;
-            if (adm_attn_at(c, r)) m += attn_macs(r, ch);
+            if (guided_unet_config_attn_at(c, r)) m += attn_macs(r, ch);
             if (lv && j == c->num_res_blocks) {
                 m += c->resblock_updown ? adm_res_macs(2 * r, ch, ch, emb, ss) : conv_macs(2 * r, ch, ch, 3);
                 r *= 2;

@@ -307,12 +307,6 @@ static void block_free(unet_node *nd) {
     if (nd->kind == N_ATTN) attn_free(nd->block);
 }
 
-static int has_attn(const guided_unet_config *c, int res) {
-    for (int i = 0; i < c->n_attn; i++)
-        if (c->attention_resolutions[i] == res) return 1;
-    return 0;
-}
-
 /* Heads of an attention block over c channels (num_head_channels wins when set). */
 static int heads_of(const guided_unet_config *c, int ch) {
     return c->num_head_channels > 0 ? ch / c->num_head_channels : c->num_heads;
@@ -361,7 +355,7 @@ static void build(guided_unet *m) {
             snprintf(nm, sizeof nm, "input_blocks.%d.0", blk);
             nd = add_res(m, ch, c->channel_mult[lv] * mc, RS_NONE, res, nm);
             ch = c->channel_mult[lv] * mc;
-            if (has_attn(c, res)) snprintf(nm, sizeof nm, "input_blocks.%d.1", blk), nd = add_attn(m, ch, res, nm);
+            if (guided_unet_config_attn_at(c, res)) snprintf(nm, sizeof nm, "input_blocks.%d.1", blk), nd = add_attn(m, ch, res, nm);
             nd->push = 1, nd->slot = sp, chans[sp++] = ch;
         }
         if (lv != L - 1) {
@@ -390,7 +384,7 @@ static void build(guided_unet *m) {
             nd = add_res(m, ch + skip_ch, c->channel_mult[lv] * mc, RS_NONE, res, nm);
             nd->pop = 1, nd->slot = sp;
             ch = c->channel_mult[lv] * mc;
-            if (has_attn(c, res))
+            if (guided_unet_config_attn_at(c, res))
                 snprintf(nm, sizeof nm, "output_blocks.%d.%d", blk, layer++), add_attn(m, ch, res, nm);
             if (lv && j == c->num_res_blocks) {
                 snprintf(nm, sizeof nm, "output_blocks.%d.%d", blk, layer);

@@ -49,6 +49,18 @@ static int get_int_list(json_t *j, const char *key, int lo, int hi, int maxn, in
     return 0;
 }
 
+int unet_config_attn_at(const unet_config *c, int res) {
+    for (int i = 0; i < c->n_attn; i++)
+        if (c->attn_resolutions[i] == res) return 1;
+    return 0;
+}
+
+int guided_unet_config_attn_at(const guided_unet_config *c, int res) {
+    for (int i = 0; i < c->n_attn; i++)
+        if (c->attention_resolutions[i] == res) return 1;
+    return 0;
+}
+
 int unet_config_parse(const char *arg, unet_config *c, drq_err *err) {
     memset(c, 0, sizeof *c);
     if (!strcmp(arg, "cifar10")) { /* docs/design.md §Models: 35,746,307 parameters */

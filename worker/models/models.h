@@ -66,6 +66,10 @@ int resnet50_config_parse(const char *arg, resnet50_config *c, drq_err *err);
 
 /* Presets: "imagenet256" (DiffPure's 256×256 unconditional model). */
 int guided_unet_config_parse(const char *arg, guided_unet_config *c, drq_err *err);
+/* 1 when the UNet has attention blocks at resolution res (the configs'
+ * attention-resolution lists; the models and their FLOP counts ask this). */
+int unet_config_attn_at(const unet_config *c, int res);
+int guided_unet_config_attn_at(const guided_unet_config *c, int res);
 
 typedef struct unet unet;
 typedef struct wrn wrn;

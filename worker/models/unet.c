@@ -213,12 +213,6 @@ static void block_free(unet_node *nd) {
     if (nd->kind == N_ATTN) attn_free(nd->block);
 }
 
-static int has_attn(const unet_config *c, int res) {
-    for (int i = 0; i < c->n_attn; i++)
-        if (c->attn_resolutions[i] == res) return 1;
-    return 0;
-}
-
 /* Builds the node list in forward order, binding every parameter by name. */
 static void build(unet *m) {
     const unet_config *c = &m->cfg;
@@ -242,7 +236,7 @@ static void build(unet *m) {
             snprintf(nm, sizeof nm, "down.%d.block.%d", i, j);
             res_bind(nd->block, p, block_in, block_out, m->temb_ch, nm);
             block_in = block_out;
-            if (has_attn(c, res)) {
+            if (unet_config_attn_at(c, res)) {
                 nd = add_node(m, N_ATTN);
                 snprintf(nm, sizeof nm, "down.%d.attn.%d", i, j);
                 attn_bind(nd->block, p, block_in, nm);
@@ -270,7 +264,7 @@ static void build(unet *m) {
             snprintf(nm, sizeof nm, "up.%d.block.%d", i, j);
             res_bind(nd->block, p, block_in + stack_ch[sp], block_out, m->temb_ch, nm);
             block_in = block_out;
-            if (has_attn(c, res)) {
+            if (unet_config_attn_at(c, res)) {
                 nd = add_node(m, N_ATTN);
                 snprintf(nm, sizeof nm, "up.%d.attn.%d", i, j);
                 attn_bind(nd->block, p, block_in, nm);
