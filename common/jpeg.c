@@ -14,7 +14,7 @@
 typedef struct {
     struct jpeg_error_mgr pub;
     jmp_buf back;
-    int own;
+    volatile int own; /* set between setjmp and longjmp */
     char msg[JMSG_LENGTH_MAX + 160];
 } jerr;
 
