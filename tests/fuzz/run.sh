@@ -11,7 +11,9 @@
 # then "N passed, N failed".  A target fails when its harness is missing (did
 # not build), libFuzzer exits non-zero, or it left a crash/leak/timeout/oom
 # input in BUILD_DIR/artifacts/<target>/ (reproduce: BUILD_DIR/fuzz_<target>
-# FILE).  devkit runs with ASan's max_allocation_size_mb=256 and
+# FILE; inputs up to 64 KiB are also printed as base64, so a CI log can replay
+# them).  A slow unit (an input that took over 10 s: a time bomb) counts as a
+# crash and is named so.  devkit runs with ASan's max_allocation_size_mb=256 and
 # allocator_may_return_null=1: matio callocs what a corrupt length in a
 # compressed meta.mat asks for (hundreds of MB, hundreds of times per input;
 # untouched, so cheap without ASan, whose calloc zeroes it), so there such a
@@ -63,12 +65,19 @@ for t in "$@"; do
     icov=$(sed -n 's/.* cov: \([0-9]*\).*/\1/p' <<<"$init")
     ncorp=$(find "$corpus" -type f | wc -l)
     crashes=$(find "$art" -type f | wc -l)
-    echo "fuzz $t: ${execs:-?} execs, cov ${cov:-?}, crashes $crashes (ft ${ft:-?}, corpus $ncorp, $secs s, seeds cov ${icov:-?})"
+    slow=$(find "$art" -type f -name 'slow-unit-*' | wc -l)
+    echo "fuzz $t: ${execs:-?} execs, cov ${cov:-?}, crashes $crashes (ft ${ft:-?}, corpus $ncorp, $secs s, seeds cov ${icov:-?}$([ "$slow" -gt 0 ] && echo ", of the crashes $slow slow units: inputs over libFuzzer's 10 s"))"
     if [ "$rc" -ne 0 ] || [ "$crashes" -ne 0 ]; then
         fail=$((fail + 1))
         echo "---- fuzz $t: libFuzzer exit status $rc; end of $log:"
         tail -n 60 "$log"
-        for f in "$art"/*; do [ -f "$f" ] && echo "---- reproduce: ASAN_OPTIONS=$asan $bin $f"; done
+        for f in "$art"/*; do
+            [ -f "$f" ] || continue
+            echo "---- reproduce: ASAN_OPTIONS=$asan $bin $f"
+            # the input itself, so that a CI log (whose clone is gone) can still replay it:
+            # base64 -d > FILE
+            [ "$(stat -c %s "$f")" -le 65536 ] && echo "---- $(basename "$f") as base64: $(base64 -w0 "$f")"
+        done
     else
         pass=$((pass + 1))
     fi
