@@ -42,14 +42,6 @@
  * ===================================================================== */
 typedef unet_gnorm gnorm;
 
-static Conv2d conv_bind(params *p, int cin, int cout, int k, int stride, int pad, const char *prefix) {
-    const float *w = params_get(p, P_WEIGHT, SHAPE4(cout, cin, k, k), "%s.weight", prefix);
-    const float *b = params_get(p, P_BIAS, SHAPE1(cout), "%s.bias", prefix);
-    Conv2d c = conv2d_make(cin, cout, k, stride, pad, w, b);
-    c.bf16 = p->bf16; /* the weight is rounded already (params.c) */
-    return c;
-}
-
 /* A Conv1d with kernel 1 (weight [cout, cin, 1]) run as a 1×1 Conv2d on the H×W map. */
 static Conv2d conv1d_bind(params *p, int cin, int cout, const char *prefix) {
     const float *w = params_get(p, P_WEIGHT, SHAPE3(cout, cin, 1), "%s.weight", prefix);
@@ -100,15 +92,15 @@ static void res_bind(resblock *r, params *p, int cin, int cout, int emb_ch, int 
     r->cin = cin, r->cout = cout, r->emb_ch = emb_ch, r->scale_shift = scale_shift, r->updown = updown;
     r->bf16 = p->bf16;
     snprintf(nm, sizeof nm, "%s.in_layers.0", prefix), unet_gnorm_bind(&r->norm_in, p, cin, nm);
-    snprintf(nm, sizeof nm, "%s.in_layers.2", prefix), r->conv_in = conv_bind(p, cin, cout, 3, 1, 1, nm);
+    snprintf(nm, sizeof nm, "%s.in_layers.2", prefix), r->conv_in = unet_conv_bind(p, cin, cout, 3, 1, 1, nm);
     int eo = scale_shift ? 2 * cout : cout;
     r->emb_w = params_get(p, P_WEIGHT, SHAPE2(eo, emb_ch), "%s.emb_layers.1.weight", prefix);
     r->emb_b = params_get(p, P_BIAS, SHAPE1(eo), "%s.emb_layers.1.bias", prefix);
     snprintf(nm, sizeof nm, "%s.out_layers.0", prefix), unet_gnorm_bind(&r->norm_out, p, cout, nm);
-    snprintf(nm, sizeof nm, "%s.out_layers.3", prefix), r->conv_out = conv_bind(p, cout, cout, 3, 1, 1, nm);
+    snprintf(nm, sizeof nm, "%s.out_layers.3", prefix), r->conv_out = unet_conv_bind(p, cout, cout, 3, 1, 1, nm);
     r->has_skip = cin != cout;
     if (r->has_skip)
-        snprintf(nm, sizeof nm, "%s.skip_connection", prefix), r->skip = conv_bind(p, cin, cout, 1, 1, 0, nm);
+        snprintf(nm, sizeof nm, "%s.skip_connection", prefix), r->skip = unet_conv_bind(p, cin, cout, 1, 1, 0, nm);
 }
 
 /* Output size of the block's resampling. */
@@ -348,7 +340,7 @@ static void build(guided_unet *m) {
 
     int ch = c->channel_mult[0] * mc, input_ch = ch;
     unet_node *nd = add_node(m, N_CONV_IN);
-    nd->conv = conv_bind(p, 3, ch, 3, 1, 1, "input_blocks.0.0");
+    nd->conv = unet_conv_bind(p, 3, ch, 3, 1, 1, "input_blocks.0.0");
     nd->push = 1, nd->slot = sp, chans[sp++] = ch, blk++;
     for (int lv = 0; lv < L; lv++) {
         for (int j = 0; j < c->num_res_blocks; j++, blk++) {
@@ -366,7 +358,7 @@ static void build(guided_unet *m) {
                 char op[220];
                 snprintf(op, sizeof op, "%s.op", nm);
                 nd = add_node(m, N_DOWN);
-                nd->conv = conv_bind(p, ch, ch, 3, 2, 1, op);
+                nd->conv = unet_conv_bind(p, ch, ch, 3, 2, 1, op);
             }
             nd->push = 1, nd->slot = sp, chans[sp++] = ch, blk++;
             res /= 2;
@@ -394,7 +386,7 @@ static void build(guided_unet *m) {
                     char cv[220];
                     snprintf(cv, sizeof cv, "%s.conv", nm);
                     nd = add_node(m, N_UP);
-                    nd->conv = conv_bind(p, ch, ch, 3, 1, 1, cv);
+                    nd->conv = unet_conv_bind(p, ch, ch, 3, 1, 1, cv);
                 }
                 res *= 2;
             }
@@ -403,7 +395,7 @@ static void build(guided_unet *m) {
     nd = add_node(m, N_OUT);
     unet_gnorm_bind(&nd->norm, p, ch, "out.0");
     nd->eps = GN_EPS;
-    nd->conv = conv_bind(p, input_ch, c->learn_sigma ? 6 : 3, 3, 1, 1, "out.2");
+    nd->conv = unet_conv_bind(p, input_ch, c->learn_sigma ? 6 : 3, 3, 1, 1, "out.2");
 }
 
 guided_unet *guided_unet_load(const guided_unet_config *c, st_file *weights, uint64_t seed, drq_device dev,

@@ -43,12 +43,6 @@ static void gnorm_swish_backward(gnorm *g, const Tensor *x, const Tensor *bias, 
     group_norm_swish_backward_input(x, bias, h, gy, GN_GROUPS, g->gamma, g->stats.data, gx);
 }
 
-static Conv2d conv_bind(params *p, int cin, int cout, int k, int stride, int pad, const char *prefix) {
-    const float *w = params_get(p, P_WEIGHT, SHAPE4(cout, cin, k, k), "%s.weight", prefix);
-    const float *b = params_get(p, P_BIAS, SHAPE1(cout), "%s.bias", prefix);
-    return conv2d_make(cin, cout, k, stride, pad, w, b);
-}
-
 /* Every activation lives on the device of the tensor x the layer works on. */
 #define ENSURE_LIKE(t, n_, c_, h_, w_) tensor_ensure_on((t), x->dev, (n_), (c_), (h_), (w_))
 
@@ -73,13 +67,13 @@ static void res_bind(resblock *r, params *p, int cin, int cout, int temb_ch, con
     char nm[160];
     r->cin = cin, r->cout = cout, r->temb_ch = temb_ch;
     snprintf(nm, sizeof nm, "%s.norm1", prefix), unet_gnorm_bind(&r->norm1, p, cin, nm);
-    snprintf(nm, sizeof nm, "%s.conv1", prefix), r->conv1 = conv_bind(p, cin, cout, 3, 1, 1, nm);
+    snprintf(nm, sizeof nm, "%s.conv1", prefix), r->conv1 = unet_conv_bind(p, cin, cout, 3, 1, 1, nm);
     r->temb_w = params_get(p, P_WEIGHT, SHAPE2(cout, temb_ch), "%s.temb_proj.weight", prefix);
     r->temb_b = params_get(p, P_BIAS, SHAPE1(cout), "%s.temb_proj.bias", prefix);
     snprintf(nm, sizeof nm, "%s.norm2", prefix), unet_gnorm_bind(&r->norm2, p, cout, nm);
-    snprintf(nm, sizeof nm, "%s.conv2", prefix), r->conv2 = conv_bind(p, cout, cout, 3, 1, 1, nm);
+    snprintf(nm, sizeof nm, "%s.conv2", prefix), r->conv2 = unet_conv_bind(p, cout, cout, 3, 1, 1, nm);
     r->has_nin = cin != cout;
-    if (r->has_nin) snprintf(nm, sizeof nm, "%s.nin_shortcut", prefix), r->nin_shortcut = conv_bind(p, cin, cout, 1, 1, 0, nm);
+    if (r->has_nin) snprintf(nm, sizeof nm, "%s.nin_shortcut", prefix), r->nin_shortcut = unet_conv_bind(p, cin, cout, 1, 1, 0, nm);
 }
 
 static void res_forward(resblock *r, const Tensor *x, const Tensor *temb_act, Tensor *out) {
@@ -146,10 +140,10 @@ static void attn_bind(attnblock *a, params *p, int c, const char *prefix) {
     char nm[160];
     a->c = c;
     snprintf(nm, sizeof nm, "%s.norm", prefix), unet_gnorm_bind(&a->norm, p, c, nm);
-    snprintf(nm, sizeof nm, "%s.q", prefix), a->q = conv_bind(p, c, c, 1, 1, 0, nm);
-    snprintf(nm, sizeof nm, "%s.k", prefix), a->k = conv_bind(p, c, c, 1, 1, 0, nm);
-    snprintf(nm, sizeof nm, "%s.v", prefix), a->v = conv_bind(p, c, c, 1, 1, 0, nm);
-    snprintf(nm, sizeof nm, "%s.proj_out", prefix), a->proj_out = conv_bind(p, c, c, 1, 1, 0, nm);
+    snprintf(nm, sizeof nm, "%s.q", prefix), a->q = unet_conv_bind(p, c, c, 1, 1, 0, nm);
+    snprintf(nm, sizeof nm, "%s.k", prefix), a->k = unet_conv_bind(p, c, c, 1, 1, 0, nm);
+    snprintf(nm, sizeof nm, "%s.v", prefix), a->v = unet_conv_bind(p, c, c, 1, 1, 0, nm);
+    snprintf(nm, sizeof nm, "%s.proj_out", prefix), a->proj_out = unet_conv_bind(p, c, c, 1, 1, 0, nm);
 }
 
 static void attn_forward(attnblock *a, const Tensor *x, Tensor *out) {
@@ -226,7 +220,7 @@ static void build(unet *m) {
     m->temb_b1 = params_get(p, P_BIAS, SHAPE1(m->temb_ch), "temb.dense.1.bias");
 
     unet_node *nd = add_node(m, N_CONV_IN);
-    nd->conv = conv_bind(p, c->in_channels, ch, 3, 1, 1, "conv_in");
+    nd->conv = unet_conv_bind(p, c->in_channels, ch, 3, 1, 1, "conv_in");
     nd->push = 1, nd->slot = sp, stack_ch[sp++] = ch;
     int block_in = ch;
     for (int i = 0; i < L; i++) {
@@ -246,7 +240,7 @@ static void build(unet *m) {
         if (i != L - 1) {
             nd = add_node(m, N_DOWN);
             snprintf(nm, sizeof nm, "down.%d.downsample.conv", i);
-            nd->conv = conv_bind(p, block_in, block_in, 3, 2, 0, nm);
+            nd->conv = unet_conv_bind(p, block_in, block_in, 3, 2, 0, nm);
             nd->conv.pad_b = nd->conv.pad_r = 1; /* pad right and bottom only */
             nd->push = 1, nd->slot = sp, stack_ch[sp++] = block_in;
             res /= 2;
@@ -273,14 +267,14 @@ static void build(unet *m) {
         if (i != 0) {
             nd = add_node(m, N_UP);
             snprintf(nm, sizeof nm, "up.%d.upsample.conv", i);
-            nd->conv = conv_bind(p, block_in, block_in, 3, 1, 1, nm);
+            nd->conv = unet_conv_bind(p, block_in, block_in, 3, 1, 1, nm);
             res *= 2;
         }
     }
     nd = add_node(m, N_OUT);
     unet_gnorm_bind(&nd->norm, p, block_in, "norm_out");
     nd->eps = GN_EPS;
-    nd->conv = conv_bind(p, block_in, c->out_ch, 3, 1, 1, "conv_out");
+    nd->conv = unet_conv_bind(p, block_in, c->out_ch, 3, 1, 1, "conv_out");
 }
 
 unet *unet_load(const unet_config *c, st_file *weights, uint64_t seed, drq_err *err) {

@@ -10,7 +10,7 @@
 #define ENSURE_LIKE(t, n_, c_, h_, w_) tensor_ensure_on((t), x->dev, (n_), (c_), (h_), (w_))
 
 /* =====================================================================
- * GroupNorm parameters, the node list
+ * GroupNorm and convolution parameters, the node list
  * ===================================================================== */
 void unet_gnorm_bind(unet_gnorm *g, params *p, int c, const char *prefix) {
     g->gamma = params_get(p, P_ONE, SHAPE1(c), "%s.weight", prefix);
@@ -20,6 +20,14 @@ void unet_gnorm_bind(unet_gnorm *g, params *p, int c, const char *prefix) {
 float *unet_gnorm_stats(unet_gnorm *g, const Tensor *x) {
     tensor_ensure_on(&g->stats, x->dev, x->n, 2 * UNET_GN_GROUPS, 1, 1);
     return g->stats.data;
+}
+
+Conv2d unet_conv_bind(params *p, int cin, int cout, int k, int stride, int pad, const char *prefix) {
+    const float *w = params_get(p, P_WEIGHT, SHAPE4(cout, cin, k, k), "%s.weight", prefix);
+    const float *b = params_get(p, P_BIAS, SHAPE1(cout), "%s.bias", prefix);
+    Conv2d c = conv2d_make(cin, cout, k, stride, pad, w, b);
+    c.bf16 = p->bf16;
+    return c;
 }
 
 unet_node *unet_walk_add(unet_walk *w, unet_node_kind kind, size_t block_size) {

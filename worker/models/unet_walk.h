@@ -29,6 +29,9 @@ typedef struct {
 void unet_gnorm_bind(unet_gnorm *g, params *p, int c, const char *prefix);
 /* The stats buffer for a forward at x (n × 32 × 2, on x's device). */
 float *unet_gnorm_stats(unet_gnorm *g, const Tensor *x);
+/* A k×k convolution with bias, PREFIX.{weight, bias}; with bf16 operands
+ * when the params are bf16 (their weights are rounded already, params.c). */
+Conv2d unet_conv_bind(params *p, int cin, int cout, int k, int stride, int pad, const char *prefix);
 
 typedef enum {
     N_CONV_IN, /* the first 3×3 conv */
